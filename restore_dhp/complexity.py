@@ -1,0 +1,124 @@
+"""FLOPs and parameter counts with the DHP paper's conventions, for any widths and input size.
+
+Paper convention (what its tables call FLOPs): conv multiply-accumulates
+without the bias, +1 per output element of each activation, +2 per element of
+each batch-norm; pixel shuffle and residual additions are free.  The input is
+128x128 (for SR, the low-resolution image).  ``macs`` is the plain conv
+multiply-accumulate count beside it.
+
+Counting runs the network's own forward on the ``meta`` device with hooks, so
+it measures the structure that actually runs and costs no arithmetic.
+
+    python -m restore_dhp.complexity --arch srresnet --size 128
+    python -m restore_dhp.complexity --weights weights/srresnet_x4_dhp40.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Mapping
+
+import torch
+from torch import nn
+
+ARCH_ALIASES = {'srresnet': 'SRResNetCompact', 'dncnn': 'DnCNNCompact'}
+_ACTIVATIONS = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # parameters() de-duplicates shared modules
+
+
+def count_flops(model: nn.Module, height: int = 128, width: int = 128) -> dict[str, int]:
+    """Paper-convention FLOPs and conv MACs of one forward pass on a 1 x C x height x width input."""
+    totals = {'flops': 0, 'macs': 0}
+
+    def conv_hook(module: nn.Conv2d, _inp, out):
+        macs = out.numel() * (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
+        totals['macs'] += macs
+        totals['flops'] += macs
+
+    def bn_hook(_module, _inp, out):
+        totals['flops'] += 2 * out.numel()
+
+    def act_hook(_module, _inp, out):
+        totals['flops'] += out.numel()
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            handles.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            handles.append(module.register_forward_hook(bn_hook))
+        elif isinstance(module, _ACTIVATIONS):
+            handles.append(module.register_forward_hook(act_hook))
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.zeros(1, model.in_channels, height, width, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return totals
+
+
+def build_meta(arch: str, widths: Mapping[str, int] | None = None, **arch_kwargs) -> nn.Module:
+    """A plain network of class ``arch`` (registry name or alias) on the meta device: no memory, no init cost."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    from . import archs  # noqa: F401
+    cls = ARCH_REGISTRY.get(ARCH_ALIASES.get(arch, arch))
+    with torch.device('meta'):
+        return cls(widths=widths, **arch_kwargs).eval()
+
+
+def complexity(arch: str, widths: Mapping[str, int] | None = None, size: int = 128, **arch_kwargs) -> dict:
+    """FLOPs (paper convention), MACs and params of ``arch`` at ``widths`` for a size x size input."""
+    model = build_meta(arch, widths, **arch_kwargs)
+    counts = count_flops(model, size, size)
+    return {'arch': type(model).__name__, 'input': [1, model.in_channels, size, size],
+            'flops': counts['flops'], 'gflops': counts['flops'] / 1e9,
+            'macs': counts['macs'], 'gmacs': counts['macs'] / 1e9,
+            'params': count_params(model), 'widths': model.kept_widths()}
+
+
+def remaining_flops_ratio(arch: str, widths: Mapping[str, int], size: int = 128, **arch_kwargs) -> float:
+    """FLOPs at ``widths`` divided by FLOPs at full width."""
+    pruned = count_flops(build_meta(arch, widths, **arch_kwargs), size, size)['flops']
+    full = count_flops(build_meta(arch, None, **arch_kwargs), size, size)['flops']
+    return pruned / full
+
+
+def checkpoint_complexity(path: str, size: int = 128) -> dict:
+    """The compact model's numbers and their ratio to the same architecture at full width."""
+    from .checkpoint import read_metadata
+    meta = read_metadata(path)
+    pruned = complexity(meta['arch'], meta['widths'], size, **meta['arch_kwargs'])
+    base = complexity(meta['arch'], None, size, **meta['arch_kwargs'])
+    pruned.update(checkpoint=str(path), baseline_flops=base['flops'], baseline_params=base['params'],
+                  flops_ratio=pruned['flops'] / base['flops'], params_ratio=pruned['params'] / base['params'])
+    return pruned
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m restore_dhp.complexity', description=__doc__.split('\n')[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--arch', choices=sorted(ARCH_ALIASES), help='baseline architecture at full width')
+    source.add_argument('--weights', help='a compact checkpoint (.safetensors)')
+    parser.add_argument('--size', type=int, default=128, help='input height and width (LR size for SR)')
+    args = parser.parse_args(argv)
+    if args.size < 1:
+        parser.error('--size must be positive')
+    from .checkpoint import CheckpointError
+    try:
+        result = checkpoint_complexity(args.weights, args.size) if args.weights else complexity(args.arch, None, args.size)
+    except CheckpointError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
