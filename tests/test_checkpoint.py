@@ -1,0 +1,139 @@
+"""Self-describing compact checkpoints, their errors, and the registry/option-file route."""
+import json
+
+import pytest
+import torch
+from basicsr.archs import build_network
+from safetensors.torch import load_file, save_file
+
+import restore_dhp  # noqa: F401
+from restore_dhp.archs.dncnn_arch import DnCNNCompact
+from restore_dhp.archs.srresnet_arch import SRResNetCompact, SRResNetDHP
+from restore_dhp.checkpoint import CheckpointError, load_compact, read_metadata, save_compact
+
+WIDTHS = {'trunk': 6, 'block00': 4, 'block01': 9}
+
+
+@pytest.fixture()
+def sr_ckpt(tmp_path):
+    torch.manual_seed(0)
+    model = SRResNetCompact(num_blocks=2, num_feat=12, widths=WIDTHS).eval()
+    path = tmp_path / 'sr.safetensors'
+    save_compact(model, path, info={'note': 'test'})
+    return model, path
+
+
+def test_round_trip(sr_ckpt):
+    model, path = sr_ckpt
+    meta = read_metadata(path)
+    assert meta['arch'] == 'SRResNetCompact' and meta['widths'] == WIDTHS and meta['info'] == {'note': 'test'}
+    assert meta['arch_kwargs']['num_blocks'] == 2 and meta['task'] == 'sr' and meta['scale'] == 4
+    loaded = load_compact(path)
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert not loaded.training and loaded.scale == 4
+
+
+def test_build_network_from_option_dict(sr_ckpt):
+    model, path = sr_ckpt
+    net = build_network({'type': 'SRResNetCompact', 'checkpoint': str(path)}).eval()
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(net(x), model(x))
+    listed = build_network({'type': 'SRResNetCompact', 'num_blocks': 2, 'num_feat': 12, 'widths': WIDTHS})
+    assert listed.kept_widths() == WIDTHS
+    for name in ('SRResNetDHP', 'DnCNNDHP', 'DnCNNCompact'):
+        assert build_network({'type': name, 'num_feat': 8}).__class__.__name__ == name
+
+
+def test_option_widths_conflicting_with_file(sr_ckpt):
+    _, path = sr_ckpt
+    with pytest.raises(ValueError, match='differ'):
+        build_network({'type': 'SRResNetCompact', 'checkpoint': str(path), 'widths': {'trunk': 5}})
+    with pytest.raises(CheckpointError, match='not a DnCNNCompact'):
+        build_network({'type': 'DnCNNCompact', 'checkpoint': str(path)})
+
+
+def test_missing_and_garbage_files(tmp_path):
+    with pytest.raises(CheckpointError, match='no such file'):
+        load_compact(tmp_path / 'nope.safetensors')
+    junk = tmp_path / 'junk.safetensors'
+    junk.write_bytes(b'\x00' * 64)
+    with pytest.raises(CheckpointError, match='junk.safetensors'):
+        load_compact(junk)
+
+
+def test_plain_safetensors_without_metadata(tmp_path):
+    path = tmp_path / 'plain.safetensors'
+    save_file({'a': torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match='no restore_dhp compact-model metadata'):
+        load_compact(path)
+
+
+def test_shape_mismatch_names_tensor(sr_ckpt, tmp_path):
+    _, path = sr_ckpt
+    from safetensors import safe_open
+    with safe_open(str(path), 'pt') as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    tensors['convs.head.weight'] = torch.zeros(7, 3, 9, 9)
+    bad = tmp_path / 'bad.safetensors'
+    save_file(tensors, str(bad), metadata=meta)
+    with pytest.raises(CheckpointError, match=r'convs\.head\.weight has shape \(7, 3, 9, 9\)'):
+        load_compact(bad)
+
+
+def test_corrupt_metadata_and_missing_tensor(sr_ckpt, tmp_path):
+    _, path = sr_ckpt
+    from safetensors import safe_open
+    with safe_open(str(path), 'pt') as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    broken = dict(meta, widths='{not json')
+    p1 = tmp_path / 'm.safetensors'
+    save_file(tensors, str(p1), metadata=broken)
+    with pytest.raises(CheckpointError, match='corrupt metadata'):
+        load_compact(p1)
+    tensors.pop('convs.tail.bias')
+    p2 = tmp_path / 't.safetensors'
+    save_file(tensors, str(p2), metadata=meta)
+    with pytest.raises(CheckpointError, match='missing'):
+        load_compact(p2)
+
+
+def test_truncated_file(sr_ckpt, tmp_path):
+    _, path = sr_ckpt
+    data = path.read_bytes()
+    cut = tmp_path / 'cut.safetensors'
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match='cut.safetensors'):
+        load_compact(cut)
+
+
+def test_saving_dhp_form_is_refused(tmp_path):
+    with pytest.raises(TypeError, match='compact'):
+        save_compact(SRResNetDHP(num_blocks=1, num_feat=8), tmp_path / 'x.safetensors')
+
+
+def test_bad_widths_are_rejected():
+    with pytest.raises(ValueError, match="width group 'nope'"):
+        DnCNNCompact(num_layers=4, num_feat=8, widths={'nope': 3})
+    with pytest.raises(ValueError, match=r'\[1, 8\]'):
+        DnCNNCompact(num_layers=4, num_feat=8, widths={'feat00': 9})
+
+
+def test_compacted_search_model_saves_and_reloads(tmp_path):
+    torch.manual_seed(0)
+    net = SRResNetDHP(num_blocks=2, num_feat=8).eval()
+    with torch.no_grad():
+        net.latents['trunk'][:3] = 0
+    net.update_masks()
+    compact = net.compact()
+    path = tmp_path / 'c.safetensors'
+    save_compact(compact, path)
+    assert json.loads(json.dumps(read_metadata(path)['widths']))['trunk'] == 5
+    x = torch.rand(1, 3, 6, 6)
+    with torch.no_grad():
+        reference = net(x)
+        assert torch.allclose(load_compact(path)(x), reference, atol=1e-5 * reference.abs().max().item())

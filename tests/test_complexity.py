@@ -1,0 +1,93 @@
+"""FLOPs/params with the paper's convention, against its numbers and an independent count."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import restore_dhp  # noqa: F401
+from restore_dhp import complexity as cx
+from restore_dhp.archs.dncnn_arch import DnCNNCompact
+
+
+def test_srresnet_baseline_matches_paper():
+    r = cx.complexity('srresnet', size=128)
+    assert r['flops'] == 32_826_720_256  # paper: 32.83 G
+    assert r['params'] == 1_535_637
+
+
+def test_dncnn_baseline_matches_paper():
+    r = cx.complexity('dncnn', size=128)
+    assert r['flops'] == 9_125_756_928  # paper: 9.13 G
+    assert r['params'] == 557_057
+
+
+def _hand_count_dncnn(widths, layers, size):
+    """Independent closed-form count for a DnCNN of given feature widths (head without activation)."""
+    p = size * size
+    chans = [1] + widths + [1]
+    flops = params = 0
+    for i in range(layers):
+        cin, cout = chans[i], chans[i + 1]
+        flops += cin * cout * 9 * p
+        params += cin * cout * 9 + cout
+        if 0 < i < layers - 1:  # middle layers: BN (+2) and ReLU (+1) per element
+            flops += 3 * cout * p
+            params += 2 * cout
+    return flops, params
+
+
+def test_counter_agrees_with_independent_count_on_small_net():
+    widths = {'feat00': 5, 'feat01': 3, 'feat02': 7}
+    net = DnCNNCompact(num_layers=4, num_feat=8, widths=widths)
+    flops, params = _hand_count_dncnn([5, 3, 7], 4, 20)
+    assert cx.count_flops(net, 20, 20)['flops'] == flops
+    assert cx.count_params(net) == params
+    assert sum(p.numel() for p in net.state_dict().values() if p.dtype.is_floating_point) - 2 * 10 == params
+
+
+def test_counter_on_generic_module_and_any_size():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    net.in_channels = 3
+    counts = cx.count_flops(net, 7, 9)
+    p = 63
+    assert counts['macs'] == 3 * 4 * 9 * p + 4 * 2 * p
+    assert counts['flops'] == counts['macs'] + 2 * 4 * p + 4 * p
+
+
+def test_pruned_ratio_and_upsampler_counts_four_subpixels():
+    full = cx.complexity('srresnet', size=32, num_blocks=2, num_feat=16)
+    half = cx.complexity('srresnet', {'trunk': 8}, size=32, num_blocks=2, num_feat=16)
+    assert half['flops'] < full['flops']
+    up_macs = lambda c: 32 * 32 * c * 4 * c * 9 + 64 * 64 * c * 4 * c * 9  # noqa: E731
+    assert full['macs'] - half['macs'] > up_macs(16) - up_macs(8)
+    ratio = cx.remaining_flops_ratio('srresnet', {'trunk': 8}, size=32, num_blocks=2, num_feat=16)
+    assert ratio == pytest.approx(half['flops'] / full['flops'])
+
+
+def test_cli_prints_json(capsys):
+    assert cx.main(['--arch', 'dncnn', '--size', '64']) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out['params'] == 557_057 and out['input'] == [1, 1, 64, 64]
+
+
+def test_cli_for_checkpoint_reports_ratio(tmp_path, capsys):
+    from restore_dhp.checkpoint import save_compact
+    path = tmp_path / 'd.safetensors'
+    save_compact(DnCNNCompact(num_layers=4, num_feat=8, widths={'feat01': 4}), path)
+    assert cx.main(['--weights', str(path), '--size', '16']) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0 < out['flops_ratio'] < 1 and out['baseline_params'] > out['params']
+
+
+def test_cli_bad_checkpoint_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / 'bad.safetensors'
+    bad.write_bytes(b'not a checkpoint')
+    assert cx.main(['--weights', str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('error: ') and str(bad) in err and '\n' not in err
+
+
+def test_meta_build_allocates_nothing():
+    net = cx.build_meta('srresnet')
+    assert next(net.parameters()).device == torch.device('meta')
