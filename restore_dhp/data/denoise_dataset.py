@@ -1,0 +1,116 @@
+"""``DenoiseDataset``: gray images + additive white Gaussian noise, for BasicSR.
+
+YAML example::
+
+    name: Train400
+    type: DenoiseDataset
+    dataroot_gt: datasets/Train400     # folder or list of folders of clean images
+    sigma: 70                          # noise std on the 0-255 scale (default 70)
+    gt_size: 64                        # training patch size
+    use_hflip: true
+    use_rot: true
+    cache: true                        # decode all images once, keep in memory
+    repeat: 100                        # or dataset_enlarge_ratio
+    noise_seed: 0                      # val/test: fixed noise per image
+
+Clean images are converted to gray with BT.601 luma when they are RGB.
+Training: a random patch with *fresh* noise drawn with ``torch.randn`` (PyTorch
+seeds every DataLoader worker differently, so workers are independent).
+Val/test: the full image with noise generated once per image from a seed
+derived from ``noise_seed`` and the file name (:func:`~restore_dhp.data.imageio.fixed_noise`,
+shared with :func:`restore_dhp.data.testsets.load_denoise_set`), so every model
+and every run sees the same noisy input.
+
+The noise is added in float and NOT clipped to [0, 1] (``lq = clean + noise``),
+the usual DnCNN benchmark convention.  Items: ``{'lq', 'gt'}`` float32 1xHxW
+tensors (``gt`` in [0, 1]) and ``{'lq_path', 'gt_path'}`` (both the clean file).
+"""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from basicsr.utils.registry import DATASET_REGISTRY
+
+logger = logging.getLogger(__name__)
+
+from .imageio import add_fixed_noise, list_images, read_image
+from .sr_dataset import _folders, _int_opt, augment, repeat_factor, resolve_phase, to_tensor
+
+
+@DATASET_REGISTRY.register()
+class DenoiseDataset(Dataset):
+    """Gaussian denoising dataset on gray images; see module docstring for options."""
+
+    def __init__(self, opt: dict):
+        super().__init__()
+        name = f"DenoiseDataset {opt.get('name', '')}".strip()
+        self.opt = opt
+        self.phase = resolve_phase(opt)
+        sigma = opt.get('sigma', 70)
+        try:
+            self.sigma = float(sigma)
+        except (TypeError, ValueError):
+            raise ValueError(f'{name}: option sigma must be a number on the 0-255 scale, got {sigma!r}') from None
+        if not self.sigma >= 0:
+            raise ValueError(f'{name}: option sigma must be >= 0, got {sigma!r}')
+        self.noise_seed = _int_opt(opt, 'noise_seed', name, default=0, minimum=0)
+        self.gt_paths: list[str] = []
+        for gf in _folders(opt, 'dataroot_gt', True, name):
+            imgs = list_images(gf)
+            if not imgs:
+                raise ValueError(f'{name}: no images found in folder {gf} (option dataroot_gt)')
+            self.gt_paths += imgs
+        if self.phase == 'train':
+            self.gt_size = _int_opt(opt, 'gt_size', name)
+            self.use_hflip = bool(opt.get('use_hflip', opt.get('use_flip', True)))
+            self.use_rot = bool(opt.get('use_rot', True))
+            self.repeat = repeat_factor(opt, name)
+        else:
+            self.gt_size, self.use_hflip, self.use_rot, self.repeat = None, False, False, 1
+        self.cache = bool(opt.get('cache', True))
+        self._imgs = None
+        if self.cache:
+            imgs = [read_image(p, 'gray') for p in self.gt_paths]
+            keep = list(range(len(imgs)))
+            if self.phase == 'train':
+                keep = [i for i, im in enumerate(imgs) if min(im.shape) >= self.gt_size]
+                if len(keep) < len(imgs):
+                    logger.warning('%s: skipping %d image(s) smaller than gt_size=%d', name,
+                                   len(imgs) - len(keep), self.gt_size)
+                if not keep:
+                    raise ValueError(f'{name}: every image is smaller than gt_size={self.gt_size}')
+            self._imgs = [imgs[i] for i in keep]
+            self.gt_paths = [self.gt_paths[i] for i in keep]
+
+    def _load(self, i: int) -> np.ndarray:
+        img = read_image(self.gt_paths[i], 'gray')
+        if self.phase == 'train' and min(img.shape) < self.gt_size:
+            raise ValueError(f'Image {self.gt_paths[i]} ({img.shape[1]}x{img.shape[0]}) is smaller than '
+                             f'gt_size={self.gt_size}')
+        return img
+
+    def __len__(self) -> int:
+        return len(self.gt_paths) * self.repeat
+
+    def __getitem__(self, index: int) -> dict:
+        i = index % len(self.gt_paths)
+        clean = self._imgs[i] if self.cache else self._load(i)
+        path = self.gt_paths[i]
+        if self.phase == 'train':
+            p = self.gt_size
+            top = random.randint(0, clean.shape[0] - p)
+            left = random.randint(0, clean.shape[1] - p)
+            (patch,) = augment([clean[top:top + p, left:left + p]], self.use_hflip, self.use_rot)
+            gt = to_tensor(patch)
+            lq = gt + torch.randn_like(gt) * (self.sigma / 255.)
+        else:
+            gt = to_tensor(clean)
+            noisy = add_fixed_noise(clean, self.sigma, Path(path).stem, self.noise_seed)
+            lq = torch.from_numpy(noisy)[None]
+        return {'lq': lq, 'gt': gt, 'lq_path': path, 'gt_path': path}
