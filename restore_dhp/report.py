@@ -1,0 +1,249 @@
+"""Writing benchmark results: the DHP paper's table in Markdown, CSV, JSON and a PSNR-vs-GFLOPs plot.
+
+Measured rows and the paper's reported numbers are kept apart everywhere:
+:data:`PAPER_REFERENCE` is used only for the plot's hollow "paper (reported)"
+markers and for a separate, labelled block in ``report.md`` (and its own key
+in ``report.json``); it never enters a measured row.
+
+A result row (``dict``) as :mod:`restore_dhp.benchmark` builds it::
+
+    {'name': 'DHP-40', 'kind': 'model' | 'floor', 'checkpoint': path | None, 'arch': 'SRResNetCompact',
+     'gflops': float | None, 'params': int | None, 'flops_ratio': float | None,
+     'metrics': {set: {'psnr_y': .., 'ssim_y': .., 'psnr_rgb': .., ['lpips': ..], 'num_images': n,
+                       'per_image': [{'name': .., 'psnr_y': .., ...}, ...]}},
+     'timing': {'runtime_ms': .., 'peak_memory_mb': .., 'per_image': [...]} | None}
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+from pathlib import Path
+
+# Numbers *reported* in the DHP paper (Li et al., "DHP: Differentiable Meta Pruning via HyperNetworks",
+# ECCV 2020, image restoration tables).  PSNR in dB; GFLOPs at a 128x128 input; params in millions.
+# Reference only: never mixed into measured results.
+PAPER_REFERENCE = {
+    'sr': {
+        'title': 'SRResNet x4 (paper: Y-PSNR)',
+        'arch': 'SRResNetCompact',
+        'sets': ['Set5', 'Set14', 'B100', 'Urban100', 'DIV2K'],
+        'rows': [
+            {'name': 'Baseline', 'psnr': [32.03, 28.50, 27.52, 25.88, 28.85], 'gflops': 32.83, 'params_m': 1.54},
+            {'name': 'DHP-60', 'psnr': [31.97, 28.47, 27.48, 25.76, 28.79], 'gflops': 20.29, 'params_m': 0.95},
+            {'name': 'DHP-40', 'psnr': [31.90, 28.45, 27.47, 25.72, 28.75], 'gflops': 13.71, 'params_m': 0.64},
+            {'name': 'DHP-20', 'psnr': [31.77, 28.34, 27.40, 25.55, 28.60], 'gflops': 7.77, 'params_m': 0.36},
+        ],
+    },
+    'denoise': {
+        'title': 'DnCNN, Gaussian noise sigma=70 (paper: PSNR)',
+        'arch': 'DnCNNCompact',
+        'sets': ['BSD68', 'DIV2K'],
+        'rows': [
+            {'name': 'Baseline', 'psnr': [24.93, 26.73], 'gflops': 9.13, 'params_m': 0.56},
+            {'name': 'DHP-60', 'psnr': [24.91, 26.69], 'gflops': 5.65, 'params_m': 0.34},
+            {'name': 'DHP-40', 'psnr': [24.89, 26.65], 'gflops': 3.83, 'params_m': 0.23},
+            {'name': 'DHP-20', 'psnr': [24.84, 26.58], 'gflops': 2.01, 'params_m': 0.12},
+        ],
+    },
+}
+
+# per task: (key in the metrics dicts, column label) - the first one is the table's headline metric
+METRIC_COLUMNS = {
+    'sr': [('psnr_y', 'PSNR-Y'), ('ssim_y', 'SSIM-Y'), ('psnr_rgb', 'PSNR-RGB'), ('lpips', 'LPIPS')],
+    'denoise': [('psnr', 'PSNR'), ('ssim', 'SSIM'), ('lpips', 'LPIPS')],
+}
+
+
+def primary_metric(task: str) -> str:
+    return METRIC_COLUMNS[task][0][0]
+
+
+def software_versions() -> dict:
+    """Versions of the packages the numbers depend on (``None`` for a package that is not installed)."""
+    from importlib import metadata
+    out = {'python': platform.python_version()}
+    for key, dist in [('torch', 'torch'), ('torchvision', 'torchvision'), ('basicsr', 'basicsr'),
+                      ('numpy', 'numpy'), ('opencv', 'opencv-python-headless'), ('lpips', 'lpips'),
+                      ('restore_dhp', 'restore_dhp')]:
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[key] = None
+    try:
+        import torch
+        out['cuda'] = torch.version.cuda
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def _fmt(value, digits=2, scale=1.0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return '—'
+    return f'{value * scale:.{digits}f}'
+
+
+def _metric_names(task: str, rows: list[dict]) -> list[tuple[str, str]]:
+    """Metric columns present in at least one row (LPIPS only when it was computed)."""
+    present = {k for r in rows for m in r['metrics'].values() for k in m}
+    return [(k, label) for k, label in METRIC_COLUMNS[task] if k in present]
+
+
+def csv_columns(task: str, sets: list[str], rows: list[dict]) -> list[str]:
+    cols = ['model', 'kind', 'checkpoint', 'arch']
+    for s in sets:
+        cols += [f'{s}_{k}' for k, _ in _metric_names(task, rows)]
+    cols += ['gflops_128', 'params', 'flops_ratio', 'runtime_ms', 'peak_memory_mb', 'device']
+    return cols
+
+
+def write_csv(path: Path, task: str, sets: list[str], rows: list[dict], device: dict) -> None:
+    cols = csv_columns(task, sets, rows)
+    with open(path, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            rec = {'model': r['name'], 'kind': r['kind'], 'checkpoint': r.get('checkpoint') or '',
+                   'arch': r.get('arch') or '', 'gflops_128': r.get('gflops'), 'params': r.get('params'),
+                   'flops_ratio': r.get('flops_ratio'), 'device': device['label']}
+            t = r.get('timing') or {}
+            rec['runtime_ms'] = t.get('runtime_ms')
+            rec['peak_memory_mb'] = t.get('peak_memory_mb')
+            for s in sets:
+                for k, _ in _metric_names(task, rows):
+                    rec[f'{s}_{k}'] = r['metrics'].get(s, {}).get(k)
+            w.writerow({k: ('' if v is None else v) for k, v in rec.items()})
+
+
+def write_json(path: Path, payload: dict) -> None:
+    tmp = Path(f'{path}.tmp')
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f'{type(o).__name__} is not JSON serialisable')
+
+
+def markdown(task: str, sets: list[str], rows: list[dict], device: dict, timing: dict, notes: list[str]) -> str:
+    dev = device['label']
+    head = primary_metric(task)
+    metric_desc = {'sr': f'PSNR in dB on the Y channel of YCbCr (MATLAB rgb2ycbcr), {device.get("scale", 4)} '
+                         'border pixels cropped',
+                   'denoise': 'PSNR in dB on gray images, Gaussian noise σ=70 (0–255 scale)'}[task]
+    title = {'sr': 'Super-resolution', 'denoise': 'Denoising (σ=70)'}[task]
+    lines = [f'# DHP benchmark — {title}', '',
+             f'**Measured on {dev}.** {metric_desc}. GFLOPs and parameters at a 128×128 input '
+             '(paper convention: conv multiply-accumulates + activations/BN, for SR the low-resolution '
+             'input). FLOPs ratio = model FLOPs / the same architecture at full width. Runtime: '
+             f"{timing.get('warmup')} warm-up runs, then the median of {timing.get('repeats')} timed runs per image, "
+             f"averaged over {timing.get('num_images', 0)} image(s) of {timing.get('set')} "
+             f"({timing.get('set_reason', '')}); {timing.get('dtype', 'float32')}; {timing.get('isolation', '')}. "
+             f'All runtime and memory figures are **{device["type"].upper()}** figures '
+             f'({timing.get("method", "")}).', '']
+    dtype_dev = device['type'].upper()
+    header = ['Model'] + [f'{s} {dict(METRIC_COLUMNS[task])[head]}' for s in sets] + \
+        ['GFLOPs (128²)', 'Params (M)', 'FLOPs ratio', f'Runtime {dtype_dev} (ms)', f'Peak mem. {dtype_dev} (MB)']
+    lines += ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for r in rows:
+        t = r.get('timing') or {}
+        cells = [r['name'] + (' (floor)' if r['kind'] == 'floor' else '')]
+        cells += [_fmt(r['metrics'].get(s, {}).get(head)) for s in sets]
+        cells += [_fmt(r.get('gflops')), _fmt(r.get('params'), 3, 1e-6), _fmt(r.get('flops_ratio'), 3),
+                  _fmt(t.get('runtime_ms'), 1), _fmt(t.get('peak_memory_mb'), 2)]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    others = [(k, label) for k, label in _metric_names(task, rows) if k != head]
+    if others:
+        lines += ['', '## Further measured metrics', '']
+        header = ['Model'] + [f'{s} {label}' for s in sets for _, label in others]
+        lines += ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+        for r in rows:
+            cells = [r['name']] + [_fmt(r['metrics'].get(s, {}).get(k), 4 if k != 'psnr_rgb' else 2)
+                                   for s in sets for k, _ in others]
+            lines.append('| ' + ' | '.join(cells) + ' |')
+    if notes:
+        lines += ['', '## Notes', ''] + [f'- {n}' for n in notes]
+    ref = PAPER_REFERENCE[task]
+    lines += ['', '## Paper (reported) — not measured here', '',
+              f'{ref["title"]}, as printed in the DHP paper (Li et al., ECCV 2020); runtimes there were '
+              'measured on a GPU and are not reproduced. For reference only: these numbers are not part '
+              'of the measured table above.', '']
+    header = ['Model (paper)'] + ref['sets'] + ['GFLOPs', 'Params (M)']
+    lines += ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for pr in ref['rows']:
+        lines.append('| ' + ' | '.join([pr['name']] + [f'{v:.2f}' for v in pr['psnr']] +
+                                       [f'{pr["gflops"]:.2f}', f'{pr["params_m"]:.2f}']) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot_psnr_vs_flops(path: Path, task: str, first_set: str, rows: list[dict], device: dict) -> None:
+    """PSNR on ``first_set`` against GFLOPs: measured points solid, the paper's hollow with a dashed line."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    head = primary_metric(task)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    by_arch: dict[str, list] = {}
+    for r in rows:
+        if r['kind'] == 'model' and r.get('gflops') is not None and first_set in r['metrics']:
+            by_arch.setdefault(r['arch'], []).append((r['gflops'], r['metrics'][first_set][head], r['name']))
+    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for i, (arch, pts) in enumerate(sorted(by_arch.items())):
+        pts.sort()
+        c = colors[i % len(colors)]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], '-o', color=c, markersize=7,
+                label=f'{arch.replace("Compact", "")} (measured, {device["type"].upper()} run)')
+        for x, y, name in pts:
+            ax.annotate(name, (x, y), textcoords='offset points', xytext=(4, 4), fontsize=7, color=c)
+    ref = PAPER_REFERENCE[task]
+    if first_set in ref['sets']:
+        j = ref['sets'].index(first_set)
+        pts = sorted((pr['gflops'], pr['psnr'][j], pr['name']) for pr in ref['rows'])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], '--o', color='gray', markerfacecolor='none',
+                markersize=7, label=f'{ref["arch"].replace("Compact", "")} paper (reported)')
+    for r in rows:
+        if r['kind'] == 'floor' and first_set in r['metrics']:
+            ax.axhline(r['metrics'][first_set][head], color='black', linestyle=':', linewidth=1,
+                       label=f'{r["name"]} (floor, measured)')
+    ax.set_xlabel('GFLOPs at 128×128 input')
+    ax.set_ylabel(f'{dict(METRIC_COLUMNS[task])[head]} on {first_set} (dB)')
+    ax.set_title(f'PSNR vs FLOPs — {first_set}')
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_all(out_dir: str | os.PathLike, task: str, sets: list[str], rows: list[dict], device: dict,
+              timing: dict, payload_extra: dict, notes: list[str] | None = None) -> dict[str, Path]:
+    """Write report.md, report.csv, report.json and psnr_vs_flops.png into ``out_dir``; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {'md': out / 'report.md', 'csv': out / 'report.csv', 'json': out / 'report.json',
+             'png': out / 'psnr_vs_flops.png'}
+    notes = list(notes or [])
+    paths['md'].write_text(markdown(task, sets, rows, device, timing, notes))
+    write_csv(paths['csv'], task, sets, rows, device)
+    payload = {'task': task, 'sets': sets, 'software': software_versions(), 'device': device,
+               'timing': timing, 'results': rows, 'notes': notes, **payload_extra,
+               'paper_reference': {'note': 'numbers reported in the DHP paper; not measured by this run',
+                                   **PAPER_REFERENCE[task]}}
+    write_json(paths['json'], payload)
+    if sets:
+        plot_psnr_vs_flops(paths['png'], task, sets[0], rows, device)
+    return paths
