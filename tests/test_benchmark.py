@@ -1,0 +1,171 @@
+"""restore_dhp.benchmark and scripts/benchmark_speedup.py on tiny random-width checkpoints and tiny generated sets."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import restore_dhp  # noqa: F401
+from restore_dhp.archs.dncnn_arch import DnCNNCompact
+from restore_dhp.archs.srresnet_arch import SRResNetCompact
+from restore_dhp.benchmark import main as bench_main
+from restore_dhp.benchmark import model_name
+from restore_dhp.checkpoint import save_compact
+from restore_dhp.report import PAPER_REFERENCE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _smooth(h, w, c, seed):
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(h // 4 + 1, w // 4 + 1, c)).astype(np.float32)
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    return img if c > 1 else img.reshape(h, w)
+
+
+@pytest.fixture(scope='module')
+def sr_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('data')
+    from basicsr.utils.matlab_functions import imresize
+    for set_name, n in (('Set5', 2), ('Set14', 1)):
+        (root / set_name / 'HR').mkdir(parents=True)
+        (root / set_name / 'LR_bicubic' / 'X4').mkdir(parents=True)
+        for i in range(n):
+            hr = _smooth(48, 64, 3, seed=i + len(set_name))
+            lr = np.clip(np.round(imresize(hr.astype(np.float32), 0.25)), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / set_name / 'HR' / f'im{i}.png'), hr[:, :, ::-1])
+            cv2.imwrite(str(root / set_name / 'LR_bicubic' / 'X4' / f'im{i}x4.png'), lr[:, :, ::-1])
+    return root
+
+
+@pytest.fixture(scope='module')
+def dn_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('data')
+    (root / 'BSD68').mkdir()
+    for i in range(2):
+        cv2.imwrite(str(root / 'BSD68' / f'g{i}.png'), _smooth(32, 40, 1, seed=i))
+    return root
+
+
+@pytest.fixture(scope='module')
+def sr_weights(tmp_path_factory):
+    d = tmp_path_factory.mktemp('w')
+    torch.manual_seed(0)
+    paths = []
+    for tag, widths in (('baseline', None), ('dhp40', {'trunk': 8, 'block00': 5, 'block01': 3})):
+        p = d / f'srresnet_x4_{tag}.safetensors'
+        save_compact(SRResNetCompact(num_blocks=2, num_feat=16, widths=widths), p)
+        paths.append(str(p))
+    return paths
+
+
+@pytest.fixture(scope='module')
+def dn_weights(tmp_path_factory):
+    d = tmp_path_factory.mktemp('w')
+    torch.manual_seed(0)
+    paths = []
+    for tag, widths in (('baseline', None), ('dhp20', {f'feat{i:02d}': 3 + i for i in range(4)})):
+        p = d / f'dncnn_s70_{tag}.safetensors'
+        save_compact(DnCNNCompact(num_layers=5, num_feat=16, widths=widths), p)
+        paths.append(str(p))
+    return paths
+
+
+def test_model_names():
+    assert model_name('weights/srresnet_x4_dhp40.safetensors') == 'DHP-40'
+    assert model_name('dncnn_s70_baseline.safetensors') == 'Baseline'
+    assert model_name('mine.safetensors') == 'mine'
+
+
+def test_sr_report_files(tmp_path, sr_data, sr_weights):
+    out = tmp_path / 'rep'
+    rc = bench_main(['--task', 'sr', '--data-root', str(sr_data), '--weights', *sr_weights,
+                     '--sets', 'Set5', 'Set14', '--out', str(out), '--repeats', '2', '--warmup', '1',
+                     '--device', 'cpu', '--quiet', '--no-lpips', '--threads', '1'])
+    assert rc == 0
+    md = (out / 'report.md').read_text()
+    assert 'Measured on CPU' in md and 'Paper (reported)' in md
+    table = md.split('## Further')[0]
+    assert '| Baseline |' in table and '| DHP-40 |' in table and 'Bicubic (floor)' in table
+    assert '32.03' not in table  # paper numbers stay out of the measured table
+    for col in ('Set5 PSNR-Y', 'Set14 PSNR-Y', 'GFLOPs', 'Params (M)', 'FLOPs ratio', 'Runtime CPU (ms)',
+                'Peak mem. CPU (MB)'):
+        assert col in table
+
+    with open(out / 'report.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [r['model'] for r in rows] == ['Baseline', 'DHP-40', 'Bicubic']
+    for col in ('Set5_psnr_y', 'Set5_ssim_y', 'Set5_psnr_rgb', 'Set14_psnr_y', 'gflops_128', 'params',
+                'flops_ratio', 'runtime_ms', 'peak_memory_mb', 'device'):
+        assert col in rows[0]
+    assert 'Set5_lpips' not in rows[0]
+    assert float(rows[0]['flops_ratio']) == pytest.approx(1.0)
+    assert 0 < float(rows[1]['flops_ratio']) < 1
+    assert float(rows[0]['runtime_ms']) > 0 and float(rows[1]['peak_memory_mb']) > 0
+    assert rows[2]['runtime_ms'] == '' and float(rows[2]['Set5_psnr_y']) > 10
+
+    rep = json.loads((out / 'report.json').read_text())
+    for key in ('torch', 'torchvision', 'basicsr', 'numpy', 'python'):
+        assert rep['software'][key]
+    assert rep['device']['type'] == 'cpu' and rep['device']['name'] and rep['device']['threads'] == 1
+    t = rep['timing']
+    assert t['set'] == 'Set5' and 'first evaluated set' in t['set_reason']
+    assert t['image_sizes'] == [[12, 16], [12, 16]] and t['dtype'] == 'float32'
+    assert t['repeats'] == 2 and t['warmup'] == 1 and 'subprocess' in t['isolation']
+    models = rep['results']
+    assert len(models[0]['metrics']['Set5']['per_image']) == 2
+    assert models[0]['timing']['pid'] != models[1]['timing']['pid']  # fresh process per model
+    assert rep['paper_reference']['rows'][0]['psnr'][0] == 32.03
+    assert (out / 'psnr_vs_flops.png').stat().st_size > 1000
+
+
+def test_denoise_report_in_process(tmp_path, dn_data, dn_weights):
+    out = tmp_path / 'rep'
+    rc = bench_main(['--task', 'denoise', '--data-root', str(dn_data), '--weights', *dn_weights,
+                     '--sets', 'BSD68', '--out', str(out), '--repeats', '1', '--warmup', '0',
+                     '--device', 'cpu', '--quiet', '--in-process', '--max-images', '1'])
+    assert rc == 0
+    rep = json.loads((out / 'report.json').read_text())
+    assert rep['timing']['set'] == 'BSD68' and 'paper' in rep['timing']['set_reason']
+    assert rep['sigma_255'] == 70
+    names = [r['name'] for r in rep['results']]
+    assert names == ['Baseline', 'DHP-20', 'Noisy input']
+    noisy = rep['results'][2]['metrics']['BSD68']
+    assert 5 < noisy['psnr'] < 15  # sigma 70 noise: about 11 dB
+    assert rep['results'][0]['metrics']['BSD68']['num_images'] == 1
+    with open(out / 'report.csv') as f:
+        header = next(csv.reader(f))
+    assert 'BSD68_psnr' in header and 'BSD68_ssim' in header
+    assert ('BSD68_lpips' in header) == rep['lpips']
+    assert (out / 'psnr_vs_flops.png').exists()
+    assert PAPER_REFERENCE['denoise']['rows'][0]['psnr'][0] == 24.93
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, sr_data, sr_weights, dn_weights, capsys):
+    rc = bench_main(['--task', 'sr', '--data-root', str(sr_data), '--weights', *sr_weights,
+                     '--sets', 'Nope', '--out', str(tmp_path / 'o'), '--quiet', '--no-lpips'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith('error:') and 'Nope' in err[-1]
+    rc = bench_main(['--task', 'sr', '--data-root', str(sr_data), '--weights', dn_weights[0],
+                     '--sets', 'Set5', '--out', str(tmp_path / 'o'), '--quiet', '--no-lpips'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and 'denoise checkpoint' in err[-1]
+
+
+def test_speedup_script_random_widths():
+    cmd = [sys.executable, str(REPO / 'scripts' / 'benchmark_speedup.py'), '--random-widths', '0.5',
+           '--arch', 'dncnn', '--size', '24', '--repeats', '2', '--warmup', '1', '--round-to', '8',
+           '--threads', '1']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert 'speedup' in out.lower() and 'FLOPs ratio' in out
+    assert 'random-0.5' in out and 'rounded-to-8' in out
