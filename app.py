@@ -1,0 +1,171 @@
+"""Gradio demo: DHP-pruned SRResNet (x4 super-resolution) and DnCNN (σ=70 denoising) side by side.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--weights-dir weights]
+
+Loads weights/srresnet_x4_{baseline,dhp60,dhp40,dhp20}.safetensors and
+weights/dncnn_s70_{...}.safetensors once at start-up (whatever exists; it
+exits with an error if none does), then serves one page: pick a task and an
+image, and every loaded model of that task restores it; the page shows a
+before/after slider per model and one table with GFLOPs, parameters, the
+runtime measured on this request's image (forward pass only, median of
+--repeats runs after a warm-up), peak memory, PSNR/SSIM when a reference
+exists, and the device.
+
+Only layout and glue live here; the logic is in restore_dhp/demo.py.
+
+Request time with the full-size architectures (random weights, 4 models per
+task, 3 timed runs) on a 2-core CPU shared with other jobs: the default caps
+(SR input <= 96x96 px, denoising input <= 192x192 px) keep a request within
+roughly 10-20 s; raise them with --max-sr-pixels / --max-denoise-pixels on a
+faster machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import restore_dhp  # noqa: E402,F401  (installs the torchvision alias BasicSR needs)
+from restore_dhp import demo as D  # noqa: E402
+
+MODE_CHOICES = {
+    'sr': [('Simulate: downscale ×4 (MATLAB bicubic), restore, score against the original', 'simulate'),
+           ('Upscale this image (the upload is the low-resolution input)', 'restore')],
+    'denoise': [('Simulate: convert to gray, add σ=70 Gaussian noise (seed below), denoise, score', 'simulate'),
+                ('Denoise this image (the upload is already noisy)', 'restore')],
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--host', default='127.0.0.1', help='interface to listen on (default: loopback only)')
+    p.add_argument('--port', type=int, default=7860)
+    p.add_argument('--weights-dir', default='weights', help='folder with the *.safetensors checkpoints')
+    p.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
+    p.add_argument('--repeats', type=int, default=D.DEFAULT_REPEATS, help='timed runs per model and request')
+    p.add_argument('--max-sr-pixels', type=int, default=D.DEFAULT_MAX_PIXELS['sr'],
+                   help='largest SR network input (LR pixels); bigger uploads are downscaled')
+    p.add_argument('--max-denoise-pixels', type=int, default=D.DEFAULT_MAX_PIXELS['denoise'],
+                   help='largest denoising input (pixels); bigger uploads are downscaled')
+    p.add_argument('--examples-dir', default=os.path.join(tempfile.gettempdir(), 'restore_dhp_demo_examples'))
+    args = p.parse_args(argv)
+    if args.repeats < 1 or args.max_sr_pixels < 64 or args.max_denoise_pixels < 64:
+        p.error('--repeats must be >= 1 and the pixel caps >= 64')
+    return args
+
+
+def models_markdown(reg: D.Registry) -> str:
+    lines = [f'**Models** (loaded once from `{reg.weights_dir}`, running on **{reg.device.type.upper()}**):']
+    for key, spec in D.TASKS.items():
+        loaded = ', '.join(f'`{m.path.name}`' for m in reg.models[key]) or '*none*'
+        lines.append(f'- {spec.label}: {loaded}')
+        if reg.missing[key]:
+            lines.append(f'  - ⚠️ missing: ' + ', '.join(f'`{p.name}`' for p in reg.missing[key]))
+        for b in reg.broken[key]:
+            lines.append(f'  - ⚠️ unusable: {b}')
+    if any(reg.missing.values()) or any(reg.broken.values()):
+        lines.append(f'\n{D.MISSING_HINT}')
+    return '\n'.join(lines)
+
+
+def build(reg: D.Registry, args) -> gr.Blocks:
+    tasks = reg.tasks()
+    limits = {'sr': args.max_sr_pixels, 'denoise': args.max_denoise_pixels}
+    examples = D.write_examples(args.examples_dir)
+    slots = [(t, m) for t in D.TASKS for m in reg.models[t]]  # one slider per loaded model, both tasks
+
+    with gr.Blocks(title='DHP pruning for image restoration') as demo:
+        gr.Markdown(
+            '# DHP: Differentiable Meta Pruning via HyperNetworks, for image restoration\n'
+            'Compare the unpruned baseline with DHP-pruned networks that keep about 60%, 40% and 20% of its '
+            'FLOPs. **Super-resolution ×4** uses SRResNet on RGB images; **denoising σ=70** uses DnCNN on '
+            '**gray** images (colour uploads are converted to gray). Runtimes are measured on this server for '
+            f'the forward pass only (median of {args.repeats} runs after a warm-up); inputs larger than '
+            f'{args.max_sr_pixels} px (SR) / {args.max_denoise_pixels} px (denoising) are downscaled first.')
+        gr.Markdown(models_markdown(reg), elem_id='models-info')
+        with gr.Row():
+            with gr.Column(scale=1):
+                task = gr.Radio([(D.TASKS[t].label, t) for t in tasks], value=tasks[0], label='Task')
+                mode = gr.Radio(MODE_CHOICES[tasks[0]], value='simulate', label='Mode')
+                seed = gr.Number(value=0, precision=0, minimum=0, label='Noise seed (σ=70, fixed for reproducibility)',
+                                 visible=tasks[0] == 'denoise')
+                image = gr.Image(type='filepath', label='Input image', sources=['upload', 'clipboard'],
+                                 height=280)
+                run = gr.Button('Run all models', variant='primary')
+                ex_rows = []
+                if 'sr' in tasks:
+                    ex_rows += [[str(examples['astronaut_hr']), 'sr', 'simulate'],
+                                [str(examples['coffee_lr']), 'sr', 'restore']]
+                if 'denoise' in tasks:
+                    ex_rows += [[str(examples['camera']), 'denoise', 'simulate'],
+                                [str(examples['chelsea_noisy']), 'denoise', 'restore']]
+                gr.Examples(ex_rows, inputs=[image, task, mode], label='Examples (scikit-image photos)')
+            with gr.Column(scale=2):
+                status = gr.Markdown('Choose an image and press **Run all models**.', elem_id='status', label='status')
+                table = gr.Dataframe(label='Results', interactive=False, wrap=True, elem_id='results-table')
+                groups, sliders = {}, []
+                for t in D.TASKS:
+                    with gr.Row(visible=(t == tasks[0])) as grp:
+                        for tt, m in slots:
+                            if tt == t:
+                                sliders.append(gr.ImageSlider(label=f'{m.name}: input ↔ output', format='png',
+                                                              type='numpy', height=320))
+                    groups[t] = grp
+
+        def on_task(t):
+            t = t if t in D.TASKS else tasks[0]
+            return [gr.update(choices=MODE_CHOICES[t]), gr.update(visible=t == 'denoise')] + \
+                [gr.update(visible=(k == t)) for k in D.TASKS]
+
+        task.change(on_task, task, [mode, seed, *groups.values()], api_name=False, queue=False)
+
+        def run_models(task_v, mode_v, image_v, seed_v):
+            # raw (un-preprocessed) inputs: the image arrives as a file-data dict, decoded by us
+            path = image_v.get('path') if isinstance(image_v, dict) else image_v
+            empty = [None] * len(slots)
+            try:
+                res = D.process_request(reg, task_v, mode_v, path, seed_v, repeats=args.repeats,
+                                        max_pixels=limits)
+            except D.InputError as e:
+                gr.Warning(str(e))
+                return [f'⚠️ {e}', pd.DataFrame(columns=['Model']), *empty]
+            except Exception as e:  # noqa: BLE001  keep the server up and say what went wrong in one line
+                msg = f'Processing failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+                print(msg, file=sys.stderr)
+                gr.Warning(msg)
+                return [f'⚠️ {msg}', pd.DataFrame(columns=['Model']), *empty]
+            by_variant = {r.variant: r.output for r in res.results}
+            pairs = [(res.before, by_variant[m.variant]) if t == res.task and m.variant in by_variant else None
+                     for t, m in slots]
+            df = pd.DataFrame(res.table_rows, columns=res.table_columns)
+            return [res.status_line(), df, *pairs]
+
+        run.click(run_models, [task, mode, image, seed], [status, table, *sliders], api_name='restore',
+                  preprocess=False, concurrency_limit=1, concurrency_id='models')
+    return demo
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        reg = D.load_registry(args.weights_dir, args.device)
+    except D.NoWeightsError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    for line in reg.summary_lines():
+        print(line, file=sys.stderr if ('missing' in line or 'unusable' in line) else sys.stdout)
+    demo = build(reg, args)
+    demo.queue(max_size=32, default_concurrency_limit=1)
+    demo.launch(server_name=args.host, server_port=args.port, allowed_paths=[args.examples_dir],
+                ssr_mode=False, show_error=False, footer_links=['api'])
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
