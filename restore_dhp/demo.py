@@ -431,7 +431,7 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
             row = {'Model': lm.name, 'GFLOPs @128×128': _round(lm.gflops, 2),
                    'FLOPs vs baseline (%)': _round(100 * lm.flops_ratio, 1), 'Params': int(lm.params),
                    'Runtime median (ms)': _round(meas.median_ms, 1),
-                   'Peak memory (MB)': _round(meas.peak_memory_mb, 1), 'Device': device_label(meas)}
+                   'Peak memory (MB)': _round(meas.peak_memory_mb, 2), 'Device': device_label(meas)}
             if scored:
                 met = _metrics(task, out, prep.reference, TASKS[task].scale)
                 if task == 'sr':

@@ -1,0 +1,87 @@
+"""Shared fixtures. ``demo_app``: the Gradio demo (app.py) running as a subprocess on tiny random checkpoints."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')
+
+
+def write_tiny_demo_weights(folder: Path, seed: int = 0, variants=DEMO_VARIANTS, tasks=('sr', 'denoise')) -> None:
+    """Tiny SRResNet/DnCNN compact checkpoints with random widths under the demo's file names."""
+    import torch
+
+    import restore_dhp  # noqa: F401
+    from restore_dhp.archs.dncnn_arch import DnCNNCompact
+    from restore_dhp.archs.srresnet_arch import SRResNetCompact
+    from restore_dhp.checkpoint import save_compact
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=g))
+
+    torch.manual_seed(seed)
+    for v in variants:
+        if 'sr' in tasks:
+            widths = {'trunk': rnd(4, 16), 'block00': rnd(2, 16), 'block01': rnd(2, 16)}
+            save_compact(SRResNetCompact(num_blocks=2, num_feat=16, widths=widths),
+                         folder / f'srresnet_x4_{v}.safetensors', {'note': 'test'})
+        if 'denoise' in tasks:
+            widths = {f'feat{i:02d}': rnd(2, 16) for i in range(4)}
+            save_compact(DnCNNCompact(num_layers=5, num_feat=16, widths=widths),
+                         folder / f'dncnn_s70_{v}.safetensors', {'note': 'test'})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def start_demo(weights_dir: Path, log_path: Path, extra=(), timeout: float = 240.0):
+    """Start app.py; return (process, url) once the page answers. Fails with the log if it dies first."""
+    port = free_port()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED='False', PYTHONUNBUFFERED='1')
+    log = open(log_path, 'w')
+    proc = subprocess.Popen([sys.executable, str(REPO / 'app.py'), '--weights-dir', str(weights_dir),
+                             '--port', str(port), '--examples-dir', str(weights_dir / 'examples'), *extra],
+                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f'http://127.0.0.1:{port}/'
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.close()
+            pytest.fail(f'app.py exited with {proc.returncode}:\n{log_path.read_text()}')
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f'app.py did not answer within {timeout:.0f} s:\n{log_path.read_text()}')
+
+
+@pytest.fixture(scope='session')
+def demo_app(tmp_path_factory):
+    """(url, weights_dir, log_path) of one app.py server shared by the demo tests."""
+    folder = tmp_path_factory.mktemp('demo_weights')
+    write_tiny_demo_weights(folder)
+    log_path = folder / 'app.log'
+    proc, url = start_demo(folder, log_path)
+    yield url, folder, log_path
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

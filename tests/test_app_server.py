@@ -1,0 +1,220 @@
+"""The Gradio demo (app.py) end to end through its API, on tiny random checkpoints (see conftest.demo_app)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, write_tiny_demo_weights
+
+gradio_client = pytest.importorskip('gradio_client')
+from gradio_client import Client, handle_file  # noqa: E402
+
+SR_NAMES = ['SRResNet baseline (unpruned)', 'SRResNet DHP 60%', 'SRResNet DHP 40%', 'SRResNet DHP 20%']
+DN_NAMES = ['DnCNN baseline (unpruned)', 'DnCNN DHP 60%', 'DnCNN DHP 40%', 'DnCNN DHP 20%']
+N_OUT = 2 + 8   # status, table, 4 SR sliders, 4 DnCNN sliders
+
+
+@pytest.fixture(scope='module')
+def client(demo_app):
+    url, _, _ = demo_app
+    return Client(url, verbose=False)
+
+
+def _img(path, arr, **kw):
+    Image.fromarray(arr).save(path, **kw)
+    return str(path)
+
+
+def _rand(shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _call(client, task, mode, path, seed=0):
+    out = client.predict(task, mode, handle_file(str(path)), seed, api_name='/restore')
+    assert len(out) == N_OUT
+    return out
+
+
+def _sliders(out, task):
+    return list(out[2:6]) if task == 'sr' else list(out[6:10])
+
+
+def _load(p):
+    return np.asarray(Image.open(p))
+
+
+def _check_table(table, names, scored, score_cols):
+    headers, rows = table['headers'], table['data']
+    by_name = {r[0]: dict(zip(headers, r)) for r in rows}
+    for name in names:
+        row = by_name[name]
+        for col in ('GFLOPs @128×128', 'Params', 'Runtime median (ms)'):
+            assert isinstance(row[col], (int, float)) and row[col] > 0, (name, col, row[col])
+        assert row['Peak memory (MB)'] is None or row['Peak memory (MB)'] >= 0   # None where unmeasurable
+        assert row['Device'].startswith(('CPU', 'GPU'))
+        if row['Device'].startswith('CPU'):
+            assert 'threads' in row['Device']
+        for col in score_cols:
+            if scored:
+                assert isinstance(row[col], (int, float)) and np.isfinite(row[col]), (name, col)
+            else:
+                assert col not in row
+    return by_name
+
+
+def test_sr_simulate_every_model(client, tmp_path):
+    src = _img(tmp_path / 'hr.png', _rand((70, 91, 3), 1))   # cropped to 68 x 88, LR 17 x 22
+    out = _call(client, 'sr', 'simulate', src)
+    assert out[0].startswith('Done'), out[0]
+    assert 'Cropped to 88×68' in out[0]
+    for pair in _sliders(out, 'sr'):
+        before, after = (_load(p) for p in pair)
+        assert before.shape == after.shape == (68, 88, 3)
+    assert all(s is None for s in _sliders(out, 'denoise'))
+    by_name = _check_table(out[1], SR_NAMES, True, ['PSNR-Y (dB)', 'SSIM-Y'])
+    assert 'Bicubic ×4 (no network)' in by_name
+
+
+def test_sr_upscale_every_model(client, tmp_path):
+    src = _img(tmp_path / 'lr.png', _rand((13, 20, 3), 2))
+    out = _call(client, 'sr', 'restore', src)
+    assert out[0].startswith('Done'), out[0]
+    for pair in _sliders(out, 'sr'):
+        before, after = (_load(p) for p in pair)
+        assert before.shape == after.shape == (52, 80, 3)
+    _check_table(out[1], SR_NAMES, False, ['PSNR-Y (dB)', 'SSIM-Y'])
+
+
+@pytest.mark.parametrize('mode', ['simulate', 'restore'])
+def test_denoise_every_model(client, tmp_path, mode):
+    src = _img(tmp_path / 'rgb.png', _rand((40, 33, 3), 3))   # colour: converted to gray
+    out = _call(client, 'denoise', mode, src, seed=5)
+    assert out[0].startswith('Done') and 'gray' in out[0], out[0]
+    if mode == 'simulate':
+        assert 'seed 5' in out[0]
+    for pair in _sliders(out, 'denoise'):
+        before, after = (_load(p) for p in pair)
+        assert before.shape[:2] == after.shape[:2] == (40, 33)
+    assert all(s is None for s in _sliders(out, 'sr'))
+    _check_table(out[1], DN_NAMES, mode == 'simulate', ['PSNR (dB)', 'SSIM'])
+
+
+def test_denoise_seed_reproducible(client, tmp_path):
+    src = _img(tmp_path / 'g.png', _rand((24, 24), 4))
+    a = _load(_sliders(_call(client, 'denoise', 'simulate', src, seed=7), 'denoise')[0][0])
+    b = _load(_sliders(_call(client, 'denoise', 'simulate', src, seed=7), 'denoise')[0][0])
+    c = _load(_sliders(_call(client, 'denoise', 'simulate', src, seed=8), 'denoise')[0][0])
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def _bad_inputs(tmp: Path):
+    (tmp / 'notes.txt').write_text('not an image at all')
+    good = tmp / 'good.png'
+    Image.fromarray(_rand((64, 64, 3), 5)).save(good)
+    data = good.read_bytes()
+    (tmp / 'truncated.png').write_bytes(data[: len(data) // 2])
+    (tmp / 'garbage.png').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(range(256)) * 4)
+    return {'text': tmp / 'notes.txt', 'truncated': tmp / 'truncated.png', 'garbage': tmp / 'garbage.png',
+            'one_pixel': _img(tmp / 'one.png', _rand((1, 1, 3), 6))}
+
+
+@pytest.mark.parametrize('kind', ['text', 'truncated', 'garbage', 'one_pixel'])
+@pytest.mark.parametrize('task', ['sr', 'denoise'])
+def test_bad_input_gives_message_and_server_survives(client, tmp_path, kind, task):
+    out = _call(client, task, 'simulate', _bad_inputs(tmp_path)[kind])
+    status = out[0]
+    assert status.startswith('⚠️') and '\n' not in status and 'Traceback' not in status, status
+    assert all(s is None for s in out[2:])
+    ok = _call(client, task, 'restore', _img(tmp_path / 'after.png', _rand((16, 16, 3), 7)))
+    assert ok[0].startswith('Done'), ok[0]
+
+
+def test_odd_formats_are_converted(client, tmp_path):
+    g16 = (np.random.default_rng(8).integers(0, 65536, (32, 36))).astype(np.uint16)
+    p16 = tmp_path / 'gray16.png'
+    Image.fromarray(g16).save(p16)
+    out = _call(client, 'sr', 'restore', p16)
+    assert out[0].startswith('Done') and '16-bit' in out[0], out[0]
+    assert _load(_sliders(out, 'sr')[0][1]).shape == (128, 144, 3)
+
+    rgba = _img(tmp_path / 'rgba.png', _rand((20, 24, 4), 9))
+    out = _call(client, 'denoise', 'simulate', rgba)
+    assert out[0].startswith('Done') and 'Transparency' in out[0], out[0]
+    assert _load(_sliders(out, 'denoise')[0][1]).shape == (20, 24)
+
+    gray = _img(tmp_path / 'gray.png', _rand((40, 40), 10))
+    out = _call(client, 'sr', 'simulate', gray)
+    assert out[0].startswith('Done'), out[0]
+    assert _load(_sliders(out, 'sr')[0][1]).shape == (40, 40, 3)
+
+
+def test_huge_input_is_downscaled_with_notice(client, tmp_path):
+    huge = tmp_path / 'huge.png'
+    Image.new('RGB', (8000, 8000), (90, 140, 200)).save(huge, compress_level=1)
+    out = _call(client, 'sr', 'restore', huge)
+    assert out[0].startswith('Done') and 'downscaled' in out[0] and '8000×8000' in out[0], out[0]
+    h, w, _ = _load(_sliders(out, 'sr')[0][1]).shape
+    assert h == w and h * w <= 96 * 96 * 16
+
+
+def test_two_concurrent_requests_get_their_own_results(demo_app, tmp_path):
+    url, _, _ = demo_app
+    a = _rand((12, 20, 3), 11)
+    b = np.full((18, 10, 3), 200, np.uint8)
+    paths = {'a': _img(tmp_path / 'a.png', a), 'b': _img(tmp_path / 'b.png', b)}
+    results, errors = {}, []
+
+    def worker(key):
+        try:
+            results[key] = _call(Client(url, verbose=False), 'sr', 'restore', paths[key])
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in ('a', 'b')]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    assert not errors and set(results) == {'a', 'b'}
+    from restore_dhp.demo import matlab_resize
+    for key, src in (('a', a), ('b', b)):
+        out = results[key]
+        assert out[0].startswith('Done'), out[0]
+        before = _load(_sliders(out, 'sr')[0][0])
+        assert np.array_equal(before, matlab_resize(src, 4.0))   # each got the bicubic of its own input
+        for pair in _sliders(out, 'sr'):
+            assert _load(pair[1]).shape == (src.shape[0] * 4, src.shape[1] * 4, 3)
+
+
+def test_console_lists_loaded_models(demo_app):
+    _, _, log = demo_app
+    text = Path(log).read_text()
+    assert 'loaded baseline, dhp60, dhp40, dhp20' in text
+
+
+def test_missing_weights_exit_with_clear_error(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / 'app.py'), '--weights-dir', str(tmp_path), '--port', '1'],
+                       cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 2
+    assert 'srresnet_x4_baseline.safetensors' in r.stderr and 'dncnn_s70_dhp20.safetensors' in r.stderr
+    assert 'weights/README.md' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_partial_weights_are_reported(tmp_path):
+    from restore_dhp import demo
+    write_tiny_demo_weights(tmp_path, variants=('baseline', 'dhp40'), tasks=('sr',))
+    (tmp_path / 'dncnn_s70_dhp20.safetensors').write_bytes(b'broken')
+    reg = demo.load_registry(tmp_path)
+    assert reg.tasks() == ['sr'] and [m.variant for m in reg.models['sr']] == ['baseline', 'dhp40']
+    assert [p.name for p in reg.missing['sr']] == ['srresnet_x4_dhp60.safetensors', 'srresnet_x4_dhp20.safetensors']
+    assert len(reg.missing['denoise']) == 3 and len(reg.broken['denoise']) == 1
+    text = '\n'.join(reg.summary_lines())
+    assert 'srresnet_x4_dhp60.safetensors' in text and 'weights/README.md' in text
+    with pytest.raises(demo.InputError, match='unavailable'):
+        demo.process_request(reg, 'denoise', 'simulate', np.zeros((16, 16), np.uint8))
