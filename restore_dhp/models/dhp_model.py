@@ -1,0 +1,232 @@
+"""The DHP search model: the only place where training meets pruning.
+
+One run does search -> compaction -> fine-tuning:
+
+1. **search**: an ordinary training step of the hypernetwork-generated network,
+   then the proximal step on every latent vector with the current learning
+   rate (``z <- prox_{lambda * lr}(z)``); every ``mask_interval`` iterations the
+   masks are recomputed and the remaining FLOPs ratio and widths are logged;
+2. when the ratio is at most ``target_ratio + ratio_tolerance`` (or
+   ``max_search_iter`` is reached) the network is **compacted**: the compact
+   checkpoint ``models/compact_search.safetensors``, the full search state
+   ``models/net_g_search_<iter>.pth`` and ``models/search_summary.json`` are
+   written, saying which condition stopped the search and the ratio reached;
+3. the remaining iterations **fine-tune** the compact network as a plain
+   network with a fresh optimizer on the same learning-rate schedule; every
+   save writes ``models/net_g_<iter>.safetensors``.
+
+Resume (BasicSR's ``--auto_resume`` or ``path.resume_state``) works in either
+phase: a resume state saved after compaction rebuilds the compact network from
+``compact_search.safetensors`` before loading its weights.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from ..checkpoint import read_metadata, save_compact
+from ..complexity import remaining_flops_ratio
+from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES
+from .restoration_model import RestorationModel
+
+COMPACT_FILE = 'compact_search.safetensors'
+SUMMARY_FILE = 'search_summary.json'
+
+
+class OptionError(ValueError):
+    """A bad option; the message names the key."""
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    target_ratio: float
+    ratio_tolerance: float = 0.02
+    regularization: float = 0.1        # lambda of the l1 (or l2) penalty on the latents
+    prox: str = 'l1'
+    min_width: int = 4
+    keep_threshold: float = DEFAULT_KEEP_THRESHOLD
+    mask_interval: int = 100
+    max_search_iter: int | None = None  # default: the whole run may search
+    round_to: int = 1                  # round kept widths up to a multiple of this
+    flops_input_size: int = 128
+
+    @classmethod
+    def from_opt(cls, section) -> 'SearchOptions':
+        if not isinstance(section, dict):
+            raise OptionError("option 'dhp' must be a mapping with at least 'target_ratio'")
+        fields = cls.__dataclass_fields__
+        unknown = sorted(set(section) - set(fields))
+        if unknown:
+            raise OptionError(f"unknown option dhp.{unknown[0]}; known: {', '.join(fields)}")
+        if 'target_ratio' not in section:
+            raise OptionError('option dhp.target_ratio is required (e.g. 0.4 for DHP-40)')
+        values = {}
+        for name, value in section.items():
+            kind = float if name in ('target_ratio', 'ratio_tolerance', 'regularization', 'keep_threshold') else (
+                str if name == 'prox' else int)
+            if value is None and name == 'max_search_iter':
+                values[name] = None
+                continue
+            ok = isinstance(value, kind) and not isinstance(value, bool) or (kind is float and isinstance(value, int)
+                                                                           and not isinstance(value, bool))
+            if not ok:
+                raise OptionError(f'option dhp.{name} must be {kind.__name__}, got {value!r}')
+            values[name] = float(value) if kind is float else value
+        opts = cls(**values)
+        if not 0 < opts.target_ratio <= 1:
+            raise OptionError(f'option dhp.target_ratio must be in (0, 1], got {opts.target_ratio}')
+        if opts.prox not in PROX_TYPES:
+            raise OptionError(f'option dhp.prox must be one of {PROX_TYPES}, got {opts.prox!r}')
+        for name in ('ratio_tolerance', 'regularization', 'keep_threshold'):
+            if getattr(opts, name) < 0:
+                raise OptionError(f'option dhp.{name} must be >= 0')
+        for name in ('min_width', 'mask_interval', 'round_to', 'flops_input_size'):
+            if getattr(opts, name) < 1:
+                raise OptionError(f'option dhp.{name} must be >= 1')
+        if opts.max_search_iter is not None and opts.max_search_iter < 1:
+            raise OptionError('option dhp.max_search_iter must be >= 1')
+        return opts
+
+
+@MODEL_REGISTRY.register()
+class DHPSearchModel(RestorationModel):
+
+    def __init__(self, opt):
+        self.search = SearchOptions.from_opt(opt.get('dhp'))
+        if opt['is_train'] and float(opt['train'].get('ema_decay', 0) or 0) > 0:
+            raise OptionError('option train.ema_decay must be 0 for DHPSearchModel (the network changes '
+                              'shape at compaction); use EMA when fine-tuning the compact model')
+        self._train_opt = copy.deepcopy(opt.get('train'))
+        self.phase = 'search'
+        self.search_record: dict | None = None
+        compact_path = self._compact_to_resume(opt)
+        if compact_path:
+            opt = copy.deepcopy(opt)
+            opt['network_g'] = {'type': read_metadata(compact_path)['arch'], 'checkpoint': compact_path}
+            self.phase = 'finetune'
+        super().__init__(opt)
+        net = self.get_bare_model(self.net_g)
+        if self.phase == 'search' and not getattr(net, 'dhp', False):
+            raise OptionError(f"network_g.type must be a DHP architecture (e.g. SRResNetDHP, DnCNNDHP) for "
+                              f"DHPSearchModel, got {opt['network_g']['type']}")
+        self._arch_kwargs = dict(net.arch_kwargs)
+        self._compact_arch = (net.compact_cls.__name__ if self.phase == 'search' else type(net).__name__)
+        if self.search.max_search_iter is None and self._train_opt:
+            self.search = SearchOptions(**{**asdict(self.search), 'max_search_iter': self._train_opt['total_iter']})
+
+    # ------------------------------------------------------------------ resume
+    @staticmethod
+    def _compact_to_resume(opt) -> str | None:
+        """The compact checkpoint to rebuild from when resuming after compaction, else None."""
+        resume = opt['path'].get('resume_state') if opt.get('is_train') else None
+        models_dir = opt['path'].get('models')
+        if not resume or not models_dir:
+            return None
+        summary_path = os.path.join(models_dir, SUMMARY_FILE)
+        if not os.path.exists(summary_path):
+            return None
+        with open(summary_path) as f:
+            summary = json.load(f)
+        resume_iter = int(os.path.basename(resume).split('.')[0])
+        return os.path.join(models_dir, COMPACT_FILE) if summary['iteration'] <= resume_iter else None
+
+    # ------------------------------------------------------------------ optimisation
+    def setup_optimizers(self):
+        optim = copy.deepcopy(self._train_opt['optim_g'])
+        optim_type = optim.pop('type')
+        net = self.get_bare_model(self.net_g)
+        if self.phase == 'search':
+            params = [{'params': [p for p in net.hypernetwork_parameters() if p.requires_grad]},
+                      {'params': list(net.prunable_latents().values()), 'weight_decay': 0.0}]
+        else:
+            params = [p for p in net.parameters() if p.requires_grad]
+        self.optimizer_g = self.get_optimizer(optim_type, params, **optim)
+        self.optimizers = [self.optimizer_g]
+
+    def optimize_parameters(self, current_iter):
+        super().optimize_parameters(current_iter)
+        if self.phase != 'search':
+            return
+        net = self.get_bare_model(self.net_g)
+        lr = self.optimizer_g.param_groups[1]['lr']
+        net.proximal_step(self.search.regularization * lr, prox=self.search.prox,
+                          min_width=self.search.min_width, threshold=self.search.keep_threshold)
+        if current_iter % self.search.mask_interval == 0 or current_iter >= self.search.max_search_iter:
+            self._check_search(current_iter)
+
+    def _check_search(self, current_iter):
+        net = self.get_bare_model(self.net_g)
+        widths = net.update_masks(self.search.keep_threshold, self.search.round_to)
+        ratio = remaining_flops_ratio(self._compact_arch, widths, self.search.flops_input_size,
+                                      **self._arch_kwargs)
+        self.log_dict['flops_ratio'] = ratio
+        logger = get_root_logger()
+        logger.info(f'DHP search iter {current_iter}: FLOPs ratio {ratio:.4f} '
+                    f'(target {self.search.target_ratio}), widths {widths}')
+        reason = None
+        if ratio <= self.search.target_ratio + self.search.ratio_tolerance:
+            reason = 'target_reached'
+        elif current_iter >= self.search.max_search_iter:
+            reason = 'max_search_iter'
+        if reason:
+            self._compact_and_switch(current_iter, reason, ratio, widths)
+
+    def _compact_and_switch(self, current_iter, reason, ratio, widths):
+        net = self.get_bare_model(self.net_g)
+        self.search_record = {'iteration': current_iter, 'stop_reason': reason, 'flops_ratio': ratio,
+                              'target_ratio': self.search.target_ratio, 'widths': widths,
+                              'search_options': asdict(self.search)}
+        get_root_logger().info(f'DHP search stopped at iter {current_iter} ({reason}): FLOPs ratio {ratio:.4f}; '
+                               'compacting and fine-tuning the compact network')
+        self.save_network(self.net_g, 'net_g_search', current_iter)  # the full search state
+        compact = net.compact().train()
+        self._write_search_results(compact)
+        old_optimizer, old_schedulers = self.optimizer_g, self.schedulers
+        self.net_g = self.model_to_device(compact)
+        self.phase = 'finetune'
+        self.setup_optimizers()
+        lr = old_optimizer.param_groups[0]['lr']
+        for group in self.optimizer_g.param_groups:
+            group['lr'] = lr
+            group['initial_lr'] = old_optimizer.param_groups[0].get('initial_lr', lr)
+        self.schedulers = []
+        self.setup_schedulers_from(self._train_opt)
+        for new, old in zip(self.schedulers, old_schedulers):
+            state = old.state_dict()
+            for key in ('base_lrs', '_last_lr'):
+                if key in state:
+                    state[key] = state[key][:1]
+            new.load_state_dict(state)
+
+    def setup_schedulers_from(self, train_opt):
+        """BasicSR's setup_schedulers consumes ``train.scheduler.type``; give it a fresh copy."""
+        saved = self.opt['train']
+        self.opt['train'] = copy.deepcopy(train_opt)
+        try:
+            self.setup_schedulers()
+        finally:
+            self.opt['train'] = saved
+
+    @master_only
+    def _write_search_results(self, compact):
+        models_dir = self.opt['path']['models']
+        info = {'experiment': self.opt['name'], 'stage': 'search', **self.search_record}
+        save_compact(compact, os.path.join(models_dir, COMPACT_FILE), info=info)
+        with open(os.path.join(models_dir, SUMMARY_FILE), 'w') as f:
+            json.dump(self.search_record, f, indent=2)
+
+    def save_safetensors(self, current_iter, info=None):
+        if self.phase != 'finetune':
+            return None
+        record = self.search_record
+        if record is None:  # resumed after compaction: the summary is on disk
+            with open(os.path.join(self.opt['path']['models'], SUMMARY_FILE)) as f:
+                record = self.search_record = json.load(f)
+        return super().save_safetensors(current_iter, {'stage': 'search+finetune', 'search': record,
+                                                       **(info or {})})

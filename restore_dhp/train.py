@@ -1,0 +1,45 @@
+"""Train with a BasicSR option file: ``python -m restore_dhp.train -opt options/train/<file>.yml``.
+
+A thin entry: it registers restore_dhp's architectures, models and datasets,
+checks the option file, and hands over to ``basicsr.train.train_pipeline``
+(all of BasicSR's flags work: ``--auto_resume``, ``--launcher pytorch`` under
+``torchrun --nproc_per_node=N``; without CUDA the gloo backend is used).
+Experiments are written under ``./experiments/<name>``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def check_options(argv, is_train: bool) -> int:
+    import restore_dhp  # noqa: F401  (registries)
+    from restore_dhp.options import OptionError, validate_file
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('-opt', required=True)
+    args, _ = parser.parse_known_args(argv)
+    try:
+        validate_file(args.opt, is_train)
+    except OptionError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    status = check_options(argv, is_train=True)
+    if status:
+        return status
+    from basicsr.train import train_pipeline
+
+    from restore_dhp._compat import install_basicsr_cpu_fixes
+    install_basicsr_cpu_fixes()
+    sys.argv = [sys.argv[0], *argv]
+    train_pipeline(os.getcwd())
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
