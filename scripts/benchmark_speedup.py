@@ -187,9 +187,13 @@ def weights_mode(args, device) -> None:
 def run_and_print(title: str, entries: list[Entry], args, device) -> None:
     from restore_dhp.timing import device_name
     x = input_for(entries[0].model, args.size, device)
+    if args.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        for e in entries:
+            e.model.to(memory_format=torch.channels_last)
     time_round_robin(entries, x, args.repeats, args.warmup)
     dev = device_name(torch.device(device))
-    print_table(f'{title}: input {tuple(x.shape)}, {dev}, fp32, median of {args.repeats} round-robin rounds '
+    print_table(f'{title}: input {tuple(x.shape)}, {dev}, fp32{", channels_last" if args.channels_last else ""}, median of {args.repeats} round-robin rounds '
                 f'after {args.warmup} warm-up rounds', entries, args.size)
 
 
@@ -209,6 +213,8 @@ def main(argv=None) -> int:
                    help='also time each compact model with widths rounded to a multiple of N')
     p.add_argument('--threads', type=int, help='torch CPU threads (default: torch default)')
     p.add_argument('--device', choices=('cpu', 'cuda'), default='cpu', help='default cpu (the target is CPU)')
+    p.add_argument('--channels-last', action='store_true',
+                   help='run every model and the input in channels_last memory format (NHWC)')
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
     if args.size < 1 or args.repeats < 1 or args.warmup < 0 or args.round_to < 0:
