@@ -34,12 +34,10 @@ import pandas as pd  # noqa: E402
 import restore_dhp  # noqa: E402,F401  (installs the torchvision alias BasicSR needs)
 from restore_dhp import demo as D  # noqa: E402
 
-MODE_CHOICES = {
-    'sr': [('Simulate: downscale ×4 (MATLAB bicubic), restore, score against the original', 'simulate'),
-           ('Upscale this image (the upload is the low-resolution input)', 'restore')],
-    'denoise': [('Simulate: convert to gray, add σ=70 Gaussian noise (seed below), denoise, score', 'simulate'),
-                ('Denoise this image (the upload is already noisy)', 'restore')],
-}
+MODE_CHOICES = [('Simulate: degrade, restore, score', 'simulate'), ('Restore this image as it is', 'restore')]
+MODE_INFO = ('Simulate: SR crops the upload to a multiple of 4 and downscales it ×4 (MATLAB bicubic); denoising '
+             'converts it to gray and adds σ=70 Gaussian noise with the seed below. Outputs are scored against '
+             'the original. Restore: SR upscales the upload ×4; denoising treats it as already noisy (no score).')
 
 
 def parse_args(argv=None):
@@ -92,12 +90,14 @@ def build(reg: D.Registry, args) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1):
                 task = gr.Radio([(D.TASKS[t].label, t) for t in tasks], value=tasks[0], label='Task')
-                mode = gr.Radio(MODE_CHOICES[tasks[0]], value='simulate', label='Mode')
+                mode = gr.Radio(MODE_CHOICES, value='simulate', label='Mode', info=MODE_INFO)
                 seed = gr.Number(value=0, precision=0, minimum=0, label='Noise seed (σ=70, fixed for reproducibility)',
                                  visible=tasks[0] == 'denoise')
-                image = gr.Image(type='filepath', label='Input image', sources=['upload', 'clipboard'],
-                                 height=280)
                 run = gr.Button('Run all models', variant='primary')
+            with gr.Column(scale=1):
+                image = gr.Image(type='filepath', label='Input image (upload or pick an example)',
+                                 sources=['upload', 'clipboard'], height=300)
+            with gr.Column(scale=2):
                 ex_rows = []
                 if 'sr' in tasks:
                     ex_rows += [[str(examples['astronaut_hr']), 'sr', 'simulate'],
@@ -106,24 +106,23 @@ def build(reg: D.Registry, args) -> gr.Blocks:
                     ex_rows += [[str(examples['camera']), 'denoise', 'simulate'],
                                 [str(examples['chelsea_noisy']), 'denoise', 'restore']]
                 gr.Examples(ex_rows, inputs=[image, task, mode], label='Examples (scikit-image photos)')
-            with gr.Column(scale=2):
-                status = gr.Markdown('Choose an image and press **Run all models**.', elem_id='status', label='status')
-                table = gr.Dataframe(label='Results', interactive=False, wrap=True, elem_id='results-table')
-                groups, sliders = {}, []
-                for t in D.TASKS:
-                    with gr.Row(visible=(t == tasks[0])) as grp:
-                        for tt, m in slots:
-                            if tt == t:
-                                sliders.append(gr.ImageSlider(label=f'{m.name}: input ↔ output', format='png',
-                                                              type='numpy', height=320))
-                    groups[t] = grp
+        status = gr.Markdown('Choose an image and press **Run all models**.', elem_id='status', label='status')
+        table = gr.Dataframe(label='Results (runtime and memory measured on this request\'s image)',
+                             interactive=False, elem_id='results-table')
+        groups, sliders = {}, []
+        for t in D.TASKS:
+            with gr.Row(visible=(t == tasks[0])) as grp:
+                for tt, m in slots:
+                    if tt == t:
+                        sliders.append(gr.ImageSlider(label=f'{m.name}: input ↔ output', format='png',
+                                                      type='numpy', height=360))
+            groups[t] = grp
 
         def on_task(t):
             t = t if t in D.TASKS else tasks[0]
-            return [gr.update(choices=MODE_CHOICES[t]), gr.update(visible=t == 'denoise')] + \
-                [gr.update(visible=(k == t)) for k in D.TASKS]
+            return [gr.update(visible=t == 'denoise')] + [gr.update(visible=(k == t)) for k in D.TASKS]
 
-        task.change(on_task, task, [mode, seed, *groups.values()], api_name=False, queue=False)
+        task.change(on_task, task, [seed, *groups.values()], api_name=False, queue=False)
 
         def run_models(task_v, mode_v, image_v, seed_v):
             # raw (un-preprocessed) inputs: the image arrives as a file-data dict, decoded by us
@@ -144,7 +143,7 @@ def build(reg: D.Registry, args) -> gr.Blocks:
             pairs = [(res.before, by_variant[m.variant]) if t == res.task and m.variant in by_variant else None
                      for t, m in slots]
             df = pd.DataFrame(res.table_rows, columns=res.table_columns)
-            return [res.status_line(), df, *pairs]
+            return [f'**{res.status_line()}**', df, *pairs]
 
         run.click(run_models, [task, mode, image, seed], [status, table, *sliders], api_name='restore',
                   preprocess=False, concurrency_limit=1, concurrency_id='models')

@@ -380,10 +380,10 @@ def device_label(meas) -> str:
 
 
 def table_columns(task: str, scored: bool) -> list[str]:
-    cols = ['Model', 'GFLOPs @128×128', 'FLOPs vs baseline (%)', 'Params', 'Runtime median (ms)',
-            'Peak memory (MB)']
+    cols = ['Model', 'GFLOPs @128²', 'FLOPs % of base', 'Params', 'Median ms',
+            'Peak MB']
     if scored:
-        cols += ['PSNR-Y (dB)', 'SSIM-Y'] if task == 'sr' else ['PSNR (dB)', 'SSIM']
+        cols += ['PSNR-Y dB', 'SSIM-Y'] if task == 'sr' else ['PSNR dB', 'SSIM']
     return cols + ['Device']
 
 
@@ -428,16 +428,16 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
             y = lm.model(prep.x)                      # the output; doubles as the warm-up run
             meas = measure(lm.model, prep.x, repeats=repeats, warmup=0)
             out = tensor_to_image(y)
-            row = {'Model': lm.name, 'GFLOPs @128×128': _round(lm.gflops, 2),
-                   'FLOPs vs baseline (%)': _round(100 * lm.flops_ratio, 1), 'Params': int(lm.params),
-                   'Runtime median (ms)': _round(meas.median_ms, 1),
-                   'Peak memory (MB)': _round(meas.peak_memory_mb, 2), 'Device': device_label(meas)}
+            row = {'Model': lm.name, 'GFLOPs @128²': _round(lm.gflops, 2),
+                   'FLOPs % of base': _round(100 * lm.flops_ratio, 1), 'Params': int(lm.params),
+                   'Median ms': _round(meas.median_ms, 1),
+                   'Peak MB': _round(meas.peak_memory_mb, 2), 'Device': device_label(meas)}
             if scored:
                 met = _metrics(task, out, prep.reference, TASKS[task].scale)
                 if task == 'sr':
-                    row['PSNR-Y (dB)'], row['SSIM-Y'] = _round(met['psnr_y'], 2), _round(met['ssim_y'], 4)
+                    row['PSNR-Y dB'], row['SSIM-Y'] = _round(met['psnr_y'], 2), _round(met['ssim_y'], 4)
                 else:
-                    row['PSNR (dB)'], row['SSIM'] = _round(met['psnr'], 2), _round(met['ssim'], 4)
+                    row['PSNR dB'], row['SSIM'] = _round(met['psnr'], 2), _round(met['ssim'], 4)
             rows.append([row.get(c) for c in cols])
             results.append(ModelResult(lm.name, lm.variant, out, row))
     if scored:  # the no-network reference row: bicubic upscaling / the noisy input itself

@@ -54,9 +54,9 @@ def _check_table(table, names, scored, score_cols):
     by_name = {r[0]: dict(zip(headers, r)) for r in rows}
     for name in names:
         row = by_name[name]
-        for col in ('GFLOPs @128×128', 'Params', 'Runtime median (ms)'):
+        for col in ('GFLOPs @128²', 'Params', 'Median ms'):
             assert isinstance(row[col], (int, float)) and row[col] > 0, (name, col, row[col])
-        assert row['Peak memory (MB)'] is None or row['Peak memory (MB)'] >= 0   # None where unmeasurable
+        assert row['Peak MB'] is None or row['Peak MB'] >= 0   # None where unmeasurable
         assert row['Device'].startswith(('CPU', 'GPU'))
         if row['Device'].startswith('CPU'):
             assert 'threads' in row['Device']
@@ -71,38 +71,38 @@ def _check_table(table, names, scored, score_cols):
 def test_sr_simulate_every_model(client, tmp_path):
     src = _img(tmp_path / 'hr.png', _rand((70, 91, 3), 1))   # cropped to 68 x 88, LR 17 x 22
     out = _call(client, 'sr', 'simulate', src)
-    assert out[0].startswith('Done'), out[0]
+    assert out[0].startswith('**Done'), out[0]
     assert 'Cropped to 88×68' in out[0]
     for pair in _sliders(out, 'sr'):
         before, after = (_load(p) for p in pair)
         assert before.shape == after.shape == (68, 88, 3)
     assert all(s is None for s in _sliders(out, 'denoise'))
-    by_name = _check_table(out[1], SR_NAMES, True, ['PSNR-Y (dB)', 'SSIM-Y'])
+    by_name = _check_table(out[1], SR_NAMES, True, ['PSNR-Y dB', 'SSIM-Y'])
     assert 'Bicubic ×4 (no network)' in by_name
 
 
 def test_sr_upscale_every_model(client, tmp_path):
     src = _img(tmp_path / 'lr.png', _rand((13, 20, 3), 2))
     out = _call(client, 'sr', 'restore', src)
-    assert out[0].startswith('Done'), out[0]
+    assert out[0].startswith('**Done'), out[0]
     for pair in _sliders(out, 'sr'):
         before, after = (_load(p) for p in pair)
         assert before.shape == after.shape == (52, 80, 3)
-    _check_table(out[1], SR_NAMES, False, ['PSNR-Y (dB)', 'SSIM-Y'])
+    _check_table(out[1], SR_NAMES, False, ['PSNR-Y dB', 'SSIM-Y'])
 
 
 @pytest.mark.parametrize('mode', ['simulate', 'restore'])
 def test_denoise_every_model(client, tmp_path, mode):
     src = _img(tmp_path / 'rgb.png', _rand((40, 33, 3), 3))   # colour: converted to gray
     out = _call(client, 'denoise', mode, src, seed=5)
-    assert out[0].startswith('Done') and 'gray' in out[0], out[0]
+    assert out[0].startswith('**Done') and 'gray' in out[0], out[0]
     if mode == 'simulate':
         assert 'seed 5' in out[0]
     for pair in _sliders(out, 'denoise'):
         before, after = (_load(p) for p in pair)
         assert before.shape[:2] == after.shape[:2] == (40, 33)
     assert all(s is None for s in _sliders(out, 'sr'))
-    _check_table(out[1], DN_NAMES, mode == 'simulate', ['PSNR (dB)', 'SSIM'])
+    _check_table(out[1], DN_NAMES, mode == 'simulate', ['PSNR dB', 'SSIM'])
 
 
 def test_denoise_seed_reproducible(client, tmp_path):
@@ -132,7 +132,7 @@ def test_bad_input_gives_message_and_server_survives(client, tmp_path, kind, tas
     assert status.startswith('⚠️') and '\n' not in status and 'Traceback' not in status, status
     assert all(s is None for s in out[2:])
     ok = _call(client, task, 'restore', _img(tmp_path / 'after.png', _rand((16, 16, 3), 7)))
-    assert ok[0].startswith('Done'), ok[0]
+    assert ok[0].startswith('**Done'), ok[0]
 
 
 def test_odd_formats_are_converted(client, tmp_path):
@@ -140,17 +140,17 @@ def test_odd_formats_are_converted(client, tmp_path):
     p16 = tmp_path / 'gray16.png'
     Image.fromarray(g16).save(p16)
     out = _call(client, 'sr', 'restore', p16)
-    assert out[0].startswith('Done') and '16-bit' in out[0], out[0]
+    assert out[0].startswith('**Done') and '16-bit' in out[0], out[0]
     assert _load(_sliders(out, 'sr')[0][1]).shape == (128, 144, 3)
 
     rgba = _img(tmp_path / 'rgba.png', _rand((20, 24, 4), 9))
     out = _call(client, 'denoise', 'simulate', rgba)
-    assert out[0].startswith('Done') and 'Transparency' in out[0], out[0]
+    assert out[0].startswith('**Done') and 'Transparency' in out[0], out[0]
     assert _load(_sliders(out, 'denoise')[0][1]).shape == (20, 24)
 
     gray = _img(tmp_path / 'gray.png', _rand((40, 40), 10))
     out = _call(client, 'sr', 'simulate', gray)
-    assert out[0].startswith('Done'), out[0]
+    assert out[0].startswith('**Done'), out[0]
     assert _load(_sliders(out, 'sr')[0][1]).shape == (40, 40, 3)
 
 
@@ -158,7 +158,7 @@ def test_huge_input_is_downscaled_with_notice(client, tmp_path):
     huge = tmp_path / 'huge.png'
     Image.new('RGB', (8000, 8000), (90, 140, 200)).save(huge, compress_level=1)
     out = _call(client, 'sr', 'restore', huge)
-    assert out[0].startswith('Done') and 'downscaled' in out[0] and '8000×8000' in out[0], out[0]
+    assert out[0].startswith('**Done') and 'downscaled' in out[0] and '8000×8000' in out[0], out[0]
     h, w, _ = _load(_sliders(out, 'sr')[0][1]).shape
     assert h == w and h * w <= 96 * 96 * 16
 
@@ -185,7 +185,7 @@ def test_two_concurrent_requests_get_their_own_results(demo_app, tmp_path):
     from restore_dhp.demo import matlab_resize
     for key, src in (('a', a), ('b', b)):
         out = results[key]
-        assert out[0].startswith('Done'), out[0]
+        assert out[0].startswith('**Done'), out[0]
         before = _load(_sliders(out, 'sr')[0][0])
         assert np.array_equal(before, matlab_resize(src, 4.0))   # each got the bicubic of its own input
         for pair in _sliders(out, 'sr'):
