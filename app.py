@@ -13,10 +13,14 @@ exists, and the device.
 
 Only layout and glue live here; the logic is in restore_dhp/demo.py.
 
-Request time with the full-size architectures (random weights, 4 models per
-task, 3 timed runs) on a 2-core CPU shared with other jobs: the default caps
-(SR input <= 96x96 px, denoising input <= 192x192 px) keep a request within
-roughly 10-20 s; raise them with --max-sr-pixels / --max-denoise-pixels on a
+Request time with the full-size architectures (random weights; widths giving
+100/59/40/20% of the FLOPs; 4 models; 1 output/warm-up + 3 timed + 1 memory
+forward each) on this 2-core CPU while other jobs loaded it (load average 3-4):
+SR 64x64 input 13 s, 96x96 41 s, 128x128 47 s; denoising 160x160 24 s,
+192x192 23 s, 256x256 33 s.  Idle, a full SRResNet forward at 128x128 takes
+about 2.2 s and DnCNN at 256x256 about 1.7 s.  Hence the default caps (SR
+network input <= 64x64 px, i.e. 256x256 simulated HR uploads; denoising
+<= 160x160 px); raise them with --max-sr-pixels / --max-denoise-pixels on a
 faster machine.
 """
 from __future__ import annotations

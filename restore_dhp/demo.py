@@ -39,7 +39,7 @@ DEFAULT_REPEATS = 3
 # Bounds on the network input (pixels), chosen so a request with all four full-size
 # models (1 output/warm-up forward + DEFAULT_REPEATS timed + 1 memory forward each)
 # stays under ~20 s on a 2-core CPU; see the measurements in app.py's docstring.
-DEFAULT_MAX_PIXELS = {'sr': 96 * 96, 'denoise': 192 * 192}
+DEFAULT_MAX_PIXELS = {'sr': 64 * 64, 'denoise': 160 * 160}
 MIN_SIDE = 8                      # smallest network input side accepted
 MAX_DECODE_PIXELS = 100_000_000   # refuse to decode anything larger (memory)
 
@@ -492,8 +492,8 @@ def write_examples(folder: str | os.PathLike) -> dict[str, Path]:
     """Small example inputs made from scikit-image's bundled photos (no download), as PNG files.
 
     Returns name -> path: ``astronaut_hr`` (256x256 RGB, for simulated SR),
-    ``coffee_lr`` (96x64 RGB low-resolution, for upscaling), ``camera`` (192x192
-    gray, for simulated denoising), ``chelsea_noisy`` (192x192 gray with σ=70 noise, seed 1,
+    ``coffee_lr`` (72x48 RGB low-resolution, for upscaling), ``camera`` (160x160
+    gray, for simulated denoising), ``chelsea_noisy`` (160x160 gray with σ=70 noise, seed 1,
     for 'denoise this image').
     """
     from PIL import Image
@@ -513,10 +513,10 @@ def write_examples(folder: str | os.PathLike) -> dict[str, Path]:
     astro = data.astronaut()
     save('astronaut_hr', np.asarray(Image.fromarray(astro[0:320, 80:400]).resize((256, 256), Image.LANCZOS)))
     coffee = data.coffee()
-    save('coffee_lr', matlab_resize(np.ascontiguousarray(coffee[16:400, 0:576]), 1 / 6))  # 96 x 64
+    save('coffee_lr', matlab_resize(np.ascontiguousarray(coffee[16:400, 0:576]), 1 / 8))  # 72 x 48
     cam = data.camera()
-    save('camera', np.asarray(Image.fromarray(cam).resize((192, 192), Image.LANCZOS)))
-    cat = to_gray(data.chelsea())[40:232, 130:322]
+    save('camera', np.asarray(Image.fromarray(cam).resize((160, 160), Image.LANCZOS)))
+    cat = to_gray(data.chelsea())[40:200, 140:300]
     noisy = cat.astype(np.float32) / 255.0 + gaussian_noise(cat.shape, 70.0, 1)
     save('chelsea_noisy', np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8))
     return out

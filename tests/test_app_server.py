@@ -160,7 +160,8 @@ def test_huge_input_is_downscaled_with_notice(client, tmp_path):
     out = _call(client, 'sr', 'restore', huge)
     assert out[0].startswith('**Done') and 'downscaled' in out[0] and '8000×8000' in out[0], out[0]
     h, w, _ = _load(_sliders(out, 'sr')[0][1]).shape
-    assert h == w and h * w <= 96 * 96 * 16
+    from restore_dhp.demo import DEFAULT_MAX_PIXELS
+    assert h == w and h * w <= DEFAULT_MAX_PIXELS['sr'] * 16
 
 
 def test_two_concurrent_requests_get_their_own_results(demo_app, tmp_path):
