@@ -32,17 +32,20 @@ def install_torchvision_alias() -> bool:
 
 
 def install_basicsr_cpu_fixes() -> None:
-    """Let BasicSR's train/test pipelines run without CUDA (two functions it hard-wires to CUDA).
+    """Let BasicSR's train/test pipelines run without CUDA and resume safely after a kill.
 
     * ``basicsr.utils.dist_util.init_dist`` (as imported by ``basicsr.utils.options``)
       calls ``torch.cuda.set_device`` and defaults to NCCL; without CUDA we
-      initialise the process group with gloo from torchrun's environment.
-    * ``basicsr.train.load_resume_state`` maps the resume state onto
-      ``torch.cuda.current_device()``; without CUDA it is loaded on the CPU.
+      initialise the process group with gloo from torchrun's environment (with
+      CUDA, BasicSR's own function runs).
+    * ``basicsr.train.load_resume_state`` maps the state onto
+      ``torch.cuda.current_device()`` and takes the newest ``.state`` file even
+      if a kill cut it short.  Ours loads onto the CPU without CUDA and, for
+      ``--auto_resume``, takes the newest state that loads and whose network
+      file exists.  (Our models also write both atomically: see
+      :class:`restore_dhp.models.restoration_model.RestorationModel`.)
 
-    Both replacements defer to BasicSR's own function whenever CUDA is
-    available, so GPU behaviour is untouched.  (DDP wrapping with CUDA device
-    ids is handled in :class:`restore_dhp.models.restoration_model.RestorationModel`.)
+    DDP wrapping without CUDA device ids is handled in ``RestorationModel`` too.
     """
     import os
     import os.path as osp
@@ -55,7 +58,6 @@ def install_basicsr_cpu_fixes() -> None:
     if getattr(bsr_options, '_restore_dhp_patched', False):
         return
     original_init_dist = bsr_options.init_dist
-    original_load_resume_state = bsr_train.load_resume_state
 
     def init_dist(launcher, backend='nccl', **kwargs):
         if torch.cuda.is_available():
@@ -64,23 +66,32 @@ def install_basicsr_cpu_fixes() -> None:
             raise ValueError(f'launcher {launcher!r} needs CUDA; use --launcher pytorch (torchrun) on CPU')
         dist.init_process_group(backend='gloo', **kwargs)
 
+    def _load(path):
+        location = f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else 'cpu'
+        return torch.load(path, map_location=location, weights_only=False)
+
     def load_resume_state(opt):
-        if torch.cuda.is_available():
-            return original_load_resume_state(opt)
-        path = None
+        state = None
         if opt['auto_resume']:
             state_dir = osp.join('experiments', opt['name'], 'training_states')
-            if osp.isdir(state_dir):
-                states = [int(f[:-len('.state')]) for f in os.listdir(state_dir) if f.endswith('.state')]
-                if states:
-                    path = osp.join(state_dir, f'{max(states)}.state')
-                    opt['path']['resume_state'] = path
+            models_dir = osp.join('experiments', opt['name'], 'models')
+            found = sorted((int(f[:-6]) for f in os.listdir(state_dir) if f[:-6].isdigit() and f.endswith('.state'))
+                           if osp.isdir(state_dir) else [], reverse=True)
+            for iteration in found:
+                path = osp.join(state_dir, f'{iteration}.state')
+                if not osp.exists(osp.join(models_dir, f'net_g_{iteration}.pth')):
+                    continue
+                try:
+                    state = _load(path)
+                except Exception as e:  # a state cut short by a kill before atomic saving
+                    print(f'skipping unreadable resume state {path}: {e}', flush=True)
+                    continue
+                opt['path']['resume_state'] = path
+                break
         elif opt['path'].get('resume_state'):
-            path = opt['path']['resume_state']
-        if path is None:
-            return None
-        state = torch.load(path, map_location='cpu', weights_only=False)
-        bsr_train.check_resume(opt, state['iter'])
+            state = _load(opt['path']['resume_state'])
+        if state is not None:
+            bsr_train.check_resume(opt, state['iter'])
         return state
 
     bsr_options.init_dist = init_dist

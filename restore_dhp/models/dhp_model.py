@@ -163,6 +163,7 @@ class DHPSearchModel(RestorationModel):
     def _check_search(self, current_iter):
         net = self.get_bare_model(self.net_g)
         widths = net.update_masks(self.search.keep_threshold, self.search.round_to)
+        self._check_ranks_agree(net)
         ratio = remaining_flops_ratio(self._compact_arch, widths, self.search.flops_input_size,
                                       **self._arch_kwargs)
         self.log_dict['flops_ratio'] = ratio
@@ -176,6 +177,19 @@ class DHPSearchModel(RestorationModel):
             reason = 'max_search_iter'
         if reason:
             self._compact_and_switch(current_iter, reason, ratio, widths)
+
+    def _check_ranks_agree(self, net):
+        """Under DDP every rank must hold the same latents and masks (they do: the prox is deterministic)."""
+        if not self.opt['dist']:
+            return
+        import torch
+        import torch.distributed as dist
+        state = torch.cat([t.detach().flatten() for t in (*net.latents.values(), *net.masks._buffers.values())])
+        digest = torch.stack([state.sum(), (state * torch.arange(1, state.numel() + 1, device=state.device)).sum()])
+        gathered = [torch.zeros_like(digest) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, digest)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            raise RuntimeError('DHP latents or masks differ between ranks')
 
     def _compact_and_switch(self, current_iter, reason, ratio, widths):
         net = self.get_bare_model(self.net_g)

@@ -5,6 +5,10 @@ and as the base of the DHP search model.  Differences from ``SRModel``:
 
 * DistributedDataParallel is created without CUDA device ids on CPU
   (``torchrun`` + gloo), BasicSR passes ``torch.cuda.current_device()``;
+* networks and training states are written atomically (temporary file, then
+  rename), so a kill during a save never leaves a truncated file to resume from;
+* validation runs the bare network, not the DDP wrapper: BasicSR validates on
+  rank 0 only, and a wrapped forward there would wait for the other ranks;
 * every save also writes the plain network as a self-describing compact
   checkpoint ``models/net_g_<iter>.safetensors`` (``..._latest``), the format the
   benchmark, inference and the demo load.
@@ -37,6 +41,33 @@ class RestorationModel(SRModel):
             return DataParallel(net)
         return net
 
+    def test(self):
+        if hasattr(self, 'net_g_ema'):
+            return super().test()
+        net = self.get_bare_model(self.net_g)
+        net.eval()
+        with torch.no_grad():
+            self.output = net(self.lq)
+        net.train()
+
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        label = 'latest' if current_iter == -1 else current_iter
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        saved = {key: {k[7:] if k.startswith('module.') else k: v.cpu()
+                       for k, v in self.get_bare_model(n).state_dict().items()} for n, key in zip(nets, keys)}
+        _atomic_save(saved, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+
+    @master_only
+    def save_training_state(self, epoch, current_iter):
+        if current_iter == -1:
+            return
+        state = {'epoch': epoch, 'iter': current_iter,
+                 'optimizers': [o.state_dict() for o in self.optimizers],
+                 'schedulers': [s.state_dict() for s in self.schedulers]}
+        _atomic_save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
     def save(self, epoch, current_iter):
         super().save(epoch, current_iter)
         self.save_safetensors(current_iter)
@@ -54,3 +85,9 @@ class RestorationModel(SRModel):
         save_compact(net, path, info=provenance)
         get_root_logger().info(f'Saved compact checkpoint {path}')
         return path
+
+
+def _atomic_save(obj, path: str) -> None:
+    tmp = f'{path}.tmp'
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,170 @@
+"""End-to-end training through BasicSR option files: search -> compact -> fine-tune, resume, DDP, bad options."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import restore_dhp  # noqa: F401
+from restore_dhp.checkpoint import load_compact, read_metadata
+
+from train_helpers import dncnn_options, env, run_train, sr_options, write_options
+
+
+def _models(root, name):
+    return os.path.join(root, 'experiments', name, 'models')
+
+
+def test_sr_search_compacts_and_finetunes(tmp_path):
+    root = str(tmp_path)
+    opt = sr_options(root, total_iter=10)
+    out = run_train(root, write_options(root, opt))
+    models = _models(root, 'tiny_sr')
+    summary = json.load(open(os.path.join(models, 'search_summary.json')))
+    assert summary['stop_reason'] == 'target_reached'
+    assert summary['flops_ratio'] <= 0.5 + 0.02
+    assert 'DHP search stopped at iter' in out.stdout + out.stderr
+    compact = load_compact(os.path.join(models, 'compact_search.safetensors'))
+    assert compact.kept_widths() == summary['widths']
+    final = read_metadata(os.path.join(models, 'net_g_latest.safetensors'))
+    assert final['info']['search']['stop_reason'] == 'target_reached' and final['widths'] == summary['widths']
+    assert os.path.exists(os.path.join(models, f"net_g_search_{summary['iteration']}.pth"))
+
+    # fine-tune the compact checkpoint as a plain network through an option file
+    ft = sr_options(root, name='tiny_ft', model='RestorationModel', total_iter=3,
+                    network={'type': 'SRResNetCompact', 'checkpoint': os.path.join(models, 'compact_search.safetensors')})
+    run_train(root, write_options(root, ft, 'ft.yml'))
+    tuned = load_compact(os.path.join(_models(root, 'tiny_ft'), 'net_g_latest.safetensors'))
+    assert tuned.kept_widths() == summary['widths']
+
+
+def test_dncnn_search_stops_at_max_iter_when_target_unreachable(tmp_path):
+    root = str(tmp_path)
+    opt = dncnn_options(root, total_iter=6, dhp={'target_ratio': 0.1, 'regularization': 0.0,
+                                                'max_search_iter': 4})
+    run_train(root, write_options(root, opt))
+    summary = json.load(open(os.path.join(_models(root, 'tiny_dn'), 'search_summary.json')))
+    assert summary['stop_reason'] == 'max_search_iter' and summary['iteration'] == 4
+    assert summary['flops_ratio'] == pytest.approx(1.0)
+    model = load_compact(os.path.join(_models(root, 'tiny_dn'), 'net_g_latest.safetensors'))
+    assert model.task == 'denoise'
+
+
+def _build_resumed_model(root, opt_path, state_path):
+    """What train_pipeline does on resume, in-process, to compare with the saved state."""
+    from basicsr.models import build_model
+    from basicsr.utils.options import parse_options  # noqa: F401
+    import yaml
+    from basicsr.train import load_resume_state  # noqa: F401
+    from restore_dhp._compat import install_basicsr_cpu_fixes
+    install_basicsr_cpu_fixes()
+    from basicsr import train as bsr_train
+    opt = yaml.safe_load(open(opt_path))
+    name = opt['name']
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False)
+    exp = os.path.join(root, 'experiments', name)
+    opt['path'].update(experiments_root=exp, models=os.path.join(exp, 'models'),
+                       training_states=os.path.join(exp, 'training_states'), log=exp,
+                       visualization=os.path.join(exp, 'visualization'), resume_state=state_path)
+    state = bsr_train.load_resume_state(opt)
+    model = build_model(opt)
+    model.resume_training(state)
+    return model, state
+
+
+@pytest.mark.parametrize('phase', ['search', 'finetune'])
+def test_resume_restores_exact_state(tmp_path, phase):
+    root = str(tmp_path)
+    if phase == 'search':  # compaction only at iteration 9: states 3 and 6 are mid-search
+        dhp = {'target_ratio': 0.1, 'regularization': 0.0, 'max_search_iter': 9, 'mask_interval': 3}
+    else:                  # compaction at iteration 2: state 6 is in fine-tuning
+        dhp = {}
+    opt_path = write_options(root, sr_options(root, total_iter=9, dhp=dhp))
+    run_train(root, opt_path)
+    state_path = os.path.join(root, 'experiments', 'tiny_sr', 'training_states', '6.state')
+    saved_net = torch.load(os.path.join(_models(root, 'tiny_sr'), 'net_g_6.pth'), weights_only=True)['params']
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        model, state = _build_resumed_model(root, opt_path, state_path)
+    finally:
+        os.chdir(cwd)
+    assert state['iter'] == 6
+    assert model.phase == phase
+    net_state = model.get_bare_model(model.net_g).state_dict()
+    assert set(net_state) == set(saved_net)
+    for key, value in saved_net.items():
+        assert torch.equal(net_state[key], value), key
+    if phase == 'search':
+        assert any(k.startswith('latents.') for k in net_state) and any(k.startswith('masks.') for k in net_state)
+    saved_optim = state['optimizers'][0]['state']
+    for idx, entry in model.optimizer_g.state_dict()['state'].items():
+        assert torch.equal(entry['exp_avg'], saved_optim[idx]['exp_avg'])
+    assert model.schedulers[0].last_epoch == state['schedulers'][0]['last_epoch']
+
+
+def test_kill_and_auto_resume_continues(tmp_path):
+    root = str(tmp_path)
+    opt = sr_options(root, total_iter=400, save_freq=3)
+    opt_path = write_options(root, opt)
+    proc = subprocess.Popen([sys.executable, '-m', 'restore_dhp.train', '-opt', opt_path], cwd=root, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    states = os.path.join(root, 'experiments', 'tiny_sr', 'training_states')
+    deadline = time.time() + 240
+    while time.time() < deadline and not os.path.exists(os.path.join(states, '6.state')):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = max(int(f.split('.')[0]) for f in os.listdir(states))
+    assert done >= 6
+    opt['train']['total_iter'] = done + 2
+    write_options(root, opt)
+    out = run_train(root, opt_path, '--auto_resume')
+    log = out.stdout + out.stderr
+    assert f'Resuming training from epoch: 0, iter: {done}' in log
+    assert f'iter:{done + 2:,},' in log.replace(' ', '')  # trained on to the new total
+
+
+def test_two_process_gloo_training(tmp_path):
+    root = str(tmp_path)
+    opt = sr_options(root, total_iter=6)
+    opt_path = write_options(root, opt)
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={port}',
+           '-m', 'restore_dhp.train', '-opt', opt_path, '--launcher', 'pytorch']
+    out = subprocess.run(cmd, cwd=root, env=env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    models = _models(root, 'tiny_sr')
+    summary = json.load(open(os.path.join(models, 'search_summary.json')))
+    assert summary['stop_reason'] == 'target_reached'
+    assert os.path.exists(os.path.join(models, 'net_g_latest.safetensors'))
+    log = open(next(os.path.join(root, 'experiments', 'tiny_sr', f) for f in
+                    os.listdir(os.path.join(root, 'experiments', 'tiny_sr')) if f.endswith('.log'))).read()
+    assert "'world_size': 2" in log or 'world_size: 2' in log
+
+
+@pytest.mark.parametrize('edit,message', [
+    (lambda o: o.update(bogus=1), 'unknown option bogus'),
+    (lambda o: o['train'].update(total_iter='ten'), 'train.total_iter must be int'),
+    (lambda o: o['datasets']['train'].update(dataroot_gt='/no/such/folder'), 'datasets.train.dataroot_gt'),
+    (lambda o: o['dhp'].update(target_ratio=1.5), r'dhp.target_ratio must be in (0, 1]'),
+    (lambda o: o['dhp'].update(target_ratio=0), r'dhp.target_ratio must be in (0, 1]'),
+    (lambda o: o['dhp'].update(lamda=0.1), 'unknown option dhp.lamda'),
+    (lambda o: o['network_g'].update(num_blok=3), 'unknown option network_g.num_blok'),
+    (lambda o: o['network_g'].update(type='Nope'), 'network_g.type'),
+])
+def test_bad_options_fail_before_training(tmp_path, edit, message):
+    root = str(tmp_path)
+    opt = sr_options(root)
+    edit(opt)
+    out = run_train(root, write_options(root, opt), check=False, timeout=120)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert not os.path.exists(os.path.join(root, 'experiments'))
