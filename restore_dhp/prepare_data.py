@@ -15,6 +15,7 @@ extracted under ``DEST/.extracted``.  Sets are recognised by folder name (see
     DIV2K_train/HR/0001.png                                 DIV2K training 0001-0800
     BSD68/*.png  Set12/*.png  Train400/*.png                 gray (BT.601 luma if the source is RGB)
     T91/*.png  BSD200/*.png                                  RGB, HR only
+    SR291/HR/{T91,BSD200}_<name>.png                         the "291" SR training set: links to both
 
 SR HR images are cropped to a multiple of 4; LR x4 images are copied from the
 source when present and of matching size, else generated with MATLAB-compatible
@@ -292,8 +293,37 @@ def prepare(source: str | os.PathLike, dest: str | os.PathLike, sets=None) -> di
         else:
             logger.info('%s: wrote %d image(s)%s', name, n, '' if n == spec.count else
                         f' (expected {spec.count})')
+    if {'T91', 'BSD200'} & set(sets):
+        result['SR291'] = link_sr291(dest)
     _update_manifest(dest, written)
     return result
+
+
+def link_sr291(dest: str | os.PathLike) -> int:
+    """Make ``DEST/SR291/HR`` (the classic "291" set) from ``DEST/T91`` and ``DEST/BSD200`` by relative links.
+
+    BasicSR's option parser takes one folder per ``dataroot_gt``; this folder
+    lets a training option file name both sets at once.  Files are copied where
+    links are not supported.  Returns the number of images in the folder.
+    """
+    dest = Path(dest)
+    out = dest / 'SR291' / 'HR'
+    out.mkdir(parents=True, exist_ok=True)
+    for part in ('T91', 'BSD200'):
+        folder = dest / part
+        if not folder.is_dir():
+            logger.warning('SR291: %s missing, the "291" set will be incomplete; get it from %s',
+                           folder, where_to_get(part))
+            continue
+        for img in sorted(folder.glob('*.png')):
+            link = out / f'{part}_{img.name}'
+            if link.exists() or link.is_symlink():
+                continue
+            try:
+                link.symlink_to(os.path.relpath(img.resolve(), out.resolve()))
+            except OSError:
+                shutil.copy2(img, link)
+    return len(list(out.glob('*.png')))
 
 
 def _update_manifest(dest: Path, files: list[Path]) -> None:

@@ -106,3 +106,19 @@ def test_bad_archive_and_source(tmp_path):
     with pytest.raises(ValueError, match='broken.zip'):
         pd.prepare(tmp_path / 'src', tmp_path / 'out', ['Set5'])
     assert pd.main(['--source', str(tmp_path / 'src'), '--dest', str(tmp_path / 'out'), '--sets', 'Set5']) == 2
+
+
+def test_sr291_links_both_training_sets(tmp_path):
+    rng = np.random.default_rng(1)
+    src = tmp_path / 'src'
+    for i in range(3):
+        write_png(src / 'T91' / f't{i}.png', _rand(rng, 20, 20))
+    for i in range(2):
+        write_png(src / 'BSDS300' / 'images' / 'train' / f'{i}.png', _rand(rng, 20, 24))
+    dest = tmp_path / 'datasets'
+    res = pd.prepare(src, dest, ['T91', 'BSD200'])
+    assert res['SR291'] == 5
+    names = sorted(p.name for p in (dest / 'SR291' / 'HR').iterdir())
+    assert names == ['BSD200_0.png', 'BSD200_1.png', 'T91_t0.png', 'T91_t1.png', 'T91_t2.png']
+    assert np.array_equal(read_image(dest / 'SR291' / 'HR' / 'T91_t1.png'), read_image(dest / 'T91' / 't1.png'))
+    assert pd.link_sr291(dest) == 5  # idempotent
