@@ -63,8 +63,8 @@ def _arch_keys(cls) -> set[str]:
     return keys - {'dhp'}
 
 
-def validate(opt: dict, is_train: bool = True) -> None:
-    """Raise :class:`OptionError` naming the first bad key of ``opt``."""
+def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None:
+    """Raise :class:`OptionError` naming the first bad key of ``opt`` (``check_paths``: files and folders exist)."""
     from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
 
     unknown = sorted(set(opt) - TOP_LEVEL - {k for k in opt if k.startswith('network_')})
@@ -96,7 +96,7 @@ def validate(opt: dict, is_train: bool = True) -> None:
     for key in net:
         if key != 'type' and key not in allowed:
             raise OptionError(f"unknown option network_g.{key} for {net['type']} (known: {', '.join(sorted(allowed))})")
-    if net.get('checkpoint') and not os.path.isfile(net['checkpoint']):
+    if check_paths and net.get('checkpoint') and not os.path.isfile(net['checkpoint']):
         raise OptionError(f"option network_g.checkpoint: file {net['checkpoint']} does not exist")
     if is_train:
         if not isinstance(opt['train'].get('total_iter'), int) or opt['train']['total_iter'] < 1:
@@ -115,7 +115,7 @@ def validate(opt: dict, is_train: bool = True) -> None:
         if ds['type'] not in DATASET_REGISTRY._obj_map:
             raise OptionError(f"option datasets.{phase}.type: unknown dataset {ds['type']!r}")
         for key, value in ds.items():
-            if key.startswith('dataroot') and value is not None:
+            if check_paths and key.startswith('dataroot') and value is not None:
                 for folder in value if isinstance(value, list) else [value]:
                     if not os.path.isdir(str(folder)):
                         raise OptionError(f'option datasets.{phase}.{key}: folder {folder} does not exist '
@@ -125,10 +125,10 @@ def validate(opt: dict, is_train: bool = True) -> None:
                 raise OptionError(f'option datasets.{phase}.{key} must be a non-negative integer, got {ds[key]!r}')
 
 
-def validate_file(path: str, is_train: bool = True) -> dict:
+def validate_file(path: str, is_train: bool = True, check_paths: bool = True) -> dict:
     opt = load_yaml(path)
     try:
-        validate(opt, is_train)
+        validate(opt, is_train, check_paths)
     except OptionError as e:
         raise OptionError(f'{path}: {e}') from None
     return opt

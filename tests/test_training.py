@@ -168,3 +168,18 @@ def test_bad_options_fail_before_training(tmp_path, edit, message):
     assert out.returncode == 2
     assert message in out.stderr
     assert not os.path.exists(os.path.join(root, 'experiments'))
+
+
+def test_shipped_option_files_are_valid():
+    """Every option file in options/ passes the checks (folders and checkpoints are not needed here)."""
+    import glob
+
+    from restore_dhp.options import validate_file
+    from train_helpers import REPO
+    files = sorted(glob.glob(os.path.join(REPO, 'options', '*', '*.yml')))
+    assert len(files) >= 20
+    for path in files:
+        opt = validate_file(path, is_train='/train/' in path, check_paths=False)
+        if opt['model_type'] == 'DHPSearchModel':
+            assert 0 < opt['dhp']['target_ratio'] <= 1
+            assert opt['network_g']['type'].endswith('DHP')
