@@ -139,8 +139,15 @@ def test_two_process_gloo_training(tmp_path):
         port = sock.getsockname()[1]
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={port}',
            '-m', 'restore_dhp.train', '-opt', opt_path, '--launcher', 'pytorch']
-    out = subprocess.run(cmd, cwd=root, env=env(), capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    proc = subprocess.Popen(cmd, cwd=root, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
+        output, _ = proc.communicate()
+        raise AssertionError(f'2-process training hung:\n{output[-3000:]}') from None
+    assert proc.returncode == 0, output[-4000:]
     models = _models(root, 'tiny_sr')
     summary = json.load(open(os.path.join(models, 'search_summary.json')))
     assert summary['stop_reason'] == 'target_reached'
