@@ -15,6 +15,7 @@ and as the base of the DHP search model.  Differences from ``SRModel``:
 """
 from __future__ import annotations
 
+import glob
 import os
 
 import torch
@@ -26,6 +27,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..archs.forms import CompactForm
 from ..checkpoint import save_compact
+from ..timing import device_name
 
 
 @MODEL_REGISTRY.register()
@@ -79,8 +81,12 @@ class RestorationModel(SRModel):
             return None
         label = 'latest' if current_iter == -1 else current_iter
         path = os.path.join(self.opt['path']['models'], f'net_g_{label}.safetensors')
+        root = self.opt['path'].get('experiments_root', '')
+        copied = sorted(glob.glob(os.path.join(root, '*.yml'))) if root else []
         provenance = {'experiment': self.opt['name'], 'iteration': label,
-                      'options': os.path.basename(self.opt.get('opt_path', '') or '')}
+                      'option_file': os.path.basename(copied[0]) if copied else None,
+                      'total_iter': self.opt.get('train', {}).get('total_iter'),
+                      'trained_on': device_name(self.device), 'torch': torch.__version__}
         provenance.update(info or {})
         save_compact(net, path, info=provenance)
         get_root_logger().info(f'Saved compact checkpoint {path}')
