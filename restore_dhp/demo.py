@@ -30,12 +30,15 @@ import torch
 
 from .checkpoint import CheckpointError, load_compact
 from .complexity import checkpoint_complexity
+from .data.imageio import fixed_noise, matlab_resize, to_gray, to_rgb3
 from .inference import auto_device, tensor_to_image
+from .metrics import denoise_metrics, sr_metrics
 from .timing import measure
 
 VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')
 MODES = ('simulate', 'restore')
 DEFAULT_REPEATS = 3
+UPLOAD_NOISE_NAME = 'upload'   # the simulated noise depends only on the seed shown on the page
 # Bounds on the network input (pixels), chosen so a request with all four full-size
 # models (1 output/warm-up forward + DEFAULT_REPEATS timed + 1 memory forward each)
 # stays under ~20 s on a 2-core CPU; see the measurements in app.py's docstring.
@@ -246,50 +249,10 @@ def _to_8bit(im, notices: list[str]):
     return im.convert('RGB')
 
 
-# ----------------------------------------------------------------------------- image helpers
-def to_rgb(img: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2)) if img.ndim == 2 else img
-
-
-def to_gray(img: np.ndarray) -> np.ndarray:
-    """BT.601 luma, rounded (MATLAB rgb2gray / OpenCV convention)."""
-    if img.ndim == 2:
-        return img
-    luma = img[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    return np.clip(np.round(luma), 0, 255).astype(np.uint8)
-
-
-def matlab_resize(img: np.ndarray, scale: float) -> np.ndarray:
-    """MATLAB ``imresize(img, scale, 'bicubic')`` on uint8 (BasicSR's port), rounded back to uint8."""
-    from basicsr.utils.matlab_functions import imresize
-    squeeze = img.ndim == 2
-    x = img[:, :, None] if squeeze else img
-    y = imresize(x.astype(np.float32) / 255.0, scale, antialiasing=True)
-    y = np.clip(np.round(np.asarray(y) * 255.0), 0, 255).astype(np.uint8)
-    return y[:, :, 0] if squeeze else y
-
-
-def gaussian_noise(shape, sigma_255: float, seed: int) -> np.ndarray:
-    """Gaussian noise on the 0-1 scale from NumPy's PCG64 generator with ``seed`` (reproducible)."""
-    rng = np.random.Generator(np.random.PCG64(int(seed)))
-    return (rng.standard_normal(tuple(shape)) * (sigma_255 / 255.0)).astype(np.float32)
-
-
 def _metrics(task: str, out: np.ndarray, ref: np.ndarray, scale: int) -> dict[str, float]:
-    try:
-        from . import metrics as m
-        if task == 'sr':
-            return dict(m.sr_metrics(out, ref, scale=scale))
-        return dict(m.denoise_metrics(out, ref))
-    except ImportError:  # fallback while restore_dhp.metrics is not available: BasicSR's metrics
-        from basicsr.metrics import calculate_psnr, calculate_ssim
-        if task == 'sr':
-            o, r = out[..., ::-1], ref[..., ::-1]  # BasicSR expects BGR for its Y conversion
-            return {'psnr_y': calculate_psnr(o, r, scale, test_y_channel=True),
-                    'ssim_y': calculate_ssim(o, r, scale, test_y_channel=True),
-                    'psnr_rgb': calculate_psnr(o, r, scale)}
-        return {'psnr': calculate_psnr(out[..., None], ref[..., None], 0),
-                'ssim': calculate_ssim(out[..., None], ref[..., None], 0)}
+    if task == 'sr':
+        return dict(sr_metrics(out, ref, scale=scale))
+    return dict(denoise_metrics(out, ref))
 
 
 # ----------------------------------------------------------------------------- requests
@@ -334,7 +297,7 @@ def prepare(task: str, mode: str, img: np.ndarray, seed: int, device: torch.devi
     notices: list[str] = []
     spec = TASKS[task]
     if task == 'sr':
-        img = to_rgb(img)
+        img = to_rgb3(img)
         if mode == 'simulate':
             h, w = img.shape[:2]
             if min(h, w) < MIN_SIDE * spec.scale:
@@ -361,7 +324,8 @@ def prepare(task: str, mode: str, img: np.ndarray, seed: int, device: torch.devi
         notices.append('Converted to gray (the DnCNN models are gray-level).')
     gray = to_gray(img)
     if mode == 'simulate':
-        noisy = gray.astype(np.float32) / 255.0 + gaussian_noise(gray.shape, spec.sigma, seed)  # not clipped
+        noise = fixed_noise(gray.shape, spec.sigma, UPLOAD_NOISE_NAME, seed)
+        noisy = gray.astype(np.float32) / 255.0 + noise  # not clipped
         before = np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8)
         x = torch.from_numpy(noisy)[None, None].to(device)
         return Prepared(x, before, gray, notices)
@@ -517,6 +481,6 @@ def write_examples(folder: str | os.PathLike) -> dict[str, Path]:
     cam = data.camera()
     save('camera', np.asarray(Image.fromarray(cam).resize((160, 160), Image.LANCZOS)))
     cat = to_gray(data.chelsea())[40:200, 140:300]
-    noisy = cat.astype(np.float32) / 255.0 + gaussian_noise(cat.shape, 70.0, 1)
+    noisy = cat.astype(np.float32) / 255.0 + fixed_noise(cat.shape, 70.0, UPLOAD_NOISE_NAME, 1)
     save('chelsea_noisy', np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8))
     return out

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data.imageio import to_gray
+
 DEFAULT_TILE = 256      # input pixels per tile side
 DEFAULT_OVERLAP = 32    # input pixels of context on each side of a tile
 
@@ -35,8 +37,10 @@ def to_model_channels(img: np.ndarray, channels: int) -> np.ndarray:
     if channels == 3 and img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     elif channels == 1 and img.shape[2] == 3:
-        luma = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        img = np.round(luma)[:, :, None].astype(img.dtype)
+        if img.dtype == np.uint8:
+            img = to_gray(img)[:, :, None]
+        else:  # 16-bit: same BT.601 weights, kept at 16 bits
+            img = np.round(img.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[:, :, None].astype(img.dtype)
     return img
 
 

@@ -183,7 +183,7 @@ def test_two_concurrent_requests_get_their_own_results(demo_app, tmp_path):
     for t in threads:
         t.join(timeout=180)
     assert not errors and set(results) == {'a', 'b'}
-    from restore_dhp.demo import matlab_resize
+    from restore_dhp.data.imageio import matlab_resize
     for key, src in (('a', a), ('b', b)):
         out = results[key]
         assert out[0].startswith('**Done'), out[0]

@@ -10,7 +10,7 @@ YAML example::
     use_hflip: true
     use_rot: true
     cache: true                        # decode all images once, keep in memory
-    repeat: 100                        # or dataset_enlarge_ratio
+    repeat: 100                        # epoch = repeat x images (or BasicSR's dataset_enlarge_ratio)
     noise_seed: 0                      # val/test: fixed noise per image
 
 Clean images are converted to gray with BT.601 luma when they are RGB.
@@ -40,7 +40,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 logger = logging.getLogger(__name__)
 
 from .imageio import add_fixed_noise, list_images, read_image
-from .sr_dataset import _folders, _int_opt, augment, repeat_factor, resolve_phase, to_tensor
+from .sr_dataset import _folders, _int_opt, augment, resolve_phase, to_tensor, train_options
 
 
 @DATASET_REGISTRY.register()
@@ -67,10 +67,7 @@ class DenoiseDataset(Dataset):
                 raise ValueError(f'{name}: no images found in folder {gf} (option dataroot_gt)')
             self.gt_paths += imgs
         if self.phase == 'train':
-            self.gt_size = _int_opt(opt, 'gt_size', name)
-            self.use_hflip = bool(opt.get('use_hflip', opt.get('use_flip', True)))
-            self.use_rot = bool(opt.get('use_rot', True))
-            self.repeat = repeat_factor(opt, name)
+            self.gt_size, self.use_hflip, self.use_rot, self.repeat = train_options(opt, name)
         else:
             self.gt_size, self.use_hflip, self.use_rot, self.repeat = None, False, False, 1
         self.cache = bool(opt.get('cache', True))

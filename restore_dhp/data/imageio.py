@@ -108,17 +108,23 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[:h - h % scale, :w - w % scale, ...]
 
 
-def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB ``imresize(hr, 1/scale, 'bicubic')`` on a uint8 image (HR cropped to a multiple of scale first).
+def matlab_resize(img: np.ndarray, factor: float) -> np.ndarray:
+    """MATLAB ``imresize(img, factor, 'bicubic')`` on a uint8 image (gray HxW or HxWxC).
 
     Uses :func:`basicsr.utils.matlab_functions.imresize` (antialiased bicubic),
     rounded and clipped to ``uint8`` like MATLAB does for ``uint8`` inputs.
     """
     from basicsr.utils.matlab_functions import imresize
 
-    hr = modcrop(hr, scale)
-    lr = imresize(hr.astype(np.float32), 1.0 / scale, antialiasing=True)
-    return np.clip(np.round(lr), 0, 255).astype(np.uint8)
+    squeeze = img.ndim == 2
+    x = img[:, :, None] if squeeze else img
+    y = np.clip(np.round(imresize(x.astype(np.float32), factor, antialiasing=True)), 0, 255).astype(np.uint8)
+    return y[:, :, 0] if squeeze else y
+
+
+def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The LR image of ``hr``: cropped to a multiple of ``scale``, then MATLAB bicubic by ``1/scale``."""
+    return matlab_resize(modcrop(hr, scale), 1.0 / scale)
 
 
 def lr_candidates(hr_stem: str, scale: int) -> list[str]:

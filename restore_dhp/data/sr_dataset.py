@@ -11,7 +11,7 @@ YAML example (``datasets: train:``)::
     use_hflip: true
     use_rot: true
     cache: true                               # decode everything (and make LR) once, keep in memory
-    repeat: 10                                # or dataset_enlarge_ratio: epoch = repeat x images
+    repeat: 10                                # epoch = repeat x images (BasicSR's dataset_enlarge_ratio works too, in its sampler)
 
 ``phase`` is set by BasicSR (``train`` / ``val``); ``test`` behaves as ``val``.
 Training items are random aligned patches (HR ``gt_size``, LR ``gt_size/scale``),
@@ -81,10 +81,16 @@ def resolve_phase(opt: dict) -> str:
     return 'train' if phase == 'train' else 'test'
 
 
-def repeat_factor(opt: dict, dataset: str) -> int:
-    if opt.get('repeat') is not None:
-        return _int_opt(opt, 'repeat', dataset)
-    return _int_opt(opt, 'dataset_enlarge_ratio', dataset, default=1)
+def train_options(opt: dict, dataset: str) -> tuple[int, bool, bool, int]:
+    """``(gt_size, use_hflip, use_rot, repeat)`` of a training set.
+
+    ``repeat`` lengthens the dataset itself; BasicSR's ``dataset_enlarge_ratio``
+    is applied by its sampler, not here (using both would multiply them).
+    """
+    return (_int_opt(opt, 'gt_size', dataset),
+            bool(opt.get('use_hflip', opt.get('use_flip', True))),
+            bool(opt.get('use_rot', True)),
+            _int_opt(opt, 'repeat', dataset, default=1))
 
 
 def augment(imgs: list[np.ndarray], hflip: bool, rot: bool) -> list[np.ndarray]:
@@ -135,12 +141,9 @@ class SRBicubicDataset(Dataset):
             self.gt_paths += hrs
             self.lq_paths += match_lr_files(hrs, lq_folders[i], self.scale) if lq_folders else [None] * len(hrs)
         if self.phase == 'train':
-            self.gt_size = _int_opt(opt, 'gt_size', name)
+            self.gt_size, self.use_hflip, self.use_rot, self.repeat = train_options(opt, name)
             if self.gt_size % self.scale:
                 raise ValueError(f'{name}: option gt_size={self.gt_size} must be a multiple of scale={self.scale}')
-            self.use_hflip = bool(opt.get('use_hflip', opt.get('use_flip', True)))
-            self.use_rot = bool(opt.get('use_rot', True))
-            self.repeat = repeat_factor(opt, name)
         else:
             self.gt_size, self.use_hflip, self.use_rot, self.repeat = None, False, False, 1
         self.cache = bool(opt.get('cache', True))
