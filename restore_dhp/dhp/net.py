@@ -114,8 +114,11 @@ class PrunableNet(nn.Module):
                 self.convs[name] = HyperConv2d(cin, cout, c.kernel_size, out_per_latent=c.out_per_channel,
                                                embedding_dim=embedding_dim)
             else:
-                self.convs[name] = nn.Conv2d(cin, cout * c.out_per_channel, c.kernel_size,
-                                             padding=c.kernel_size // 2)
+                conv = nn.Conv2d(cin, cout * c.out_per_channel, c.kernel_size, padding=c.kernel_size // 2)
+                # He (fan-in) init, the scale the DHP form's hyper-fan-in init generates, so both
+                # forms start alike when trained from scratch (PyTorch's default is 3x smaller in variance)
+                nn.init.kaiming_normal_(conv.weight, mode='fan_in', nonlinearity='relu')
+                self.convs[name] = conv
         self.norms = nn.ModuleDict({name: nn.BatchNorm2d(self.widths[g]) for name, g in spec.norms.items()})
         if dhp:
             self.latents = nn.ParameterDict(
