@@ -54,6 +54,7 @@ def _upsample_stages(scale: int) -> int:
 
 class SRResNet(PrunableNet):
     task = 'sr'
+    plain_init = 'he'  # the shipped baseline was trained from He init
 
     def __init__(self, widths=None, dhp=False, num_feat=64, num_blocks=16, in_channels=3, scale=4,
                  embedding_dim=8):

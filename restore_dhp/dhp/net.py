@@ -96,6 +96,10 @@ class PrunableNet(nn.Module):
 
     #: plain class used by :meth:`compact`; set by each architecture.
     compact_cls: type | None = None
+    #: initialisation of the plain form's convs when trained from scratch: ``'he'`` (fan-in, the
+    #: scale the DHP form's hyper-fan-in init generates) or ``'default'`` (PyTorch's, 3x smaller
+    #: variance); each architecture picks the one that trained better (see its module).
+    plain_init: str = 'default'
     task: str = ''
     scale: int = 1
 
@@ -115,9 +119,8 @@ class PrunableNet(nn.Module):
                                                embedding_dim=embedding_dim)
             else:
                 conv = nn.Conv2d(cin, cout * c.out_per_channel, c.kernel_size, padding=c.kernel_size // 2)
-                # He (fan-in) init, the scale the DHP form's hyper-fan-in init generates, so both
-                # forms start alike when trained from scratch (PyTorch's default is 3x smaller in variance)
-                nn.init.kaiming_normal_(conv.weight, mode='fan_in', nonlinearity='relu')
+                if self.plain_init == 'he':
+                    nn.init.kaiming_normal_(conv.weight, mode='fan_in', nonlinearity='relu')
                 self.convs[name] = conv
         self.norms = nn.ModuleDict({name: nn.BatchNorm2d(self.widths[g]) for name, g in spec.norms.items()})
         if dhp:
