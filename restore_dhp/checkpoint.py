@@ -39,6 +39,9 @@ def save_compact(model: nn.Module, path: str | os.PathLike, info: dict[str, Any]
     tmp = f'{path}.tmp'
     save_file(tensors, tmp, metadata=metadata)
     os.replace(tmp, path)  # never leave a half-written checkpoint under the real name
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # ordinary file permissions (the writer's temporary file is private)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
