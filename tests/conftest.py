@@ -1,7 +1,12 @@
-"""Shared fixtures. ``demo_app``: the Gradio demo (app.py) running as a subprocess on tiny random checkpoints."""
+"""Shared fixtures. ``demo_app``: the Gradio demo (app.py) running as a subprocess on tiny random checkpoints.
+
+Set ``RESTORE_DHP_DEMO_WEIGHTS=weights`` to serve real checkpoints instead (e.g. to take the
+README's screenshot: ``RESTORE_DHP_DEMO_WEIGHTS=weights pytest tests/test_app_browser.py``).
+"""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -75,7 +80,12 @@ def start_demo(weights_dir: Path, log_path: Path, extra=(), timeout: float = 240
 def demo_app(tmp_path_factory):
     """(url, weights_dir, log_path) of one app.py server shared by the demo tests."""
     folder = tmp_path_factory.mktemp('demo_weights')
-    write_tiny_demo_weights(folder)
+    real = os.environ.get('RESTORE_DHP_DEMO_WEIGHTS')
+    if real:
+        for ckpt in Path(real).glob('*.safetensors'):
+            shutil.copy2(ckpt, folder / ckpt.name)
+    else:
+        write_tiny_demo_weights(folder)
     log_path = folder / 'app.log'
     proc, url = start_demo(folder, log_path)
     yield url, folder, log_path
