@@ -82,6 +82,39 @@ def section(name: str) -> str | None:
     return f'### `{name}`\n\n| | |\n|---|---|\n{table}'
 
 
+BAND_BELOW, BAND_ABOVE = 0.05, 0.03  # the quality bar: FLOPs ratio within [target - 0.05, target + 0.03]
+
+
+def observations(task: str) -> str:
+    """Pruning cost measured here next to the paper's, and the FLOPs-ratio band, computed from report.json."""
+    import json
+    path = os.path.join(ROOT, 'reports', task, 'report.json')
+    if not os.path.exists(path):
+        return ''
+    rep = json.load(open(path))
+    first = rep['sets'][0]
+    key = 'psnr_y' if task == 'sr' else 'psnr'
+    ours = {r['name']: r for r in rep['results'] if r.get('kind') == 'model'}
+    paper = {r['name']: r['psnr'] for r in rep['paper_reference']['rows']}
+    paper_col = rep['paper_reference']['sets'].index(first) if first in rep['paper_reference']['sets'] else None
+    if 'Baseline' not in ours:
+        return ''
+    base = ours['Baseline']['metrics'][first][key]
+    lines = [f'| model | {first} PSNR change vs our baseline (dB) | paper\'s change (dB) | FLOPs ratio '
+             f'| target band [t−{BAND_BELOW}, t+{BAND_ABOVE}] |', '|---|---|---|---|---|']
+    for name, row in ours.items():
+        if name == 'Baseline' or not name.startswith('DHP-'):
+            continue
+        target = int(name.split('-')[1]) / 100
+        ratio = row['flops_ratio']
+        inside = target - BAND_BELOW <= ratio <= target + BAND_ABOVE
+        paper_delta = (f'{paper[name][paper_col] - paper["Baseline"][paper_col]:+.2f}'
+                       if paper_col is not None and name in paper else 'n/a')
+        lines.append(f"| {name} | {row['metrics'][first][key] - base:+.2f} | {paper_delta} | {ratio:.3f} "
+                     f"| {'inside' if inside else '**outside**'} |")
+    return '\n'.join(lines)
+
+
 def report_blocks(task: str) -> str:
     path = os.path.join(ROOT, 'reports', task, 'report.md')
     if not os.path.exists(path):
@@ -100,12 +133,18 @@ arguments, per-group widths and provenance are in its metadata
 `restore_dhp.checkpoint.load_compact(FILE)` rebuilds it).
 
 **How this differs from the paper.** The paper trained on DIV2K (800 2K images) for hundreds of
-thousands of iterations on a GPU. These models saw the "291" set (SR) or Train400 (denoising) for a
-few hundred iterations on a 2-core CPU, with a larger learning rate and a sparsity strength λ scaled
+thousands of iterations on a GPU. These models saw the "291" set (SR, 1,600 iterations at batch 8) or
+Train400 (denoising, 400 iterations at batch 16) on a 2-core CPU, with a larger learning rate and a sparsity strength λ scaled
 up (the shrink per step is λ·lr) so that the search reaches its target inside the budget. Within an
 architecture all four models share one budget (the same number of iterations, data and schedule),
 so the differences in the table show the cost of pruning, not a difference in training time; the
-absolute PSNR is far below the paper's, and the gap says how much training is missing. The
+absolute PSNR is far below the paper's, and the gap says how much training is missing. At this
+budget the baselines are undertrained: a positive "change vs our baseline" below means the DHP
+model (hypernetwork-parameterised during its search, then fine-tuned) learned faster than the plain
+network in the same number of iterations, not that pruning improves a converged model.
+Next improvement in quality: the same option files for far more iterations (the `_cpu` budgets
+took 3–25 minutes per model here), DIV2K instead of "291", and a GPU (the paper-setting option
+files without `_cpu`). The
 search started from scratch, as in the paper (no warm start from the baseline).
 """]
     for task, title, prefix in (('sr', 'Super-resolution ×4: SRResNet', 'srresnet'),
@@ -115,6 +154,8 @@ search started from scratch, as in the paper (no warm start from the baseline).
             if name.startswith(prefix):
                 block = section(name)
                 parts.append(block if block else f'### `{name}`\n\nnot trained yet.')
+        parts.append(f'### Cost of pruning in this budget (computed from `reports/{task}/report.json`)\n\n'
+                     f'{observations(task)}')
         parts.append(f'### Measured (from `reports/{task}/report.md`)\n\n{report_blocks(task)}')
     out = os.path.join(ROOT, 'weights', 'README.md')
     with open(out, 'w') as f:
