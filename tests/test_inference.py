@@ -30,7 +30,10 @@ def _randomise_bn(model):
 def sr_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp('w') / 'sr.safetensors'
-    save_compact(_randomise_bn(SRResNetCompact(num_blocks=2, num_feat=16, widths=SR_WIDTHS)), path)
+    model = _randomise_bn(SRResNetCompact(num_blocks=2, num_feat=16, widths=SR_WIDTHS))
+    with torch.no_grad():  # outputs in the image range like a trained model's, not saturated
+        model.convs['tail'].weight.mul_(0.05)
+    save_compact(model, path)
     return path
 
 
@@ -137,6 +140,9 @@ def test_tiled_matches_untiled(kind, sr_ckpt, dn_ckpt):
     b = restore_image(model, img, tile=16, overlap=16)
     diff = np.abs(a.astype(int) - b.astype(int))
     assert diff.max() <= 1 and diff.mean() < 0.01
-    # a small overlap still agrees closely on average (seams only near tile borders)
+    # a small overlap still agrees on average to within a few gray levels (seams only near tile borders),
+    # and more overlap is closer
     small = tensor_to_image(forward_tiled(model, x, model.scale, tile=16, overlap=4))
-    assert np.abs(small.astype(int) - a.astype(int)).mean() < 1.0
+    medium = tensor_to_image(forward_tiled(model, x, model.scale, tile=16, overlap=8))
+    small_err = np.abs(small.astype(int) - a.astype(int)).mean()
+    assert np.abs(medium.astype(int) - a.astype(int)).mean() <= small_err < 3.0

@@ -125,7 +125,8 @@ def test_kill_and_auto_resume_continues(tmp_path):
     write_options(root, opt)
     out = run_train(root, opt_path, '--auto_resume')
     log = out.stdout + out.stderr
-    assert f'Resuming training from epoch: 0, iter: {done}' in log
+    import re
+    assert re.search(rf'Resuming training from epoch: \d+, iter: {done}\b', log), log[-2000:]
     assert f'iter:{done + 2:,},' in log.replace(' ', '')  # trained on to the new total
 
 
