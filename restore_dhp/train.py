@@ -27,18 +27,24 @@ def check_options(argv, is_train: bool) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def run_pipeline(argv, is_train: bool) -> int:
+    """Check the option file, then run BasicSR's train or test pipeline with ``argv`` as its command line."""
     argv = sys.argv[1:] if argv is None else argv
-    status = check_options(argv, is_train=True)
+    status = check_options(argv, is_train)
     if status:
         return status
+    from basicsr.test import test_pipeline
     from basicsr.train import train_pipeline
 
     from restore_dhp._compat import install_basicsr_cpu_fixes
     install_basicsr_cpu_fixes()
     sys.argv = [sys.argv[0], *argv]
-    train_pipeline(os.getcwd())
+    (train_pipeline if is_train else test_pipeline)(os.getcwd())
     return 0
+
+
+def main(argv=None) -> int:
+    return run_pipeline(argv, is_train=True)
 
 
 if __name__ == '__main__':

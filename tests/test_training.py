@@ -191,3 +191,22 @@ def test_shipped_option_files_are_valid():
         if opt['model_type'] == 'DHPSearchModel':
             assert 0 < opt['dhp']['target_ratio'] <= 1
             assert opt['network_g']['type'].endswith('DHP')
+
+
+def test_test_entry_evaluates_a_compact_checkpoint(tmp_path):
+    """python -m restore_dhp.test runs BasicSR's test pipeline on a compact checkpoint named in the options."""
+    from restore_dhp.archs.srresnet_arch import SRResNetCompact
+    from restore_dhp.checkpoint import save_compact
+    root = str(tmp_path)
+    ckpt = os.path.join(root, 'm.safetensors')
+    save_compact(SRResNetCompact(num_blocks=1, num_feat=8, widths={'trunk': 5}), ckpt)
+    opt = sr_options(root, name='tiny_test', model='RestorationModel',
+                     network={'type': 'SRResNetCompact', 'checkpoint': ckpt})
+    opt = {'name': opt['name'], 'model_type': opt['model_type'], 'scale': 4, 'num_gpu': 0,
+           'datasets': {'test_1': opt['datasets']['val']}, 'network_g': opt['network_g'],
+           'path': {'pretrain_network_g': None}, 'val': {**opt['val'], 'suffix': None}}
+    opt_path = write_options(root, opt)
+    out = subprocess.run([sys.executable, '-m', 'restore_dhp.test', '-opt', opt_path], cwd=root, env=env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert '# psnr:' in out.stdout + out.stderr
