@@ -25,7 +25,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: Border cropped before denoising PSNR/SSIM.  The DHP paper (Li et al., CVPR 2020)
+#: Border cropped before denoising PSNR/SSIM.  The DHP paper (Li et al., ECCV 2020)
 #: evaluates denoising with a 1-pixel border cropped; we follow it.
 DENOISE_CROP_BORDER = 1
 
