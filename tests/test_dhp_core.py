@@ -142,3 +142,36 @@ def test_dhp_net_rejects_plain_only_calls():
     from restore_dhp.archs.srresnet_arch import SRResNetCompact
     with pytest.raises(RuntimeError, match='plain network'):
         SRResNetCompact(num_blocks=1, num_feat=8).compact()
+
+
+def test_fill_to_target_adds_back_best_channels_up_to_target():
+    from restore_dhp.dhp import fill_to_target
+    kept = {'a': torch.tensor([True, False, False, False]), 'b': torch.tensor([True, True, False, False])}
+    candidates = {'a': torch.tensor([False, True, True, False]), 'b': torch.tensor([False, False, True, True])}
+    scores = {'a': torch.tensor([9.0, 0.5, 0.9, 0.1]), 'b': torch.tensor([9.0, 9.0, 0.7, 0.2])}
+    def ratio_of(widths):  # cost grows with the square of a's width, like the SRResNet trunk
+        return (widths['a'] ** 2 + widths['b']) / (16 + 4)
+
+    masks = fill_to_target(kept, candidates, scores, ratio_of, target=0.5)
+    # ranking a2 (0.9), b2 (0.7), a1 (0.5), b3 (0.2): a2 -> 0.30, +b2 -> 0.35, +a1 -> 0.60 > 0.5: skipped,
+    # +b3 -> 0.40 (a cheaper channel still fits)
+    assert masks['a'].tolist() == [True, False, True, False]
+    assert masks['b'].tolist() == [True, True, True, True]
+    assert ratio_of({g: int(m.sum()) for g, m in masks.items()}) == pytest.approx(0.4)
+    nothing = fill_to_target(kept, candidates, scores, ratio_of, target=0.1)
+    assert all(torch.equal(nothing[g], kept[g]) for g in kept)
+
+
+def test_revive_restores_masks_and_latents():
+    net = DnCNNDHP(num_layers=4, num_feat=8)
+    with torch.no_grad():
+        saved = {g: z.clone() for g, z in net.latents.items()}
+        net.latents['feat00'][:6] = 0.0
+    net.update_masks()
+    assert net.kept_widths()['feat00'] == 2
+    keep = {g: m > 0 for g, m in net.masks.items()}
+    keep['feat00'][1] = True
+    net.revive(keep, saved)
+    assert net.kept_widths()['feat00'] == 3
+    assert net.latents['feat00'][1].item() == saved['feat00'][1].item()
+    assert net.latents['feat00'][0].item() == 0.0

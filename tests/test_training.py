@@ -210,3 +210,16 @@ def test_test_entry_evaluates_a_compact_checkpoint(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert '# psnr:' in out.stdout + out.stderr
+
+
+def test_search_that_prunes_past_the_target_is_refilled(tmp_path):
+    root = str(tmp_path)
+    opt = sr_options(root, total_iter=6, dhp={'regularization': 120.0, 'mask_interval': 2, 'target_ratio': 0.6})
+    out = run_train(root, write_options(root, opt))
+    import re
+    log = out.stdout + out.stderr
+    fell = re.search(r'FLOPs ratio fell to ([0-9.]+), below target 0.6; .* refilled to ([0-9.]+)', log)
+    assert fell, log[-3000:]
+    summary = json.load(open(os.path.join(_models(root, 'tiny_sr'), 'search_summary.json')))
+    assert float(fell.group(1)) <= summary['flops_ratio'] <= 0.6
+    assert summary['flops_ratio'] == pytest.approx(float(fell.group(2)), abs=1e-4)

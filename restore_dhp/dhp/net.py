@@ -190,6 +190,16 @@ class PrunableNet(nn.Module):
             widths[group] = count
         return widths
 
+    @torch.no_grad()
+    def revive(self, masks: Mapping[str, torch.Tensor], latents: Mapping[str, torch.Tensor]) -> None:
+        """Keep again the channels that ``masks`` keeps but the current masks drop, with latent values from ``latents``."""
+        self._require_dhp()
+        for group, keep in masks.items():
+            current = self.masks[group]
+            revived = keep.to(current.device) & (current == 0)
+            current[revived] = 1.0
+            self.latents[group][revived] = latents[group].to(current.device)[revived]
+
     def kept_widths(self) -> dict[str, int]:
         """Width of every prunable group: kept channels (DHP form) or the built width."""
         if self.dhp:

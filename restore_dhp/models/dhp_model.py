@@ -6,7 +6,10 @@ One run does search -> compaction -> fine-tuning:
    then the proximal step on every latent vector with the current learning
    rate (``z <- prox_{lambda * lr}(z)``); every ``mask_interval`` iterations the
    masks are recomputed and the remaining FLOPs ratio and widths are logged;
-2. when the ratio is at most ``target_ratio + ratio_tolerance`` (or
+2. when the ratio is at most ``target_ratio + ratio_tolerance`` (if one check
+   prunes past ``target_ratio - ratio_tolerance``, the channels pruned since
+   the previous check are refilled, most important first, up to the target:
+   :func:`restore_dhp.dhp.fill_to_target`), or
    ``max_search_iter`` is reached) the network is **compacted**: the compact
    checkpoint ``models/compact_search.safetensors``, the full search state
    ``models/net_g_search_<iter>.pth`` and ``models/search_summary.json`` are
@@ -32,7 +35,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..checkpoint import read_metadata, save_compact
 from ..complexity import remaining_flops_ratio
-from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES
+from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES, fill_to_target
 from .restoration_model import RestorationModel
 
 COMPACT_FILE = 'compact_search.safetensors'
@@ -160,14 +163,30 @@ class DHPSearchModel(RestorationModel):
         if current_iter % self.search.mask_interval == 0 or current_iter >= self.search.max_search_iter:
             self._check_search(current_iter)
 
+    def _ratio(self, widths) -> float:
+        return remaining_flops_ratio(self._compact_arch, widths, self.search.flops_input_size, **self._arch_kwargs)
+
     def _check_search(self, current_iter):
         net = self.get_bare_model(self.net_g)
+        before = {g: m > 0 for g, m in net.masks.items()}
         widths = net.update_masks(self.search.keep_threshold, self.search.round_to)
-        self._check_ranks_agree(net)
-        ratio = remaining_flops_ratio(self._compact_arch, widths, self.search.flops_input_size,
-                                      **self._arch_kwargs)
-        self.log_dict['flops_ratio'] = ratio
+        ratio = self._ratio(widths)
         logger = get_root_logger()
+        previous = getattr(self, '_latents_at_last_check', None)
+        if ratio < self.search.target_ratio - self.search.ratio_tolerance and previous is not None:
+            # pruned past the target since the last check: add back the most important channels
+            after = {g: m > 0 for g, m in net.masks.items()}
+            candidates = {g: before[g] & ~after[g] for g in after}
+            scores = {g: z.abs() for g, z in previous.items()}
+            net.revive(fill_to_target(after, candidates, scores, self._ratio, self.search.target_ratio), previous)
+            widths = net.kept_widths()
+            refined = self._ratio(widths)
+            logger.info(f'DHP search iter {current_iter}: FLOPs ratio fell to {ratio:.4f}, below target '
+                        f'{self.search.target_ratio}; channels pruned since the last check refilled to {refined:.4f}')
+            ratio = refined
+        self._latents_at_last_check = {g: z.detach().clone() for g, z in net.latents.items()}
+        self._check_ranks_agree(net)
+        self.log_dict['flops_ratio'] = ratio
         logger.info(f'DHP search iter {current_iter}: FLOPs ratio {ratio:.4f} '
                     f'(target {self.search.target_ratio}), widths {widths}')
         reason = None
