@@ -9,8 +9,9 @@
   model tensors + input + the peak resident-set increase during one extra
   forward (Linux: the RSS high-water mark is reset through
   ``/proc/self/clear_refs`` before that run and read from ``VmHWM`` after;
-  glibc's dynamic mmap threshold is fixed first so freed activations really
-  leave the process).  Where that is not possible the figure is ``None``.
+  for that run only, glibc's mmap threshold is lowered so freed activations
+  really leave the process; timed runs never run under the lowered threshold,
+  so models measured one after another in one process are timed alike).  Where that is not possible the figure is ``None``.
 
 Timing never includes decoding, conversion or encoding: callers pass a ready tensor.
 """
@@ -26,8 +27,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-
-_MMAP_FIXED = False
 
 
 @dataclass
@@ -109,15 +108,23 @@ def _read_status_kb(field: str) -> int | None:
     return None
 
 
-def _fix_mmap_threshold() -> None:
-    """Make glibc serve large blocks by mmap and return them on free, so RSS follows tensor lifetimes."""
-    global _MMAP_FIXED
-    if _MMAP_FIXED:
-        return
-    _MMAP_FIXED = True
+_M_MMAP_THRESHOLD = -3
+_MMAP_LOW = 256 * 1024          # during the memory run: large blocks mmapped, returned to the OS on free
+_MMAP_HIGH = 32 * 1024 * 1024   # otherwise: glibc's ceiling, blocks reused from the heap as usual
+
+
+def _set_mmap_threshold(nbytes: int) -> None:
+    """glibc's M_MMAP_THRESHOLD; a no-op where libc or mallopt is not available."""
     try:
-        libc = ctypes.CDLL('libc.so.6')
-        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD: a fixed value also disables the dynamic threshold
+        ctypes.CDLL('libc.so.6').mallopt(_M_MMAP_THRESHOLD, nbytes)
+    except (OSError, AttributeError):
+        pass
+
+
+def _release_free_heap() -> None:
+    """Give free heap pages back to the OS (glibc malloc_trim), so they cannot hide new allocations."""
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
     except (OSError, AttributeError):
         pass
 
@@ -125,16 +132,22 @@ def _fix_mmap_threshold() -> None:
 def _cpu_peak_bytes(model, x) -> int | None:
     if not os.path.exists('/proc/self/clear_refs'):
         return None
-    _fix_mmap_threshold()
-    gc.collect()
+    _set_mmap_threshold(_MMAP_LOW)  # so freed activations leave the process and RSS follows them
     try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')  # reset the peak-RSS (VmHWM) counter to the current RSS
-    except OSError:
-        return None
-    before = _read_status_kb('VmRSS')
-    model(x)
-    high = _read_status_kb('VmHWM')
+        gc.collect()
+        _release_free_heap()
+        try:
+            with open('/proc/self/clear_refs', 'w') as f:
+                f.write('5')  # reset the peak-RSS (VmHWM) counter to the current RSS
+        except OSError:
+            return None
+        before = _read_status_kb('VmRSS')
+        model(x)
+        high = _read_status_kb('VmHWM')
+    finally:
+        # back to heap reuse, so timings taken after this (other models in the same process) are not
+        # slowed by fresh page faults on every allocation
+        _set_mmap_threshold(_MMAP_HIGH)
     if before is None or high is None:
         return None
     increase = max(high - before, 0) * 1024
