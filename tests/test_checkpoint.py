@@ -3,10 +3,10 @@ import json
 
 import pytest
 import torch
-from basicsr.archs import build_network
 from safetensors.torch import load_file, save_file
 
-import restore_dhp  # noqa: F401
+import restore_dhp  # noqa: F401  (first: it lets BasicSR import on current torchvision)
+from basicsr.archs import build_network  # noqa: E402
 from restore_dhp.archs.dncnn_arch import DnCNNCompact
 from restore_dhp.archs.srresnet_arch import SRResNetCompact, SRResNetDHP
 from restore_dhp.checkpoint import CheckpointError, load_compact, read_metadata, save_compact
@@ -71,12 +71,17 @@ def test_plain_safetensors_without_metadata(tmp_path):
         load_compact(path)
 
 
-def test_shape_mismatch_names_tensor(sr_ckpt, tmp_path):
-    _, path = sr_ckpt
+def _raw(path):
+    """The file's raw metadata strings and tensors, to write altered copies."""
     from safetensors import safe_open
     with safe_open(str(path), 'pt') as f:
         meta = f.metadata()
-    tensors = load_file(str(path))
+    return meta, load_file(str(path))
+
+
+def test_shape_mismatch_names_tensor(sr_ckpt, tmp_path):
+    _, path = sr_ckpt
+    meta, tensors = _raw(path)
     tensors['convs.head.weight'] = torch.zeros(7, 3, 9, 9)
     bad = tmp_path / 'bad.safetensors'
     save_file(tensors, str(bad), metadata=meta)
@@ -86,10 +91,7 @@ def test_shape_mismatch_names_tensor(sr_ckpt, tmp_path):
 
 def test_corrupt_metadata_and_missing_tensor(sr_ckpt, tmp_path):
     _, path = sr_ckpt
-    from safetensors import safe_open
-    with safe_open(str(path), 'pt') as f:
-        meta = f.metadata()
-    tensors = load_file(str(path))
+    meta, tensors = _raw(path)
     broken = dict(meta, widths='{not json')
     p1 = tmp_path / 'm.safetensors'
     save_file(tensors, str(p1), metadata=broken)

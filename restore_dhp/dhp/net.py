@@ -20,7 +20,6 @@ changing the output (no bias contribution of a pruned channel is lost).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -246,9 +245,6 @@ class PrunableNet(nn.Module):
         """Self-description stored with a compact checkpoint."""
         return {'arch': type(self).__name__, 'arch_kwargs': self.arch_kwargs,
                 'widths': self.kept_widths(), 'task': self.task, 'scale': self.scale}
-
-    def describe_json(self) -> str:
-        return json.dumps(self.describe(), sort_keys=True)
 
 
 def _expand(index: torch.Tensor, per_channel: int) -> torch.Tensor:
