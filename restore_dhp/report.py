@@ -138,6 +138,10 @@ def _json_default(o):
     raise TypeError(f'{type(o).__name__} is not JSON serialisable')
 
 
+def _count(n, noun: str) -> str:
+    return f'{n} {noun}' + ('' if n == 1 else 's')
+
+
 def markdown(task: str, sets: list[str], rows: list[dict], device: dict, timing: dict, notes: list[str]) -> str:
     dev = device['label']
     head = primary_metric(task)
@@ -149,7 +153,8 @@ def markdown(task: str, sets: list[str], rows: list[dict], device: dict, timing:
              f'**Measured on {dev}.** {metric_desc}. GFLOPs and parameters at a 128×128 input '
              '(paper convention: conv multiply-accumulates + activations/BN, for SR the low-resolution '
              'input). FLOPs ratio = model FLOPs / the same architecture at full width. Runtime: '
-             f"{timing.get('warmup')} warm-up runs, then the median of {timing.get('repeats')} timed runs per image, "
+             f"{_count(timing.get('warmup'), 'warm-up run')}, then the median of "
+             f"{_count(timing.get('repeats'), 'timed run')} per image, "
              f"averaged over {timing.get('num_images', 0)} image(s) of {timing.get('set')} "
              f"({timing.get('set_reason', '')}); {timing.get('dtype', 'float32')}; {timing.get('isolation', '')}. "
              f'All runtime and memory figures are **{device["type"].upper()}** figures '

@@ -51,7 +51,8 @@ class Measurement:
 def device_name(device: torch.device) -> str:
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
-    return f'CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'
+    threads = torch.get_num_threads()
+    return f'CPU ({platform.processor() or platform.machine()}, {threads} thread{"" if threads == 1 else "s"})'
 
 
 def tensor_bytes(model: nn.Module) -> int:

@@ -101,6 +101,14 @@ def test_resume_restores_exact_state(tmp_path, phase):
         assert torch.equal(net_state[key], value), key
     if phase == 'search':
         assert any(k.startswith('latents.') for k in net_state) and any(k.startswith('masks.') for k in net_state)
+        # the latents of the last search check (iteration 6) come back, so the first check after a
+        # resume can still refill channels pruned past the target
+        restored = model._latents_at_last_check
+        assert set(restored) == set(state['dhp_latents_at_last_check'])
+        for group, z in restored.items():
+            assert torch.equal(z, net_state[f'latents.{group}'])
+    else:
+        assert 'dhp_latents_at_last_check' not in state
     saved_optim = state['optimizers'][0]['state']
     for idx, entry in model.optimizer_g.state_dict()['state'].items():
         assert torch.equal(entry['exp_avg'], saved_optim[idx]['exp_avg'])
@@ -119,7 +127,8 @@ def test_kill_and_auto_resume_continues(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = max(int(f.split('.')[0]) for f in os.listdir(states))
+    # a kill can land mid-save, leaving '<iter>.state.tmp' behind: only finished states count
+    done = max(int(f[:-len('.state')]) for f in os.listdir(states) if f.endswith('.state'))
     assert done >= 6
     opt['train']['total_iter'] = done + 2
     write_options(root, opt)

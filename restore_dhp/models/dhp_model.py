@@ -139,6 +139,19 @@ class DHPSearchModel(RestorationModel):
         resume_iter = int(os.path.basename(resume).split('.')[0])
         return os.path.join(models_dir, COMPACT_FILE) if summary['iteration'] <= resume_iter else None
 
+    def extra_training_state(self) -> dict:
+        latents = getattr(self, '_latents_at_last_check', None)
+        if self.phase != 'search' or latents is None:
+            return {}
+        return {'dhp_latents_at_last_check': {g: z.cpu() for g, z in latents.items()}}
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        latents = resume_state.get('dhp_latents_at_last_check')
+        if self.phase == 'search' and latents is not None:  # lets the first check after a resume refill
+            device = next(iter(self.get_bare_model(self.net_g).latents.values())).device
+            self._latents_at_last_check = {g: z.to(device) for g, z in latents.items()}
+
     # ------------------------------------------------------------------ optimisation
     def setup_optimizers(self):
         optim = copy.deepcopy(self._train_opt['optim_g'])

@@ -67,8 +67,12 @@ class RestorationModel(SRModel):
             return
         state = {'epoch': epoch, 'iter': current_iter,
                  'optimizers': [o.state_dict() for o in self.optimizers],
-                 'schedulers': [s.state_dict() for s in self.schedulers]}
+                 'schedulers': [s.state_dict() for s in self.schedulers], **self.extra_training_state()}
         _atomic_save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    def extra_training_state(self) -> dict:
+        """Model-specific entries saved with the training state (read back in resume_training)."""
+        return {}
 
     def save(self, epoch, current_iter):
         super().save(epoch, current_iter)
