@@ -123,6 +123,18 @@ def report_blocks(task: str) -> str:
     return text.replace('\n## ', '\n#### ').strip()
 
 
+def budgets() -> str:
+    """'<data> (<task>, <iterations> iterations at batch <b>)' per architecture, read from the baseline option files."""
+    parts = []
+    for arch, task in (('srresnet_x4', 'SR'), ('dncnn_s70', 'denoising')):
+        opt = yaml.safe_load(open(os.path.join(ROOT, 'options', 'train', f'{arch}_baseline_cpu.yml')))
+        data = opt['datasets']['train']
+        data_name = {'T91+BSD200': 'the "291" set'}.get(data['name'], data['name'])
+        parts.append(f"{data_name} ({task}, {opt['train']['total_iter']:,} iterations at batch "
+                     f"{data['batch_size_per_gpu']})")
+    return ' or '.join(parts)
+
+
 def main() -> int:
     parts = ["""# Shipped weights — model card
 
@@ -133,20 +145,19 @@ arguments, per-group widths and provenance are in its metadata
 `restore_dhp.checkpoint.load_compact(FILE)` rebuilds it).
 
 **How this differs from the paper.** The paper trained on DIV2K (800 2K images) for hundreds of
-thousands of iterations on a GPU. These models saw the "291" set (SR, 1,600 iterations at batch 8) or
-Train400 (denoising, 400 iterations at batch 16) on a 2-core CPU, with a larger learning rate and a sparsity strength λ scaled
-up (the shrink per step is λ·lr) so that the search reaches its target inside the budget. Within an
+thousands of iterations on a GPU. These models saw {budgets} on a 2-core CPU, with a larger
+learning rate and a sparsity strength λ scaled up (the shrink per step is λ·lr) so that the search
+reaches its target inside the budget. Within an
 architecture all four models share one budget (the same number of iterations, data and schedule),
 so the differences in the table show the cost of pruning, not a difference in training time; the
 absolute PSNR is far below the paper's, and the gap says how much training is missing. At this
 budget the baselines are undertrained: a positive "change vs our baseline" below means the DHP
 model (hypernetwork-parameterised during its search, then fine-tuned) learned faster than the plain
 network in the same number of iterations, not that pruning improves a converged model.
-Next improvement in quality: the same option files for far more iterations (the `_cpu` budgets
-took 3–25 minutes per model here), DIV2K instead of "291", and a GPU (the paper-setting option
-files without `_cpu`). The
+Next improvement in quality: the same option files for far more iterations (see each model's wall
+time below), DIV2K instead of "291", and a GPU (the paper-setting option files without `_cpu`). The
 search started from scratch, as in the paper (no warm start from the baseline).
-"""]
+""".format(budgets=budgets())]
     for task, title, prefix in (('sr', 'Super-resolution ×4: SRResNet', 'srresnet'),
                                 ('denoise', 'Denoising σ=70: DnCNN', 'dncnn')):
         parts.append(f'## {title}\n')
