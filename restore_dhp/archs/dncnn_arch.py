@@ -35,8 +35,9 @@ def dncnn_spec(num_feat: int = 64, num_layers: int = 17, in_channels: int = 1) -
 class DnCNN(PrunableNet):
     task = 'denoise'
     scale = 1
-    # PyTorch's default init: on the CPU budget (400 iterations) the baseline reached 22.04 dB on
-    # Set12 from it and 19.64 dB from He init (the scale the DHP form generates).
+    # PyTorch's default init: on a 400-iteration CPU budget at lr 2e-4 the baseline reached 22.04 dB
+    # on Set12 from it and 19.64 dB from He init (the scale the DHP form generates); at lr 1e-3 the
+    # training L1 after 160 iterations was 0.069 from it and 0.086 from He init.
     plain_init = 'default'
 
     def __init__(self, widths=None, dhp=False, num_feat=64, num_layers=17, in_channels=1, embedding_dim=8):
