@@ -37,6 +37,21 @@ def wall_time(experiment: str) -> str:
     return 'unknown (log not found)'
 
 
+def validation_curve(experiment: str) -> str:
+    """'iteration: PSNR' of every validation in the run's BasicSR logs (a resumed run spans several logs)."""
+    points: dict[int, float] = {}
+    for log in sorted(glob.glob(os.path.join(ROOT, 'experiments', experiment, f'train_{experiment}_*.log'))):
+        iteration = 0
+        for line in open(log):
+            m = re.search(r'iter:\s*([0-9,]+),', line)
+            if m:
+                iteration = int(m.group(1).replace(',', ''))
+            m = re.search(r'# psnr: ([0-9.]+)', line)
+            if m:
+                points[iteration] = float(m.group(1))
+    return ', '.join(f'{i}: {v:.2f}' for i, v in sorted(points.items())) or 'unknown (log not found)'
+
+
 def widths_line(widths: dict) -> str:
     return ', '.join(f'{g} {w}' for g, w in widths.items())
 
@@ -77,6 +92,8 @@ def section(name: str) -> str | None:
                                          f"{cx['params'] / 1e6:.3f} M params)"),
              ('trained on', f"{info.get('trained_on', 'this project’s 2-core CPU machine')}, "
                             f"wall time {wall_time(experiment)}"),
+             ('validation PSNR while training', f"{opt['datasets']['val']['name']}, iteration: dB — "
+                                                f"{validation_curve(experiment)}"),
              ('widths', widths_line(meta['widths']))]
     table = '\n'.join(f'| {k} | {v} |' for k, v in rows)
     return f'### `{name}`\n\n| | |\n|---|---|\n{table}'
@@ -151,12 +168,23 @@ reaches its target inside the budget. Within an
 architecture all four models share one budget (the same number of iterations, data and schedule),
 so the differences in the table show the cost of pruning, not a difference in training time; the
 absolute PSNR is far below the paper's, and the gap says how much training is missing. At this
-budget the baselines are undertrained: a positive "change vs our baseline" below means the DHP
-model (hypernetwork-parameterised during its search, then fine-tuned) learned faster than the plain
-network in the same number of iterations, not that pruning improves a converged model.
-Next improvement in quality: the same option files for far more iterations (see each model's wall
-time below), DIV2K instead of "291", and a GPU (the paper-setting option files without `_cpu`). The
-search started from scratch, as in the paper (no warm start from the baseline).
+budget every model is undertrained: a positive "change vs our baseline" below means the DHP model
+(hypernetwork-parameterised during its search, then fine-tuned) learned faster than the plain
+network in the same number of iterations, not that pruning improves a converged model. Validation
+PSNR within one run still moves by tenths of a dB from one checkpoint to the next (each model's
+"validation PSNR while training" row), so differences between models of that size are within the
+noise of this budget.
+The wall times below are those of runs that shared the 2-core machine with other training runs
+(the SR models: two at a time, one thread each). Next improvement in quality: the same option files for far more
+iterations, DIV2K instead of "291", and a GPU (the paper-setting option files without `_cpu`).
+The search started from scratch, as in the paper (no warm start from the baseline).
+
+**Tried and not shipped.** DnCNN with the same option files at 3,000 iterations and lr 1e-3 (λ=5)
+gave a much better baseline (BSD68 24.16 dB, Set12 24.54 dB) but DHP-60/40/20 models that fail on
+bright BSD68 images in eval mode (test002: 9.99 dB for DHP-40 against 25.27 dB for the baseline;
+BSD68 means 23.65/22.20/22.09 dB while Set12 stayed at 24.40/24.36/24.38 dB): activations grow
+through depth, and recomputing the BatchNorm statistics does not help. The 400-iteration models
+below have no such failures.
 """.format(budgets=budgets())]
     for task, title, prefix in (('sr', 'Super-resolution ×4: SRResNet', 'srresnet'),
                                 ('denoise', 'Denoising σ=70: DnCNN', 'dncnn')):
