@@ -326,6 +326,9 @@ def run(args) -> dict:
     floor = {'name': floor_name, 'kind': 'floor', 'checkpoint': None, 'arch': None, 'gflops': None,
              'params': None, 'flops_ratio': None, 'timing': None,
              'metrics': evaluate_floor(args.task, sets, scale, lpips_fn, args.quiet)}
+    for warning in report.below_floor_notes(args.task, list(sets), rows, floor):
+        print(warning.replace('**', ''), file=sys.stderr)
+        notes.append(warning)
 
     dev = torch.device(device)
     timing = {'repeats': args.repeats, 'warmup': args.warmup, 'dtype': 'float32', 'device': device,

@@ -61,6 +61,25 @@ def primary_metric(task: str) -> str:
     return METRIC_COLUMNS[task][0][0]
 
 
+def below_floor_notes(task: str, sets: list[str], rows: list[dict], floor: dict) -> list[str]:
+    """One warning per model and set on which some image came out worse than the trivial floor
+    (bicubic for SR, the noisy input for denoising): a mean PSNR can hide a model that breaks on
+    a few images."""
+    key = primary_metric(task)
+    notes = []
+    for row in rows:
+        for name in sets:
+            floor_by_image = {d['name']: d[key] for d in floor['metrics'][name]['per_image']}
+            images = row['metrics'][name]['per_image']
+            bad = [d for d in images if d[key] < floor_by_image[d['name']]]
+            if bad:
+                worst = min(bad, key=lambda d: d[key] - floor_by_image[d['name']])
+                notes.append(f"**Warning: {row['name']} is worse than the {floor['name'].lower()} on "
+                             f"{len(bad)} of {len(images)} {name} images** (worst: {worst['name']}, "
+                             f"{worst[key]:.2f} dB against {floor_by_image[worst['name']]:.2f} dB).")
+    return notes
+
+
 def software_versions() -> dict:
     """Versions of the packages the numbers depend on (``None`` for a package that is not installed)."""
     from importlib import metadata

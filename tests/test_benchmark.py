@@ -169,3 +169,17 @@ def test_speedup_script_random_widths():
     out = proc.stdout
     assert 'speedup' in out.lower() and 'FLOPs ratio' in out
     assert 'random-0.5' in out and 'rounded-to-8' in out
+
+
+def test_below_floor_warning_names_models_that_break_on_some_images():
+    from restore_dhp.report import below_floor_notes
+
+    def row(name, values):
+        return {'name': name, 'metrics': {'BSD68': {'per_image': [
+            {'name': f'test{i:03d}', 'psnr': v} for i, v in enumerate(values)]}}}
+    floor = row('Noisy input', [12.5, 12.4, 12.6])
+    good, broken = row('Baseline', [25.3, 28.3, 27.5]), row('DHP-40', [9.99, 28.0, 12.0])
+    notes = below_floor_notes('denoise', ['BSD68'], [good, broken], floor)
+    assert len(notes) == 1
+    assert 'DHP-40' in notes[0] and '2 of 3 BSD68' in notes[0] and 'test000, 9.99 dB against 12.50 dB' in notes[0]
+    assert below_floor_notes('denoise', ['BSD68'], [good], floor) == []
