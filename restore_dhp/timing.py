@@ -11,7 +11,8 @@
   ``/proc/self/clear_refs`` before that run and read from ``VmHWM`` after;
   for that run only, glibc's mmap threshold is lowered so freed activations
   really leave the process; timed runs never run under the lowered threshold,
-  so models measured one after another in one process are timed alike).  Where that is not possible the figure is ``None``.
+  so models measured one after another in one process are timed alike).
+  Where that is not possible the figure is ``None``.
 
 Timing never includes decoding, conversion or encoding: callers pass a ready tensor.
 """

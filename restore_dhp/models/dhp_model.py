@@ -108,6 +108,8 @@ class DHPSearchModel(RestorationModel):
         self._train_opt = copy.deepcopy(opt.get('train'))
         self.phase = 'search'
         self.search_record: dict | None = None
+        # latents at the last mask check: ranks the channels a check that prunes past the target refills
+        self._latents_at_last_check: dict | None = None
         compact_path = self._compact_to_resume(opt)
         if compact_path:
             opt = copy.deepcopy(opt)
@@ -140,7 +142,7 @@ class DHPSearchModel(RestorationModel):
         return os.path.join(models_dir, COMPACT_FILE) if summary['iteration'] <= resume_iter else None
 
     def extra_training_state(self) -> dict:
-        latents = getattr(self, '_latents_at_last_check', None)
+        latents = self._latents_at_last_check
         if self.phase != 'search' or latents is None:
             return {}
         return {'dhp_latents_at_last_check': {g: z.cpu() for g, z in latents.items()}}
@@ -185,7 +187,7 @@ class DHPSearchModel(RestorationModel):
         widths = net.update_masks(self.search.keep_threshold, self.search.round_to)
         ratio = self._ratio(widths)
         logger = get_root_logger()
-        previous = getattr(self, '_latents_at_last_check', None)
+        previous = self._latents_at_last_check
         if ratio < self.search.target_ratio - self.search.ratio_tolerance and previous is not None:
             # pruned past the target since the last check: add back the most important channels
             after = {g: m > 0 for g, m in net.masks.items()}
