@@ -16,15 +16,16 @@ from .models.dhp_model import OptionError, SearchOptions
 TOP_LEVEL = {'name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'network_g', 'path', 'train',
              'val', 'logger', 'dist_params', 'find_unused_parameters', 'dhp', 'is_train', 'dist'}
 SECTIONS = {
-    'train': {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt'},
+    'train': {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt',
+              'freeze_bn_iter'},
     'path': {'pretrain_network_g', 'strict_load_g', 'resume_state', 'param_key_g', 'ignore_resume_networks',
              'experiments_root', 'results_root', 'models', 'training_states', 'log', 'visualization'},
     'val': {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics'},
     'logger': {'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'},
 }
 TYPES = {'name': str, 'model_type': str, 'scale': int, 'manual_seed': int, 'train.total_iter': int,
-         'train.warmup_iter': int, 'train.ema_decay': (int, float), 'val.val_freq': (int, float),
-         'logger.print_freq': int, 'logger.save_checkpoint_freq': (int, float)}
+         'train.warmup_iter': int, 'train.freeze_bn_iter': int, 'train.ema_decay': (int, float),
+         'val.val_freq': (int, float), 'logger.print_freq': int, 'logger.save_checkpoint_freq': (int, float)}
 REQUIRED_TRAIN = ('name', 'model_type', 'network_g', 'datasets', 'train', 'path', 'logger')
 
 
@@ -101,6 +102,10 @@ def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None
     if is_train:
         if not isinstance(opt['train'].get('total_iter'), int) or opt['train']['total_iter'] < 1:
             raise OptionError('option train.total_iter must be a positive integer')
+        freeze = opt['train'].get('freeze_bn_iter')
+        if freeze is not None and freeze < 0:
+            raise OptionError(f'option train.freeze_bn_iter must be >= 0 (BatchNorm frozen after that iteration), '
+                              f'got {freeze}')
         if 'optim_g' not in opt['train'] or 'type' not in opt['train']['optim_g']:
             raise OptionError('option train.optim_g.type is required')
         if 'train' not in opt['datasets']:

@@ -38,8 +38,30 @@ def test_sr_search_compacts_and_finetunes(tmp_path):
     ft = sr_options(root, name='tiny_ft', model='RestorationModel', total_iter=3,
                     network={'type': 'SRResNetCompact', 'checkpoint': os.path.join(models, 'compact_search.safetensors')})
     run_train(root, write_options(root, ft, 'ft.yml'))
-    tuned = load_compact(os.path.join(_models(root, 'tiny_ft'), 'net_g_latest.safetensors'))
+    tuned_path = os.path.join(_models(root, 'tiny_ft'), 'net_g_latest.safetensors')
+    tuned = load_compact(tuned_path)
     assert tuned.kept_widths() == summary['widths']
+    parent = read_metadata(tuned_path)['info']['parent']  # the fine-tuned file still says how it was searched
+    assert parent['file'].endswith('compact_search.safetensors') and parent['experiment'] == 'tiny_sr'
+    assert parent['iteration'] == summary['iteration'] and 'parent' not in final['info']
+
+
+def test_freeze_bn_iter_stops_running_statistics_but_not_training(tmp_path):
+    from safetensors.torch import load_file
+    root = str(tmp_path)
+    opt = dncnn_options(root, name='tiny_freeze', total_iter=4)
+    opt.pop('dhp')
+    opt.update(model_type='RestorationModel', network_g={'type': 'DnCNNCompact', 'num_feat': 8, 'num_layers': 5})
+    opt['train']['freeze_bn_iter'] = 2
+    opt['logger']['save_checkpoint_freq'] = 2
+    run_train(root, write_options(root, opt))
+    at2, at4 = (load_file(os.path.join(_models(root, 'tiny_freeze'), f'net_g_{i}.safetensors')) for i in (2, 4))
+    stats = [k for k in at2 if k.endswith(('running_mean', 'running_var'))]
+    assert stats
+    assert all(torch.equal(at2[k], at4[k]) for k in stats)  # frozen after iteration 2
+    assert not torch.allclose(at2['norms.bn01.running_var'], torch.ones_like(at2['norms.bn01.running_var']))
+    assert not torch.equal(at2['norms.bn01.weight'], at4['norms.bn01.weight'])  # scale and shift still train
+    assert not torch.equal(at2['convs.conv01.weight'], at4['convs.conv01.weight'])
 
 
 def test_dncnn_search_stops_at_max_iter_when_target_unreachable(tmp_path):
@@ -170,6 +192,7 @@ def test_two_process_gloo_training(tmp_path):
 @pytest.mark.parametrize('edit,message', [
     (lambda o: o.update(bogus=1), 'unknown option bogus'),
     (lambda o: o['train'].update(total_iter='ten'), 'train.total_iter must be int'),
+    (lambda o: o['train'].update(freeze_bn_iter=-1), 'train.freeze_bn_iter must be >= 0'),
     (lambda o: o['datasets']['train'].update(dataroot_gt='/no/such/folder'), 'datasets.train.dataroot_gt'),
     (lambda o: o['dhp'].update(target_ratio=1.5), r'dhp.target_ratio must be in (0, 1]'),
     (lambda o: o['dhp'].update(target_ratio=0), r'dhp.target_ratio must be in (0, 1]'),

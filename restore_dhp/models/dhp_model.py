@@ -99,6 +99,7 @@ class SearchOptions:
 
 @MODEL_REGISTRY.register()
 class DHPSearchModel(RestorationModel):
+    records_parent = False
 
     def __init__(self, opt):
         self.search = SearchOptions.from_opt(opt.get('dhp'))

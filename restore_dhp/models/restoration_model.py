@@ -11,7 +11,14 @@ and as the base of the DHP search model.  Differences from ``SRModel``:
   rank 0 only, and a wrapped forward there would wait for the other ranks;
 * every save also writes the plain network as a self-describing compact
   checkpoint ``models/net_g_<iter>.safetensors`` (``..._latest``), the format the
-  benchmark, inference and the demo load.
+  benchmark, inference and the demo load; a run that starts from a compact
+  checkpoint (``network_g.checkpoint``) records that file's provenance under
+  ``parent``, so a fine-tuned model still says how it was searched;
+* ``train.freeze_bn_iter: N`` (optional): after iteration N every BatchNorm layer
+  runs in eval mode while training: it normalises with, and no longer updates,
+  its running statistics; its scale and shift still train.  A final stretch
+  like this lets a network adapt to the fixed statistics it is evaluated with
+  (the DnCNN DHP models needed it: see weights/README.md).
 """
 from __future__ import annotations
 
@@ -26,12 +33,33 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..archs.forms import CompactForm
-from ..checkpoint import save_compact
+from ..checkpoint import read_metadata, save_compact
 from ..timing import device_name
 
 
 @MODEL_REGISTRY.register()
 class RestorationModel(SRModel):
+    #: record the provenance of ``network_g.checkpoint`` in saved checkpoints (the DHP search model
+    #: uses that option only to rebuild its own compact network on resume)
+    records_parent = True
+
+    def __init__(self, opt):
+        checkpoint = opt['network_g'].get('checkpoint')
+        self._parent = ({'file': checkpoint, **read_metadata(checkpoint)['info']}
+                        if checkpoint and self.records_parent else None)
+        super().__init__(opt)
+
+    def optimize_parameters(self, current_iter):
+        self._freeze_bn_after(current_iter)
+        super().optimize_parameters(current_iter)
+
+    def _freeze_bn_after(self, current_iter):
+        start = (self.opt.get('train') or {}).get('freeze_bn_iter')
+        if start is None or current_iter <= start:
+            return
+        for m in self.get_bare_model(self.net_g).modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
     def model_to_device(self, net):
         net = net.to(self.device)
@@ -91,6 +119,8 @@ class RestorationModel(SRModel):
                       'option_file': os.path.basename(copied[0]) if copied else None,
                       'total_iter': self.opt.get('train', {}).get('total_iter'),
                       'trained_on': device_name(self.device), 'torch': torch.__version__}
+        if self._parent:
+            provenance['parent'] = self._parent
         provenance.update(info or {})
         save_compact(net, path, info=provenance)
         get_root_logger().info(f'Saved compact checkpoint {path}')
