@@ -2,7 +2,9 @@
 # Trains the eight shipped models and copies each finished compact checkpoint to weights/<run>.safetensors.
 #   bash scripts/train_weights.sh [run ...]              CPU budget: options/train/<run>_cpu.yml, one run after another
 #   BUDGET=gpu bash scripts/train_weights.sh [run ...]   GPU budget: <run>_gpu.yml, all runs side by side on one GPU
-# Runs default to all eight. PARALLEL=1/0 overrides side by side / one after another.
+# Runs default to all eight; with BUDGET=gpu the four DnCNN runs then get their second stage,
+# dncnn_s70_<variant>_bnfreeze (BatchNorm frozen, continuing from the first stage's result), which
+# writes weights/dncnn_s70_<variant>.safetensors. PARALLEL=1/0 overrides side by side / one after another.
 # Needs datasets/ prepared (python -m restore_dhp.prepare_data --source ../shared/datasets --dest datasets).
 # Safe to re-run after a kill: each run resumes from its last saved state (--auto_resume).
 set -u
@@ -12,32 +14,42 @@ BUDGET=${BUDGET:-cpu}
 case $BUDGET in cpu) PARALLEL=${PARALLEL:-0} ;; gpu) PARALLEL=${PARALLEL:-1} ;;
   *) echo "BUDGET must be cpu or gpu, got '$BUDGET'" >&2; exit 2 ;; esac
 runs=("$@")
-[ ${#runs[@]} -eq 0 ] && runs=(dncnn_s70_baseline srresnet_x4_baseline dncnn_s70_dhp60 dncnn_s70_dhp40 dncnn_s70_dhp20
-                                srresnet_x4_dhp60 srresnet_x4_dhp40 srresnet_x4_dhp20)
-for run in "${runs[@]}"; do
+stage2=()
+if [ ${#runs[@]} -eq 0 ]; then
+  runs=(dncnn_s70_baseline srresnet_x4_baseline dncnn_s70_dhp60 dncnn_s70_dhp40 dncnn_s70_dhp20
+        srresnet_x4_dhp60 srresnet_x4_dhp40 srresnet_x4_dhp20)
+  [ "$BUDGET" = gpu ] && stage2=(dncnn_s70_baseline_bnfreeze dncnn_s70_dhp60_bnfreeze dncnn_s70_dhp40_bnfreeze
+                                 dncnn_s70_dhp20_bnfreeze)
+fi
+for run in "${runs[@]}" "${stage2[@]}"; do
   [ -f "options/train/${run}_${BUDGET}.yml" ] || { echo "no option file options/train/${run}_${BUDGET}.yml" >&2; exit 2; }
 done
 mkdir -p weights logs
 
 train_one() {
   local run=$1 opt=options/train/$1_${BUDGET}.yml start
+  local target=${run%_bnfreeze}   # a second stage replaces its model's weights
   echo "== $(date -u +%FT%TZ) start $run ($opt)"
   start=$(date +%s)
   if $PY -m restore_dhp.train -opt "$opt" --auto_resume > "logs/${run}_${BUDGET}.log" 2>&1; then
-    cp "experiments/${run}_${BUDGET}/models/net_g_latest.safetensors" "weights/${run}.safetensors"
-    echo "== $(date -u +%FT%TZ) done $run in $(( $(date +%s) - start )) s -> weights/${run}.safetensors"
+    cp "experiments/${run}_${BUDGET}/models/net_g_latest.safetensors" "weights/${target}.safetensors"
+    echo "== $(date -u +%FT%TZ) done $run in $(( $(date +%s) - start )) s -> weights/${target}.safetensors"
   else
     echo "== $(date -u +%FT%TZ) FAILED $run (see logs/${run}_${BUDGET}.log)"
     return 1
   fi
 }
 
-status=0
-if [ "$PARALLEL" = 1 ]; then
-  pids=()
-  for run in "${runs[@]}"; do train_one "$run" & pids+=($!); done
-  for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-else
-  for run in "${runs[@]}"; do train_one "$run" || status=1; done
-fi
-exit $status
+train_all() {
+  local status=0 pids=() run pid
+  if [ "$PARALLEL" = 1 ]; then
+    for run in "$@"; do train_one "$run" & pids+=($!); done
+    for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+  else
+    for run in "$@"; do train_one "$run" || status=1; done
+  fi
+  return $status
+}
+
+train_all "${runs[@]}" || exit 1
+[ ${#stage2[@]} -eq 0 ] || train_all "${stage2[@]}"
