@@ -183,3 +183,32 @@ def test_below_floor_warning_names_models_that_break_on_some_images():
     assert len(notes) == 1
     assert 'DHP-40' in notes[0] and '2 of 3 BSD68' in notes[0] and 'test000, 9.99 dB against 12.50 dB' in notes[0]
     assert below_floor_notes('denoise', ['BSD68'], [good], floor) == []
+
+
+def test_bn_gain_script(dn_data, dn_weights):
+    """scripts/bn_gain.py: one ratio per BatchNorm and model; about 1 where the running statistics fit the image."""
+    sys.path.insert(0, str(REPO / 'scripts'))
+    try:
+        import bn_gain
+    finally:
+        sys.path.pop(0)
+    model = DnCNNCompact(num_layers=5, num_feat=8)
+    x = torch.rand(1, 1, 24, 24)
+    for m in model.modules():  # running statistics = this image's statistics (momentum 1, one forward)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 1.0
+    model.train()
+    with torch.no_grad():
+        model(x)
+    ratios = bn_gain.variance_ratios(model.eval(), x)
+    assert [n.split('.')[-1] for n, _ in ratios] == ['bn01', 'bn02', 'bn03']
+    assert all(r == pytest.approx(1.0, rel=0.05) for _, r in ratios)  # unbiased running var vs image var
+
+    cmd = [sys.executable, str(REPO / 'scripts' / 'bn_gain.py'), '--weights', *dn_weights,
+           '--data-root', str(dn_data), '--set', 'BSD68', '--image', 'g0']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith('dncnn_s70_baseline.safetensors: bn01 ')
+    bad = subprocess.run(cmd[:-1] + ['nope'], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no image 'nope'" in bad.stderr
