@@ -1,0 +1,122 @@
+"""Export a compact checkpoint to ONNX: ``python -m restore_dhp.export --weights W --onnx OUT.onnx``.
+
+The graph takes ``image`` (N x C x H x W float32, 0-1) and returns ``restored`` (N x C x sH x sW),
+with batch, height and width dynamic.  BatchNorm is folded into the convs (the model is exported in
+eval mode).  The file is validated with the onnx checker and describes itself in its
+``metadata_props``: ``format``, ``arch``, ``task``, ``scale``, ``arch_kwargs`` and ``widths`` (JSON),
+as the safetensors checkpoint does.  With onnxruntime installed, the export is checked against
+torch on a random input and the largest absolute difference is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, load_compact
+
+try:
+    import onnx
+except ImportError:  # optional: only export needs it
+    onnx = None
+try:
+    import onnxruntime as ort
+except ImportError:  # optional: only the parity check needs it
+    ort = None
+
+FORMAT = 'restore_dhp.onnx.v1'
+OPSET = 17
+INPUT_NAME, OUTPUT_NAME = 'image', 'restored'
+EXIT_ERROR = 2
+
+
+class ExportError(ValueError):
+    """An export that cannot be done; the message is one line."""
+
+
+def onnx_metadata(model: nn.Module) -> dict[str, str]:
+    """What the ONNX file says about itself (string values, JSON for the structured ones)."""
+    desc = model.describe()
+    return {'format': FORMAT, 'arch': desc['arch'], 'task': desc['task'], 'scale': str(desc['scale']),
+            'arch_kwargs': json.dumps(desc['arch_kwargs'], sort_keys=True),
+            'widths': json.dumps(desc['widths'], sort_keys=True)}
+
+
+def onnx_model_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
+    """The serialised, checked ONNX model of a compact network (baseline or pruned) in eval mode."""
+    if onnx is None:
+        raise ExportError('ONNX export needs the onnx package: pip install -r requirements.txt')
+    source = copy.deepcopy(model).float().cpu().eval()
+    example = torch.rand(1, source.in_channels, 16, 16)
+    axes = {0: 'batch', 2: 'height', 3: 'width'}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(source, (example,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+                          do_constant_folding=True)
+    proto = onnx.load_from_string(buf.getvalue())
+    for key, value in onnx_metadata(source).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = 'restore_dhp'
+    onnx.checker.check_model(proto, full_check=True)
+    return proto.SerializeToString()
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
+    if onnx is None:
+        raise ExportError('reading ONNX files needs the onnx package: pip install -r requirements.txt')
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def parity_error(model: nn.Module, data: bytes, height: int = 48, width: int = 40, seed: int = 0) -> float:
+    """Largest absolute difference between ONNX Runtime (CPU) and torch on one random input."""
+    if ort is None:
+        raise ExportError('the parity check needs the onnxruntime package: pip install -r requirements.txt')
+    x = torch.rand(1, model.in_channels, height, width, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        expected = model.float().cpu().eval()(x).numpy()
+    session = ort.InferenceSession(data, providers=['CPUExecutionProvider'])
+    got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+    return float(np.abs(got - expected).max())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog='python -m restore_dhp.export', description=__doc__.split('\n')[0],
+                                epilog='\n'.join(__doc__.split('\n')[1:]),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--weights', required=True, help='compact checkpoint (.safetensors)')
+    p.add_argument('--onnx', required=True, help='output file (.onnx)')
+    p.add_argument('--opset', type=int, default=OPSET, help=f'ONNX opset (default {OPSET})')
+    args = p.parse_args(argv)
+    try:
+        model = load_compact(args.weights, 'cpu')
+        data = onnx_model_bytes(model, args.opset)
+        os.makedirs(os.path.dirname(os.path.abspath(args.onnx)), exist_ok=True)
+        tmp = f'{args.onnx}.tmp'
+        with open(tmp, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, args.onnx)
+        parity = f'max |onnxruntime - torch| = {parity_error(model, data):.2e}' if ort is not None else \
+            'onnxruntime not installed: no parity check'
+    except (CheckpointError, ExportError, OSError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_ERROR
+    meta = onnx_metadata(model)
+    print(f"wrote {args.onnx} ({len(data) / 2**20:.2f} MB, opset {args.opset}): {meta['arch']} {meta['task']} "
+          f"x{meta['scale']}, dynamic batch/height/width; {parity}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
