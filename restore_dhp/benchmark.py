@@ -150,7 +150,7 @@ def evaluate(model, task: str, sets: dict, device, tile: int | None, lpips_fn, d
     import torch
     from tqdm import tqdm
 
-    from .inference import forward_tiled
+    from .run_model import forward_tiled
     results = {}
     for set_name, items in sets.items():
         per_image = []

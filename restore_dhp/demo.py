@@ -31,7 +31,7 @@ import torch
 from .checkpoint import CheckpointError, load_compact
 from .complexity import checkpoint_complexity
 from .data.imageio import fixed_noise, matlab_resize, to_gray, to_rgb3
-from .inference import auto_device, tensor_to_image
+from .run_model import image_to_tensor, resolve_device, tensor_to_image
 from .metrics import denoise_metrics, sr_metrics
 from .timing import measure
 
@@ -130,7 +130,7 @@ def expected_files(weights_dir: str | os.PathLike) -> list[Path]:
 def load_registry(weights_dir: str | os.PathLike, device: str | torch.device | None = None) -> Registry:
     """Load every expected checkpoint that exists; raise :class:`NoWeightsError` if none loads at all."""
     weights_dir = Path(weights_dir)
-    device = torch.device(device) if device is not None else auto_device()
+    device = resolve_device(device)
     reg = Registry(weights_dir, device)
     for key, spec in TASKS.items():
         reg.models[key], reg.missing[key], reg.broken[key] = [], [], []
@@ -293,7 +293,6 @@ class RequestResult:
 
 def prepare(task: str, mode: str, img: np.ndarray, seed: int, device: torch.device) -> Prepared:
     """Build the network input for ``task``/``mode`` from a decoded uint8 image."""
-    from .inference import image_to_tensor
     notices: list[str] = []
     spec = TASKS[task]
     if task == 'sr':

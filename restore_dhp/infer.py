@@ -2,14 +2,22 @@
 
     python -m restore_dhp.infer --weights weights/srresnet_x4_dhp40.safetensors --input photos/ --output out/
 
-Inputs: a file or a folder of images (PNG, JPEG, BMP, TIFF, WebP); gray, RGB,
-RGBA (alpha dropped, with a notice) and 16-bit images (written back as 16-bit
-PNG).  An RGB image given to a gray denoiser is converted to gray (BT.601
-luma, with a notice); a gray image given to an RGB model is replicated to RGB
-and the result is written as gray again.  Outputs are PNG files named after the
-inputs.  The device is chosen automatically (CUDA when available, else CPU);
-computation is fp32.  Large images run in overlapping tiles (``--tile``,
-``--overlap``; ``--tile 0`` runs each image in one pass).
+Inputs: a file or a folder of images (PNG, JPEG, BMP, TIFF, WebP, GIF, PPM),
+decoded with the project's one policy (restore_dhp/data/imageio.py): gray
+stays gray, palettes become RGB, transparency is composited on white (with a
+notice), 16-bit images stay 16-bit and are written back as 16-bit PNG.  An RGB
+image given to a gray denoiser is converted to gray (BT.601 luma, with a
+notice); a gray image given to an RGB model is replicated to RGB and the
+result is written as gray again.  Outputs are PNG files named after the inputs.
+The device is chosen automatically (CUDA when available, else CPU); computation
+is fp32.  Large images run in overlapping tiles (``--tile``, ``--overlap``;
+``--tile 0`` runs each image in one pass) whose outputs go straight into one
+8- or 16-bit output image, so memory stays near the input as float32 plus the
+output's size.
+
+Your files are safe: an output folder that would replace any input file is
+refused, and existing outputs are replaced only with ``--overwrite`` (both
+checked before anything is written).
 
 A file that cannot be read or processed is reported on one line and skipped;
 the others are still written.  The exit code is 0 when every file was
@@ -20,23 +28,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+from .checkpoint import CheckpointError, load_compact
+from .data.imageio import IMG_EXTENSIONS, ImageReadError, decode_image, write_png
+from .run_model import (DEFAULT_OVERLAP, DEFAULT_TILE, DEVICE_CHOICES, ImageFormatError, resolve_device,
+                        restore_image)
+
 EXIT_OK, EXIT_FAILED = 0, 2
 
 
 class InputError(Exception):
-    """A problem with one input file; the message is printed as one line."""
-
-
-@dataclass
-class LoadedImage:
-    pixels: np.ndarray          # H x W or H x W x C, uint8/uint16, RGB order
-    notices: list = field(default_factory=list)
+    """A problem with the command's inputs or outputs; the message is printed as one line."""
 
 
 def list_inputs(path: str | os.PathLike) -> list[Path]:
@@ -46,48 +52,10 @@ def list_inputs(path: str | os.PathLike) -> list[Path]:
         raise InputError(f'{p}: no such file or folder')
     if p.is_file():
         return [p]
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS)
     if not files:
-        raise InputError(f'{p}: folder holds no images (looked for {", ".join(IMAGE_EXTENSIONS)})')
+        raise InputError(f'{p}: folder holds no images (looked for {", ".join(IMG_EXTENSIONS)})')
     return files
-
-
-def read_image(path: Path) -> LoadedImage:
-    """Read an image file as RGB(A)/gray uint8 or uint16; raise :class:`InputError` with the reason."""
-    import cv2
-    if path.stat().st_size == 0:
-        raise InputError(f'{path}: empty file')
-    data = np.fromfile(str(path), dtype=np.uint8)  # works with any path encoding
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise InputError(f'{path}: not a readable image (corrupt or unsupported format)')
-    if img.dtype not in (np.uint8, np.uint16):
-        raise InputError(f'{path}: unsupported pixel type {img.dtype} (8- or 16-bit images only)')
-    notices = []
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 3:
-        if img.shape[2] == 4:
-            notices.append('alpha channel dropped (the model restores colour only)')
-            img = img[:, :, :3]
-        elif img.shape[2] != 3:
-            raise InputError(f'{path}: unsupported channel count {img.shape[2]}')
-        img = img[:, :, ::-1]  # BGR -> RGB
-    if img.dtype == np.uint16:
-        notices.append('16-bit input: output written as 16-bit PNG')
-    return LoadedImage(np.ascontiguousarray(img), notices)
-
-
-def write_image(path: Path, img: np.ndarray) -> None:
-    import cv2
-    if img.ndim == 3:
-        img = img[:, :, ::-1]  # RGB -> BGR
-    ok, buf = cv2.imencode('.png', np.ascontiguousarray(img))
-    if not ok:
-        raise InputError(f'{path}: PNG encoding failed')
-    tmp = path.with_name(path.name + '.tmp')
-    buf.tofile(str(tmp))
-    os.replace(tmp, path)
 
 
 def output_names(files: list[Path]) -> dict[Path, str]:
@@ -99,50 +67,71 @@ def output_names(files: list[Path]) -> dict[Path, str]:
             for f in files}
 
 
-def restore_file(model, loaded: LoadedImage, tile: int | None, overlap: int) -> tuple[np.ndarray, list]:
-    """Run the model on one loaded image; returns the output image and notices about conversions."""
-    from .inference import restore_image
-    img, notices = loaded.pixels, list(loaded.notices)
-    gray_in = img.ndim == 2
-    if model.in_channels == 1 and not gray_in:
-        notices.append('RGB input converted to gray (BT.601 luma) for this gray-image model')
-    elif model.in_channels == 3 and gray_in:
-        notices.append('gray input replicated to RGB for this colour model; output written as gray')
-    out = restore_image(model, img, tile=tile, overlap=overlap)
-    if gray_in and out.ndim == 3:
-        # the three channels saw the same input; their BT.601 luma is the gray result
-        luma = out.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        peak = np.iinfo(out.dtype).max
-        out = np.clip(np.round(luma), 0, peak).astype(out.dtype)
-    return out, notices
+def plan_outputs(files: list[Path], out_dir: Path, overwrite: bool) -> dict[Path, Path]:
+    """Input -> output path; raises :class:`InputError` before anything is written if inputs or outputs are at risk."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f'--output {out_dir} is a file; give a folder for the restored images')
+    targets = {f: out_dir / name for f, name in output_names(files).items()}
+    inputs = {f.resolve() for f in files}
+    clobbered = sorted(t.name for t in targets.values() if t.resolve() in inputs)
+    if clobbered:
+        raise InputError(f'--output {out_dir} would replace {len(clobbered)} input file(s) (e.g. {clobbered[0]}); '
+                         'choose another output folder')
+    existing = sorted(t.name for t in targets.values() if t.exists())
+    if existing and not overwrite:
+        raise InputError(f'{len(existing)} of {len(targets)} output file(s) already exist in {out_dir} '
+                         f'(e.g. {existing[0]}); pass --overwrite to replace them')
+    if any(t.is_dir() for t in targets.values()):
+        raise InputError(f'{out_dir}: an output name is taken by a folder '
+                         f'({next(t.name for t in targets.values() if t.is_dir())})')
+    return targets
 
 
-def resolve_device(name: str):
-    import torch
-
-    from .inference import auto_device
-    if name == 'auto':
-        return auto_device()
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise InputError('--device cuda: no CUDA device is available (use --device auto or cpu)')
-    return torch.device(name)
+def channel_notices(image: np.ndarray, in_channels: int) -> list[str]:
+    if in_channels == 1 and image.ndim == 3:
+        return ['RGB input converted to gray (BT.601 luma) for this gray-image model']
+    if in_channels == 3 and image.ndim == 2:
+        return ['gray input replicated to RGB for this colour model; output written as gray']
+    return []
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .inference import DEFAULT_OVERLAP, DEFAULT_TILE
     p = argparse.ArgumentParser(prog='python -m restore_dhp.infer', description=__doc__.split('\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog='\n'.join(__doc__.split('\n')[1:]))
     p.add_argument('--weights', required=True, help='compact checkpoint (.safetensors)')
     p.add_argument('--input', required=True, help='an image file or a folder of images')
     p.add_argument('--output', required=True, help='folder for the restored PNG files (created)')
+    p.add_argument('--overwrite', action='store_true', help='replace outputs that already exist (never inputs)')
     p.add_argument('--tile', type=int, default=DEFAULT_TILE,
                    help=f'input tile side in pixels (default {DEFAULT_TILE}; 0 = whole image in one pass)')
     p.add_argument('--overlap', type=int, default=DEFAULT_OVERLAP,
                    help=f'context pixels around each tile (default {DEFAULT_OVERLAP})')
-    p.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
+    p.add_argument('--device', choices=DEVICE_CHOICES, default='auto')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
+
+
+def restore_files(model, targets: dict[Path, Path], tile: int | None, overlap: int, quiet: bool) -> list[str]:
+    """Restore every input into its target; returns one message per failed file."""
+    failures = []
+    for f, target in tqdm(targets.items(), desc='restoring', unit='img', disable=quiet or len(targets) < 2,
+                          file=sys.stderr):
+        try:
+            decoded = decode_image(f)
+            notices = decoded.notices + channel_notices(decoded.pixels, model.in_channels)
+            if decoded.pixels.dtype == np.uint16:
+                notices.append('16-bit input: output written as 16-bit PNG')
+            write_png(target, restore_image(model, decoded.pixels, tile, overlap))
+            for n in notices:
+                tqdm.write(f'note: {f.name}: {n}', file=sys.stderr)
+        except (InputError, ImageReadError, ImageFormatError) as e:
+            failures.append(str(e) if str(f) in str(e) else f'{f}: {e}')
+        except (OSError, RuntimeError, ValueError, MemoryError) as e:  # e.g. out of memory: try a smaller --tile
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            hint = ' (try a smaller --tile)' if isinstance(e, MemoryError) or 'out of memory' in msg.lower() else ''
+            failures.append(f'{f}: {type(e).__name__}: {msg}{hint}')
+    return failures
 
 
 def main(argv=None) -> int:
@@ -150,41 +139,20 @@ def main(argv=None) -> int:
     if args.tile < 0 or args.overlap < 0:
         print('error: --tile and --overlap must be non-negative', file=sys.stderr)
         return EXIT_FAILED
-    from .checkpoint import CheckpointError, load_compact
+    out_dir = Path(args.output)
     try:
         files = list_inputs(args.input)
+        targets = plan_outputs(files, out_dir, args.overwrite)
         device = resolve_device(args.device)
         model = load_compact(args.weights, device).float()  # fp32 everywhere
-    except (InputError, CheckpointError) as e:
+    except (InputError, CheckpointError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return EXIT_FAILED
-    out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tile = args.tile or None
-    names = output_names(files)
     print(f'{len(files)} image(s); {model.task} x{model.scale} model, {model.in_channels} channel(s), '
           f'on {device.type}', file=sys.stderr)
-
-    from tqdm import tqdm
-
-    from .inference import ImageFormatError
-    failures = []
-    written = 0
-    for f in tqdm(files, desc='restoring', unit='img', disable=args.quiet or len(files) < 2, file=sys.stderr):
-        try:
-            loaded = read_image(f)
-            out, notices = restore_file(model, loaded, tile, args.overlap)
-            write_image(out_dir / names[f], out)
-            written += 1
-            for n in notices:
-                tqdm.write(f'note: {f.name}: {n}', file=sys.stderr)
-        except (InputError, ImageFormatError) as e:
-            failures.append(str(e) if str(f) in str(e) else f'{f}: {e}')
-        except (OSError, RuntimeError, ValueError) as e:  # e.g. out of memory: try a smaller --tile
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            hint = ' (try a smaller --tile)' if 'out of memory' in msg.lower() else ''
-            failures.append(f'{f}: {type(e).__name__}: {msg}{hint}')
-    print(f'wrote {written} of {len(files)} image(s) to {out_dir}', file=sys.stderr)
+    failures = restore_files(model, targets, args.tile or None, args.overlap, args.quiet)
+    print(f'wrote {len(files) - len(failures)} of {len(files)} image(s) to {out_dir}', file=sys.stderr)
     for msg in failures:
         print(f'error: {msg}', file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK

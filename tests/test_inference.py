@@ -1,5 +1,7 @@
-"""Inference CLI (restore_dhp.infer) and tiled vs untiled agreement, with tiny random-width models."""
+"""The infer command (restore_dhp.infer) and its library (restore_dhp.run_model), with tiny random-width models."""
 from __future__ import annotations
+
+import tracemalloc
 
 import cv2
 import numpy as np
@@ -11,7 +13,8 @@ from restore_dhp.archs.dncnn_arch import DnCNNCompact
 from restore_dhp.archs.srresnet_arch import SRResNetCompact
 from restore_dhp.checkpoint import save_compact
 from restore_dhp.infer import main as infer_main
-from restore_dhp.inference import forward_tiled, image_to_tensor, restore_image, tensor_to_image
+from restore_dhp.checkpoint import load_compact
+from restore_dhp.run_model import forward_tiled, image_to_tensor, resolve_device, restore_image, tensor_to_image
 
 SR_WIDTHS = {'trunk': 8, 'block00': 5, 'block01': 16}
 DN_WIDTHS = {'feat00': 7, 'feat01': 16, 'feat02': 3, 'feat03': 11}
@@ -81,7 +84,7 @@ def test_infer_sr_gray_rgb_rgba_16bit(tmp_path, sr_ckpt, capsys):
     assert _read(out / 'rgba.png').shape == (32, 32, 3)
     deep = _read(out / 'deep.png')
     assert deep.dtype == np.uint16 and deep.shape == (28, 36, 3)
-    assert 'alpha channel dropped' in err
+    assert 'transparency composited on white' in err
     assert '16-bit' in err
 
 
@@ -126,7 +129,6 @@ def test_infer_empty_folder_and_missing_input(tmp_path, dn_ckpt, capsys):
 
 @pytest.mark.parametrize('kind', ['sr', 'dn'])
 def test_tiled_matches_untiled(kind, sr_ckpt, dn_ckpt):
-    from restore_dhp.checkpoint import load_compact
     model = load_compact(sr_ckpt if kind == 'sr' else dn_ckpt)
     img = _rand((37, 45, 3) if kind == 'sr' else (37, 45), seed=3)
     x = image_to_tensor(img, model.in_channels)
@@ -146,3 +148,98 @@ def test_tiled_matches_untiled(kind, sr_ckpt, dn_ckpt):
     medium = tensor_to_image(forward_tiled(model, x, model.scale, tile=16, overlap=8))
     small_err = np.abs(small.astype(int) - a.astype(int)).mean()
     assert np.abs(medium.astype(int) - a.astype(int)).mean() <= small_err < 3.0
+
+
+def _one_input(tmp_path, name='a.png'):
+    inp = tmp_path / 'in'
+    inp.mkdir(exist_ok=True)
+    _write(inp / name, _rand((8, 8)))
+    return inp
+
+
+def _infer(ckpt, inp, out, *extra):
+    return infer_main(['--weights', str(ckpt), '--input', str(inp), '--output', str(out), '--quiet', *extra])
+
+
+def _error_lines(capsys):
+    return [line for line in capsys.readouterr().err.strip().splitlines() if line]
+
+
+def test_infer_refuses_to_replace_inputs(tmp_path, dn_ckpt, capsys):
+    inp = _one_input(tmp_path)
+    original = (inp / 'a.png').read_bytes()
+    for extra in ((), ('--overwrite',)):  # not even with --overwrite
+        assert _infer(dn_ckpt, inp, inp, *extra) == 2
+        err = _error_lines(capsys)
+        assert len(err) == 1 and 'would replace 1 input file(s)' in err[0] and 'a.png' in err[0], err
+        assert (inp / 'a.png').read_bytes() == original
+    # a single input file whose output name is itself
+    assert _infer(dn_ckpt, inp / 'a.png', inp) == 2
+    assert 'would replace' in _error_lines(capsys)[0]
+    assert (inp / 'a.png').read_bytes() == original
+
+
+def test_infer_same_folder_without_name_clash_is_allowed(tmp_path, dn_ckpt, capsys):
+    inp = _one_input(tmp_path, 'b.jpg')
+    original = (inp / 'b.jpg').read_bytes()
+    assert _infer(dn_ckpt, inp, inp) == 0, capsys.readouterr().err
+    assert (inp / 'b.png').exists() and (inp / 'b.jpg').read_bytes() == original
+
+
+def test_infer_never_overwrites_outputs_without_flag(tmp_path, dn_ckpt, capsys):
+    inp = _one_input(tmp_path)
+    _write(inp / 'c.png', _rand((8, 8), seed=2))
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'a.png').write_bytes(b'keep me')
+    assert _infer(dn_ckpt, inp, out) == 2
+    err = _error_lines(capsys)
+    assert len(err) == 1 and '1 of 2 output file(s) already exist' in err[0] and '--overwrite' in err[0], err
+    assert (out / 'a.png').read_bytes() == b'keep me' and not (out / 'c.png').exists()  # nothing written
+    assert _infer(dn_ckpt, inp, out, '--overwrite') == 0
+    assert _read(out / 'a.png').shape == (8, 8)
+
+
+def test_infer_output_that_is_a_file(tmp_path, dn_ckpt, capsys):
+    inp = _one_input(tmp_path)
+    target = tmp_path / 'out.png'
+    target.write_bytes(b'a file')
+    assert _infer(dn_ckpt, inp, target) == 2
+    err = _error_lines(capsys)
+    assert len(err) == 1 and 'is a file' in err[0], err
+    assert target.read_bytes() == b'a file'
+
+
+def test_infer_cuda_without_cuda_is_one_line(tmp_path, dn_ckpt, capsys):
+    if torch.cuda.is_available():
+        pytest.skip('CUDA is available here')
+    assert _infer(dn_ckpt, _one_input(tmp_path), tmp_path / 'o', '--device', 'cuda') == 2
+    err = _error_lines(capsys)
+    assert len(err) == 1 and 'no CUDA device' in err[0]
+    assert resolve_device('auto').type == 'cpu'
+
+
+@pytest.mark.parametrize('dtype', [np.uint8, np.uint16])
+def test_restore_image_memory_is_the_output_not_a_float_copy(sr_ckpt, dtype):
+    """Tiles go into a preallocated output of the final dtype: numpy never holds a full-size float copy."""
+    model = load_compact(sr_ckpt)
+    img = _rand((96, 128, 3), dtype, seed=4)
+    out_bytes = 96 * 4 * 128 * 4 * 3 * np.dtype(dtype).itemsize
+    tracemalloc.start()
+    try:
+        out = restore_image(model, img, tile=32, overlap=8)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.dtype == dtype and out.shape == (384, 512, 3)
+    # the output itself plus tile-sized buffers; a float32 copy would be 4/itemsize times the output
+    assert peak < 1.5 * out_bytes, (peak, out_bytes)
+
+
+def test_gray_input_to_rgb_model_is_luma_of_outputs(sr_ckpt):
+    model = load_compact(sr_ckpt)
+    gray = _rand((20, 24), seed=5)
+    rgb = restore_image(model, np.repeat(gray[:, :, None], 3, axis=2), tile=8, overlap=4)
+    out = restore_image(model, gray, tile=8, overlap=4)
+    assert out.shape == (80, 96)
+    assert np.array_equal(out, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))

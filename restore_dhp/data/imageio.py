@@ -1,13 +1,26 @@
-"""Image reading, colour conversion, bicubic LR generation and fixed test noise.
+"""Image decoding, colour conversion, bicubic LR generation and fixed test noise.
 
 Shared by the datasets (:mod:`restore_dhp.data.sr_dataset`,
 :mod:`restore_dhp.data.denoise_dataset`), the benchmark loaders
-(:mod:`restore_dhp.data.testsets`) and :mod:`restore_dhp.prepare_data`, so
-that every path through the project sees exactly the same pixels and the
-same noise.
+(:mod:`restore_dhp.data.testsets`), :mod:`restore_dhp.prepare_data`,
+``python -m restore_dhp.infer`` and the demo, so that every path through the
+project sees exactly the same pixels and the same noise.
 
-Conventions: images are numpy ``uint8`` arrays, RGB channel order, ``HxWx3``
-(or ``HxW`` for gray).  Gray conversion uses BT.601 luma
+Decoding policy (:func:`decode_image`, the one decoder; OpenCV decodes, the
+size is read from the header first so a caller can refuse a huge image before
+any pixel is decoded):
+
+* gray files stay gray (``HxW``), colour files are RGB (``HxWx3``);
+* palette images are expanded to RGB;
+* transparency (RGBA, gray + alpha, palette or colour-key transparency) is
+  composited on white, with the notice ``transparency composited on white``;
+* 16-bit files stay 16-bit; a consumer that works in 8 bit reduces them with
+  :func:`to_uint8` (``round(v / 257)``), with the notice ``16-bit image reduced to 8-bit``;
+* an animated or multi-page file gives its first frame, with a notice;
+* EXIF orientation is not applied: pixels are used as stored.
+
+Conventions: images are numpy ``uint8`` (or ``uint16``) arrays, RGB channel
+order, ``HxWx3`` (or ``HxW`` for gray).  Gray conversion uses BT.601 luma
 (``0.299 R + 0.587 G + 0.114 B``, rounded), as MATLAB ``rgb2gray`` and
 OpenCV do.  LR images are made with BasicSR's MATLAB-compatible
 ``imresize`` (bicubic, antialiased), rounded to ``uint8`` like MATLAB does for
@@ -16,15 +29,19 @@ OpenCV do.  LR images are made with BasicSR's MATLAB-compatible
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.ppm', '.pgm', '.webp')
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.ppm', '.pgm', '.webp', '.gif')
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -39,53 +56,154 @@ def list_images(folder: str | os.PathLike) -> list[str]:
     return sorted(str(p) for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
+class ImageReadError(ValueError):
+    """A file that cannot be decoded as an image; the message names the file and the reason in one line."""
+
+
+@dataclass
+class DecodedImage:
+    """Pixels as stored (``uint8`` or ``uint16``; ``HxW`` gray or ``HxWx3`` RGB) and notices about conversions."""
+    pixels: np.ndarray
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    width: int
+    height: int
+    channels: int           # as decoded, before alpha compositing (1-4)
+    bytes_per_sample: int   # 1 or 2
+    gray: bool
+    frames: int = 1
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.width * self.height * self.channels * self.bytes_per_sample
+
+
+# PNG colour type -> (channels as OpenCV decodes them, gray); palettes are expanded to RGB(A)
+_PNG_COLOUR = {0: (1, True), 2: (3, False), 3: (3, False), 4: (4, True), 6: (4, False)}
+
+
+def read_header(data: bytes, name: str = 'image') -> ImageHeader:
+    """Size, channels and bit depth from the file header alone (no pixel is decoded)."""
+    if data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) >= 29 and data[12:16] == b'IHDR':
+        width, height = int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
+        depth, colour = data[24], data[25]
+        channels, gray = _PNG_COLOUR.get(colour, (4, False))
+        if b'tRNS' in data[:max(data.find(b'IDAT'), 0)]:
+            channels = 4  # transparency chunk: decoded with an alpha channel
+        return ImageHeader(width, height, channels, 2 if depth == 16 else 1, gray)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                bands = 4 if im.mode in ('P', 'PA') else len(im.getbands())  # palettes decode to BGR(A)
+                wide = im.mode.startswith('I;16') or im.mode in ('I', 'F')
+                return ImageHeader(im.width, im.height, bands, 2 if wide else 1, im.mode in GRAY_MODES,
+                                   getattr(im, 'n_frames', 1))
+    except Image.DecompressionBombError:
+        raise ImageReadError(f'{name}: image dimensions are implausibly large (over '
+                             f'{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels)') from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ImageReadError(f'{name}: not a readable image (corrupt or unsupported format)') from None
+
+
+GRAY_MODES = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')
+NOTICE_ALPHA = 'transparency composited on white'
+NOTICE_16BIT_TO_8BIT = '16-bit image reduced to 8-bit'
+NOTICE_FIRST_FRAME = 'animated or multi-page image: only the first frame is used'
+
+
+def decode_image(path: str | os.PathLike, max_bytes: int | None = None) -> DecodedImage:
+    """Decode an image file with the project's one policy (module docstring, "Decoding policy").
+
+    ``max_bytes``: refuse (before decoding) an image whose decoded pixels would take more bytes.
+    Raises :class:`ImageReadError` (a ``ValueError``) with a one-line message naming the file.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise ImageReadError(f'{path}: no such file')
+    data = np.fromfile(path, dtype=np.uint8)  # works with any path encoding
+    if data.size == 0:
+        raise ImageReadError(f'{path}: empty file')
+    header = read_header(data.tobytes(), path)
+    if max_bytes is not None and header.decoded_bytes > max_bytes:
+        raise ImageReadError(
+            f'{path}: {header.width}×{header.height} pixels with {header.channels} channel(s) of '
+            f'{8 * header.bytes_per_sample} bits would take {header.decoded_bytes / 2**20:,.0f} MB to decode; '
+            f'the limit here is {max_bytes / 2**20:,.0f} MB')
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    del data
+    if img is None:
+        raise ImageReadError(f'{path}: not a readable image (corrupt or unsupported format)')
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(f'{path}: unsupported pixel type {img.dtype} (8- or 16-bit images only)')
+    notices = [NOTICE_FIRST_FRAME] if header.frames > 1 else []
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3:
+        if img.shape[2] not in (3, 4):
+            raise ImageReadError(f'{path}: unsupported channel count {img.shape[2]}')
+        if img.shape[2] == 4:
+            img = composite_on_white(img)
+            notices.append(NOTICE_ALPHA)
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY if header.gray else cv2.COLOR_BGR2RGB)
+    return DecodedImage(np.ascontiguousarray(img), notices)
+
+
+def composite_on_white(bgra: np.ndarray) -> np.ndarray:
+    """``HxWx4`` (8- or 16-bit) over a white background -> ``HxWx3``, rounded, same dtype."""
+    peak = np.iinfo(bgra.dtype).max
+    alpha = bgra[:, :, 3:4].astype(np.float32) / peak
+    out = bgra[:, :, :3].astype(np.float32) * alpha + peak * (1.0 - alpha)
+    return np.clip(np.round(out), 0, peak).astype(bgra.dtype)
+
+
+def to_uint8(img: np.ndarray, notices: list[str] | None = None) -> np.ndarray:
+    """``uint16`` -> ``uint8`` (``round(v / 257)``, appending the notice); ``uint8`` passes through."""
+    if img.dtype == np.uint8:
+        return img
+    if notices is not None:
+        notices.append(NOTICE_16BIT_TO_8BIT)
+    out = np.empty(img.shape, np.uint8)
+    for rows in range(0, img.shape[0], 1024):  # in bands: no full-size float copy
+        band = img[rows:rows + 1024].astype(np.float32)
+        out[rows:rows + 1024] = np.round(band / 257.0)
+    return out
+
+
 def read_image(path: str | os.PathLike, mode: str = 'rgb') -> np.ndarray:
-    """Read an image file as ``uint8``.
+    """Read an image file as ``uint8`` (:func:`decode_image`, then 16-bit reduced to 8-bit).
 
     ``mode``: ``'rgb'`` -> HxWx3 RGB (gray files are replicated to 3 channels),
     ``'gray'`` -> HxW (RGB files converted with BT.601 luma),
     ``'unchanged'`` -> HxW for gray files, HxWx3 RGB otherwise.
-    Alpha channels are dropped; 16-bit images are scaled to 8 bit.
-    Raises ``ValueError`` naming the file when it cannot be decoded.
+    Raises :class:`ImageReadError` naming the file when it cannot be decoded.
     """
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Image file not found: {path}')
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise ValueError(f'Cannot read image file (corrupt or not an image): {path}')
-    if img.dtype == np.uint16:
-        img = np.round(img.astype(np.float64) / 257.0).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        raise ValueError(f'Unsupported image dtype {img.dtype} in {path}')
-    if img.ndim == 3:
-        if img.shape[2] == 1:
-            img = img[..., 0]
-        elif img.shape[2] == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-        elif img.shape[2] == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        else:
-            raise ValueError(f'Unsupported channel count {img.shape[2]} in {path}')
+    if mode not in ('rgb', 'gray', 'unchanged'):
+        raise ValueError(f"mode must be 'rgb', 'gray' or 'unchanged', got {mode!r}")
+    img = to_uint8(decode_image(path).pixels)
     if mode == 'rgb':
         return to_rgb3(img)
     if mode == 'gray':
         return to_gray(img)
-    if mode == 'unchanged':
-        return np.ascontiguousarray(img)
-    raise ValueError(f"mode must be 'rgb', 'gray' or 'unchanged', got {mode!r}")
+    return img
 
 
 def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Write a uint8 RGB (HxWx3) or gray (HxW) image as PNG, creating folders."""
+    """Write an 8- or 16-bit RGB (HxWx3) or gray (HxW) image as PNG, creating folders.
+
+    Written to a temporary file first and renamed, so a failure never leaves a half-written PNG under ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode('.png', out)
+    ok, buf = cv2.imencode('.png', img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f'Cannot encode PNG for {path}')
-    buf.tofile(str(path))
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    buf.tofile(str(tmp))
+    os.replace(tmp, path)
 
 
 def to_rgb3(img: np.ndarray) -> np.ndarray:
@@ -96,7 +214,7 @@ def to_rgb3(img: np.ndarray) -> np.ndarray:
 
 
 def to_gray(img: np.ndarray) -> np.ndarray:
-    """HxWx3 RGB uint8 -> HxW uint8 with BT.601 luma (rounded); gray passes through."""
+    """HxWx3 RGB -> HxW with BT.601 luma (rounded, same dtype: uint8 or uint16); gray passes through."""
     if img.ndim == 2:
         return img
     return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)

@@ -1,0 +1,144 @@
+"""Running a loaded restoration model on images: device choice, image <-> tensor conversion, tiling.
+
+The library behind ``python -m restore_dhp.infer`` (the command), the benchmark and the demo.
+Images are numpy arrays as :func:`restore_dhp.data.imageio.decode_image` gives them
+(``uint8`` or ``uint16``, ``HxW`` gray or ``HxWx3`` RGB); models take ``N x C x H x W``
+float32 tensors in the 0-1 range.
+
+Memory: :func:`restore_image` runs large inputs in overlapping tiles and writes each
+tile's output, already converted to the final dtype, into one preallocated output
+array, so beyond the model's working memory a request needs about the input as
+float32 plus the output at its final size.  Each tile's output is cropped to its
+core before it is placed, so seams come only from the receptive field beyond the
+overlap.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.imageio import to_gray
+
+DEFAULT_TILE = 256      # input pixels per tile side
+DEFAULT_OVERLAP = 32    # input pixels of context on each side of a tile
+DEVICE_CHOICES = ('auto', 'cpu', 'cuda')
+
+
+class ImageFormatError(ValueError):
+    """An image the model cannot take (wrong dtype, channel count, size)."""
+
+
+def resolve_device(name: str | torch.device | None = 'auto') -> torch.device:
+    """``'auto'``/``None``: CUDA when available, else the CPU; ``'cuda'`` without CUDA: a one-line ``ValueError``."""
+    if name is None or str(name) == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = torch.device(name)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'device {name}: no CUDA device is available (use auto or cpu)')
+    return device
+
+
+def _peak(dtype) -> float:
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    raise ImageFormatError(f'unsupported pixel type {np.dtype(dtype)}: expected 8- or 16-bit integers')
+
+
+def to_model_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """``HxW``/``HxWx3`` -> ``HxWxchannels``: gray replicated to RGB, or RGB to gray with BT.601 luma."""
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
+        raise ImageFormatError(f'unsupported image shape {img.shape}: expected H x W or H x W x 3 '
+                               '(decode files with restore_dhp.data.imageio.decode_image)')
+    if channels == 1:
+        return to_gray(img)[:, :, None]
+    return np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img
+
+
+def image_to_tensor(img: np.ndarray, channels: int, device=None) -> torch.Tensor:
+    """``uint8``/``uint16`` image -> ``1 x channels x H x W`` float32 tensor in [0, 1] on ``device``."""
+    scale = _peak(img.dtype)
+    img = to_model_channels(img, channels)
+    t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).to(device or 'cpu').float().div_(scale)
+    return t.unsqueeze(0)
+
+
+def tensor_to_image(t: torch.Tensor, dtype=np.uint8) -> np.ndarray:
+    """``1 x C x H x W`` tensor in [0, 1] -> ``HxWxC`` (``HxW`` for one channel) ``dtype`` image, rounded, clipped.
+
+    The rounding happens in float32 on the tensor's device; no float64 copy is made.
+    """
+    peak = _peak(dtype)
+    q = t.detach()[0].clamp(0, 1).mul(peak).round_()
+    arr = q.to(torch.uint8 if dtype == np.uint8 else torch.int32).permute(1, 2, 0).cpu().numpy()
+    arr = arr if dtype == np.uint8 else arr.astype(np.uint16)
+    return arr[:, :, 0] if arr.shape[2] == 1 else arr
+
+
+def tile_grid(h: int, w: int, tile: int, overlap: int) -> Iterator[tuple[slice, slice, slice, slice]]:
+    """For each tile: the input window (rows, cols, with ``overlap`` context) and the tile's core inside it."""
+    if tile <= 0 or overlap < 0:
+        raise ValueError('tile must be positive and overlap non-negative')
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            bottom, right = min(top + tile, h), min(left + tile, w)
+            t0, l0 = max(top - overlap, 0), max(left - overlap, 0)
+            t1, l1 = min(bottom + overlap, h), min(right + overlap, w)
+            yield (slice(t0, t1), slice(l0, l1),
+                   slice(top - t0, bottom - t0), slice(left - l0, right - l0))
+
+
+def _scaled(s: slice, scale: int, offset: int = 0) -> slice:
+    """``s`` shifted by ``offset`` input pixels, in output pixels."""
+    return slice((s.start + offset) * scale, (s.stop + offset) * scale)
+
+
+@torch.no_grad()
+def forward_tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int | None = DEFAULT_TILE,
+                  overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
+    """``model(x)`` computed tile by tile into one output tensor (``tile=None`` or a small input: one pass)."""
+    _, _, h, w = x.shape
+    if tile is None or (h <= tile and w <= tile):
+        return model(x)
+    out = None
+    for rows, cols, core_r, core_c in tile_grid(h, w, tile, overlap):
+        y = model(x[:, :, rows, cols])
+        if out is None:
+            out = y.new_empty(y.shape[0], y.shape[1], h * scale, w * scale)
+        out[:, :, _scaled(core_r, scale, rows.start), _scaled(core_c, scale, cols.start)] = \
+            y[:, :, _scaled(core_r, scale), _scaled(core_c, scale)]
+    return out
+
+
+@torch.no_grad()
+def restore_image(model: nn.Module, img: np.ndarray, tile: int | None = DEFAULT_TILE,
+                  overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+    """Restore one image with a loaded model (``model.in_channels``, ``model.scale``); returns the input's dtype.
+
+    Gray input gives gray output (for an RGB model: the BT.601 luma of its three
+    output channels, which all saw the same input); RGB input gives the model's
+    channels.  Tiles are written, already converted, into one preallocated array.
+    """
+    device = next(model.parameters()).device
+    dtype, scale = img.dtype, int(model.scale)
+    _peak(dtype)
+    x = image_to_tensor(img, model.in_channels, device)
+    h, w = x.shape[2:]
+    gray_out = img.ndim == 2 or model.in_channels == 1
+    out = np.empty((h * scale, w * scale) if gray_out else (h * scale, w * scale, 3), dtype)
+    windows = [(slice(0, h), slice(0, w), slice(0, h), slice(0, w))] if tile is None or (h <= tile and w <= tile) \
+        else tile_grid(h, w, tile, overlap)
+    for rows, cols, core_r, core_c in windows:
+        y = model(x[:, :, rows, cols])[:, :, _scaled(core_r, scale), _scaled(core_c, scale)]
+        part = tensor_to_image(y, dtype)
+        del y
+        if gray_out and part.ndim == 3:
+            part = to_gray(part)
+        out[_scaled(core_r, scale, rows.start), _scaled(core_c, scale, cols.start)] = part
+    return out
