@@ -18,10 +18,11 @@ Request time with the full-size architectures (random weights; widths giving
 forward each) on this 2-core CPU while other jobs loaded it (load average 3-4):
 SR 64x64 input 13 s, 96x96 41 s, 128x128 47 s; denoising 160x160 24 s,
 192x192 23 s, 256x256 33 s.  Idle, a full SRResNet forward at 128x128 takes
-about 2.2 s and DnCNN at 256x256 about 1.7 s.  Hence the default caps (SR
-network input <= 64x64 px, i.e. 256x256 simulated HR uploads; denoising
-<= 160x160 px); raise them with --max-sr-pixels / --max-denoise-pixels on a
-faster machine.
+about 2.2 s and DnCNN at 256x256 about 1.7 s.  Hence the default caps on the
+CPU (SR network input <= 64x64 px, i.e. 256x256 simulated HR uploads;
+denoising <= 160x160 px); on a GPU they are SR 256x256 and denoising
+1024x1024 (restore_dhp.demo.DEFAULT_MAX_PIXELS).  Set them with
+--max-sr-pixels / --max-denoise-pixels.
 """
 from __future__ import annotations
 
@@ -39,9 +40,14 @@ import restore_dhp  # noqa: E402,F401  (installs the torchvision alias BasicSR n
 from restore_dhp import demo as D  # noqa: E402
 
 MODE_CHOICES = [('Simulate: degrade, restore, score', 'simulate'), ('Restore this image as it is', 'restore')]
-MODE_INFO = ('Simulate: SR crops the upload to a multiple of 4 and downscales it ×4 (MATLAB bicubic); denoising '
-             'converts it to gray and adds σ=70 Gaussian noise with the seed below. Outputs are scored against '
-             'the original. Restore: SR upscales the upload ×4; denoising treats it as already noisy (no score).')
+MODE_HELP = {
+    'sr': ('**Simulate** downscales the upload ×4 (MATLAB bicubic, after cropping it to a multiple of 4), lets '
+           'every model restore it and scores each output against the upload. **Restore** upscales the upload '
+           'itself ×4 (no score).'),
+    'denoise': ('**Simulate** converts the upload to gray, adds σ=70 Gaussian noise drawn with the noise seed '
+                'below, lets every model remove it and scores each output against the clean image. **Restore** '
+                'treats the upload as already noisy (no score).'),
+}
 
 
 def parse_args(argv=None):
@@ -51,13 +57,15 @@ def parse_args(argv=None):
     p.add_argument('--weights-dir', default='weights', help='folder with the *.safetensors checkpoints')
     p.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
     p.add_argument('--repeats', type=int, default=D.DEFAULT_REPEATS, help='timed runs per model and request')
-    p.add_argument('--max-sr-pixels', type=int, default=D.DEFAULT_MAX_PIXELS['sr'],
-                   help='largest SR network input (LR pixels); bigger uploads are downscaled')
-    p.add_argument('--max-denoise-pixels', type=int, default=D.DEFAULT_MAX_PIXELS['denoise'],
-                   help='largest denoising input (pixels); bigger uploads are downscaled')
+    p.add_argument('--max-sr-pixels', type=int, default=None,
+                   help='largest SR network input in LR pixels (default: 64×64 on a CPU, 256×256 on a GPU); '
+                        'bigger uploads are downscaled')
+    p.add_argument('--max-denoise-pixels', type=int, default=None,
+                   help='largest denoising input in pixels (default: 160×160 on a CPU, 1024×1024 on a GPU); '
+                        'bigger uploads are downscaled')
     p.add_argument('--examples-dir', default=os.path.join(tempfile.gettempdir(), 'restore_dhp_demo_examples'))
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.max_sr_pixels < 64 or args.max_denoise_pixels < 64:
+    if args.repeats < 1 or any(v is not None and v < 64 for v in (args.max_sr_pixels, args.max_denoise_pixels)):
         p.error('--repeats must be >= 1 and the pixel caps >= 64')
     return args
 
@@ -76,25 +84,40 @@ def models_markdown(reg: D.Registry) -> str:
     return '\n'.join(lines)
 
 
+def pixel_limits(reg: D.Registry, args) -> dict[str, int]:
+    limits = D.default_max_pixels(reg.device)
+    for key, value in (('sr', args.max_sr_pixels), ('denoise', args.max_denoise_pixels)):
+        if value is not None:
+            limits[key] = value
+    return limits
+
+
+def intro_markdown(reg: D.Registry, limits: dict[str, int], repeats: int) -> str:
+    sr, dn = D.pixel_limit_text(limits['sr']), D.pixel_limit_text(limits['denoise'])
+    sr_hr = D.pixel_limit_text(limits['sr'] * 16)
+    return ('# DHP: Differentiable Meta Pruning via HyperNetworks, for image restoration\n'
+            'Compare the unpruned baseline with DHP-pruned networks that keep about 60%, 40% and 20% of its '
+            'FLOPs. **Super-resolution ×4** uses SRResNet on RGB images; **denoising σ=70** uses DnCNN on '
+            '**gray** images (colour uploads are converted to gray). Runtimes are measured on this server '
+            f'({reg.device.type.upper()}) for the forward pass only (median of {repeats} runs after a warm-up). '
+            f'Larger inputs are downscaled first: the SR network input is capped at {sr} '
+            f'(simulated SR uploads at {sr_hr}), the denoising input at {dn}.')
+
+
 def build(reg: D.Registry, args) -> gr.Blocks:
     tasks = reg.tasks()
-    limits = {'sr': args.max_sr_pixels, 'denoise': args.max_denoise_pixels}
+    limits = pixel_limits(reg, args)
     examples = D.write_examples(args.examples_dir)
     slots = [(t, m) for t in D.TASKS for m in reg.models[t]]  # one slider per loaded model, both tasks
 
     with gr.Blocks(title='DHP pruning for image restoration') as demo:
-        gr.Markdown(
-            '# DHP: Differentiable Meta Pruning via HyperNetworks, for image restoration\n'
-            'Compare the unpruned baseline with DHP-pruned networks that keep about 60%, 40% and 20% of its '
-            'FLOPs. **Super-resolution ×4** uses SRResNet on RGB images; **denoising σ=70** uses DnCNN on '
-            '**gray** images (colour uploads are converted to gray). Runtimes are measured on this server for '
-            f'the forward pass only (median of {args.repeats} runs after a warm-up); inputs larger than '
-            f'{args.max_sr_pixels} px (SR) / {args.max_denoise_pixels} px (denoising) are downscaled first.')
+        gr.Markdown(intro_markdown(reg, limits, args.repeats), elem_id='intro')
         gr.Markdown(models_markdown(reg), elem_id='models-info')
         with gr.Row():
             with gr.Column(scale=1):
                 task = gr.Radio([(D.TASKS[t].label, t) for t in tasks], value=tasks[0], label='Task')
-                mode = gr.Radio(MODE_CHOICES, value='simulate', label='Mode', info=MODE_INFO)
+                mode = gr.Radio(MODE_CHOICES, value='simulate', label='Mode')
+                mode_help = gr.Markdown(MODE_HELP[tasks[0]], elem_id='mode-help')
                 seed = gr.Number(value=0, precision=0, minimum=0, label='Noise seed (σ=70, fixed for reproducibility)',
                                  visible=tasks[0] == 'denoise')
                 run = gr.Button('Run all models', variant='primary')
@@ -111,22 +134,26 @@ def build(reg: D.Registry, args) -> gr.Blocks:
                                 [str(examples['chelsea_noisy']), 'denoise', 'restore']]
                 gr.Examples(ex_rows, inputs=[image, task, mode], label='Examples (scikit-image photos)')
         status = gr.Markdown('Choose an image and press **Run all models**.', elem_id='status', label='status')
+        # hidden until there are results: an empty table would show placeholder headers
         table = gr.Dataframe(label='Results (runtime and memory measured on this request\'s image)',
-                             interactive=False, elem_id='results-table')
+                             interactive=False, elem_id='results-table', visible=False)
+        note = gr.Markdown('', elem_id='measurement-note')
         groups, sliders = {}, []
         for t in D.TASKS:
-            with gr.Row(visible=(t == tasks[0])) as grp:
-                for tt, m in slots:
-                    if tt == t:
-                        sliders.append(gr.ImageSlider(label=f'{m.name}: input ↔ output', format='png',
-                                                      type='numpy', height=360))
+            task_slots = [m for tt, m in slots if tt == t]
+            with gr.Column(visible=(t == tasks[0])) as grp:
+                for i in range(0, len(task_slots), 2):  # two per row: full labels, outputs large enough to compare
+                    with gr.Row():
+                        for m in task_slots[i:i + 2]:
+                            sliders.append(gr.ImageSlider(label=f'{m.name}: input ↔ output', format='png',
+                                                          type='numpy', height=480))
             groups[t] = grp
 
         def on_task(t):
             t = t if t in D.TASKS else tasks[0]
-            return [gr.update(visible=t == 'denoise')] + [gr.update(visible=(k == t)) for k in D.TASKS]
+            return [gr.update(visible=t == 'denoise'), MODE_HELP[t]] + [gr.update(visible=(k == t)) for k in D.TASKS]
 
-        task.change(on_task, task, [seed, *groups.values()], api_name=False, queue=False)
+        task.change(on_task, task, [seed, mode_help, *groups.values()], api_name=False, queue=False)
 
         def run_models(task_v, mode_v, image_v, seed_v):
             # raw (un-preprocessed) inputs: the image arrives as a file-data dict, decoded by us
@@ -137,19 +164,19 @@ def build(reg: D.Registry, args) -> gr.Blocks:
                                         max_pixels=limits)
             except D.InputError as e:
                 gr.Warning(str(e))
-                return [f'⚠️ {e}', pd.DataFrame(columns=['Model']), *empty]
+                return [f'⚠️ {e}', gr.update(visible=False, value=None), '', *empty]
             except Exception as e:  # noqa: BLE001  keep the server up and say what went wrong in one line
                 msg = f'Processing failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
                 print(msg, file=sys.stderr)
                 gr.Warning(msg)
-                return [f'⚠️ {msg}', pd.DataFrame(columns=['Model']), *empty]
+                return [f'⚠️ {msg}', gr.update(visible=False, value=None), '', *empty]
             by_variant = {r.variant: r.output for r in res.results}
             pairs = [(res.before, by_variant[m.variant]) if t == res.task and m.variant in by_variant else None
                      for t, m in slots]
             df = pd.DataFrame(res.table_rows, columns=res.table_columns)
-            return [f'**{res.status_line()}**', df, *pairs]
+            return [f'**{res.status_line()}**', gr.update(visible=True, value=df), res.measurement_note, *pairs]
 
-        run.click(run_models, [task, mode, image, seed], [status, table, *sliders], api_name='restore',
+        run.click(run_models, [task, mode, image, seed], [status, table, note, *sliders], api_name='restore',
                   preprocess=False, concurrency_limit=1, concurrency_id='models')
     return demo
 

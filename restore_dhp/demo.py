@@ -20,31 +20,34 @@ from __future__ import annotations
 import math
 import os
 import threading
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+from skimage import data as skimage_data
 
 from .checkpoint import CheckpointError, load_compact
 from .complexity import checkpoint_complexity
-from .data.imageio import fixed_noise, matlab_resize, to_gray, to_rgb3
-from .run_model import image_to_tensor, resolve_device, tensor_to_image
+from .data.imageio import ImageReadError, decode_image, fixed_noise, matlab_resize, to_gray, to_rgb3, to_uint8
 from .metrics import denoise_metrics, sr_metrics
+from .run_model import image_to_tensor, resolve_device, tensor_to_image
 from .timing import measure
 
 VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')
 MODES = ('simulate', 'restore')
 DEFAULT_REPEATS = 3
 UPLOAD_NOISE_NAME = 'upload'   # the simulated noise depends only on the seed shown on the page
-# Bounds on the network input (pixels), chosen so a request with all four full-size
-# models (1 output/warm-up forward + DEFAULT_REPEATS timed + 1 memory forward each)
-# stays under ~20 s on a 2-core CPU; see the measurements in app.py's docstring.
-DEFAULT_MAX_PIXELS = {'sr': 64 * 64, 'denoise': 160 * 160}
+# Bounds on the network input (pixels) by device, chosen so a request with all four
+# full-size models (1 output/warm-up forward + DEFAULT_REPEATS timed + 1 memory forward
+# each) stays under ~20 s on a 2-core CPU (measurements in app.py's docstring) and well
+# under a second on one GPU (SRResNet at 256×256 LR: a 1024×1024 output).
+DEFAULT_MAX_PIXELS = {'cpu': {'sr': 64 * 64, 'denoise': 160 * 160},
+                      'cuda': {'sr': 256 * 256, 'denoise': 1024 * 1024}}
 MIN_SIDE = 8                      # smallest network input side accepted
-MAX_DECODE_PIXELS = 100_000_000   # refuse to decode anything larger (memory)
+MAX_DECODE_BYTES = 256 * 2**20    # refuse, from the header, any upload whose decoded pixels take more
 
 
 @dataclass(frozen=True)
@@ -166,87 +169,44 @@ def _size_text(w: int, h: int) -> str:
     return f'{w}×{h}'
 
 
-def decode_upload(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[np.ndarray, list[str]]:
-    """Read an uploaded image file as uint8 (H x W gray or H x W x 3 RGB), with notices about conversions.
+def _sentence(notice: str) -> str:
+    return notice[0].upper() + notice[1:] + ('' if notice.endswith('.') else '.')
 
-    ``max_pixels``: downscale (area-preserving Lanczos) so that H*W <= max_pixels.
+
+def pixel_limit_text(pixels: int) -> str:
+    """A pixel budget as W×H of the equal square, or as megapixels when it is large (e.g. '64×64', '1.0 MP')."""
+    if pixels >= 1_000_000:
+        return f'{pixels / 1e6:.1f} MP'
+    side = math.isqrt(pixels)
+    return _size_text(side, side) if side * side == pixels else f'{pixels:,} pixels'
+
+
+def decode_upload(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """Read an uploaded file with the project's one decoder as uint8 (H x W gray or H x W x 3 RGB), with notices.
+
+    The decoded size (pixels × bytes per pixel) is checked from the header before any pixel is
+    decoded (:data:`MAX_DECODE_BYTES`).  ``max_pixels``: then downscaled (Lanczos) so H*W <= max_pixels.
     Raises :class:`InputError` for anything that is not a readable still image.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    notices: list[str] = []
-    name = Path(str(path)).name
-    if not os.path.isfile(path):
+    if not path or not os.path.isfile(path):
         raise InputError('No image received (the upload is missing); please upload an image file.')
+    name = Path(str(path)).name
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-            im = Image.open(path)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
-        raise InputError(f'"{name}" is not a readable image file (PNG, JPEG, BMP, TIFF, WebP, ...).') from None
-    w, h = im.size
-    if w * h > MAX_DECODE_PIXELS:
-        raise InputError(f'Image is {_size_text(w, h)} pixels, too large to decode here '
-                         f'(limit {MAX_DECODE_PIXELS // 1_000_000} megapixels).')
-    try:
-        if getattr(im, 'n_frames', 1) > 1:
-            notices.append('Animated/multi-page image: only the first frame is used.')
-        if hasattr(im, 'draft') and max_pixels and w * h > 4 * max_pixels:
-            im.draft(im.mode, (max(1, int(w * math.sqrt(4 * max_pixels / (w * h)))),
-                             max(1, int(h * math.sqrt(4 * max_pixels / (w * h))))))  # JPEG: decode at a reduced size
-        im.load()
-        try:
-            im = ImageOps.exif_transpose(im)
-        except Exception:  # noqa: BLE001  (a broken EXIF block must not reject the pixels)
-            pass
-        im = _to_8bit(im, notices)
-    except InputError:
-        raise
-    except Exception:  # noqa: BLE001  (truncated/corrupt data surfaces as many error types)
-        raise InputError(f'"{name}" is corrupt or truncated and cannot be decoded.') from None
-    w, h = im.size
+        decoded = decode_image(path, max_bytes=MAX_DECODE_BYTES)
+    except ImageReadError as e:
+        reason = str(e).split(': ', 1)[-1]
+        raise InputError(f'"{name}": {reason}.') from None
+    notices = list(decoded.notices)
+    img = to_uint8(decoded.pixels, notices)
+    notices = [_sentence(n) for n in notices]
+    h, w = img.shape[:2]
     if max_pixels and w * h > max_pixels:
         f = math.sqrt(max_pixels / (w * h))
         nw, nh = max(1, int(w * f)), max(1, int(h * f))
-        from PIL import Image as _I
-        im = im.resize((nw, nh), _I.LANCZOS, reducing_gap=3.0)
+        img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.LANCZOS, reducing_gap=3.0))
         notices.append(f'Large input {_size_text(w, h)} was downscaled to {_size_text(nw, nh)} '
                        f'(this demo caps the size so a request stays fast on this machine).')
-    return np.array(im), notices  # a writable copy
-
-
-def _to_8bit(im, notices: list[str]):
-    """Any Pillow mode -> 'L' or 'RGB' 8-bit, noting alpha removal and bit-depth reduction."""
-    from PIL import Image
-    mode = im.mode
-    if mode in ('L', 'RGB'):
-        return im
-    if mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
-        arr = np.asarray(im).astype(np.float64)
-        hi = float(arr.max()) if arr.size else 0.0
-        if mode == 'F' and hi <= 1.0:
-            arr = arr * 255.0
-            notices.append('Floating-point image (0-1) converted to 8-bit.')
-        elif hi > 255 or mode.startswith('I;16'):
-            arr = arr / 257.0
-            notices.append('16-bit image converted to 8-bit.')
-        return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), 'L')
-    if mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or (mode == 'P' and 'transparency' in im.info):
-        rgba = im.convert('RGBA')
-        bg = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
-        notices.append('Transparency removed (image composited on white).')
-        out = Image.alpha_composite(bg, rgba).convert('RGB')
-        return out.convert('L') if mode in ('LA', 'La') else out
-    if mode == '1':
-        return im.convert('L')
-    if mode == 'P':
-        return im.convert('RGB')
-    if mode.startswith('RGB') or mode in ('CMYK', 'YCbCr', 'LAB', 'HSV'):
-        if mode not in ('RGB',):
-            notices.append(f'{mode} image converted to 8-bit RGB.')
-        return im.convert('RGB')
-    notices.append(f'Image mode {mode} converted to RGB.')
-    return im.convert('RGB')
+    return img, notices
 
 
 def _metrics(task: str, out: np.ndarray, ref: np.ndarray, scale: int) -> dict[str, float]:
@@ -280,9 +240,10 @@ class RequestResult:
     notices: list[str]
     results: list[ModelResult]
     table_columns: list[str]
-    table_rows: list[list[Any]]
+    table_rows: list[list[str]]     # formatted for display; the numbers are in each result's row
     before: np.ndarray
     input_size: tuple[int, int]
+    measurement_note: str = ''
 
     def status_line(self) -> str:
         h, w = self.input_size
@@ -332,8 +293,9 @@ def prepare(task: str, mode: str, img: np.ndarray, seed: int, device: torch.devi
     return Prepared(x, gray, None, notices)
 
 
-def _round(v: float | None, digits: int):
-    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(float(v), digits)
+def default_max_pixels(device: torch.device) -> dict[str, int]:
+    """The network-input caps for ``device`` (larger on a GPU)."""
+    return dict(DEFAULT_MAX_PIXELS['cuda' if torch.device(device).type == 'cuda' else 'cpu'])
 
 
 def device_label(meas) -> str:
@@ -342,23 +304,45 @@ def device_label(meas) -> str:
     return f'GPU: {meas.device_name}'
 
 
+# display format of each numeric column: fixed decimals, thousands separators
+COLUMN_FORMATS = {'GFLOPs (128×128 input)': '{:,.2f}', 'FLOPs (% of baseline)': '{:.1f}', 'Parameters': '{:,}',
+                  'Runtime (ms)': '{:,.1f}', 'Peak memory (MB)': '{:,.1f}', 'PSNR-Y (dB)': '{:.2f}',
+                  'SSIM-Y': '{:.4f}', 'PSNR (dB)': '{:.2f}', 'SSIM': '{:.4f}'}
+SCORE_COLUMNS = {'sr': ('PSNR-Y (dB)', 'SSIM-Y', 'psnr_y', 'ssim_y'), 'denoise': ('PSNR (dB)', 'SSIM', 'psnr', 'ssim')}
+
+
 def table_columns(task: str, scored: bool) -> list[str]:
-    cols = ['Model', 'GFLOPs @128²', 'FLOPs % of base', 'Params', 'Median ms',
-            'Peak MB']
+    cols = ['Model', 'GFLOPs (128×128 input)', 'FLOPs (% of baseline)', 'Parameters', 'Runtime (ms)',
+            'Peak memory (MB)']
     if scored:
-        cols += ['PSNR-Y dB', 'SSIM-Y'] if task == 'sr' else ['PSNR dB', 'SSIM']
+        cols += list(SCORE_COLUMNS[task][:2])
     return cols + ['Device']
+
+
+def format_cell(column: str, value) -> str:
+    """The table's text for one value: the column's fixed format, '—' where there is no value."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return '—'
+    fmt = COLUMN_FORMATS.get(column)
+    return fmt.format(value) if fmt else str(value)
+
+
+def measurement_note(meas, repeats: int) -> str:
+    """What the runtime and memory columns hold, in words, from the measurement itself."""
+    return (f'Runtime: the forward pass on this request\'s network input only (no decoding or conversion), '
+            f'median of {repeats} run(s) after a warm-up. How time and peak memory were measured: {meas.method}.')
 
 
 _RUN_LOCK = threading.Lock()  # one request at a time on the models: honest timings, bounded memory
 
 
-def process_request(registry: Registry, task: str, mode: str, image: str | os.PathLike | np.ndarray | None,
+def process_request(registry: Registry, task: str, mode: str, image: str | os.PathLike | None,
                     seed: Any = 0, repeats: int = DEFAULT_REPEATS,
                     max_pixels: dict[str, int] | None = None) -> RequestResult:
     """Run every loaded model of ``task`` on one input; see the module docstring.
 
-    ``image``: a file path (decoded with :func:`decode_upload`) or a uint8 array.
+    ``image``: a file path (decoded with :func:`decode_upload`).  ``max_pixels``: caps on the
+    network input per task (default: :func:`default_max_pixels` of the registry's device).
     Raises :class:`InputError` with a one-line message for unusable input.
     """
     if task not in TASKS:
@@ -370,47 +354,42 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
         raise InputError(f'No {TASKS[task].network} checkpoint is loaded, so {TASKS[task].label} is unavailable '
                          f'(missing: {", ".join(p.name for p in registry.missing.get(task, []))}).')
     seed = _parse_seed(seed)
-    limits = {**DEFAULT_MAX_PIXELS, **(max_pixels or {})}
+    limits = {**default_max_pixels(registry.device), **(max_pixels or {})}
     # bound the pixels the network sees: for simulated SR the upload is the HR image (scale² larger)
     limit = limits[task] * (TASKS[task].scale ** 2 if (task == 'sr' and mode == 'simulate') else 1)
-    if image is None or (isinstance(image, str) and not image):
+    if not image:
         raise InputError('No image: upload one or pick an example.')
-    if isinstance(image, np.ndarray):
-        img, notices = _array_input(image, limit)
-    else:
-        img, notices = decode_upload(image, limit)
+    img, notices = decode_upload(image, limit)
     prep = prepare(task, mode, img, seed, registry.device)
     notices = notices + prep.notices
     if task == 'denoise' and mode == 'simulate':
         notices.append(f'Noise: σ={TASKS[task].sigma:g}, seed {seed}.')
     scored = prep.reference is not None
-    cols = table_columns(task, scored)
-    rows, results = [], []
+    psnr_col, ssim_col, psnr_key, ssim_key = SCORE_COLUMNS[task]
+    results, meas = [], None
     with _RUN_LOCK, torch.no_grad():
         for lm in models:
             y = lm.model(prep.x)                      # the output; doubles as the warm-up run
             meas = measure(lm.model, prep.x, repeats=repeats, warmup=0)
             out = tensor_to_image(y)
-            row = {'Model': lm.name, 'GFLOPs @128²': _round(lm.gflops, 2),
-                   'FLOPs % of base': _round(100 * lm.flops_ratio, 1), 'Params': int(lm.params),
-                   'Median ms': _round(meas.median_ms, 1),
-                   'Peak MB': _round(meas.peak_memory_mb, 2), 'Device': device_label(meas)}
+            row = {'Model': lm.name, 'GFLOPs (128×128 input)': lm.gflops,
+                   'FLOPs (% of baseline)': 100 * lm.flops_ratio, 'Parameters': int(lm.params),
+                   'Runtime (ms)': meas.median_ms, 'Peak memory (MB)': meas.peak_memory_mb,
+                   'Device': device_label(meas)}
             if scored:
                 met = _metrics(task, out, prep.reference, TASKS[task].scale)
-                if task == 'sr':
-                    row['PSNR-Y dB'], row['SSIM-Y'] = _round(met['psnr_y'], 2), _round(met['ssim_y'], 4)
-                else:
-                    row['PSNR dB'], row['SSIM'] = _round(met['psnr'], 2), _round(met['ssim'], 4)
-            rows.append([row.get(c) for c in cols])
+                row[psnr_col], row[ssim_col] = met[psnr_key], met[ssim_key]
             results.append(ModelResult(lm.name, lm.variant, out, row))
+    cols = table_columns(task, scored)
+    rows = [[format_cell(c, r.row.get(c)) for c in cols] for r in results]
     if scored:  # the no-network reference row: bicubic upscaling / the noisy input itself
         base = _metrics(task, prep.before, prep.reference, TASKS[task].scale)
         name = 'Bicubic ×4 (no network)' if task == 'sr' else 'Noisy input (no network)'
-        extra = [_round(base['psnr_y'], 2), _round(base['ssim_y'], 4)] if task == 'sr' else \
-            [_round(base['psnr'], 2), _round(base['ssim'], 4)]
-        rows.append([name, None, None, None, None, None, *extra, None])
+        floor = {'Model': name, psnr_col: base[psnr_key], ssim_col: base[ssim_key]}
+        rows.append([format_cell(c, floor.get(c)) for c in cols])
     _, _, h, w = prep.x.shape
-    return RequestResult(task, mode, notices, results, cols, rows, prep.before, (h, w))
+    return RequestResult(task, mode, notices, results, cols, rows, prep.before, (h, w),
+                         measurement_note(meas, repeats))
 
 
 def _parse_seed(seed: Any) -> int:
@@ -425,61 +404,40 @@ def _parse_seed(seed: Any) -> int:
     return int(value)
 
 
-def _array_input(arr: np.ndarray, limit: int) -> tuple[np.ndarray, list[str]]:
-    from PIL import Image
-    notices: list[str] = []
-    if arr.dtype != np.uint8:
-        if arr.dtype == np.uint16:
-            arr = np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
-            notices.append('16-bit image converted to 8-bit.')
-        else:
-            raise InputError(f'Unsupported pixel type {arr.dtype}; expected 8- or 16-bit integers.')
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-        notices.append('Alpha channel dropped.')
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-        raise InputError(f'Unsupported image shape {arr.shape}.')
-    h, w = arr.shape[:2]
-    if h * w > limit:
-        f = math.sqrt(limit / (h * w))
-        nw, nh = max(1, int(w * f)), max(1, int(h * f))
-        arr = np.asarray(Image.fromarray(arr).resize((nw, nh), Image.LANCZOS))
-        notices.append(f'Large input {_size_text(w, h)} was downscaled to {_size_text(nw, nh)}.')
-    return arr, notices
-
-
 # ----------------------------------------------------------------------------- examples
+def _same_pixels(path: Path, arr: np.ndarray) -> bool:
+    with Image.open(path) as im:
+        return np.array_equal(np.asarray(im), arr)
+
+
 def write_examples(folder: str | os.PathLike) -> dict[str, Path]:
     """Small example inputs made from scikit-image's bundled photos (no download), as PNG files.
 
-    Returns name -> path: ``astronaut_hr`` (256x256 RGB, for simulated SR),
+    Returns name -> path: ``astronaut_hr`` (256x256 RGB crop at the photo's own resolution, with the
+    lettering of a mission patch: fine detail where the SR models differ visibly; for simulated SR),
     ``coffee_lr`` (72x48 RGB low-resolution, for upscaling), ``camera`` (160x160
     gray, for simulated denoising), ``chelsea_noisy`` (160x160 gray with σ=70 noise, seed 1,
     for 'denoise this image').
     """
-    from PIL import Image
-    from skimage import data
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
 
     def save(name, arr):
         p = folder / f'{name}.png'
-        if not p.exists():
+        if not p.exists() or not _same_pixels(p, arr):  # (re)written when missing or from an older version
             tmp = folder / f'.{name}.{os.getpid()}.png'
             Image.fromarray(arr).save(tmp)
             os.replace(tmp, p)
         out[name] = p
 
-    astro = data.astronaut()
-    save('astronaut_hr', np.asarray(Image.fromarray(astro[0:320, 80:400]).resize((256, 256), Image.LANCZOS)))
-    coffee = data.coffee()
+    astro = skimage_data.astronaut()
+    save('astronaut_hr', np.ascontiguousarray(astro[256:512, 96:352]))  # mission patch and name tag, native pixels
+    coffee = skimage_data.coffee()
     save('coffee_lr', matlab_resize(np.ascontiguousarray(coffee[16:400, 0:576]), 1 / 8))  # 72 x 48
-    cam = data.camera()
+    cam = skimage_data.camera()
     save('camera', np.asarray(Image.fromarray(cam).resize((160, 160), Image.LANCZOS)))
-    cat = to_gray(data.chelsea())[40:200, 140:300]
+    cat = to_gray(skimage_data.chelsea())[40:200, 140:300]
     noisy = cat.astype(np.float32) / 255.0 + fixed_noise(cat.shape, 70.0, UPLOAD_NOISE_NAME, 1)
     save('chelsea_noisy', np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8))
     return out

@@ -1,11 +1,13 @@
 """The Gradio demo (app.py) end to end through its API, on tiny random checkpoints (see conftest.demo_app)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,7 +19,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 SR_NAMES = ['SRResNet baseline (unpruned)', 'SRResNet DHP 60%', 'SRResNet DHP 40%', 'SRResNet DHP 20%']
 DN_NAMES = ['DnCNN baseline (unpruned)', 'DnCNN DHP 60%', 'DnCNN DHP 40%', 'DnCNN DHP 20%']
-N_OUT = 2 + 8   # status, table, 4 SR sliders, 4 DnCNN sliders
+N_OUT = 3 + 8   # status, table, measurement note, 4 SR sliders, 4 DnCNN sliders
 
 
 @pytest.fixture(scope='module')
@@ -42,27 +44,42 @@ def _call(client, task, mode, path, seed=0):
 
 
 def _sliders(out, task):
-    return list(out[2:6]) if task == 'sr' else list(out[6:10])
+    return list(out[3:7]) if task == 'sr' else list(out[7:11])
 
 
 def _load(p):
     return np.asarray(Image.open(p))
 
 
+# fixed decimals per column (thousands separated where large)
+DECIMALS = {'GFLOPs (128×128 input)': 2, 'FLOPs (% of baseline)': 1, 'Runtime (ms)': 1, 'Peak memory (MB)': 1,
+            'PSNR-Y (dB)': 2, 'SSIM-Y': 4, 'PSNR (dB)': 2, 'SSIM': 4}
+
+
+def _number(text, decimals):
+    """The value of a formatted cell, checking its format: fixed decimals, thousands separators."""
+    pattern = r'-?\d{1,3}(,\d{3})*' + (rf'\.\d{{{decimals}}}' if decimals else '')
+    assert re.fullmatch(pattern, text), (text, decimals)
+    return float(text.replace(',', ''))
+
+
 def _check_table(table, names, scored, score_cols):
+    table = table.get('value', table)  # the table arrives as an update that also makes it visible
+    assert table is not None, 'no results table'
     headers, rows = table['headers'], table['data']
     by_name = {r[0]: dict(zip(headers, r)) for r in rows}
     for name in names:
         row = by_name[name]
-        for col in ('GFLOPs @128²', 'Params', 'Median ms'):
-            assert isinstance(row[col], (int, float)) and row[col] > 0, (name, col, row[col])
-        assert row['Peak MB'] is None or row['Peak MB'] >= 0   # None where unmeasurable
+        for col in ('GFLOPs (128×128 input)', 'FLOPs (% of baseline)', 'Runtime (ms)'):
+            assert _number(row[col], DECIMALS[col]) > 0, (name, col, row[col])
+        assert _number(row['Parameters'], 0) > 0
+        assert row['Peak memory (MB)'] == '—' or _number(row['Peak memory (MB)'], 1) >= 0  # '—' where unmeasurable
         assert row['Device'].startswith(('CPU', 'GPU'))
         if row['Device'].startswith('CPU'):
             assert 'threads' in row['Device']
         for col in score_cols:
             if scored:
-                assert isinstance(row[col], (int, float)) and np.isfinite(row[col]), (name, col)
+                assert np.isfinite(_number(row[col], DECIMALS[col])), (name, col)
             else:
                 assert col not in row
     return by_name
@@ -77,8 +94,9 @@ def test_sr_simulate_every_model(client, tmp_path):
         before, after = (_load(p) for p in pair)
         assert before.shape == after.shape == (68, 88, 3)
     assert all(s is None for s in _sliders(out, 'denoise'))
-    by_name = _check_table(out[1], SR_NAMES, True, ['PSNR-Y dB', 'SSIM-Y'])
+    by_name = _check_table(out[1], SR_NAMES, True, ['PSNR-Y (dB)', 'SSIM-Y'])
     assert 'Bicubic ×4 (no network)' in by_name
+    assert 'peak' in out[2].lower() and 'median of' in out[2]   # the note says what the numbers are
 
 
 def test_sr_upscale_every_model(client, tmp_path):
@@ -88,7 +106,7 @@ def test_sr_upscale_every_model(client, tmp_path):
     for pair in _sliders(out, 'sr'):
         before, after = (_load(p) for p in pair)
         assert before.shape == after.shape == (52, 80, 3)
-    _check_table(out[1], SR_NAMES, False, ['PSNR-Y dB', 'SSIM-Y'])
+    _check_table(out[1], SR_NAMES, False, ['PSNR-Y (dB)', 'SSIM-Y'])
 
 
 @pytest.mark.parametrize('mode', ['simulate', 'restore'])
@@ -102,7 +120,7 @@ def test_denoise_every_model(client, tmp_path, mode):
         before, after = (_load(p) for p in pair)
         assert before.shape[:2] == after.shape[:2] == (40, 33)
     assert all(s is None for s in _sliders(out, 'sr'))
-    _check_table(out[1], DN_NAMES, mode == 'simulate', ['PSNR dB', 'SSIM'])
+    _check_table(out[1], DN_NAMES, mode == 'simulate', ['PSNR (dB)', 'SSIM'])
 
 
 def test_denoise_seed_reproducible(client, tmp_path):
@@ -130,7 +148,7 @@ def test_bad_input_gives_message_and_server_survives(client, tmp_path, kind, tas
     out = _call(client, task, 'simulate', _bad_inputs(tmp_path)[kind])
     status = out[0]
     assert status.startswith('⚠️') and '\n' not in status and 'Traceback' not in status, status
-    assert all(s is None for s in out[2:])
+    assert all(s is None for s in out[3:])
     ok = _call(client, task, 'restore', _img(tmp_path / 'after.png', _rand((16, 16, 3), 7)))
     assert ok[0].startswith('**Done'), ok[0]
 
@@ -145,8 +163,13 @@ def test_odd_formats_are_converted(client, tmp_path):
 
     rgba = _img(tmp_path / 'rgba.png', _rand((20, 24, 4), 9))
     out = _call(client, 'denoise', 'simulate', rgba)
-    assert out[0].startswith('**Done') and 'Transparency' in out[0], out[0]
+    assert out[0].startswith('**Done') and 'Transparency composited on white' in out[0], out[0]
     assert _load(_sliders(out, 'denoise')[0][1]).shape == (20, 24)
+
+    rgb16 = tmp_path / 'rgb16.png'
+    cv2.imwrite(str(rgb16), np.random.default_rng(8).integers(0, 65536, (24, 20, 3)).astype(np.uint16))
+    out = _call(client, 'sr', 'restore', rgb16)
+    assert out[0].startswith('**Done') and '16-bit image reduced to 8-bit' in out[0], out[0]
 
     gray = _img(tmp_path / 'gray.png', _rand((40, 40), 10))
     out = _call(client, 'sr', 'simulate', gray)
@@ -161,7 +184,16 @@ def test_huge_input_is_downscaled_with_notice(client, tmp_path):
     assert out[0].startswith('**Done') and 'downscaled' in out[0] and '8000×8000' in out[0], out[0]
     h, w, _ = _load(_sliders(out, 'sr')[0][1]).shape
     from restore_dhp.demo import DEFAULT_MAX_PIXELS
-    assert h == w and h * w <= DEFAULT_MAX_PIXELS['sr'] * 16
+    assert h == w and h * w <= DEFAULT_MAX_PIXELS['cpu']['sr'] * 16
+
+
+def test_huge_16bit_png_is_refused_from_its_header(client, tmp_path):
+    """A 9990×9990 16-bit RGB PNG (571 MB decoded) is refused before decoding, in one line."""
+    from test_imageio import png_header_only
+    path = tmp_path / 'bomb.png'
+    path.write_bytes(png_header_only(9990, 9990, bit_depth=16, colour_type=2))
+    out = _call(client, 'sr', 'restore', path)
+    assert out[0].startswith('⚠️') and '9990×9990' in out[0] and 'MB' in out[0] and '\n' not in out[0], out[0]
 
 
 def test_two_concurrent_requests_get_their_own_results(demo_app, tmp_path):
@@ -218,4 +250,4 @@ def test_partial_weights_are_reported(tmp_path):
     text = '\n'.join(reg.summary_lines())
     assert 'srresnet_x4_dhp60.safetensors' in text and 'weights/README.md' in text
     with pytest.raises(demo.InputError, match='unavailable'):
-        demo.process_request(reg, 'denoise', 'simulate', np.zeros((16, 16), np.uint8))
+        demo.process_request(reg, 'denoise', 'simulate', _img(tmp_path / 'z.png', np.zeros((16, 16), np.uint8)))
