@@ -8,6 +8,9 @@ multiply-accumulate count beside it.
 
 Counting runs the network's own forward on the ``meta`` device with hooks, so
 it measures the structure that actually runs and costs no arithmetic.
+:func:`remaining_flops_ratio` prices widths with the architecture's closed-form
+:class:`~restore_dhp.dhp.FlopsTable` instead (microseconds per width set; the
+tests check that both counts agree).
 
     python -m restore_dhp.complexity --arch srresnet --size 128
     python -m restore_dhp.complexity --weights weights/srresnet_x4_dhp40.safetensors
@@ -15,14 +18,19 @@ it measures the structure that actually runs and costs no arithmetic.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
+from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-ARCH_ALIASES = {'srresnet': 'SRResNetCompact', 'dncnn': 'DnCNNCompact'}
+from . import archs  # noqa: F401  (registers the architectures)
+from .checkpoint import ARCH_ALIASES, CheckpointError, read_metadata
+from .dhp import FlopsTable
+
 _ACTIVATIONS = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU)
 
 
@@ -65,9 +73,6 @@ def count_flops(model: nn.Module, height: int = 128, width: int = 128) -> dict[s
 
 def build_meta(arch: str, widths: Mapping[str, int] | None = None, **arch_kwargs) -> nn.Module:
     """A plain network of class ``arch`` (registry name or alias) on the meta device: no memory, no init cost."""
-    from basicsr.utils.registry import ARCH_REGISTRY
-
-    from . import archs  # noqa: F401
     cls = ARCH_REGISTRY.get(ARCH_ALIASES.get(arch, arch))
     with torch.device('meta'):
         return cls(widths=widths, **arch_kwargs).eval()
@@ -83,22 +88,33 @@ def complexity(arch: str, widths: Mapping[str, int] | None = None, size: int = 1
             'params': count_params(model), 'widths': model.kept_widths()}
 
 
+@functools.lru_cache(maxsize=64)
+def _flops_table(arch: str, size: int, arch_kwargs: str) -> FlopsTable:
+    return FlopsTable(build_meta(arch, None, **json.loads(arch_kwargs)).spec, size)
+
+
+def flops_table(arch: str, size: int = 128, **arch_kwargs) -> FlopsTable:
+    """The closed-form FLOPs table of ``arch`` (registry name or alias) for a size x size input (cached)."""
+    return _flops_table(ARCH_ALIASES.get(arch, arch), size, json.dumps(arch_kwargs, sort_keys=True))
+
+
 def remaining_flops_ratio(arch: str, widths: Mapping[str, int], size: int = 128, **arch_kwargs) -> float:
-    """FLOPs at ``widths`` divided by FLOPs at full width."""
-    pruned = count_flops(build_meta(arch, widths, **arch_kwargs), size, size)['flops']
-    full = count_flops(build_meta(arch, None, **arch_kwargs), size, size)['flops']
-    return pruned / full
+    """FLOPs at ``widths`` divided by FLOPs at full width (closed form)."""
+    return flops_table(arch, size, **arch_kwargs).ratio(widths)
+
+
+def metadata_complexity(meta: Mapping[str, Any], size: int = 128) -> dict:
+    """A compact model's numbers and their ratio to full width, from its checkpoint metadata (no file read)."""
+    pruned = complexity(meta['arch'], meta['widths'], size, **meta['arch_kwargs'])
+    base = complexity(meta['arch'], None, size, **meta['arch_kwargs'])
+    pruned.update(baseline_flops=base['flops'], baseline_params=base['params'],
+                  flops_ratio=pruned['flops'] / base['flops'], params_ratio=pruned['params'] / base['params'])
+    return pruned
 
 
 def checkpoint_complexity(path: str, size: int = 128) -> dict:
     """The compact model's numbers and their ratio to the same architecture at full width."""
-    from .checkpoint import read_metadata
-    meta = read_metadata(path)
-    pruned = complexity(meta['arch'], meta['widths'], size, **meta['arch_kwargs'])
-    base = complexity(meta['arch'], None, size, **meta['arch_kwargs'])
-    pruned.update(checkpoint=str(path), baseline_flops=base['flops'], baseline_params=base['params'],
-                  flops_ratio=pruned['flops'] / base['flops'], params_ratio=pruned['params'] / base['params'])
-    return pruned
+    return {**metadata_complexity(read_metadata(path), size), 'checkpoint': str(path)}
 
 
 def main(argv=None) -> int:
@@ -110,7 +126,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.size < 1:
         parser.error('--size must be positive')
-    from .checkpoint import CheckpointError
     try:
         result = checkpoint_complexity(args.weights, args.size) if args.weights else complexity(args.arch, None, args.size)
     except CheckpointError as e:

@@ -12,12 +12,14 @@ import os
 import yaml
 
 from .models.dhp_model import OptionError, SearchOptions
+from .models.restoration_model import with_compact_pretrain
+from .models.train_step import parse_step_options
 
 TOP_LEVEL = {'name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'network_g', 'path', 'train',
              'val', 'logger', 'dist_params', 'find_unused_parameters', 'dhp', 'is_train', 'dist'}
 SECTIONS = {
     'train': {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt',
-              'freeze_bn_iter'},
+              'freeze_bn_iter', 'amp', 'capture'},
     'path': {'pretrain_network_g', 'strict_load_g', 'resume_state', 'param_key_g', 'ignore_resume_networks',
              'experiments_root', 'results_root', 'models', 'training_states', 'log', 'visualization'},
     'val': {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics'},
@@ -94,12 +96,16 @@ def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None
     if net['type'] not in ARCH_REGISTRY._obj_map:
         raise OptionError(f"option network_g.type: unknown architecture {net['type']!r}")
     allowed = _arch_keys(ARCH_REGISTRY.get(net['type']))
+    if 'checkpoint' in net:
+        with_compact_pretrain(opt)  # raises: says what to write instead
     for key in net:
         if key != 'type' and key not in allowed:
             raise OptionError(f"unknown option network_g.{key} for {net['type']} (known: {', '.join(sorted(allowed))})")
-    if check_paths and net.get('checkpoint') and not os.path.isfile(net['checkpoint']):
-        raise OptionError(f"option network_g.checkpoint: file {net['checkpoint']} does not exist")
     if is_train:
+        try:
+            parse_step_options(opt['train'])
+        except ValueError as e:
+            raise OptionError(str(e)) from None
         if not isinstance(opt['train'].get('total_iter'), int) or opt['train']['total_iter'] < 1:
             raise OptionError('option train.total_iter must be a positive integer')
         freeze = opt['train'].get('freeze_bn_iter')

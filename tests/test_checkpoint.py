@@ -9,7 +9,8 @@ import restore_dhp  # noqa: F401  (first: it lets BasicSR import on current torc
 from basicsr.archs import build_network  # noqa: E402
 from restore_dhp.archs.dncnn_arch import DnCNNCompact
 from restore_dhp.archs.srresnet_arch import SRResNetCompact, SRResNetDHP
-from restore_dhp.checkpoint import CheckpointError, load_compact, read_metadata, save_compact
+from restore_dhp.checkpoint import (CheckpointError, convert_training_state, load_checkpoint, load_compact,
+                                    read_metadata, save_compact)
 
 WIDTHS = {'trunk': 6, 'block00': 4, 'block01': 9}
 
@@ -35,24 +36,55 @@ def test_round_trip(sr_ckpt):
     assert not loaded.training and loaded.scale == 4
 
 
-def test_build_network_from_option_dict(sr_ckpt):
+def test_load_checkpoint_gives_model_and_metadata(sr_ckpt):
     model, path = sr_ckpt
-    net = build_network({'type': 'SRResNetCompact', 'checkpoint': str(path)}).eval()
+    loaded = load_checkpoint(path)
+    assert loaded.meta['widths'] == WIDTHS and loaded.meta['info'] == {'note': 'test'}
+    assert not loaded.model.training and loaded.model.kept_widths() == WIDTHS
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
-        assert torch.equal(net(x), model(x))
+        assert torch.equal(loaded.model(x), model(x))
+
+
+def test_build_network_from_option_dict():
     listed = build_network({'type': 'SRResNetCompact', 'num_blocks': 2, 'num_feat': 12, 'widths': WIDTHS})
     assert listed.kept_widths() == WIDTHS
     for name in ('SRResNetDHP', 'DnCNNDHP', 'DnCNNCompact'):
         assert build_network({'type': name, 'num_feat': 8}).__class__.__name__ == name
+    with pytest.raises(TypeError):  # constructors read no files
+        build_network({'type': 'SRResNetCompact', 'checkpoint': 'x.safetensors'})
 
 
-def test_option_widths_conflicting_with_file(sr_ckpt):
-    _, path = sr_ckpt
-    with pytest.raises(ValueError, match='differ'):
-        build_network({'type': 'SRResNetCompact', 'checkpoint': str(path), 'widths': {'trunk': 5}})
-    with pytest.raises(CheckpointError, match='not a DnCNNCompact'):
-        build_network({'type': 'DnCNNCompact', 'checkpoint': str(path)})
+def test_pth_file_names_what_is_accepted(tmp_path):
+    path = tmp_path / 'net_g_100.pth'
+    torch.save({'params': SRResNetCompact(num_blocks=1, num_feat=8).state_dict()}, path)
+    with pytest.raises(CheckpointError, match=r'PyTorch pickle.*accepted: a compact \.safetensors.*convert') as err:
+        load_compact(path)
+    assert '\n' not in str(err.value)
+
+
+@pytest.mark.parametrize('search', [False, True])
+def test_convert_training_state(tmp_path, search):
+    torch.manual_seed(0)
+    if search:  # a DHP search state: compacted with its masks
+        net = SRResNetDHP(num_blocks=2, num_feat=8).eval()
+        with torch.no_grad():
+            net.group_latents()['trunk'][:3] = 0
+        net.update_masks()
+        widths = net.kept_widths()
+    else:       # a plain network state (widths from the tensor shapes)
+        net = SRResNetCompact(num_blocks=2, num_feat=8, widths={'trunk': 5, 'block01': 3}).eval()
+        widths = net.kept_widths()
+    state = tmp_path / 'net_g_6.pth'
+    torch.save({'params': net.state_dict()}, state)
+    out = tmp_path / 'c.safetensors'
+    convert_training_state(state, out, 'srresnet', num_blocks=2, num_feat=8)
+    loaded = load_checkpoint(out)
+    assert loaded.meta['widths'] == widths and loaded.meta['info']['converted_from'] == 'net_g_6.pth'
+    x = torch.rand(1, 3, 6, 6)
+    with torch.no_grad():
+        reference = net(x)
+        assert torch.allclose(loaded.model(x), reference, atol=1e-5 * reference.abs().max().item())
 
 
 def test_missing_and_garbage_files(tmp_path):
@@ -129,7 +161,7 @@ def test_compacted_search_model_saves_and_reloads(tmp_path):
     torch.manual_seed(0)
     net = SRResNetDHP(num_blocks=2, num_feat=8).eval()
     with torch.no_grad():
-        net.latents['trunk'][:3] = 0
+        net.group_latents()['trunk'][:3] = 0
     net.update_masks()
     compact = net.compact()
     path = tmp_path / 'c.safetensors'

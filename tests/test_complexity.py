@@ -91,3 +91,30 @@ def test_cli_bad_checkpoint_is_one_line_error(tmp_path, capsys):
 def test_meta_build_allocates_nothing():
     net = cx.build_meta('srresnet')
     assert next(net.parameters()).device == torch.device('meta')
+
+
+@pytest.mark.parametrize('arch,kwargs,size', [('srresnet', {}, 128), ('srresnet', {'num_blocks': 3, 'num_feat': 12,
+                                                                                   'scale': 8}, 20),
+                                              ('dncnn', {}, 128), ('dncnn', {'num_layers': 6, 'num_feat': 10}, 33)])
+def test_closed_form_table_agrees_with_counting_the_forward(arch, kwargs, size):
+    import random
+    rng = random.Random(0)
+    table = cx.flops_table(arch, size, **kwargs)
+    full = cx.complexity(arch, None, size, **kwargs)['flops']
+    assert table.full_flops == full
+    groups = cx.build_meta(arch, **kwargs).spec
+    for _ in range(4):
+        widths = {g: rng.randint(1, groups.group_widths[g]) for g in groups.prunable_groups}
+        counted = cx.complexity(arch, widths, size, **kwargs)['flops']
+        assert table.flops(widths) == counted
+        assert cx.remaining_flops_ratio(arch, widths, size, **kwargs) == pytest.approx(counted / full, rel=1e-12)
+
+
+def test_metadata_complexity_needs_no_file(tmp_path):
+    from restore_dhp.checkpoint import load_checkpoint, save_compact
+    path = tmp_path / 'd.safetensors'
+    save_compact(DnCNNCompact(num_layers=4, num_feat=8, widths={'feat01': 4}), path)
+    meta = load_checkpoint(path).meta
+    path.unlink()
+    result = cx.metadata_complexity(meta, 16)
+    assert 0 < result['flops_ratio'] < 1 and result['widths']['feat01'] == 4

@@ -4,42 +4,100 @@ import torch
 
 import restore_dhp  # noqa: F401
 from restore_dhp.archs.dncnn_arch import DnCNNDHP
-from restore_dhp.archs.srresnet_arch import SRResNetDHP
-from restore_dhp.dhp import HyperConv2d, proximal_step
+from restore_dhp.archs.srresnet_arch import SRResNetCompact, SRResNetDHP
+from restore_dhp.dhp import (ArchSpec, ConvSpec, GroupLayout, HyperConvBank, LayerSpec, fill_to_target,
+                             grouped_proximal_step, proximal_step)
 
 
-def test_hyperconv_shapes_and_latent_gradients():
-    conv = HyperConv2d(5, 7, 3, embedding_dim=8)
-    z_in = torch.randn(5, requires_grad=True)
-    z_out = torch.randn(7, requires_grad=True)
-    w = conv.generate_weight(z_in, z_out)
-    assert w.shape == (7, 5, 3, 3)
-    y = conv(torch.randn(2, 5, 6, 6), z_in, z_out)
-    assert y.shape == (2, 7, 6, 6)
-    y.square().mean().backward()
-    assert z_in.grad is not None and z_in.grad.abs().sum() > 0
-    assert z_out.grad is not None and z_out.grad.abs().sum() > 0
+def _reference_kernel(bank, i, z_in, z_out):
+    """The per-conv formula of the paper, written out for conv ``i`` of a bank (no batching)."""
+    z_out = z_out.repeat_interleave(bank.out_per_latent)
+    latent = torch.outer(z_out, z_in) + bank.bias0[i]
+    embedding = latent.unsqueeze(-1) * bank.weight1[i] + bank.bias1[i]
+    kernel = torch.matmul(bank.weight2[i], embedding.unsqueeze(-1)).squeeze(-1) + bank.bias2[i]
+    return kernel.view(bank.out_channels, bank.in_channels, bank.kernel_size, bank.kernel_size)
 
 
-def test_hyperconv_upsampler_follows_latent_through_pixel_shuffle():
-    conv = HyperConv2d(4, 3, 3, out_per_latent=4)
-    for p in (conv.bias0, conv.bias1, conv.bias2):  # trained biases are non-zero
-        torch.nn.init.normal_(p)
-    z_in, z_out = torch.randn(4), torch.randn(3)
-    w = conv.generate_weight(z_in, z_out)
-    assert w.shape == (12, 4, 3, 3)
-    z_out2 = z_out.clone()
-    z_out2[1] = 5.0  # changing latent entry 1 changes exactly output channels 4..7
-    changed = (conv.generate_weight(z_in, z_out2) - w).flatten(1).abs().sum(1) > 0
-    assert changed.tolist() == [False] * 4 + [True] * 4 + [False] * 4
+def _trained_like(bank, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in (bank.bias0, bank.bias1, bank.bias2):  # trained biases are non-zero
+            p.copy_(torch.randn(p.shape, generator=gen))
+
+
+@pytest.mark.parametrize('per', [1, 4])
+def test_bank_equals_per_conv_formula_with_latent_gradients(per):
+    torch.manual_seed(0)
+    bank = HyperConvBank(3, 5, 2, 3, out_per_latent=per)
+    _trained_like(bank)
+    z_in = torch.randn(3, 5, requires_grad=True)
+    z_out = torch.randn(3, 2, requires_grad=True)
+    kernels = bank.generate(z_in, z_out.repeat_interleave(per, dim=1))
+    assert kernels.shape == (3, 2 * per, 5, 3, 3)
+    z_in_ref = z_in.detach().clone().requires_grad_()
+    z_out_ref = z_out.detach().clone().requires_grad_()
+    reference = torch.stack([_reference_kernel(bank, i, z_in_ref[i], z_out_ref[i]) for i in range(3)])
+    assert torch.allclose(kernels, reference, atol=1e-6)
+    weights = torch.randn_like(kernels)
+    (kernels * weights).sum().backward()
+    (reference * weights).sum().backward()
+    assert torch.allclose(z_in.grad, z_in_ref.grad, atol=1e-5) and z_in.grad.abs().sum() > 0
+    assert torch.allclose(z_out.grad, z_out_ref.grad, atol=1e-5) and z_out.grad.abs().sum() > 0
+
+
+def test_net_stacks_same_shaped_convs_and_reads_its_latents():
+    net = SRResNetDHP(num_blocks=3, num_feat=8)
+    members = {tuple(names) for names in net.bank_members.values()}
+    body = ('block00_conv1', 'block00_conv2', 'block01_conv1', 'block01_conv2', 'block02_conv1', 'block02_conv2',
+            'body')
+    assert members == {('head',), body, ('up0', 'up1'), ('tail',)}
+    _trained_like(net.banks['k3_in8_out8x4'])
+    kernels = net.generate_kernels()
+    latents = net.group_latents()
+    ones = torch.ones(3)
+    for name, i, z_in, z_out in (('up1', 1, latents['trunk'], latents['trunk']),
+                                 ('block01_conv1', 2, latents['trunk'], latents['block01']),
+                                 ('tail', 0, latents['trunk'], ones), ('head', 0, ones, latents['trunk'])):
+        key = next(k for k, names in net.bank_members.items() if name in names)
+        assert net.bank_members[key][i] == name
+        assert torch.allclose(kernels[name][0], _reference_kernel(net.banks[key], i, z_in, z_out), atol=1e-6)
+    # an upsampler output channel 4c+k follows trunk latent c (input channel 1 reads it too: left out)
+    other_inputs = [c for c in range(8) if c != 1]
+    before = kernels['up0'][0].detach()[:, other_inputs]
+    with torch.no_grad():
+        net.group_latents()['trunk'][1] = 5.0
+    changed = (net.generate_kernels()['up0'][0][:, other_inputs] - before).flatten(1).abs().sum(1) > 0
+    assert changed.tolist() == [False] * 4 + [True] * 4 + [False] * 24
 
 
 def test_hyper_fan_in_init_gives_he_scale():
     torch.manual_seed(0)
-    variances = [HyperConv2d(64, 64, 3).generate_weight(torch.randn(64), torch.randn(64)).var().item()
-                 for _ in range(8)]
-    expected_var = 2.0 / (64 * 9)  # He init for the fan-in of a 64-channel 3x3 conv
-    assert abs(sum(variances) / len(variances) / expected_var - 1) < 0.15
+    bank = HyperConvBank(8, 64, 64, 3)
+    variance = bank.generate(torch.randn(8, 64), torch.randn(8, 64)).var().item()
+    assert abs(variance / (2.0 / (64 * 9)) - 1) < 0.15  # He init for the fan-in of a 64-channel 3x3 conv
+
+
+def test_old_per_conv_search_state_loads():
+    """A search state written before the hypernetworks were stacked (convs.<name>.weight1, latents.<group>)."""
+    torch.manual_seed(0)
+    net = DnCNNDHP(num_layers=5, num_feat=6)
+    with torch.no_grad():
+        net.masks[:3] = 0
+    old = {}
+    for key, value in net.state_dict().items():
+        if key.startswith('banks.'):
+            _, bank, param = key.split('.')
+            for name, tensor in zip(net.bank_members[bank], value):
+                old[f'convs.{name}.{param}'] = tensor
+        elif key in ('latents', 'masks'):
+            for group, part in net.layout.split(value).items():
+                old[f'{key}.{group}'] = part
+        else:
+            old[key] = value
+    fresh = DnCNNDHP(num_layers=5, num_feat=6)
+    fresh.load_state_dict(old)
+    for key, value in net.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
 
 
 def test_l1_prox_exact_values():
@@ -63,6 +121,20 @@ def test_prox_respects_min_width():
     assert torch.equal(out[[2, 3]], torch.zeros(2))
 
 
+def test_grouped_prox_treats_each_group_alone():
+    layout = GroupLayout({'a': 3, 'b': 5, 'c': 2})
+    z = torch.tensor([0.5, -0.3, 0.05,  0.05, -0.08, 0.01, 0.02, 0.09,  3.0, 4.0])
+    out = grouped_proximal_step(z, layout, torch.tensor(0.1), prox='l1', min_width=2)
+    # a: plain soft threshold (two survive); b: only 0.09 would survive -> its two largest keep their values;
+    # c: plain soft threshold
+    expected = torch.tensor([0.4, -0.2, 0.0,  0.0, -0.08, 0.0, 0.0, 0.09,  2.9, 3.9])
+    assert torch.allclose(out, expected)
+    l2 = grouped_proximal_step(z, layout, 1.0, prox='l2', min_width=1)
+    assert torch.allclose(l2[8:], torch.tensor([2.4, 3.2]))  # group c alone: norm 5
+    assert torch.equal(l2[3:8], torch.tensor([0.0, 0.0, 0.0, 0.0, 0.09]))  # b: norm < 1, only its largest kept
+    assert torch.equal(l2[:3], torch.tensor([0.5, 0.0, 0.0]))  # so is a (norm 0.585)
+
+
 def test_unknown_prox_is_rejected():
     with pytest.raises(ValueError, match='unknown proximal operator'):
         proximal_step(torch.ones(3), 0.1, prox='l0')
@@ -78,23 +150,42 @@ def test_srresnet_groups_follow_residual_coupling():
     assert spec.convs['head'].in_group in spec.fixed_groups and spec.convs['tail'].out_group in spec.fixed_groups
 
 
+def test_spec_rejects_layers_on_undefined_groups():
+    with pytest.raises(ValueError, match="norm 'bn' uses width group 'nope'"):
+        ArchSpec({'a': 4}, frozenset(), {'c': ConvSpec('a', 'a', 3)}, {'bn': LayerSpec('nope')})
+
+
+@pytest.mark.parametrize('make', [lambda: SRResNetDHP(num_blocks=2, num_feat=8),
+                                  lambda: DnCNNDHP(num_layers=5, num_feat=8)])
+def test_forward_uses_exactly_the_spec(make, monkeypatch):
+    """Every conv, norm and masked group named in an architecture's forward is in its spec, and vice versa."""
+    net = make()
+    used = {'conv': [], 'norm': [], 'mask': []}
+    for hook in used:
+        original = getattr(net, hook)
+        monkeypatch.setattr(net, hook, lambda name, x, _o=original, _h=hook: used[_h].append(name) or _o(name, x))
+    net(torch.rand(1, net.in_channels, 6, 6))
+    assert sorted(used['conv']) == sorted(net.spec.convs)
+    assert sorted(used['norm']) == sorted(net.spec.norms)
+    assert set(used['mask']) == set(net.spec.prunable_groups)
+
+
 def _randomise(net, keep_fraction=0.5, seed=0):
     """Train-like state: non-zero hypernetwork biases and BN statistics, random latents and masks."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in net.named_parameters():
-            if 'latents' not in name:
+            if name != 'latents':
                 p.add_(0.1 * torch.randn(p.shape, generator=gen))
         for bn in net.norms.values():
             bn.running_mean.normal_(0, 0.1, generator=gen)
             bn.running_var.uniform_(0.5, 1.5, generator=gen)
-        for z in net.latents.values():
+        latents = list(net.group_latents().values())
+        for z in latents:
             z[torch.rand(z.shape, generator=gen) > keep_fraction] = 0.0
-        first = next(iter(net.latents.values()))
-        second = list(net.latents.values())[1]
-        second.zero_()
-        second[:4] = 1.0  # one layer pruned to the minimum width
-        first[0] = 1.0
+        latents[1].zero_()
+        latents[1][:4] = 1.0  # one layer pruned to the minimum width
+        latents[0][0] = 1.0
     net.update_masks()
 
 
@@ -119,36 +210,39 @@ def test_compaction_is_exact(make, channels, size, seed):
     assert torch.allclose(out, masked, rtol=1e-4, atol=1e-4 * masked.abs().max().item())
     # the masks matter: without them the same latents give another output
     with torch.no_grad():
-        for m in net.masks._buffers.values():
-            m.fill_(1.0)
+        net.masks.fill_(1.0)
         assert not torch.allclose(net(x), masked, atol=1e-3)
 
 
 def test_masks_only_shrink_and_can_round_widths():
     torch.manual_seed(0)
     net = DnCNNDHP(num_layers=4, num_feat=16)
+    latents = net.group_latents()
     with torch.no_grad():
-        net.latents['feat00'][:11] = 0.0
+        latents['feat00'][:11] = 0.0
     assert net.update_masks()['feat00'] == 5
     with torch.no_grad():
-        net.latents['feat00'][:] = 1.0  # a pruned channel does not come back
+        latents['feat00'][:] = 1.0  # a pruned channel does not come back
     assert net.update_masks()['feat00'] == 5
     with torch.no_grad():
-        net.latents['feat01'][:9] = 0.0
+        latents['feat01'][:9] = 0.0
+        latents['feat01'][9:] = torch.arange(1.0, 8.0)
     assert net.update_masks(round_to=4)['feat01'] == 8
+    kept = net.group_masks()['feat01'] > 0
+    assert kept[9:].all() and kept[:9].sum() == 1  # the 7 alive plus the largest pruned one
+    assert net.update_masks(round_to=4)['feat02'] == 16
 
 
 def test_dhp_net_rejects_plain_only_calls():
-    from restore_dhp.archs.srresnet_arch import SRResNetCompact
     with pytest.raises(RuntimeError, match='plain network'):
         SRResNetCompact(num_blocks=1, num_feat=8).compact()
 
 
 def test_fill_to_target_adds_back_best_channels_up_to_target():
-    from restore_dhp.dhp import fill_to_target
     kept = {'a': torch.tensor([True, False, False, False]), 'b': torch.tensor([True, True, False, False])}
     candidates = {'a': torch.tensor([False, True, True, False]), 'b': torch.tensor([False, False, True, True])}
     scores = {'a': torch.tensor([9.0, 0.5, 0.9, 0.1]), 'b': torch.tensor([9.0, 9.0, 0.7, 0.2])}
+
     def ratio_of(widths):  # cost grows with the square of a's width, like the SRResNet trunk
         return (widths['a'] ** 2 + widths['b']) / (16 + 4)
 
@@ -162,16 +256,41 @@ def test_fill_to_target_adds_back_best_channels_up_to_target():
     assert all(torch.equal(nothing[g], kept[g]) for g in kept)
 
 
+def test_fill_to_target_keeps_widths_multiples_of_round_to():
+    """Issue 11: with round_to 8 a refill left widths 35, 36, 43, 44."""
+    gen = torch.Generator().manual_seed(0)
+    full = {'a': 64, 'b': 64, 'c': 12}
+    kept = {g: torch.zeros(w, dtype=torch.bool) for g, w in full.items()}
+    kept['a'][:16] = kept['b'][:8] = kept['c'][:8] = True
+    candidates = {g: ~m for g, m in kept.items()}
+    scores = {g: torch.rand(w, generator=gen) for g, w in full.items()}
+
+    def ratio_of(w):
+        return (w['a'] * w['b'] + 3 * w['c']) / (64 * 64 + 3 * 12)
+
+    for target in (0.2, 0.33, 0.5, 0.77, 1.0):
+        masks = fill_to_target(kept, candidates, scores, ratio_of, target, round_to=8)
+        widths = {g: int(m.sum()) for g, m in masks.items()}
+        assert all(w % 8 == 0 or w == full[g] for g, w in widths.items()), widths
+        assert ratio_of(widths) <= target
+        # each group took its best candidates: no added channel scores below one left out
+        for g, m in masks.items():
+            added, left = scores[g][m & candidates[g]], scores[g][~m]
+            if len(added) and len(left):
+                assert added.min() >= left.max()
+    assert {g: int(m.sum()) for g, m in fill_to_target(kept, candidates, scores, ratio_of, 1.0, 8).items()} == full
+
+
 def test_revive_restores_masks_and_latents():
     net = DnCNNDHP(num_layers=4, num_feat=8)
     with torch.no_grad():
-        saved = {g: z.clone() for g, z in net.latents.items()}
-        net.latents['feat00'][:6] = 0.0
+        saved = net.latents.detach().clone()
+        net.group_latents()['feat00'][:6] = 0.0
     net.update_masks()
     assert net.kept_widths()['feat00'] == 2
-    keep = {g: m > 0 for g, m in net.masks.items()}
-    keep['feat00'][1] = True
+    keep = net.masks > 0
+    keep[1] = True  # feat00 is the first group: flat index 1 is its channel 1
     net.revive(keep, saved)
     assert net.kept_widths()['feat00'] == 3
-    assert net.latents['feat00'][1].item() == saved['feat00'][1].item()
-    assert net.latents['feat00'][0].item() == 0.0
+    assert net.latents[1].item() == saved[1].item()
+    assert net.latents[0].item() == 0.0

@@ -35,8 +35,8 @@ def test_sr_search_compacts_and_finetunes(tmp_path):
     assert os.path.exists(os.path.join(models, f"net_g_search_{summary['iteration']}.pth"))
 
     # fine-tune the compact checkpoint as a plain network through an option file
-    ft = sr_options(root, name='tiny_ft', model='RestorationModel', total_iter=3,
-                    network={'type': 'SRResNetCompact', 'checkpoint': os.path.join(models, 'compact_search.safetensors')})
+    ft = sr_options(root, name='tiny_ft', model='RestorationModel', total_iter=3, network={'type': 'SRResNetCompact'})
+    ft['path']['pretrain_network_g'] = os.path.join(models, 'compact_search.safetensors')  # widths from the file
     run_train(root, write_options(root, ft, 'ft.yml'))
     tuned_path = os.path.join(_models(root, 'tiny_ft'), 'net_g_latest.safetensors')
     tuned = load_compact(tuned_path)
@@ -122,15 +122,13 @@ def test_resume_restores_exact_state(tmp_path, phase):
     for key, value in saved_net.items():
         assert torch.equal(net_state[key], value), key
     if phase == 'search':
-        assert any(k.startswith('latents.') for k in net_state) and any(k.startswith('masks.') for k in net_state)
+        assert 'latents' in net_state and 'masks' in net_state
         # the latents of the last search check (iteration 6) come back, so the first check after a
         # resume can still refill channels pruned past the target
-        restored = model._latents_at_last_check
-        assert set(restored) == set(state['dhp_latents_at_last_check'])
-        for group, z in restored.items():
-            assert torch.equal(z, net_state[f'latents.{group}'])
+        assert torch.equal(model.pruner.latents_at_last_check, net_state['latents'])
+        assert torch.equal(state['dhp_pruner']['latents_at_last_check'], net_state['latents'])
     else:
-        assert 'dhp_latents_at_last_check' not in state
+        assert 'dhp_pruner' not in state
     saved_optim = state['optimizers'][0]['state']
     for idx, entry in model.optimizer_g.state_dict()['state'].items():
         assert torch.equal(entry['exp_avg'], saved_optim[idx]['exp_avg'])
@@ -199,6 +197,10 @@ def test_two_process_gloo_training(tmp_path):
     (lambda o: o['dhp'].update(lamda=0.1), 'unknown option dhp.lamda'),
     (lambda o: o['network_g'].update(num_blok=3), 'unknown option network_g.num_blok'),
     (lambda o: o['network_g'].update(type='Nope'), 'network_g.type'),
+    (lambda o: o['train'].update(amp='fp8'), 'train.amp must be one of bf16, fp16 or none'),
+    (lambda o: o['train'].update(capture='always'), 'train.capture must be one of cuda_graph or none'),
+    (lambda o: o['network_g'].update(checkpoint='w.safetensors'),
+     "network_g.checkpoint is no longer read: write 'path: {pretrain_network_g: w.safetensors}'"),
 ])
 def test_bad_options_fail_before_training(tmp_path, edit, message):
     root = str(tmp_path)
@@ -232,11 +234,10 @@ def test_test_entry_evaluates_a_compact_checkpoint(tmp_path):
     root = str(tmp_path)
     ckpt = os.path.join(root, 'm.safetensors')
     save_compact(SRResNetCompact(num_blocks=1, num_feat=8, widths={'trunk': 5}), ckpt)
-    opt = sr_options(root, name='tiny_test', model='RestorationModel',
-                     network={'type': 'SRResNetCompact', 'checkpoint': ckpt})
+    opt = sr_options(root, name='tiny_test', model='RestorationModel', network={'type': 'SRResNetCompact'})
     opt = {'name': opt['name'], 'model_type': opt['model_type'], 'scale': 4, 'num_gpu': 0,
            'datasets': {'test_1': opt['datasets']['val']}, 'network_g': opt['network_g'],
-           'path': {'pretrain_network_g': None}, 'val': {**opt['val'], 'suffix': None}}
+           'path': {'pretrain_network_g': ckpt}, 'val': {**opt['val'], 'suffix': None}}
     opt_path = write_options(root, opt)
     out = subprocess.run([sys.executable, '-m', 'restore_dhp.test', '-opt', opt_path], cwd=root, env=env(),
                          capture_output=True, text=True, timeout=300)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from ..dhp import ArchSpec, ConvSpec, PrunableNet
+from ..dhp import ArchSpec, ConvSpec, LayerSpec, PrunableNet
 from .forms import CompactForm, DHPForm
 
 
@@ -24,12 +24,13 @@ def dncnn_spec(num_feat: int = 64, num_layers: int = 17, in_channels: int = 1) -
     feats = [f'feat{i:02d}' for i in range(num_layers - 1)]
     groups = {'image_in': in_channels, 'image_out': in_channels, **{f: num_feat for f in feats}}
     convs = {'head': ConvSpec('image_in', feats[0], 3)}
-    norms = {}
+    norms, acts = {}, {}
     for i in range(1, num_layers - 1):
         convs[f'conv{i:02d}'] = ConvSpec(feats[i - 1], feats[i], 3)
-        norms[f'bn{i:02d}'] = feats[i]
+        norms[f'bn{i:02d}'] = LayerSpec(feats[i])
+        acts[f'relu{i:02d}'] = LayerSpec(feats[i])
     convs['tail'] = ConvSpec(feats[-1], 'image_out', 3)
-    return ArchSpec(groups, frozenset({'image_in', 'image_out'}), convs, norms)
+    return ArchSpec(groups, frozenset({'image_in', 'image_out'}), convs, norms, acts)
 
 
 class DnCNN(PrunableNet):
@@ -47,7 +48,7 @@ class DnCNN(PrunableNet):
         self._build(dncnn_spec(num_feat, num_layers, in_channels), widths, dhp,
                     dict(num_feat=num_feat, num_layers=num_layers, in_channels=in_channels), embedding_dim)
 
-    def forward(self, x):
+    def forward_structure(self, x):
         h = self.mask('feat00', self.conv('head', x))
         for i in range(1, self.num_layers - 1):
             h = self.mask(f'feat{i:02d}', self.act(self.norm(f'bn{i:02d}', self.conv(f'conv{i:02d}', h))))

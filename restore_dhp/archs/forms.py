@@ -2,7 +2,9 @@
 
 Each architecture module writes its structure once (a :class:`PrunableNet`
 subclass) and registers ``<Arch>Compact`` and ``<Arch>DHP`` by mixing one of
-these in.  Nothing here knows a particular architecture.
+these in.  Nothing here knows a particular architecture, and nothing here
+reads files: :mod:`restore_dhp.checkpoint` builds a network from a
+checkpoint's metadata and loads its tensors.
 """
 from __future__ import annotations
 
@@ -10,31 +12,10 @@ from typing import Mapping
 
 
 class CompactForm:
-    """Plain conv network at the given per-group ``widths`` (full width when omitted: the baseline).
+    """Plain conv network at the given per-group ``widths`` (full width when omitted: the baseline)."""
 
-    ``checkpoint`` names a compact safetensors file: its metadata gives the
-    widths (and structure arguments) and its tensors are loaded, so an option
-    file needs only ``network_g: {type: SRResNetCompact, checkpoint: weights/....safetensors}``.
-    """
-
-    def __init__(self, widths: Mapping[str, int] | None = None, checkpoint: str | None = None, **arch_kwargs):
-        state = None
-        if checkpoint is not None:
-            from ..checkpoint import read_compact  # local: checkpoint builds archs by name
-            meta, state = read_compact(checkpoint, expect_arch=type(self).__name__)
-            if widths is not None and dict(widths) != meta['widths']:
-                raise ValueError(f'{checkpoint}: widths given in the options {dict(widths)} differ from '
-                                 f"the checkpoint's {meta['widths']}; leave them out to use the file's")
-            widths = meta['widths']
-            for key, value in meta['arch_kwargs'].items():
-                if key in arch_kwargs and arch_kwargs[key] != value:
-                    raise ValueError(f"{checkpoint}: option {key}={arch_kwargs[key]!r} differs from the "
-                                     f"checkpoint's {value!r}")
-                arch_kwargs[key] = value
+    def __init__(self, widths: Mapping[str, int] | None = None, **arch_kwargs):
         super().__init__(widths=widths, dhp=False, **arch_kwargs)
-        if state is not None:
-            from ..checkpoint import load_state_checked
-            load_state_checked(self, state, checkpoint)
 
 
 class DHPForm:

@@ -22,27 +22,30 @@ import math
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from ..dhp import ArchSpec, ConvSpec, PrunableNet
+from ..dhp import ArchSpec, ConvSpec, LayerSpec, PrunableNet
 from .forms import CompactForm, DHPForm
 
 
 def srresnet_spec(num_feat: int = 64, num_blocks: int = 16, in_channels: int = 3, scale: int = 4) -> ArchSpec:
     groups = {'image_in': in_channels, 'image_out': in_channels, 'trunk': num_feat}
     convs = {'head': ConvSpec('image_in', 'trunk', 9)}
-    norms = {}
+    norms, acts = {}, {'head_act': LayerSpec('trunk')}
     for i in range(num_blocks):
         block = f'block{i:02d}'
         groups[block] = num_feat
         convs[f'{block}_conv1'] = ConvSpec('trunk', block, 3)
         convs[f'{block}_conv2'] = ConvSpec(block, 'trunk', 3)
-        norms[f'{block}_bn1'] = block
-        norms[f'{block}_bn2'] = 'trunk'
+        norms[f'{block}_bn1'] = LayerSpec(block)
+        norms[f'{block}_bn2'] = LayerSpec('trunk')
+        acts[f'{block}_act'] = LayerSpec(block)
     convs['body'] = ConvSpec('trunk', 'trunk', 3)
-    norms['body_bn'] = 'trunk'
-    for s in range(_upsample_stages(scale)):
-        convs[f'up{s}'] = ConvSpec('trunk', 'trunk', 3, out_per_channel=4)
-    convs['tail'] = ConvSpec('trunk', 'image_out', 3)
-    return ArchSpec(groups, frozenset({'image_in', 'image_out'}), convs, norms)
+    norms['body_bn'] = LayerSpec('trunk')
+    stages = _upsample_stages(scale)
+    for s in range(stages):  # conv at 2^s x the input size, then PixelShuffle(2) and PReLU at 2^(s+1)
+        convs[f'up{s}'] = ConvSpec('trunk', 'trunk', 3, out_per_channel=4, scale=2 ** s)
+        acts[f'up{s}_act'] = LayerSpec('trunk', scale=2 ** (s + 1))
+    convs['tail'] = ConvSpec('trunk', 'image_out', 3, scale=2 ** stages)
+    return ArchSpec(groups, frozenset({'image_in', 'image_out'}), convs, norms, acts)
 
 
 def _upsample_stages(scale: int) -> int:
@@ -69,7 +72,7 @@ class SRResNet(PrunableNet):
                     dict(num_feat=num_feat, num_blocks=num_blocks, in_channels=in_channels, scale=scale),
                     embedding_dim)
 
-    def forward(self, x):
+    def forward_structure(self, x):
         feat = self.mask('trunk', self.head_act(self.conv('head', x)))
         res = feat
         for i, act in enumerate(self.block_acts):

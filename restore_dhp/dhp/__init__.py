@@ -1,8 +1,13 @@
 """The DHP method, independent of any architecture."""
-from .hyperconv import HyperConv2d
-from .net import DEFAULT_KEEP_THRESHOLD, ArchSpec, ConvSpec, PrunableNet
-from .proximal import PROX_TYPES, proximal_step
+from .cost import FlopsTable
+from .groups import GroupLayout
+from .hyperconv import HyperConvBank
+from .net import DEFAULT_KEEP_THRESHOLD, PrunableNet
+from .proximal import PROX_TYPES, grouped_proximal_step, proximal_step
+from .pruner import DHPPruner, MaskCheck
+from .spec import ArchSpec, ConvSpec, LayerSpec
 from .targeting import fill_to_target
 
-__all__ = ['HyperConv2d', 'ArchSpec', 'ConvSpec', 'PrunableNet', 'proximal_step', 'PROX_TYPES',
+__all__ = ['ArchSpec', 'ConvSpec', 'LayerSpec', 'PrunableNet', 'GroupLayout', 'HyperConvBank', 'FlopsTable',
+           'DHPPruner', 'MaskCheck', 'proximal_step', 'grouped_proximal_step', 'PROX_TYPES',
            'DEFAULT_KEEP_THRESHOLD', 'fill_to_target']

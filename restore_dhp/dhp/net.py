@@ -1,17 +1,18 @@
 """A network described once and built in any of its three forms.
 
-An architecture states its structure as an :class:`ArchSpec`: its *width
-groups* (sets of channels that must be kept or removed together, e.g. every
-feature map joined by a residual addition) and, for every conv and batch-norm,
-which group its input and output channels belong to.  From that one
-description :class:`PrunableNet` builds
+An architecture states its structure as an :class:`ArchSpec` (see
+:mod:`restore_dhp.dhp.spec`).  From that one description :class:`PrunableNet`
+builds
 
 * the **plain** form (``nn.Conv2d``) at full width — the baseline — or at any
   per-group widths — the compact, pruned network;
-* the **DHP** form (``HyperConv2d``) at full width, with one latent vector per
-  prunable group and a channel mask per group.
+* the **DHP** form at full width: the latents of every prunable group in one
+  flat parameter ``latents`` (and one mask buffer ``masks``, laid out by a
+  :class:`GroupLayout`), and the hypernetworks of convs of equal shape stacked
+  in one :class:`HyperConvBank` each, so a forward generates all kernels with a
+  handful of batched ops.
 
-The architecture's ``forward`` is written once against three hooks,
+The architecture's ``forward_structure`` is written once against three hooks,
 ``self.conv(name, x)``, ``self.norm(name, x)`` and ``self.mask(group, x)``,
 which do the right thing for the form.  Masks are applied to every feature map
 after its activation, so a removed channel carries exactly zero into every
@@ -20,75 +21,26 @@ changing the output (no bias contribution of a pruned channel is lost).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Mapping
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from .hyperconv import HyperConv2d
-from .proximal import proximal_step
+from .groups import GroupLayout
+from .hyperconv import HyperConvBank
+from .proximal import grouped_proximal_step
+from .spec import ArchSpec
 
 DEFAULT_KEEP_THRESHOLD = 5e-3
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    in_group: str
-    out_group: str
-    kernel_size: int
-    out_per_channel: int = 1  # >1 for a conv feeding PixelShuffle: 4 sub-pixel outputs per channel
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """Structure of an architecture: width groups and the convs/norms that use them."""
-    group_widths: Mapping[str, int]          # full (baseline) width of every group
-    fixed_groups: frozenset                  # groups never pruned (image input/output channels)
-    convs: Mapping[str, ConvSpec]
-    norms: Mapping[str, str] = field(default_factory=dict)  # norm name -> group
-
-    @property
-    def prunable_groups(self) -> list[str]:
-        return [g for g in self.group_widths if g not in self.fixed_groups]
-
-    def full_widths(self) -> dict[str, int]:
-        return {g: self.group_widths[g] for g in self.prunable_groups}
-
-    def resolve_widths(self, widths: Mapping[str, int] | None) -> dict[str, int]:
-        """All groups' widths, with ``widths`` overriding the prunable ones (checked)."""
-        resolved = dict(self.group_widths)
-        for group, width in (widths or {}).items():
-            if group not in resolved or group in self.fixed_groups:
-                raise ValueError(f'unknown prunable width group {group!r}; '
-                                 f'expected some of {self.prunable_groups}')
-            if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= resolved[group]:
-                raise ValueError(f'width of group {group!r} must be an integer in '
-                                 f'[1, {resolved[group]}], got {width!r}')
-            resolved[group] = width
-        return resolved
-
-
-class _BufferDict(nn.Module):
-    """Named buffers (saved in the state dict), e.g. one mask per group."""
-
-    def __init__(self, tensors: Mapping[str, torch.Tensor]):
-        super().__init__()
-        for name, tensor in tensors.items():
-            self.register_buffer(name, tensor)
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        return getattr(self, name)
-
-    def items(self):
-        return self._buffers.items()
+_HYPER_PARAMS = ('bias0', 'weight1', 'bias1', 'weight2', 'bias2', 'bias')
 
 
 class PrunableNet(nn.Module):
     """Base class: builds the convs and norms of an :class:`ArchSpec` in plain or DHP form.
 
     Subclasses call :meth:`_build` from ``__init__`` (after defining any other
-    modules) and write ``forward`` with :meth:`conv`, :meth:`norm`, :meth:`mask`.
+    modules) and write ``forward_structure`` with :meth:`conv`, :meth:`norm`, :meth:`mask`.
     ``arch_kwargs`` (the structure arguments, e.g. number of blocks) are stored
     so a compact network and a checkpoint can rebuild the same structure.
     """
@@ -110,35 +62,79 @@ class PrunableNet(nn.Module):
         if dhp and widths:
             raise ValueError('the DHP form is always built at full width; widths apply to the plain form')
         self.widths = spec.resolve_widths(widths)
+        self.norms = nn.ModuleDict({name: nn.BatchNorm2d(self.widths[s.group]) for name, s in spec.norms.items()})
+        self._generated: dict | None = None
+        if dhp:
+            self._build_dhp(embedding_dim)
+            return
         self.convs = nn.ModuleDict()
         for name, c in spec.convs.items():
             cin, cout = self.widths[c.in_group], self.widths[c.out_group]
-            if dhp:
-                self.convs[name] = HyperConv2d(cin, cout, c.kernel_size, out_per_latent=c.out_per_channel,
-                                               embedding_dim=embedding_dim)
-            else:
-                conv = nn.Conv2d(cin, cout * c.out_per_channel, c.kernel_size, padding=c.kernel_size // 2)
-                if self.plain_init == 'he':
-                    nn.init.kaiming_normal_(conv.weight, mode='fan_in', nonlinearity='relu')
-                self.convs[name] = conv
-        self.norms = nn.ModuleDict({name: nn.BatchNorm2d(self.widths[g]) for name, g in spec.norms.items()})
-        if dhp:
-            self.latents = nn.ParameterDict(
-                {g: nn.Parameter(torch.randn(self.widths[g])) for g in spec.prunable_groups})
-            self.masks = _BufferDict({g: torch.ones(self.widths[g]) for g in spec.prunable_groups})
+            conv = nn.Conv2d(cin, cout * c.out_per_channel, c.kernel_size, padding=c.kernel_size // 2)
+            if self.plain_init == 'he':
+                nn.init.kaiming_normal_(conv.weight, mode='fan_in', nonlinearity='relu')
+            self.convs[name] = conv
 
-    # ----------------------------------------------------------------- hooks used by forward
-    def latent(self, group: str, like: torch.Tensor) -> torch.Tensor:
+    def _build_dhp(self, embedding_dim: int) -> None:
+        spec = self.spec
+        self.layout = GroupLayout({g: self.widths[g] for g in spec.prunable_groups})
+        self.latents = nn.Parameter(torch.randn(self.layout.total))
+        self.register_buffer('masks', torch.ones(self.layout.total))
+        members: dict[tuple, list[str]] = {}
+        for name, c in spec.convs.items():
+            shape = (c.kernel_size, self.widths[c.in_group], self.widths[c.out_group], c.out_per_channel)
+            members.setdefault(shape, []).append(name)
+        self.banks = nn.ModuleDict()
+        self.bank_members: dict[str, list[str]] = {}
+        for (k, cin, cout, per), names in members.items():
+            key = f'k{k}_in{cin}_out{cout}x{per}'
+            self.banks[key] = HyperConvBank(len(names), cin, cout, k, out_per_latent=per,
+                                            embedding_dim=embedding_dim)
+            self.bank_members[key] = names
+            # where each conv's z_in / z_out entries sit in [latents, 1] (fixed groups read the constant 1)
+            self.register_buffer(f'_in_index_{key}', torch.stack(
+                [self._latent_positions(spec.convs[n].in_group, 1) for n in names]), persistent=False)
+            self.register_buffer(f'_out_index_{key}', torch.stack(
+                [self._latent_positions(spec.convs[n].out_group, per) for n in names]), persistent=False)
+        self._register_load_state_dict_pre_hook(self._convert_per_conv_state)
+
+    def _latent_positions(self, group: str, repeat: int) -> torch.Tensor:
         if group in self.spec.fixed_groups:
-            return torch.ones(self.widths[group], device=like.device, dtype=like.dtype)
-        return self.latents[group]
+            positions = torch.full((self.widths[group],), self.layout.total)
+        else:
+            positions = torch.arange(self.layout.total)[self.layout.slice(group)]
+        return positions.repeat_interleave(repeat)
+
+    # ----------------------------------------------------------------- forward and the hooks it uses
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.dhp:
+            return self.forward_structure(x)
+        self._generated = self.generate_kernels()
+        try:
+            return self.forward_structure(x)
+        finally:
+            self._generated = None
+
+    def forward_structure(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generate_kernels(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{conv name: (weight, bias)}`` from the hypernetworks: one batched generation per bank."""
+        extended = torch.cat([self.latents, self.latents.new_ones(1)])
+        out = {}
+        for key, bank in self.banks.items():
+            kernels = bank.generate(extended[getattr(self, f'_in_index_{key}')],
+                                    extended[getattr(self, f'_out_index_{key}')])
+            out.update(zip(self.bank_members[key], zip(kernels.unbind(0), bank.bias.unbind(0))))
+        return out
 
     def conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        module = self.convs[name]
         if not self.dhp:
-            return module(x)
-        c = self.spec.convs[name]
-        return module(x, self.latent(c.in_group, x), self.latent(c.out_group, x))
+            return self.convs[name](x)
+        if self._generated is None:
+            raise RuntimeError('conv() of the DHP form runs inside forward(), which generates the kernels')
+        weight, bias = self._generated[name]
+        return F.conv2d(x, weight, bias, padding=self.spec.convs[name].kernel_size // 2)
 
     def norm(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return self.norms[name](x)
@@ -146,91 +142,110 @@ class PrunableNet(nn.Module):
     def mask(self, group: str, x: torch.Tensor) -> torch.Tensor:
         if not self.dhp:
             return x
-        return x * self.masks[group].view(1, -1, 1, 1)
+        return x * self.masks[self.layout.slice(group)].view(1, -1, 1, 1)
 
     # ----------------------------------------------------------------- DHP search state
-    def prunable_latents(self) -> dict[str, nn.Parameter]:
-        return dict(self.latents.items()) if self.dhp else {}
+    def group_latents(self) -> dict[str, torch.Tensor]:
+        """Per-group views of the flat latent vector."""
+        self._require_dhp()
+        return self.layout.split(self.latents)
+
+    def group_masks(self) -> dict[str, torch.Tensor]:
+        self._require_dhp()
+        return self.layout.split(self.masks)
+
+    def latent_parameters(self) -> list[nn.Parameter]:
+        return [self.latents] if self.dhp else []
 
     def hypernetwork_parameters(self) -> list[nn.Parameter]:
-        """Parameters that are neither latents: hypernetworks, biases, norms, activations."""
-        latent_ids = {id(p) for p in self.prunable_latents().values()}
+        """Parameters that are not latents: hypernetworks, biases, norms, activations."""
+        latent_ids = {id(p) for p in self.latent_parameters()}
         return [p for p in self.parameters() if id(p) not in latent_ids]
 
     @torch.no_grad()
-    def proximal_step(self, amount: float, *, prox: str = 'l1', min_width: int = 4,
+    def proximal_step(self, amount: float | torch.Tensor, *, prox: str = 'l1', min_width: int = 4,
                       threshold: float = DEFAULT_KEEP_THRESHOLD) -> None:
-        """Apply the proximal operator with step ``amount = lambda * lr`` to every latent."""
+        """The proximal operator with step ``amount = lambda * lr`` on every group at once (no host sync)."""
         self._require_dhp()
-        for z in self.latents.values():
-            z.copy_(proximal_step(z, amount, prox=prox, min_width=min_width, threshold=threshold))
+        self.latents.copy_(grouped_proximal_step(self.latents, self.layout, amount, prox=prox,
+                                                 min_width=min_width, threshold=threshold))
 
     @torch.no_grad()
     def update_masks(self, threshold: float = DEFAULT_KEEP_THRESHOLD, round_to: int = 1) -> dict[str, int]:
-        """Recompute each group's mask from its latent: keep channels with ``|z| >= threshold``.
+        """Recompute the masks from the latents: keep channels with ``|z| >= threshold``.
 
         Masks only ever shrink (a pruned channel is gone for good).  With
         ``round_to > 1`` the kept count is rounded up to a multiple of it
-        (capped at full width), keeping the largest ``|z|``: hardware runs
-        such widths faster.  Returns the kept width per group.
+        (capped at the channels still alive), keeping the largest ``|z|``:
+        hardware runs such widths faster.  Returns the kept width per group.
         """
         self._require_dhp()
-        widths = {}
-        for group, z in self.latents.items():
-            mask = self.masks[group]
-            keep = (z.abs() >= threshold) & (mask > 0)
-            count = int(keep.sum())
-            if round_to > 1:
-                count = min(-(-count // round_to) * round_to, int((mask > 0).sum()))
-                score = torch.where(mask > 0, z.abs(), torch.full_like(z, -1.0))
-                keep = torch.zeros_like(keep)
-                keep[score.topk(count).indices] = True
-            mask.copy_(keep.to(mask.dtype))
-            widths[group] = count
-        return widths
+        layout, alive = self.layout, self.masks > 0
+        magnitude = self.latents.abs()
+        keep = (magnitude >= threshold) & alive
+        if round_to > 1:
+            counts = torch.minimum(torch.div(layout.counts(keep) + round_to - 1, round_to, rounding_mode='floor')
+                                   * round_to, layout.counts(alive))
+            score = layout.padded(torch.where(alive, magnitude, torch.full_like(magnitude, -1.0)), -2.0)
+            rank = score.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
+            keep = layout.unpad(rank < counts.unsqueeze(1))
+        self.masks.copy_(keep.to(self.masks.dtype))
+        return self.kept_widths()
 
     @torch.no_grad()
-    def revive(self, masks: Mapping[str, torch.Tensor], latents: Mapping[str, torch.Tensor]) -> None:
-        """Keep again the channels that ``masks`` keeps but the current masks drop, with latent values from ``latents``."""
+    def revive(self, keep: torch.Tensor, latents: torch.Tensor) -> None:
+        """Keep again the channels that the flat mask ``keep`` keeps but the current masks drop, with latent values from ``latents``."""
         self._require_dhp()
-        for group, keep in masks.items():
-            current = self.masks[group]
-            revived = keep.to(current.device) & (current == 0)
-            current[revived] = 1.0
-            self.latents[group][revived] = latents[group].to(current.device)[revived]
+        revived = keep.to(self.masks.device) & (self.masks == 0)
+        self.masks.masked_fill_(revived, 1.0)
+        self.latents.copy_(torch.where(revived, latents.to(self.latents.device), self.latents))
 
     def kept_widths(self) -> dict[str, int]:
         """Width of every prunable group: kept channels (DHP form) or the built width."""
         if self.dhp:
-            return {g: int((m > 0).sum()) for g, m in self.masks.items()}
+            return self.layout.to_dict(self.layout.counts(self.masks > 0))
         return {g: self.widths[g] for g in self.spec.prunable_groups}
+
+    def _convert_per_conv_state(self, state_dict, prefix, *_args) -> None:
+        """Load a search state written before the hypernetworks were stacked (``convs.<name>.weight1``,
+        ``latents.<group>``, ``masks.<group>``): stack and concatenate those tensors into the new layout."""
+        if not any(k.startswith(f'{prefix}convs.') for k in state_dict):
+            return
+        for key, names in self.bank_members.items():
+            for param in _HYPER_PARAMS:
+                old = [f'{prefix}convs.{n}.{param}' for n in names]
+                if all(k in state_dict for k in old):
+                    state_dict[f'{prefix}banks.{key}.{param}'] = torch.stack([state_dict.pop(k) for k in old])
+        for kind in ('latents', 'masks'):
+            old = [f'{prefix}{kind}.{g}' for g in self.layout.names]
+            if all(k in state_dict for k in old):
+                state_dict[f'{prefix}{kind}'] = torch.cat([state_dict.pop(k) for k in old])
 
     # ----------------------------------------------------------------- compaction
     @torch.no_grad()
     def compact(self) -> 'PrunableNet':
         """The plain network with the masked channels removed; same output as this masked net."""
         self._require_dhp()
-        kept = {g: torch.nonzero(m > 0).flatten() for g, m in self.masks.items()}
+        device = self.latents.device
+        kept = {g: torch.nonzero(m > 0).flatten() for g, m in self.group_masks().items()}
         for g in self.spec.fixed_groups:
-            kept[g] = torch.arange(self.widths[g], device=next(self.parameters()).device)
+            kept[g] = torch.arange(self.widths[g], device=device)
         plain = self.compact_cls(widths={g: len(kept[g]) for g in self.spec.prunable_groups},
-                                 **self.arch_kwargs).to(next(self.parameters()).device)
+                                 **self.arch_kwargs).to(device)
+        kernels = self.generate_kernels()
         for name, c in self.spec.convs.items():
-            dhp_conv, out_conv = self.convs[name], plain.convs[name]
-            z_in = self.latent(c.in_group, dhp_conv.weight1)
-            z_out = self.latent(c.out_group, dhp_conv.weight1)
+            weight, bias = kernels[name]
             out_idx = _expand(kept[c.out_group], c.out_per_channel)
-            weight = dhp_conv.generate_weight(z_in, z_out)
-            out_conv.weight.copy_(weight[out_idx][:, kept[c.in_group]])
-            out_conv.bias.copy_(dhp_conv.bias[out_idx])
-        for name, group in self.spec.norms.items():
+            plain.convs[name].weight.copy_(weight[out_idx][:, kept[c.in_group]])
+            plain.convs[name].bias.copy_(bias[out_idx])
+        for name, s in self.spec.norms.items():
             src, dst = self.norms[name], plain.norms[name]
             for attr in ('weight', 'bias', 'running_mean', 'running_var'):
-                getattr(dst, attr).copy_(getattr(src, attr)[kept[group]])
+                getattr(dst, attr).copy_(getattr(src, attr)[kept[s.group]])
             dst.num_batches_tracked.copy_(src.num_batches_tracked)
         # everything that is not channel-indexed (activations, ...) is copied as it is
         rest = {k: v for k, v in self.state_dict().items()
-                if not k.startswith(('convs.', 'norms.', 'latents.', 'masks.'))}
+                if not k.startswith(('banks.', 'norms.')) and k not in ('latents', 'masks')}
         missing = [k for k in plain.state_dict() if not k.startswith(('convs.', 'norms.')) and k not in rest]
         if missing:
             raise RuntimeError(f'compaction cannot fill {missing}')

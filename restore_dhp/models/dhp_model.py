@@ -5,18 +5,21 @@ One run does search -> compaction -> fine-tuning:
 1. **search**: an ordinary training step of the hypernetwork-generated network,
    then the proximal step on every latent vector with the current learning
    rate (``z <- prox_{lambda * lr}(z)``); every ``mask_interval`` iterations the
-   masks are recomputed and the remaining FLOPs ratio and widths are logged;
+   masks are recomputed and the remaining FLOPs ratio and widths are logged.
+   The search itself (prox, mask check, refill, compaction) is a
+   :class:`restore_dhp.dhp.DHPPruner`; this model only calls it;
 2. when the ratio is at most ``target_ratio + ratio_tolerance`` (if one check
    prunes past ``target_ratio - ratio_tolerance``, the channels pruned since
-   the previous check are refilled, most important first, up to the target:
-   :func:`restore_dhp.dhp.fill_to_target`), or
+   the previous check are refilled, most important first, up to the target), or
    ``max_search_iter`` is reached) the network is **compacted**: the compact
    checkpoint ``models/compact_search.safetensors``, the full search state
    ``models/net_g_search_<iter>.pth`` and ``models/search_summary.json`` are
    written, saying which condition stopped the search and the ratio reached;
 3. the remaining iterations **fine-tune** the compact network as a plain
-   network with a fresh optimizer on the same learning-rate schedule; every
-   save writes ``models/net_g_<iter>.safetensors``.
+   network with a fresh optimizer and scheduler built by BasicSR's own
+   ``setup_optimizers``/``setup_schedulers``, the scheduler stepped up to the
+   current iteration (same learning-rate schedule); every save writes
+   ``models/net_g_<iter>.safetensors``.
 
 Resume (BasicSR's ``--auto_resume`` or ``path.resume_state``) works in either
 phase: a resume state saved after compaction rebuilds the compact network from
@@ -27,23 +30,21 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 
+import torch
+import torch.distributed as dist
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..checkpoint import read_metadata, save_compact
-from ..complexity import remaining_flops_ratio
-from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES, fill_to_target
-from .restoration_model import RestorationModel
+from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES, DHPPruner
+from .restoration_model import OptionError, RestorationModel
 
 COMPACT_FILE = 'compact_search.safetensors'
 SUMMARY_FILE = 'search_summary.json'
-
-
-class OptionError(ValueError):
-    """A bad option; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -109,22 +110,25 @@ class DHPSearchModel(RestorationModel):
         self._train_opt = copy.deepcopy(opt.get('train'))
         self.phase = 'search'
         self.search_record: dict | None = None
-        # latents at the last mask check: ranks the channels a check that prunes past the target refills
-        self._latents_at_last_check: dict | None = None
+        self.pruner: DHPPruner | None = None
         compact_path = self._compact_to_resume(opt)
-        if compact_path:
-            opt = copy.deepcopy(opt)
-            opt['network_g'] = {'type': read_metadata(compact_path)['arch'], 'checkpoint': compact_path}
+        if compact_path:  # resumed after compaction: rebuild the compact network, BasicSR loads its .pth
+            meta = read_metadata(compact_path)
+            opt = {**opt, 'network_g': {'type': meta['arch'], 'widths': meta['widths'], **meta['arch_kwargs']}}
             self.phase = 'finetune'
         super().__init__(opt)
         net = self.get_bare_model(self.net_g)
         if self.phase == 'search' and not getattr(net, 'dhp', False):
             raise OptionError(f"network_g.type must be a DHP architecture (e.g. SRResNetDHP, DnCNNDHP) for "
                               f"DHPSearchModel, got {opt['network_g']['type']}")
-        self._arch_kwargs = dict(net.arch_kwargs)
-        self._compact_arch = (net.compact_cls.__name__ if self.phase == 'search' else type(net).__name__)
         if self.search.max_search_iter is None and self._train_opt:
             self.search = SearchOptions(**{**asdict(self.search), 'max_search_iter': self._train_opt['total_iter']})
+        if self.phase == 'search':
+            s = self.search
+            self.pruner = DHPPruner(net, s.target_ratio, ratio_tolerance=s.ratio_tolerance,
+                                    regularization=s.regularization, prox=s.prox, min_width=s.min_width,
+                                    keep_threshold=s.keep_threshold, round_to=s.round_to,
+                                    input_size=s.flops_input_size)
 
     # ------------------------------------------------------------------ resume
     @staticmethod
@@ -143,17 +147,17 @@ class DHPSearchModel(RestorationModel):
         return os.path.join(models_dir, COMPACT_FILE) if summary['iteration'] <= resume_iter else None
 
     def extra_training_state(self) -> dict:
-        latents = self._latents_at_last_check
-        if self.phase != 'search' or latents is None:
-            return {}
-        return {'dhp_latents_at_last_check': {g: z.cpu() for g, z in latents.items()}}
+        return {'dhp_pruner': self.pruner.state_dict()} if self.phase == 'search' else {}
 
     def resume_training(self, resume_state):
-        super().resume_training(resume_state)
-        latents = resume_state.get('dhp_latents_at_last_check')
-        if self.phase == 'search' and latents is not None:  # lets the first check after a resume refill
-            device = next(iter(self.get_bare_model(self.net_g).latents.values())).device
-            self._latents_at_last_check = {g: z.to(device) for g, z in latents.items()}
+        try:
+            super().resume_training(resume_state)
+        except ValueError as e:  # torch: "loaded state dict contains a parameter group that doesn't match ..."
+            raise RuntimeError(f'cannot resume from this training state: its optimizer does not match the '
+                               f'network ({str(e).splitlines()[0]}); it was written by an older restore_dhp '
+                               f'(per-conv hypernetworks): restart the run') from None
+        if self.phase == 'search' and 'dhp_pruner' in resume_state:  # lets the first check refill
+            self.pruner.load_state_dict(resume_state['dhp_pruner'])
 
     # ------------------------------------------------------------------ optimisation
     def setup_optimizers(self):
@@ -161,8 +165,8 @@ class DHPSearchModel(RestorationModel):
         optim_type = optim.pop('type')
         net = self.get_bare_model(self.net_g)
         if self.phase == 'search':
-            params = [{'params': [p for p in net.hypernetwork_parameters() if p.requires_grad]},
-                      {'params': list(net.prunable_latents().values()), 'weight_decay': 0.0}]
+            self.latent_params = {'params': net.latent_parameters(), 'weight_decay': 0.0}
+            params = [{'params': [p for p in net.hypernetwork_parameters() if p.requires_grad]}, self.latent_params]
         else:
             params = [p for p in net.parameters() if p.requires_grad]
         self.optimizer_g = self.get_optimizer(optim_type, params, **optim)
@@ -172,54 +176,39 @@ class DHPSearchModel(RestorationModel):
         super().optimize_parameters(current_iter)
         if self.phase != 'search':
             return
-        net = self.get_bare_model(self.net_g)
-        lr = self.optimizer_g.param_groups[1]['lr']
-        net.proximal_step(self.search.regularization * lr, prox=self.search.prox,
-                          min_width=self.search.min_width, threshold=self.search.keep_threshold)
+        self.pruner.proximal_step(self._latent_group()['lr'])
         if current_iter % self.search.mask_interval == 0 or current_iter >= self.search.max_search_iter:
             self._check_search(current_iter)
 
-    def _ratio(self, widths) -> float:
-        return remaining_flops_ratio(self._compact_arch, widths, self.search.flops_input_size, **self._arch_kwargs)
+    def _latent_group(self) -> dict:
+        """The optimizer's param group of the latents (its learning rate scales the proximal step)."""
+        latents = self.latent_params['params'][0]
+        return next(g for g in self.optimizer_g.param_groups if any(p is latents for p in g['params']))
 
     def _check_search(self, current_iter):
-        net = self.get_bare_model(self.net_g)
-        before = {g: m > 0 for g, m in net.masks.items()}
-        widths = net.update_masks(self.search.keep_threshold, self.search.round_to)
-        ratio = self._ratio(widths)
+        check = self.pruner.check()
         logger = get_root_logger()
-        previous = self._latents_at_last_check
-        if ratio < self.search.target_ratio - self.search.ratio_tolerance and previous is not None:
-            # pruned past the target since the last check: add back the most important channels
-            after = {g: m > 0 for g, m in net.masks.items()}
-            candidates = {g: before[g] & ~after[g] for g in after}
-            scores = {g: z.abs() for g, z in previous.items()}
-            net.revive(fill_to_target(after, candidates, scores, self._ratio, self.search.target_ratio), previous)
-            widths = net.kept_widths()
-            refined = self._ratio(widths)
-            logger.info(f'DHP search iter {current_iter}: FLOPs ratio fell to {ratio:.4f}, below target '
-                        f'{self.search.target_ratio}; channels pruned since the last check refilled to {refined:.4f}')
-            ratio = refined
-        self._latents_at_last_check = {g: z.detach().clone() for g, z in net.latents.items()}
-        self._check_ranks_agree(net)
-        self.log_dict['flops_ratio'] = ratio
-        logger.info(f'DHP search iter {current_iter}: FLOPs ratio {ratio:.4f} '
-                    f'(target {self.search.target_ratio}), widths {widths}')
+        if check.refilled_from is not None:
+            logger.info(f'DHP search iter {current_iter}: FLOPs ratio fell to {check.refilled_from:.4f}, below target '
+                        f'{self.search.target_ratio}; channels pruned since the last check refilled to {check.ratio:.4f}')
+        self._check_ranks_agree()
+        self.log_dict['flops_ratio'] = check.ratio
+        logger.info(f'DHP search iter {current_iter}: FLOPs ratio {check.ratio:.4f} '
+                    f'(target {self.search.target_ratio}), widths {check.widths}')
         reason = None
-        if ratio <= self.search.target_ratio + self.search.ratio_tolerance:
+        if check.target_reached:
             reason = 'target_reached'
         elif current_iter >= self.search.max_search_iter:
             reason = 'max_search_iter'
         if reason:
-            self._compact_and_switch(current_iter, reason, ratio, widths)
+            self._compact_and_switch(current_iter, reason, check.ratio, check.widths)
 
-    def _check_ranks_agree(self, net):
+    def _check_ranks_agree(self):
         """Under DDP every rank must hold the same latents and masks (they do: the prox is deterministic)."""
         if not self.opt['dist']:
             return
-        import torch
-        import torch.distributed as dist
-        state = torch.cat([t.detach().flatten() for t in (*net.latents.values(), *net.masks._buffers.values())])
+        net = self.get_bare_model(self.net_g)
+        state = torch.cat([net.latents.detach(), net.masks])
         digest = torch.stack([state.sum(), (state * torch.arange(1, state.numel() + 1, device=state.device)).sum()])
         gathered = [torch.zeros_like(digest) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, digest)
@@ -227,40 +216,26 @@ class DHPSearchModel(RestorationModel):
             raise RuntimeError('DHP latents or masks differ between ranks')
 
     def _compact_and_switch(self, current_iter, reason, ratio, widths):
-        net = self.get_bare_model(self.net_g)
         self.search_record = {'iteration': current_iter, 'stop_reason': reason, 'flops_ratio': ratio,
                               'target_ratio': self.search.target_ratio, 'widths': widths,
                               'search_options': asdict(self.search)}
         get_root_logger().info(f'DHP search stopped at iter {current_iter} ({reason}): FLOPs ratio {ratio:.4f}; '
                                'compacting and fine-tuning the compact network')
         self.save_network(self.net_g, 'net_g_search', current_iter)  # the full search state
-        compact = net.compact().train()
+        compact = self.pruner.compact().train()
         self._write_search_results(compact)
-        old_optimizer, old_schedulers = self.optimizer_g, self.schedulers
         self.net_g = self.model_to_device(compact)
-        self.phase = 'finetune'
+        self.phase, self.pruner = 'finetune', None
+        self.reset_step()
+        self.opt['train'] = copy.deepcopy(self._train_opt)  # BasicSR's setup pops 'type' from its sections
         self.setup_optimizers()
-        lr = old_optimizer.param_groups[0]['lr']
-        for group in self.optimizer_g.param_groups:
-            group['lr'] = lr
-            group['initial_lr'] = old_optimizer.param_groups[0].get('initial_lr', lr)
         self.schedulers = []
-        self.setup_schedulers_from(self._train_opt)
-        for new, old in zip(self.schedulers, old_schedulers):
-            state = old.state_dict()
-            for key in ('base_lrs', '_last_lr'):
-                if key in state:
-                    state[key] = state[key][:1]
-            new.load_state_dict(state)
-
-    def setup_schedulers_from(self, train_opt):
-        """BasicSR's setup_schedulers consumes ``train.scheduler.type``; give it a fresh copy."""
-        saved = self.opt['train']
-        self.opt['train'] = copy.deepcopy(train_opt)
-        try:
-            self.setup_schedulers()
-        finally:
-            self.opt['train'] = saved
+        self.setup_schedulers()
+        with warnings.catch_warnings():  # stepping a fresh scheduler before its optimizer is the point here
+            warnings.filterwarnings('ignore', message='Detected call of `lr_scheduler.step()`')
+            for scheduler in self.schedulers:
+                for _ in range(current_iter):
+                    scheduler.step()
 
     @master_only
     def _write_search_results(self, compact):

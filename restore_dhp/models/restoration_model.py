@@ -11,9 +11,16 @@ and as the base of the DHP search model.  Differences from ``SRModel``:
   rank 0 only, and a wrapped forward there would wait for the other ranks;
 * every save also writes the plain network as a self-describing compact
   checkpoint ``models/net_g_<iter>.safetensors`` (``..._latest``), the format the
-  benchmark, inference and the demo load; a run that starts from a compact
-  checkpoint (``network_g.checkpoint``) records that file's provenance under
-  ``parent``, so a fine-tuned model still says how it was searched;
+  benchmark, inference and the demo load;
+* ``path.pretrain_network_g`` may name a compact ``.safetensors`` checkpoint: the
+  network is built at the widths and structure its metadata gives (BasicSR's
+  loading convention, with no widths to copy into ``network_g``), its tensors
+  are loaded and checked, and its provenance is recorded under ``parent`` in
+  every checkpoint the run writes, so a fine-tuned model still says how it
+  was searched;
+* the step is :class:`~restore_dhp.models.train_step.TrainStep`: ``train.amp``
+  (``bf16``/``fp16``) and ``train.capture: cuda_graph`` (see that module); the
+  losses stay on the device until BasicSR logs them (every ``print_freq``);
 * ``train.freeze_bn_iter: N`` (optional): after iteration N every BatchNorm layer
   runs in eval mode while training: it normalises with, and no longer updates,
   its running statistics; its scale and shift still train.  A final stretch
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections import OrderedDict
 
 import torch
 from basicsr.models.sr_model import SRModel
@@ -33,8 +41,34 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..archs.forms import CompactForm
-from ..checkpoint import read_metadata, save_compact
+from ..checkpoint import load_state_checked, read_metadata, read_tensors, save_compact
 from ..timing import device_name
+from .train_step import TrainStep, parse_step_options
+
+
+class OptionError(ValueError):
+    """A bad option; the message names the key."""
+
+
+def with_compact_pretrain(opt: dict) -> tuple[dict, dict | None]:
+    """``opt`` with ``network_g`` completed from the metadata of a compact ``path.pretrain_network_g``,
+    and that metadata (``None`` when the pretrained file is not a compact checkpoint)."""
+    net = opt['network_g']
+    if 'checkpoint' in net:
+        raise OptionError(f"option network_g.checkpoint is no longer read: write 'path: {{pretrain_network_g: "
+                          f"{net['checkpoint']}}}' and only network_g.type (widths and structure come from the file)")
+    path = (opt.get('path') or {}).get('pretrain_network_g')
+    if not path or not str(path).endswith('.safetensors'):
+        return opt, None
+    meta = read_metadata(path)
+    if net.get('type') != meta['arch']:
+        raise OptionError(f"option network_g.type is {net.get('type')!r} but {path} holds a {meta['arch']}")
+    fields = {'widths': meta['widths'], **meta['arch_kwargs']}
+    for key, value in fields.items():
+        if key in net and net[key] != value:
+            raise OptionError(f"option network_g.{key}={net[key]!r} differs from {path}'s {value!r}; "
+                              'leave it out to use the file\'s')
+    return {**opt, 'network_g': {**net, **fields}}, meta
 
 
 @MODEL_REGISTRY.register()
@@ -44,14 +78,55 @@ class RestorationModel(SRModel):
     records_parent = True
 
     def __init__(self, opt):
-        checkpoint = opt['network_g'].get('checkpoint')
-        self._parent = ({'file': checkpoint, **read_metadata(checkpoint)['info']}
-                        if checkpoint and self.records_parent else None)
+        opt, meta = with_compact_pretrain(opt)
+        self._parent = ({'file': opt['path']['pretrain_network_g'], **meta['info']}
+                        if meta and self.records_parent else None)
+        if opt.get('is_train'):
+            self._amp, self._capture = parse_step_options(opt['train'])
+        self._step: TrainStep | None = None
+        self._bn_frozen = False
         super().__init__(opt)
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        """BasicSR's loader for ``.pth`` states; compact ``.safetensors`` tensors are loaded and checked."""
+        if not str(load_path).endswith('.safetensors'):
+            return super().load_network(net, load_path, strict, param_key)
+        load_state_checked(self.get_bare_model(net), read_tensors(load_path), load_path)
+        get_root_logger().info(f'Loaded compact checkpoint {load_path}')
 
     def optimize_parameters(self, current_iter):
         self._freeze_bn_after(current_iter)
-        super().optimize_parameters(current_iter)
+        if self._step is None:
+            self._step = TrainStep(self.net_g, self._losses, self.optimizer_g, self.device, self._amp,
+                                   self._capture, distributed=self.opt['dist'], notice=get_root_logger().warning)
+        self.output, _ = self._step(self.lq, self.gt)
+        losses = self._step.losses
+        # under DDP BasicSR averages the losses over ranks every step; otherwise they are read when logged
+        self.log_dict = (self.reduce_loss_dict(losses) if self.opt['dist']
+                         else OrderedDict((k, v.detach()) for k, v in losses.items()))
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _losses(self, output, gt):
+        """SRModel's losses: ``(total, {'l_pix': ..., 'l_percep': ..., 'l_style': ...})``."""
+        total, losses = 0, OrderedDict()
+        if self.cri_pix:
+            losses['l_pix'] = self.cri_pix(output, gt)
+            total = total + losses['l_pix']
+        if self.cri_perceptual:
+            percep, style = self.cri_perceptual(output, gt)
+            for name, value in (('l_percep', percep), ('l_style', style)):
+                if value is not None:
+                    losses[name] = value
+                    total = total + value
+        return total, losses
+
+    def reset_step(self):
+        """Build the training step anew at the next iteration (new network, optimizer or train/eval mode)."""
+        self._step = None
+
+    def get_current_log(self):
+        return {k: float(v) if torch.is_tensor(v) else v for k, v in self.log_dict.items()}
 
     def _freeze_bn_after(self, current_iter):
         start = (self.opt.get('train') or {}).get('freeze_bn_iter')
@@ -60,6 +135,9 @@ class RestorationModel(SRModel):
         for m in self.get_bare_model(self.net_g).modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
+        if not self._bn_frozen:  # the step's graph, if captured, ran BatchNorm in training mode
+            self._bn_frozen = True
+            self.reset_step()
 
     def model_to_device(self, net):
         net = net.to(self.device)

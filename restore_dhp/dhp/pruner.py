@@ -1,0 +1,100 @@
+"""``DHPPruner``: drives a DHP search on a network's DHP form, apart from any trainer.
+
+In the manner of Torch-Pruning's ``MetaPruner``: the trainer owns the loop and
+calls the pruner.  After each optimizer step, :meth:`DHPPruner.proximal_step`
+shrinks every latent (one batched op, on the device, no host sync); every few
+iterations :meth:`DHPPruner.check` updates the masks, prices the kept widths
+with a closed-form :class:`FlopsTable`, and, when one check pruned past the
+target, refills the channels pruned since the previous check, best first
+(:func:`fill_to_target`); :meth:`DHPPruner.compact` returns the plain network.
+
+    pruner = DHPPruner(net, target_ratio=0.4, regularization=0.1)
+    for it, batch in enumerate(loader, 1):
+        loss(net(batch)).backward(); optimizer.step(); optimizer.zero_grad()
+        pruner.proximal_step(lr)
+        if it % 100 == 0 and pruner.check().target_reached:
+            compact = pruner.compact()
+            break
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+
+from .cost import FlopsTable
+from .net import DEFAULT_KEEP_THRESHOLD, PrunableNet
+from .proximal import check_prox
+from .targeting import fill_to_target
+
+
+@dataclass(frozen=True)
+class MaskCheck:
+    """Outcome of one mask check."""
+    ratio: float                   # remaining FLOPs ratio after the check (and any refill)
+    widths: dict                   # kept width per prunable group
+    refilled_from: float | None    # the ratio before refilling, when the check pruned past the target
+    target_reached: bool           # ratio <= target_ratio + ratio_tolerance
+
+
+class DHPPruner:
+    """Proximal step, mask check, refill and compaction for the DHP form ``net`` of a :class:`PrunableNet`."""
+
+    def __init__(self, net: PrunableNet, target_ratio: float, *, ratio_tolerance: float = 0.02,
+                 regularization: float = 0.1, prox: str = 'l1', min_width: int = 4,
+                 keep_threshold: float = DEFAULT_KEEP_THRESHOLD, round_to: int = 1, input_size: int = 128):
+        if not getattr(net, 'dhp', False):
+            raise ValueError(f'{type(net).__name__} is not a DHP network (build e.g. SRResNetDHP, DnCNNDHP)')
+        if not 0 < target_ratio <= 1:
+            raise ValueError(f'target_ratio must be in (0, 1], got {target_ratio}')
+        check_prox(prox)
+        self.net = net
+        self.target_ratio, self.ratio_tolerance = target_ratio, ratio_tolerance
+        self.regularization, self.prox = regularization, prox
+        self.min_width, self.keep_threshold, self.round_to = min_width, keep_threshold, round_to
+        self.table = FlopsTable(net.spec, input_size)
+        #: latents at the last check: rank the channels a check that prunes past the target refills
+        self.latents_at_last_check: torch.Tensor | None = None
+
+    def proximal_step(self, lr: float | torch.Tensor) -> None:
+        """``z <- prox_{regularization * lr}(z)`` on every latent; ``lr`` may be a 0-d device tensor."""
+        self.net.proximal_step(self.regularization * lr, prox=self.prox, min_width=self.min_width,
+                               threshold=self.keep_threshold)
+
+    def flops_ratio(self, widths: Mapping[str, int] | None = None) -> float:
+        """Remaining FLOPs ratio of ``widths`` (default: the kept widths now)."""
+        return self.table.ratio(self.net.kept_widths() if widths is None else widths)
+
+    @torch.no_grad()
+    def check(self) -> MaskCheck:
+        """Update the masks from the latents, refill up to the target if they pruned past it, and report."""
+        net, layout = self.net, self.net.layout
+        before = net.masks > 0
+        widths = net.update_masks(self.keep_threshold, self.round_to)
+        ratio = self.flops_ratio(widths)
+        refilled_from = None
+        previous = self.latents_at_last_check
+        if ratio < self.target_ratio - self.ratio_tolerance and previous is not None:
+            after = net.masks > 0
+            keep = fill_to_target(layout.split(after), layout.split(before & ~after), layout.split(previous.abs()),
+                                  self.flops_ratio, self.target_ratio, self.round_to)
+            net.revive(layout.join(keep), previous)
+            refilled_from, widths = ratio, net.kept_widths()
+            ratio = self.flops_ratio(widths)
+        self.latents_at_last_check = net.latents.detach().clone()
+        return MaskCheck(ratio, widths, refilled_from, ratio <= self.target_ratio + self.ratio_tolerance)
+
+    def compact(self) -> PrunableNet:
+        """The plain network with the masked channels removed (same output as the masked DHP network)."""
+        return self.net.compact()
+
+    def state_dict(self) -> dict:
+        latents = self.latents_at_last_check
+        return {'latents_at_last_check': None if latents is None else latents.cpu()}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        latents = state.get('latents_at_last_check')
+        if latents is not None and latents.shape != self.net.latents.shape:
+            raise ValueError(f'pruner state holds {latents.numel()} latents, the network has {self.net.latents.numel()}')
+        self.latents_at_last_check = None if latents is None else latents.to(self.net.latents.device)
