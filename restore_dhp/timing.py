@@ -1,33 +1,42 @@
-"""Runtime and peak-memory measurement of one model on one input, honest on both CPU and GPU.
+"""Runtime and peak memory of a model on an input, on CPU and GPU: the one home of timing.
 
-* GPU: warm-up, then each run between two CUDA events (synchronised); peak
-  memory is ``torch.cuda.max_memory_allocated()`` after
-  ``reset_peak_memory_stats()``: model tensors + input + everything the forward
-  allocates.
-* CPU: warm-up, then wall time (``time.perf_counter``) per run with the thread
-  count recorded; peak memory is the same quantity measured from the process:
-  model tensors + input + the peak resident-set increase during one extra
-  forward (Linux: the RSS high-water mark is reset through
-  ``/proc/self/clear_refs`` before that run and read from ``VmHWM`` after;
-  for that run only, glibc's mmap threshold is lowered so freed activations
-  really leave the process; timed runs never run under the lowered threshold,
-  so models measured one after another in one process are timed alike).
-  Where that is not possible the figure is ``None``.
+* :func:`measure` -- one model on one input: ``warmup`` untimed runs, then ``repeats`` timed runs
+  (median and mean), then peak memory from one more forward.
+* :func:`measure_side_by_side` -- several models on one input, interleaved: each round runs every
+  model once (order rotated), so drift in clock speed or load hits all of them alike.
+* :func:`measure_checkpoint` / :func:`measure_checkpoint_isolated` -- a checkpoint in its deployed
+  form on a list of inputs, in this process or in a fresh one (multiprocessing ``spawn``), so one
+  model's allocations cannot hide another's.
 
-Timing never includes decoding, conversion or encoding: callers pass a ready tensor.
+Time: CUDA events around each run (synchronised) on a GPU; ``time.perf_counter`` on the CPU, with
+the thread count recorded.  Memory: the weights as held for inference + the input + the peak of what
+the forward allocates beyond that.  On a GPU that peak is ``torch.cuda.max_memory_allocated``; on
+the CPU it is the running sum of the allocator's allocation and free events recorded by
+``torch.profiler`` (``profile_memory=True``) during one forward: deterministic, so identical
+requests give identical figures.  ONNX Runtime allocates outside torch: its memory is not measured
+(``None``).  Timing never includes decoding, conversion or encoding: callers pass a ready tensor.
 """
 from __future__ import annotations
 
-import ctypes
-import gc
-import os
+import multiprocessing
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+from .checkpoint import load_compact
+from .deploy import DeployedModel, prepare
+
+METHOD_CPU = ('CPU wall time (perf_counter); memory: weights + input + peak allocated by the forward '
+              '(torch.profiler allocator events)')
+METHOD_CPU_NO_MEMORY = 'CPU wall time (perf_counter); memory not measured (ONNX Runtime allocates outside torch)'
+METHOD_CUDA = 'CUDA events (synchronised); memory: torch.cuda.max_memory_allocated'
 
 
 @dataclass
@@ -45,9 +54,6 @@ class Measurement:
     def peak_memory_mb(self) -> float | None:
         return None if self.peak_memory_bytes is None else self.peak_memory_bytes / 2**20
 
-    def as_dict(self) -> dict:
-        return {**asdict(self), 'peak_memory_mb': self.peak_memory_mb}
-
 
 def device_name(device: torch.device) -> str:
     if device.type == 'cuda':
@@ -56,101 +62,112 @@ def device_name(device: torch.device) -> str:
     return f'CPU ({platform.processor() or platform.machine()}, {threads} thread{"" if threads == 1 else "s"})'
 
 
-def tensor_bytes(model: nn.Module) -> int:
+def weight_bytes(model) -> int:
+    """Bytes of the weights as the model holds them for inference."""
+    if isinstance(model, DeployedModel):
+        return model.weight_bytes
     return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
 
 
 @torch.no_grad()
-def measure(model: nn.Module, x: torch.Tensor, repeats: int = 5, warmup: int = 2) -> Measurement:
-    """Median/mean runtime over ``repeats`` runs after ``warmup`` runs, and peak memory of one forward."""
+def measure(model, x: torch.Tensor, repeats: int = 5, warmup: int = 2) -> Measurement:
+    """Median/mean runtime over ``repeats`` runs after ``warmup`` runs, and peak memory of one forward.
+
+    ``model``: a :class:`~restore_dhp.deploy.DeployedModel` or a plain ``nn.Module``.
+    """
     if repeats < 1 or warmup < 0:
         raise ValueError('repeats must be >= 1 and warmup >= 0')
-    device = x.device
     for _ in range(warmup):
         model(x)
-    if device.type == 'cuda':
-        runs, peak = _measure_cuda(model, x, repeats)
-        method = 'CUDA events (synchronised); torch.cuda.max_memory_allocated'
-        threads = None
+    runs = [_time_one(model, x) for _ in range(repeats)]
+    cuda = x.device.type == 'cuda'
+    onnx = isinstance(model, DeployedModel) and model.backend == 'onnxruntime'
+    if cuda:
+        peak, method = _cuda_peak_bytes(model, x), METHOD_CUDA
+    elif onnx:
+        peak, method = None, METHOD_CPU_NO_MEMORY
     else:
-        runs = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
-            runs.append((time.perf_counter() - start) * 1e3)
-        peak = _cpu_peak_bytes(model, x)
-        method = 'CPU wall time (perf_counter); model + input + peak RSS increase during a forward'
-        threads = torch.get_num_threads()
-    return Measurement(statistics.median(runs), statistics.fmean(runs), runs, peak, device.type,
-                       device_name(device), threads, method)
+        peak, method = _cpu_peak_bytes(model, x), METHOD_CPU
+    return Measurement(statistics.median(runs), statistics.fmean(runs), runs, peak, x.device.type,
+                       device_name(x.device), None if cuda else torch.get_num_threads(), method)
 
 
-def _measure_cuda(model, x, repeats):
-    torch.cuda.synchronize(x.device)
-    torch.cuda.reset_peak_memory_stats(x.device)
-    runs = []
-    for _ in range(repeats):
+@torch.no_grad()
+def measure_side_by_side(models: dict, x: torch.Tensor, repeats: int, warmup: int) -> dict[str, list[float]]:
+    """ms of every run of each model, rounds interleaved (one run of every model per round, order rotated)."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError('repeats must be >= 1 and warmup >= 0')
+    names = list(models)
+    runs = {name: [] for name in names}
+    for r in range(warmup + repeats):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            ms = _time_one(models[name], x)
+            if r >= warmup:
+                runs[name].append(ms)
+    return runs
+
+
+def _time_one(model, x: torch.Tensor) -> float:
+    if x.device.type == 'cuda':
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(x.device)
         start.record()
         model(x)
         end.record()
         torch.cuda.synchronize(x.device)
-        runs.append(start.elapsed_time(end))
-    return runs, torch.cuda.max_memory_allocated(x.device)
+        return start.elapsed_time(end)
+    start = time.perf_counter()
+    model(x)
+    return (time.perf_counter() - start) * 1e3
 
 
-def _read_status_kb(field: str) -> int | None:
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+def _cuda_peak_bytes(model, x: torch.Tensor) -> int:
+    torch.cuda.synchronize(x.device)
+    torch.cuda.reset_peak_memory_stats(x.device)
+    before = torch.cuda.memory_allocated(x.device)
+    model(x)
+    torch.cuda.synchronize(x.device)
+    return weight_bytes(model) + x.numel() * x.element_size() + torch.cuda.max_memory_allocated(x.device) - before
 
 
-_M_MMAP_THRESHOLD = -3
-_MMAP_LOW = 256 * 1024          # during the memory run: large blocks mmapped, returned to the OS on free
-_MMAP_HIGH = 32 * 1024 * 1024   # otherwise: glibc's ceiling, blocks reused from the heap as usual
-
-
-def _set_mmap_threshold(nbytes: int) -> None:
-    """glibc's M_MMAP_THRESHOLD; a no-op where libc or mallopt is not available."""
-    try:
-        ctypes.CDLL('libc.so.6').mallopt(_M_MMAP_THRESHOLD, nbytes)
-    except (OSError, AttributeError):
-        pass
-
-
-def _release_free_heap() -> None:
-    """Give free heap pages back to the OS (glibc malloc_trim), so they cannot hide new allocations."""
-    try:
-        ctypes.CDLL('libc.so.6').malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _cpu_peak_bytes(model, x) -> int | None:
-    if not os.path.exists('/proc/self/clear_refs'):
-        return None
-    _set_mmap_threshold(_MMAP_LOW)  # so freed activations leave the process and RSS follows them
-    try:
-        gc.collect()
-        _release_free_heap()
-        try:
-            with open('/proc/self/clear_refs', 'w') as f:
-                f.write('5')  # reset the peak-RSS (VmHWM) counter to the current RSS
-        except OSError:
-            return None
-        before = _read_status_kb('VmRSS')
+def _cpu_peak_bytes(model, x: torch.Tensor) -> int | None:
+    """Weights + input + the running-sum peak of the allocator events of one forward (``None`` if unrecorded)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         model(x)
-        high = _read_status_kb('VmHWM')
-    finally:
-        # back to heap reuse, so timings taken after this (other models in the same process) are not
-        # slowed by fresh page faults on every allocation
-        _set_mmap_threshold(_MMAP_HIGH)
-    if before is None or high is None:
+    results = getattr(prof.profiler, 'kineto_results', None)
+    if results is None:
         return None
-    increase = max(high - before, 0) * 1024
-    return tensor_bytes(model) + x.numel() * x.element_size() + increase
+    events = sorted((e for e in results.events() if e.name() == '[memory]'), key=lambda e: e.start_ns())
+    running = peak = 0
+    for e in events:
+        running += e.nbytes()
+        peak = max(peak, running)
+    return weight_bytes(model) + x.numel() * x.element_size() + peak
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def measure_checkpoint(path: str, inputs: list[np.ndarray], device: str, repeats: int, warmup: int,
+                       backend: str = 'fused', precision: str = 'fp32', threads: int | None = None) -> dict:
+    """Time one checkpoint's deployed form on each input; the per-image measurements and their summary."""
+    model = prepare(load_compact(path, device), device, backend, precision, threads)
+    per_image = []
+    for x_np in inputs:
+        x = torch.from_numpy(x_np).to(device)
+        m = measure(model, x, repeats=repeats, warmup=warmup)
+        per_image.append({'size': list(x_np.shape[2:]), 'median_ms': m.median_ms, 'mean_ms': m.mean_ms,
+                          'runs_ms': m.runs_ms, 'peak_memory_bytes': m.peak_memory_bytes})
+    peaks = [p['peak_memory_bytes'] for p in per_image if p['peak_memory_bytes'] is not None]
+    return {'runtime_ms': float(np.mean([p['median_ms'] for p in per_image])),
+            'peak_memory_mb': (max(peaks) / 2**20) if peaks else None, 'deployed': model.describe(),
+            'backend': backend, 'precision': precision, 'device': m.device, 'device_name': m.device_name,
+            'threads': m.threads, 'method': m.method, 'per_image': per_image}
+
+
+def measure_checkpoint_isolated(path: str, inputs: list[np.ndarray], device: str, repeats: int, warmup: int,
+                                backend: str = 'fused', precision: str = 'fp32',
+                                threads: int | None = None) -> dict:
+    """:func:`measure_checkpoint` in a fresh interpreter (multiprocessing ``spawn``); errors are re-raised here."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context('spawn')) as pool:
+        return pool.submit(measure_checkpoint, path, inputs, device, repeats, warmup, backend, precision,
+                           threads).result()

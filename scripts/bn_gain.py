@@ -17,10 +17,8 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from restore_dhp.benchmark import load_set, model_input  # noqa: E402
-from restore_dhp.checkpoint import load_compact, read_metadata  # noqa: E402
+from restore_dhp.checkpoint import load_compact, read_metadata
+from restore_dhp.evaluation import load_set, model_input
 
 
 def variance_ratios(model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, float]]:

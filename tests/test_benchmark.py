@@ -1,4 +1,4 @@
-"""restore_dhp.benchmark and scripts/benchmark_speedup.py on tiny random-width checkpoints and tiny generated sets."""
+"""restore_dhp.benchmark, restore_dhp.speedup and scripts/bn_gain.py on tiny random-width checkpoints and generated sets."""
 from __future__ import annotations
 
 import csv
@@ -16,9 +16,10 @@ import restore_dhp  # noqa: F401
 from restore_dhp.archs.dncnn_arch import DnCNNCompact
 from restore_dhp.archs.srresnet_arch import SRResNetCompact
 from restore_dhp.benchmark import main as bench_main
-from restore_dhp.benchmark import model_name
-from restore_dhp.checkpoint import save_compact
-from restore_dhp.report import PAPER_REFERENCE
+from restore_dhp.catalogue import PAPER_REFERENCE, model_label
+from restore_dhp.checkpoint import read_metadata, save_compact
+from restore_dhp.reporting import below_floor_notes
+from restore_dhp.speedup import main as speedup_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +63,8 @@ def sr_weights(tmp_path_factory):
     paths = []
     for tag, widths in (('baseline', None), ('dhp40', {'trunk': 8, 'block00': 5, 'block01': 3})):
         p = d / f'srresnet_x4_{tag}.safetensors'
-        save_compact(SRResNetCompact(num_blocks=2, num_feat=16, widths=widths), p)
+        info = {'search': {'target_ratio': 0.4}} if widths else {}
+        save_compact(SRResNetCompact(num_blocks=2, num_feat=16, widths=widths), p, info=info)
         paths.append(str(p))
     return paths
 
@@ -74,15 +76,18 @@ def dn_weights(tmp_path_factory):
     paths = []
     for tag, widths in (('baseline', None), ('dhp20', {f'feat{i:02d}': 3 + i for i in range(4)})):
         p = d / f'dncnn_s70_{tag}.safetensors'
-        save_compact(DnCNNCompact(num_layers=5, num_feat=16, widths=widths), p)
+        info = {'parent': {'search': {'target_ratio': 0.2}}} if widths else {}  # a second stage names its parent
+        save_compact(DnCNNCompact(num_layers=5, num_feat=16, widths=widths), p, info=info)
         paths.append(str(p))
     return paths
 
 
-def test_model_names():
-    assert model_name('weights/srresnet_x4_dhp40.safetensors') == 'DHP-40'
-    assert model_name('dncnn_s70_baseline.safetensors') == 'Baseline'
-    assert model_name('mine.safetensors') == 'mine'
+def test_models_are_named_from_their_metadata(tmp_path, sr_weights, dn_weights):
+    assert [model_label(read_metadata(p), p) for p in sr_weights + dn_weights] == \
+        ['Baseline', 'DHP-40', 'Baseline', 'DHP-20']
+    mine = tmp_path / 'srresnet_x4_dhp60.safetensors'  # pruned, no search record: the file name is not trusted
+    save_compact(SRResNetCompact(num_blocks=2, num_feat=16, widths={'trunk': 8}), mine)
+    assert model_label(read_metadata(mine), mine) == 'srresnet_x4_dhp60'
 
 
 def test_sr_report_files(tmp_path, sr_data, sr_weights):
@@ -96,15 +101,14 @@ def test_sr_report_files(tmp_path, sr_data, sr_weights):
     table = md.split('## Further')[0]
     assert '| Baseline |' in table and '| DHP-40 |' in table and 'Bicubic (floor)' in table
     assert '32.03' not in table  # paper numbers stay out of the measured table
-    for col in ('Set5 PSNR-Y', 'Set14 PSNR-Y', 'GFLOPs', 'Params (M)', 'FLOPs ratio', 'Runtime CPU (ms)',
-                'Peak mem. CPU (MB)'):
+    for col in ('Set5 PSNR-Y', 'Set14 PSNR-Y', 'GFLOPs', 'Params (M)', 'FLOPs ratio', 'Peak mem. CPU, '):
         assert col in table
 
     with open(out / 'report.csv') as f:
         rows = list(csv.DictReader(f))
     assert [r['model'] for r in rows] == ['Baseline', 'DHP-40', 'Bicubic']
     for col in ('Set5_psnr_y', 'Set5_ssim_y', 'Set5_psnr_rgb', 'Set14_psnr_y', 'gflops_128', 'params',
-                'flops_ratio', 'runtime_ms', 'peak_memory_mb', 'device'):
+                'flops_ratio', 'runtime_ms', 'peak_memory_mb', 'backend', 'precision', 'device'):
         assert col in rows[0]
     assert 'Set5_lpips' not in rows[0]
     assert float(rows[0]['flops_ratio']) == pytest.approx(1.0)
@@ -119,10 +123,17 @@ def test_sr_report_files(tmp_path, sr_data, sr_weights):
     t = rep['timing']
     assert t['set'] == 'Set5' and 'first evaluated set' in t['set_reason']
     assert t['image_sizes'] == [[12, 16], [12, 16]] and t['dtype'] == 'float32'
-    assert t['repeats'] == 2 and t['warmup'] == 1 and 'subprocess' in t['isolation']
+    assert t['repeats'] == 2 and t['warmup'] == 1 and 'fresh process' in t['isolation']
     models = rep['results']
     assert len(models[0]['metrics']['Set5']['per_image']) == 2
-    assert models[0]['timing']['pid'] != models[1]['timing']['pid']  # fresh process per model
+    # every backend timed; the table names the fastest in total
+    assert set(models[0]['timing_by_backend']) == set(t['backends_total_ms']) == {'eager', 'fused', 'onnxruntime'}
+    assert t['backend'] == min(t['backends_total_ms'], key=t['backends_total_ms'].get)
+    assert f"Runtime CPU, {t['backend']} fp32 (ms)" in table
+    assert rows[0]['backend'] == t['backend'] and rows[0]['precision'] == 'fp32'
+    assert t['memory_backend'] in ('eager', 'fused')  # ONNX Runtime's allocations are not visible to torch
+    assert f"Peak mem. CPU, {t['memory_backend']} fp32 (MB)" in table
+    assert rep['scale'] == 4 and 'scale' not in rep['device']
     assert rep['paper_reference']['rows'][0]['psnr'][0] == 32.03
     assert (out / 'psnr_vs_flops.png').stat().st_size > 1000
 
@@ -135,7 +146,7 @@ def test_denoise_report_in_process(tmp_path, dn_data, dn_weights):
     assert rc == 0
     rep = json.loads((out / 'report.json').read_text())
     assert rep['timing']['set'] == 'BSD68' and 'paper' in rep['timing']['set_reason']
-    assert rep['sigma_255'] == 70
+    assert rep['sigma_255'] == 70 and 'σ=70' in (out / 'report.md').read_text()
     names = [r['name'] for r in rep['results']]
     assert names == ['Baseline', 'DHP-20', 'Noisy input']
     noisy = rep['results'][2]['metrics']['BSD68']
@@ -160,19 +171,41 @@ def test_bad_inputs_give_one_line_errors(tmp_path, sr_data, sr_weights, dn_weigh
     assert rc == 2 and 'denoise checkpoint' in err[-1]
 
 
-def test_speedup_script_random_widths():
-    cmd = [sys.executable, str(REPO / 'scripts' / 'benchmark_speedup.py'), '--random-widths', '0.5',
-           '--arch', 'dncnn', '--size', '24', '--repeats', '2', '--warmup', '1', '--round-to', '8',
-           '--threads', '1']
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    assert 'speedup' in out.lower() and 'FLOPs ratio' in out
-    assert 'random-0.5' in out and 'rounded-to-8' in out
+def test_denoise_report_reads_sigma_from_the_run(tmp_path, dn_data, dn_weights):
+    out = tmp_path / 'rep'
+    rc = bench_main(['--task', 'denoise', '--data-root', str(dn_data), '--weights', *dn_weights, '--sigma', '25',
+                     '--out', str(out), '--quiet', '--no-lpips', '--no-timing', '--max-images', '1'])
+    md = (out / 'report.md').read_text()
+    assert rc == 0 and 'σ=25' in md and 'σ=70' not in md.split('## Paper')[0]
+
+
+def test_speedup_random_widths(tmp_path, capsys):
+    out = tmp_path / 'speedup.txt'
+    rc = speedup_main(['--random-widths', '0.5', '--arch', 'dncnn', '--sizes', '24', '20x28', '--repeats', '2',
+                       '--warmup', '1', '--round-to', '8', '--threads', '1', '2', '--backends', 'eager', 'fused',
+                       '--out', str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and out.read_text().strip() == text.strip()
+    assert text.count('ms/GFLOP') == 2 * 2 * 2  # a table per thread count, size and backend
+    for part in ('random-0.5 /8', '1 thread', '2 threads', 'eager fp32', 'fused fp32, channels_last',
+                 'input 1x1x20x28', 'each deployed form against eager fp32'):
+        assert part in text
+
+
+def test_speedup_checkpoints_and_profile(sr_weights, capsys):
+    assert speedup_main(['--weights', *sr_weights, '--sizes', '12', '--repeats', '1', '--warmup', '0',
+                         '--backends', 'fused', 'onnxruntime']) == 0
+    text = capsys.readouterr().out
+    assert 'Baseline ' in text and 'DHP-40 ' in text and 'onnxruntime fp32' in text
+    assert speedup_main(['--weights', sr_weights[1], '--sizes', '12', '--repeats', '1', '--profile']) == 0
+    text = capsys.readouterr().out
+    assert 'per layer' in text and 'convs_tail' in text.replace('.', '_') and 'ShuffleNHWC' in text
+    with pytest.raises(SystemExit):
+        speedup_main(['--weights', *sr_weights, '--precisions', 'fp16'])
+    assert 'CUDA only' in capsys.readouterr().err
 
 
 def test_below_floor_warning_names_models_that_break_on_some_images():
-    from restore_dhp.report import below_floor_notes
 
     def row(name, values):
         return {'name': name, 'metrics': {'BSD68': {'per_image': [

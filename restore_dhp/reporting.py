@@ -1,7 +1,7 @@
 """Writing benchmark results: the DHP paper's table in Markdown, CSV, JSON and a PSNR-vs-GFLOPs plot.
 
 Measured rows and the paper's reported numbers are kept apart everywhere:
-:data:`PAPER_REFERENCE` is used only for the plot's hollow "paper (reported)"
+:data:`restore_dhp.catalogue.PAPER_REFERENCE` is used only for the plot's hollow "paper (reported)"
 markers and for a separate, labelled block in ``report.md`` (and its own key
 in ``report.json``); it never enters a measured row.
 
@@ -20,35 +20,17 @@ import json
 import math
 import os
 import platform
+from importlib import metadata
 from pathlib import Path
 
-# Numbers *reported* in the DHP paper (Li et al., "DHP: Differentiable Meta Pruning via HyperNetworks",
-# ECCV 2020, image restoration tables).  PSNR in dB; GFLOPs at a 128x128 input; params in millions.
-# Reference only: never mixed into measured results.
-PAPER_REFERENCE = {
-    'sr': {
-        'title': 'SRResNet x4 (paper: Y-PSNR)',
-        'arch': 'SRResNetCompact',
-        'sets': ['Set5', 'Set14', 'B100', 'Urban100', 'DIV2K'],
-        'rows': [
-            {'name': 'Baseline', 'psnr': [32.03, 28.50, 27.52, 25.88, 28.85], 'gflops': 32.83, 'params_m': 1.54},
-            {'name': 'DHP-60', 'psnr': [31.97, 28.47, 27.48, 25.76, 28.79], 'gflops': 20.29, 'params_m': 0.95},
-            {'name': 'DHP-40', 'psnr': [31.90, 28.45, 27.47, 25.72, 28.75], 'gflops': 13.71, 'params_m': 0.64},
-            {'name': 'DHP-20', 'psnr': [31.77, 28.34, 27.40, 25.55, 28.60], 'gflops': 7.77, 'params_m': 0.36},
-        ],
-    },
-    'denoise': {
-        'title': 'DnCNN, Gaussian noise sigma=70 (paper: PSNR)',
-        'arch': 'DnCNNCompact',
-        'sets': ['BSD68', 'DIV2K'],
-        'rows': [
-            {'name': 'Baseline', 'psnr': [24.93, 26.73], 'gflops': 9.13, 'params_m': 0.56},
-            {'name': 'DHP-60', 'psnr': [24.91, 26.69], 'gflops': 5.65, 'params_m': 0.34},
-            {'name': 'DHP-40', 'psnr': [24.89, 26.65], 'gflops': 3.83, 'params_m': 0.23},
-            {'name': 'DHP-20', 'psnr': [24.84, 26.58], 'gflops': 2.01, 'params_m': 0.12},
-        ],
-    },
-}
+import matplotlib
+import numpy as np
+import torch
+
+from .catalogue import PAPER_REFERENCE
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 # per task: (key in the metrics dicts, column label) - the first one is the table's headline metric
 METRIC_COLUMNS = {
@@ -82,20 +64,15 @@ def below_floor_notes(task: str, sets: list[str], rows: list[dict], floor: dict)
 
 def software_versions() -> dict:
     """Versions of the packages the numbers depend on (``None`` for a package that is not installed)."""
-    from importlib import metadata
     out = {'python': platform.python_version()}
     for key, dist in [('torch', 'torch'), ('torchvision', 'torchvision'), ('basicsr', 'basicsr'),
-                      ('numpy', 'numpy'), ('opencv', 'opencv-python-headless'), ('lpips', 'lpips'),
+                      ('numpy', 'numpy'), ('opencv', 'opencv-python-headless'), ('lpips', 'lpips'), ('onnx', 'onnx'), ('onnxruntime', 'onnxruntime'),
                       ('restore_dhp', 'restore_dhp')]:
         try:
             out[key] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[key] = None
-    try:
-        import torch
-        out['cuda'] = torch.version.cuda
-    except ImportError:  # pragma: no cover
-        pass
+    out['cuda'] = torch.version.cuda
     return out
 
 
@@ -115,11 +92,12 @@ def csv_columns(task: str, sets: list[str], rows: list[dict]) -> list[str]:
     cols = ['model', 'kind', 'checkpoint', 'arch']
     for s in sets:
         cols += [f'{s}_{k}' for k, _ in _metric_names(task, rows)]
-    cols += ['gflops_128', 'params', 'flops_ratio', 'runtime_ms', 'peak_memory_mb', 'device']
+    cols += ['gflops_128', 'params', 'flops_ratio', 'runtime_ms', 'peak_memory_mb', 'backend', 'precision',
+             'device']
     return cols
 
 
-def write_csv(path: Path, task: str, sets: list[str], rows: list[dict], device: dict) -> None:
+def write_csv(path: Path, task: str, sets: list[str], rows: list[dict], device: dict, timing: dict) -> None:
     cols = csv_columns(task, sets, rows)
     with open(path, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=cols)
@@ -129,6 +107,7 @@ def write_csv(path: Path, task: str, sets: list[str], rows: list[dict], device: 
                    'arch': r.get('arch') or '', 'gflops_128': r.get('gflops'), 'params': r.get('params'),
                    'flops_ratio': r.get('flops_ratio'), 'device': device['label']}
             t = r.get('timing') or {}
+            rec['backend'], rec['precision'] = t.get('backend'), t.get('precision')
             rec['runtime_ms'] = t.get('runtime_ms')
             rec['peak_memory_mb'] = t.get('peak_memory_mb')
             for s in sets:
@@ -144,14 +123,10 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def _json_default(o):
-    try:
-        import numpy as np
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f'{type(o).__name__} is not JSON serialisable')
@@ -161,26 +136,43 @@ def _count(n, noun: str) -> str:
     return f'{n} {noun}' + ('' if n == 1 else 's')
 
 
-def markdown(task: str, sets: list[str], rows: list[dict], device: dict, timing: dict, notes: list[str]) -> str:
-    dev = device['label']
+def _timing_label(timing: dict) -> str:
+    """'fused fp32' -- which deployed form the runtime column measured."""
+    return f"{timing.get('backend')} {timing.get('precision')}" if timing.get('backend') else 'not timed'
+
+
+def _intro(task: str, device: dict, timing: dict, run: dict) -> str:
+    if task == 'sr':
+        metric_desc = (f'PSNR in dB on the Y channel of YCbCr (MATLAB rgb2ycbcr), {run["scale"]} border pixels '
+                       'cropped')
+    else:
+        metric_desc = f'PSNR in dB on gray images, Gaussian noise σ={run["sigma_255"]:g} (0–255 scale)'
+    runtime = (f"{_count(timing.get('warmup'), 'warm-up run')}, then the median of "
+               f"{_count(timing.get('repeats'), 'timed run')} per image, averaged over "
+               f"{timing.get('num_images', 0)} image(s) of {timing.get('set')} ({timing.get('set_reason', '')}); "
+               f"deployed form: {timing.get('deployed', _timing_label(timing))}")
+    others = timing.get('backends_total_ms') or {}
+    if len(others) > 1:
+        runtime += ' (the fastest exact backend here; all models in total: ' + ', '.join(
+            f'{b} {ms:.0f} ms' for b, ms in others.items()) + ')'
+    return (f'**Measured on {device["label"]}.** {metric_desc}. GFLOPs and parameters at a 128×128 input '
+            '(paper convention: conv multiply-accumulates + activations/BN, for SR the low-resolution '
+            'input). FLOPs ratio = model FLOPs / the same architecture at full width. Runtime: '
+            f"{runtime}; {timing.get('isolation', '')}. All runtime and memory figures are "
+            f'**{device["type"].upper()}** figures ({timing.get("method", "")}).')
+
+
+def markdown(task: str, sets: list[str], rows: list[dict], device: dict, timing: dict, run: dict,
+             notes: list[str]) -> str:
+    """report.md: the measured table, further metrics, notes, and the paper's figures apart."""
     head = primary_metric(task)
-    metric_desc = {'sr': f'PSNR in dB on the Y channel of YCbCr (MATLAB rgb2ycbcr), {device.get("scale", 4)} '
-                         'border pixels cropped',
-                   'denoise': 'PSNR in dB on gray images, Gaussian noise σ=70 (0–255 scale)'}[task]
-    title = {'sr': 'Super-resolution', 'denoise': 'Denoising (σ=70)'}[task]
-    lines = [f'# DHP benchmark — {title}', '',
-             f'**Measured on {dev}.** {metric_desc}. GFLOPs and parameters at a 128×128 input '
-             '(paper convention: conv multiply-accumulates + activations/BN, for SR the low-resolution '
-             'input). FLOPs ratio = model FLOPs / the same architecture at full width. Runtime: '
-             f"{_count(timing.get('warmup'), 'warm-up run')}, then the median of "
-             f"{_count(timing.get('repeats'), 'timed run')} per image, "
-             f"averaged over {timing.get('num_images', 0)} image(s) of {timing.get('set')} "
-             f"({timing.get('set_reason', '')}); {timing.get('dtype', 'float32')}; {timing.get('isolation', '')}. "
-             f'All runtime and memory figures are **{device["type"].upper()}** figures '
-             f'({timing.get("method", "")}).', '']
-    dtype_dev = device['type'].upper()
+    title = {'sr': f'Super-resolution ×{run["scale"]}', 'denoise': f'Denoising (σ={run.get("sigma_255") or 0:g})'}[task]
+    lines = [f'# DHP benchmark — {title}', '', _intro(task, device, timing, run), '']
+    dev, form = device['type'].upper(), _timing_label(timing)
+    mem_form = f"{timing['memory_backend']} fp32" if timing.get('memory_backend') else form
     header = ['Model'] + [f'{s} {dict(METRIC_COLUMNS[task])[head]}' for s in sets] + \
-        ['GFLOPs (128²)', 'Params (M)', 'FLOPs ratio', f'Runtime {dtype_dev} (ms)', f'Peak mem. {dtype_dev} (MB)']
+        ['GFLOPs (128²)', 'Params (M)', 'FLOPs ratio', f'Runtime {dev}, {form} (ms)',
+         f'Peak mem. {dev}, {mem_form} (MB)']
     lines += ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for r in rows:
         t = r.get('timing') or {}
@@ -215,10 +207,6 @@ def markdown(task: str, sets: list[str], rows: list[dict], device: dict, timing:
 
 def plot_psnr_vs_flops(path: Path, task: str, first_set: str, rows: list[dict], device: dict) -> None:
     """PSNR on ``first_set`` against GFLOPs: measured points solid, the paper's hollow with a dashed line."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
     head = primary_metric(task)
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     by_arch: dict[str, list] = {}
@@ -254,15 +242,18 @@ def plot_psnr_vs_flops(path: Path, task: str, first_set: str, rows: list[dict], 
 
 
 def write_all(out_dir: str | os.PathLike, task: str, sets: list[str], rows: list[dict], device: dict,
-              timing: dict, payload_extra: dict, notes: list[str] | None = None) -> dict[str, Path]:
-    """Write report.md, report.csv, report.json and psnr_vs_flops.png into ``out_dir``; return their paths."""
+              timing: dict, run: dict, payload_extra: dict, notes: list[str] | None = None) -> dict[str, Path]:
+    """Write report.md, report.csv, report.json and psnr_vs_flops.png into ``out_dir``; return their paths.
+
+    ``run``: the run's conventions (``scale``; ``sigma_255`` for denoising), written into the text.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {'md': out / 'report.md', 'csv': out / 'report.csv', 'json': out / 'report.json',
              'png': out / 'psnr_vs_flops.png'}
     notes = list(notes or [])
-    paths['md'].write_text(markdown(task, sets, rows, device, timing, notes))
-    write_csv(paths['csv'], task, sets, rows, device)
+    paths['md'].write_text(markdown(task, sets, rows, device, timing, run, notes))
+    write_csv(paths['csv'], task, sets, rows, device, timing)
     payload = {'task': task, 'sets': sets, 'software': software_versions(), 'device': device,
                'timing': timing, 'results': rows, 'notes': notes, **payload_extra,
                'paper_reference': {'note': 'numbers reported in the DHP paper; not measured by this run',

@@ -1,0 +1,145 @@
+"""The shipped model catalogue: tasks, variants, labels, file names and the DHP paper's reported figures.
+
+Everything else about a model (task, scale, sigma, widths, provenance) is read from the checkpoint's
+own metadata; :func:`model_label` names a checkpoint from it (its search target, or full width for
+the baseline), never from its file name.
+
+    python -m restore_dhp.catalogue runs                      # the eight training runs, baselines first
+    python -m restore_dhp.catalogue runs --task denoise --suffix _bnfreeze
+    python -m restore_dhp.catalogue files                     # weights/<run>.safetensors, one a line
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .complexity import metadata_complexity
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    key: str                 # 'sr' | 'denoise'
+    prefix: str              # file and run names: <prefix>_<variant>
+    arch: str                # the compact architecture's registry name
+    network: str             # short name for labels
+    title: str               # one line for pages and tables
+    scale: int
+    channels: int
+    paper_timing_set: str    # the set the paper averaged runtimes over
+    default_sets: tuple      # sets the benchmark evaluates by default
+    sigma_255: float | None = None
+
+    def run_name(self, variant: str) -> str:
+        return f'{self.prefix}_{variant}'
+
+    def filename(self, variant: str) -> str:
+        return f'{self.run_name(variant)}.safetensors'
+
+
+TASKS: dict[str, TaskEntry] = {
+    'sr': TaskEntry('sr', 'srresnet_x4', 'SRResNetCompact', 'SRResNet', 'Super-resolution ×4 (SRResNet, RGB)',
+                    4, 3, 'Urban100', ('Set5', 'Set14', 'B100')),
+    'denoise': TaskEntry('denoise', 'dncnn_s70', 'DnCNNCompact', 'DnCNN', 'Denoising σ=70 (DnCNN, gray images only)',
+                         1, 1, 'BSD68', ('BSD68',), 70.0),
+}
+VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')
+VARIANT_TARGETS = {'baseline': 1.0, 'dhp60': 0.6, 'dhp40': 0.4, 'dhp20': 0.2}
+VARIANT_LABELS = {'baseline': 'Baseline', 'dhp60': 'DHP-60', 'dhp40': 'DHP-40', 'dhp20': 'DHP-20'}
+
+# Numbers *reported* in the DHP paper (Li et al., "DHP: Differentiable Meta Pruning via HyperNetworks",
+# ECCV 2020, image restoration tables).  PSNR in dB; GFLOPs at a 128x128 input; params in millions.
+# GPU speedups of DHP-20 over the baseline are the paper's too.  Reference only: never measured here.
+PAPER_REFERENCE = {
+    'sr': {
+        'title': 'SRResNet x4 (paper: Y-PSNR)',
+        'arch': 'SRResNetCompact',
+        'sets': ['Set5', 'Set14', 'B100', 'Urban100', 'DIV2K'],
+        'rows': [
+            {'name': 'Baseline', 'psnr': [32.03, 28.50, 27.52, 25.88, 28.85], 'gflops': 32.83, 'params_m': 1.54},
+            {'name': 'DHP-60', 'psnr': [31.97, 28.47, 27.48, 25.76, 28.79], 'gflops': 20.29, 'params_m': 0.95},
+            {'name': 'DHP-40', 'psnr': [31.90, 28.45, 27.47, 25.72, 28.75], 'gflops': 13.71, 'params_m': 0.64},
+            {'name': 'DHP-20', 'psnr': [31.77, 28.34, 27.40, 25.55, 28.60], 'gflops': 7.77, 'params_m': 0.36},
+        ],
+        'dhp20_gpu_speedup': 2.36,
+    },
+    'denoise': {
+        'title': 'DnCNN, Gaussian noise sigma=70 (paper: PSNR)',
+        'arch': 'DnCNNCompact',
+        'sets': ['BSD68', 'DIV2K'],
+        'rows': [
+            {'name': 'Baseline', 'psnr': [24.93, 26.73], 'gflops': 9.13, 'params_m': 0.56},
+            {'name': 'DHP-60', 'psnr': [24.91, 26.69], 'gflops': 5.65, 'params_m': 0.34},
+            {'name': 'DHP-40', 'psnr': [24.89, 26.65], 'gflops': 3.83, 'params_m': 0.23},
+            {'name': 'DHP-20', 'psnr': [24.84, 26.58], 'gflops': 2.01, 'params_m': 0.12},
+        ],
+        'dhp20_gpu_speedup': 2.18,
+    },
+}
+
+
+def task_of_arch(arch: str) -> TaskEntry | None:
+    return next((t for t in TASKS.values() if t.arch == arch), None)
+
+
+def weight_path(task: str, variant: str, root: str | os.PathLike = 'weights') -> Path:
+    return Path(root) / TASKS[task].filename(variant)
+
+
+def default_weights(task: str, root: str | os.PathLike = 'weights') -> list[str]:
+    """The shipped checkpoints of ``task`` that are present under ``root``, in catalogue order."""
+    return [str(p) for v in VARIANTS if (p := weight_path(task, v, root)).is_file()]
+
+
+def search_target(info: Mapping[str, Any]) -> float | None:
+    """The FLOPs target of the DHP search that produced a checkpoint, following its ``parent`` chain."""
+    while info:
+        search = info.get('search')
+        if isinstance(search, Mapping) and search.get('target_ratio') is not None:
+            return float(search['target_ratio'])
+        info = info.get('parent') or {}
+    return None
+
+
+def variant_of(meta: Mapping[str, Any]) -> str | None:
+    """'baseline' for a full-width network, 'dhpNN' for one searched to NN% FLOPs, else ``None``."""
+    target = search_target(meta.get('info') or {})
+    if target is not None:
+        return f'dhp{round(target * 100)}'
+    return 'baseline' if metadata_complexity(meta)['flops_ratio'] == 1.0 else None
+
+
+def model_label(meta: Mapping[str, Any], path: str | os.PathLike) -> str:
+    """'Baseline', 'DHP-40', ... from the metadata; the file stem for a network the catalogue cannot name."""
+    variant = variant_of(meta)
+    if variant is None:
+        return Path(path).name.split('.')[0]
+    return VARIANT_LABELS.get(variant, f'DHP-{variant[3:]}' if variant.startswith('dhp') else variant)
+
+
+def run_names(tasks: list[str], suffix: str = '') -> list[str]:
+    """Training runs, every task's baseline first (later runs may compare against it)."""
+    order = [(t, 'baseline') for t in tasks] + [(t, v) for t in tasks for v in VARIANTS if v != 'baseline']
+    return [TASKS[t].run_name(v) + suffix for t, v in order]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog='python -m restore_dhp.catalogue', description=__doc__.split('\n')[0])
+    p.add_argument('what', choices=('runs', 'files'))
+    p.add_argument('--task', choices=sorted(TASKS), action='append', help='only this task (repeatable)')
+    p.add_argument('--suffix', default='', help="appended to each run name (e.g. '_bnfreeze')")
+    p.add_argument('--root', default='weights', help='folder for `files` (default: weights)')
+    args = p.parse_args(argv)
+    tasks = args.task or ['denoise', 'sr']
+    names = run_names(tasks, args.suffix)
+    if args.what == 'files':
+        names = [str(Path(args.root) / f'{n}.safetensors') for n in names]
+    print('\n'.join(names))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The evaluation library behind ``benchmark`` (and the scripts): test sets, model inputs, scores, floors.
+
+* :func:`load_set` -- a test set as (name, input, reference) items (SR: LR/HR pairs; denoising: fixed
+  seeded noise at ``sigma_255``).
+* :func:`model_input` -- the 1 x C x H x W float32 array a model takes for one item.
+* :func:`score` / :func:`summarise` -- per-image metrics and their means (SR: Y-PSNR/SSIM with a
+  ``scale``-pixel border and RGB PSNR; denoising: PSNR/SSIM), LPIPS when a function is given.
+* :func:`evaluate` -- a model on several sets; :func:`evaluate_floor` -- the trivial floor (MATLAB
+  bicubic for SR, the noisy input for denoising).
+* :func:`describe_checkpoint` -- what a checkpoint says about itself, with its label and complexity.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+import numpy as np
+import torch
+from basicsr.utils.matlab_functions import imresize
+from tqdm import tqdm
+
+from .catalogue import model_label
+from .checkpoint import read_metadata
+from .complexity import metadata_complexity
+from .data import testsets
+from .metrics import denoise_metrics, sr_metrics
+from .run_model import forward_tiled
+
+EVAL_OVERLAP = 32  # input pixels of context around each tile when evaluating in tiles
+
+
+class EvaluationError(Exception):
+    """A problem that stops an evaluation; printed as one line."""
+
+
+def describe_checkpoint(path: str | os.PathLike, size: int = 128) -> dict:
+    """A checkpoint's label, metadata and complexity at a ``size`` x ``size`` input."""
+    meta = read_metadata(path)
+    cx = metadata_complexity(meta, size)
+    return {'name': model_label(meta, path), 'kind': 'model', 'checkpoint': str(path), 'arch': meta['arch'],
+            'task': meta['task'], 'arch_kwargs': meta['arch_kwargs'], 'scale': meta['scale'],
+            'widths': meta['widths'], 'gflops': cx['flops'] / 1e9, 'params': cx['params'],
+            'flops_ratio': cx['flops_ratio'], 'macs': cx['macs'], 'baseline_flops': cx['baseline_flops'],
+            'info': meta['info']}
+
+
+def load_set(task: str, root: str | os.PathLike, name: str, scale: int, sigma_255: float, seed: int,
+             max_images: int | None = None) -> list:
+    if task == 'sr':
+        items = testsets.load_sr_pairs(root, name, scale=scale)
+    else:
+        items = testsets.load_denoise_set(root, name, sigma_255=sigma_255, seed=seed)
+    if not items:
+        raise EvaluationError(f'{name}: no images found under {root}')
+    return items[:max_images] if max_images else items
+
+
+def model_input(task: str, item) -> np.ndarray:
+    """1 x C x H x W float32 array the model takes for one test item (the noisy input is not clipped)."""
+    if task == 'sr':
+        return (item[1].astype(np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
+    return item[1].astype(np.float32)[None, None].copy()
+
+
+def to_u8(t: torch.Tensor) -> np.ndarray:
+    arr = t.detach().squeeze(0).clamp(0, 1).mul(255).round().to('cpu').numpy().astype(np.uint8)
+    arr = arr.transpose(1, 2, 0)
+    return arr[:, :, 0] if arr.shape[2] == 1 else arr
+
+
+def score(task: str, out_u8: np.ndarray, item, scale: int, lpips_fn: Callable | None) -> dict:
+    ref = item[2]
+    if out_u8.shape[:2] != ref.shape[:2]:  # defensive: a loader that did not crop HR to a multiple of scale
+        h, w = min(out_u8.shape[0], ref.shape[0]), min(out_u8.shape[1], ref.shape[1])
+        out_u8, ref = out_u8[:h, :w], ref[:h, :w]
+    m = sr_metrics(out_u8, ref, scale=scale) if task == 'sr' else denoise_metrics(out_u8, ref)
+    if lpips_fn is not None:
+        m['lpips'] = float(lpips_fn(out_u8, ref))
+    return {k: float(v) for k, v in m.items()}
+
+
+def summarise(per_image: list[dict]) -> dict:
+    keys = [k for k in per_image[0] if k not in ('name', 'size')]
+    out = {k: float(np.mean([p[k] for p in per_image])) for k in keys}
+    out['num_images'] = len(per_image)
+    out['per_image'] = per_image
+    return out
+
+
+def floor_output(task: str, item, scale: int) -> np.ndarray:
+    """The trivial baseline: MATLAB bicubic upsampling (SR) or the noisy input itself (denoising)."""
+    if task == 'sr':
+        up = imresize(item[1].astype(np.float32), scale, antialiasing=True)
+        return np.clip(np.round(up), 0, 255).astype(np.uint8)
+    return np.clip(np.round(item[1] * 255.0), 0, 255).astype(np.uint8)
+
+
+def evaluate(model, task: str, sets: dict, tile: int | None, lpips_fn, desc: str, quiet: bool) -> dict:
+    """Per-set metrics of ``model`` (a :class:`~restore_dhp.deploy.DeployedModel` or a module with ``.scale``)."""
+    device = getattr(model, 'device', None) or next(model.parameters()).device
+    results = {}
+    for set_name, items in sets.items():
+        per_image = []
+        for item in tqdm(items, desc=f'{desc} / {set_name}', unit='img', leave=False, disable=quiet,
+                         file=sys.stderr):
+            x = torch.from_numpy(model_input(task, item)).to(device)
+            with torch.no_grad():
+                y = forward_tiled(model, x, model.scale, tile, overlap=EVAL_OVERLAP)
+            per_image.append({'name': item[0], **score(task, to_u8(y), item, model.scale, lpips_fn)})
+        results[set_name] = summarise(per_image)
+    return results
+
+
+def evaluate_floor(task: str, sets: dict, scale: int, lpips_fn, quiet: bool) -> dict:
+    results = {}
+    for set_name, items in sets.items():
+        per_image = [{'name': item[0], **score(task, floor_output(task, item, scale), item, scale, lpips_fn)}
+                     for item in tqdm(items, desc=f'floor / {set_name}', unit='img', leave=False,
+                                      disable=quiet, file=sys.stderr)]
+        results[set_name] = summarise(per_image)
+    return results

@@ -1,0 +1,333 @@
+"""Does pruning's FLOPs cut turn into real speed?  Every model and backend measured side by side, in one run.
+
+For every compact model: its FLOPs ratio to the full-width baseline, its time, the speedup
+(baseline ms / model ms, both in the same backend and precision) and the efficiency
+speedup / (1 / FLOPs ratio): 1.0 means the FLOPs saving is fully realised.  Within one thread
+count and input size, all models in all backends are timed interleaved (one run of each per round,
+order rotated; :func:`restore_dhp.timing.measure_side_by_side`) and the median over rounds is
+reported, so the ratios are side by side.  A last table compares each backend's baseline with eager.
+
+    python -m restore_dhp.speedup --weights weights/srresnet_x4_*.safetensors --threads 1 2
+    python -m restore_dhp.speedup --weights weights/*.safetensors --device cuda --precisions fp32 fp16 bf16
+    python -m restore_dhp.speedup --random-widths 0.6 0.4 0.2 --round-to 8   # are odd widths slow here?
+    python -m restore_dhp.speedup --weights weights/srresnet_x4_dhp20.safetensors --profile   # per layer
+
+Default sizes (H x W of the input; LR for SR): SR 64x64 and 170x256 (the most common Urban100 LR
+size at x4), DnCNN 128x128 and 321x481 (BSD68).  Weights do not affect the timing of these dense
+convolutions, so random-width models keep their random initialisation.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import fx, nn
+
+from .catalogue import model_label
+from .checkpoint import CheckpointError, load_compact, read_metadata
+from .complexity import ARCH_ALIASES, build_meta, count_flops, count_params
+from .deploy import BACKENDS, PRECISIONS, DeployError, fold_batchnorm, ort, prepare
+from .timing import device_name, measure_side_by_side
+
+DEFAULT_SIZES = {'sr': ['64x64', '170x256'], 'denoise': ['128x128', '321x481']}
+TARGET_EFFICIENCY = {'cpu': 0.9, 'cuda': None}
+
+
+@dataclass
+class Entry:
+    label: str
+    model: nn.Module
+    widths: dict
+    is_baseline: bool = False
+    task: str = ''
+    arch_kwargs: dict = field(default_factory=dict)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'64' -> (64, 64); '170x256' -> (170, 256) (height x width)."""
+    parts = text.lower().split('x')
+    try:
+        h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size {text!r}: expected N or HxW, e.g. 64 or 170x256') from None
+    if len(parts) > 2 or h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f'size {text!r}: expected N or HxW with positive numbers')
+    return h, w
+
+
+# ----------------------------------------------------------------------------- models to compare
+def build_plain(arch: str, widths, arch_kwargs: dict) -> nn.Module:
+    return ARCH_REGISTRY.get(ARCH_ALIASES.get(arch, arch))(widths=widths, **arch_kwargs).eval()
+
+
+def random_widths(arch: str, target: float, rng: random.Random, size: int = 64) -> dict:
+    """Per-group widths with uneven random keep fractions whose FLOPs ratio is as close to ``target`` as found."""
+    full = build_meta(arch).kept_widths()
+    full_flops = count_flops(build_meta(arch), size, size)['flops']
+    shape = {g: rng.uniform(0.5, 1.5) for g in full}
+
+    def widths_at(m: float) -> dict:
+        return {g: max(1, min(n, round(n * m * shape[g]))) for g, n in full.items()}
+
+    lo, hi = 0.0, 2.0 / min(shape.values())
+    best = (float('inf'), widths_at(1.0))
+    for _ in range(24):
+        mid = (lo + hi) / 2
+        w = widths_at(mid)
+        ratio = count_flops(build_meta(arch, w), size, size)['flops'] / full_flops
+        best = min(best, (abs(ratio - target), w), key=lambda b: b[0])
+        lo, hi = (mid, hi) if ratio < target else (lo, mid)
+    return best[1]
+
+
+def round_widths(widths: dict, full: dict, multiple: int) -> dict:
+    """Each width rounded to the nearest multiple of ``multiple`` (at least one multiple, at most full width)."""
+    return {g: min(full[g], max(multiple, multiple * round(w / multiple))) for g, w in widths.items()}
+
+
+def random_groups(args) -> dict[str, list[Entry]]:
+    rng = random.Random(args.seed)
+    torch.manual_seed(args.seed)
+    groups = {}
+    for arch in args.arch:
+        base = build_plain(arch, None, {})
+        full = base.kept_widths()
+        entries = [Entry('baseline (full width)', base, full, True, base.task)]
+        for target in args.random_widths:
+            w = random_widths(arch, target, rng)
+            entries.append(Entry(f'random-{target:g}', build_plain(arch, w, {}), w, task=base.task))
+            if args.round_to:
+                wr = round_widths(w, full, args.round_to)
+                entries.append(Entry(f'random-{target:g} /{args.round_to}', build_plain(arch, wr, {}), wr,
+                                     task=base.task))
+        groups[type(base).__name__ + ' (random widths)'] = entries
+    return groups
+
+
+def checkpoint_groups(args) -> dict[str, list[Entry]]:
+    """Checkpoints grouped by architecture; each group's baseline is its full-width checkpoint (else a copy)."""
+    groups: dict[str, list[Entry]] = {}
+    for path in args.weights:
+        meta = read_metadata(path)
+        model = load_compact(path, 'cpu')
+        full = build_meta(meta['arch'], None, **meta['arch_kwargs']).kept_widths()
+        entries = groups.setdefault(meta['arch'], [])
+        is_base = model.kept_widths() == full and not any(e.is_baseline for e in entries)
+        label = model_label(meta, path)
+        entries.append(Entry(label, model, model.kept_widths(), is_base, meta['task'], meta['arch_kwargs']))
+        if args.round_to and not is_base:
+            wr = round_widths(model.kept_widths(), full, args.round_to)
+            entries.append(Entry(f'{label} /{args.round_to}', build_plain(meta['arch'], wr, meta['arch_kwargs']),
+                                 wr, task=meta['task'], arch_kwargs=meta['arch_kwargs']))
+    for arch, entries in groups.items():
+        if not any(e.is_baseline for e in entries):
+            base = build_plain(arch, None, entries[0].arch_kwargs)
+            entries.insert(0, Entry('full width (random weights)', base, base.kept_widths(), True,
+                                    base.task, entries[0].arch_kwargs))
+        entries.sort(key=lambda e: not e.is_baseline)
+    return groups
+
+
+# ----------------------------------------------------------------------------- measuring and printing
+def input_for(entry: Entry, size: tuple[int, int], device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(1, entry.model.in_channels, *size, generator=g).to(device)
+
+
+def flops_at(entry: Entry, size: tuple[int, int]) -> int:
+    return count_flops(build_meta(type(entry.model).__name__, entry.widths, **entry.model.arch_kwargs),
+                       *size)['flops']
+
+
+def summarise_widths(widths: dict) -> str:
+    vals = list(widths.values())
+    return f'{min(vals)}-{max(vals)} ({sum(v % 8 != 0 for v in vals)}/{len(vals)} not /8)'
+
+
+def compare(entries: list[Entry], forms: list[tuple[str, str]], size, args) -> dict:
+    """Median ms of every (model, backend, precision), all interleaved in one side-by-side run."""
+    deployed = {(e.label, b, p): prepare(e.model, args.device, b, p) for e in entries for b, p in forms}
+    x = input_for(entries[0], size, args.device)
+    runs = measure_side_by_side(deployed, x, args.repeats, args.warmup)
+    return {key: statistics.median(ms) for key, ms in runs.items()}, {k: d.describe() for k, d in deployed.items()}
+
+
+def table(title: str, entries: list[Entry], ms: dict, form: tuple[str, str], size, device: str) -> list[str]:
+    base = next(e for e in entries if e.is_baseline)
+    flops = {e.label: flops_at(e, size) for e in entries}
+    target = TARGET_EFFICIENCY[device]
+    head = (f'{"model":<26}{"widths (min-max)":>22}{"GFLOPs":>9}{"FLOPs ratio":>13}{"ms (median)":>13}'
+            f'{"ms/GFLOP":>10}{"speedup":>9}{"ideal":>7}{"speedup/ideal":>15}')
+    lines = ['', title, head, '-' * len(head)]
+    for e in entries:
+        t = ms[(e.label, *form)]
+        t_base = ms[(base.label, *form)]
+        ratio = flops[e.label] / flops[base.label]
+        eff = (t_base / t) * ratio
+        mark = '' if e.is_baseline or target is None else ('  ok' if eff >= target else f'  < {target}')
+        lines.append(f'{e.label:<26}{summarise_widths(e.widths):>22}{flops[e.label] / 1e9:>9.3f}{ratio:>13.3f}'
+                     f'{t:>13.2f}{t / (flops[e.label] / 1e9):>10.2f}{t_base / t:>9.2f}{1 / ratio:>7.2f}'
+                     f'{eff:>15.2f}{mark}')
+    return lines
+
+
+def backend_table(entries: list[Entry], ms: dict, forms: list[tuple[str, str]]) -> list[str]:
+    base = next(e for e in entries if e.is_baseline)
+    eager = ms.get((base.label, 'eager', 'fp32'))
+    lines = ['', f'{base.label}: each deployed form against eager fp32' + ('' if eager else ' (eager fp32 not run)')]
+    for b, p in forms:
+        t = ms[(base.label, b, p)]
+        lines.append(f'  {b + " " + p:<22}{t:>10.2f} ms' + (f'{eager / t:>8.2f}x' if eager else ''))
+    return lines
+
+
+def run_all(groups: dict[str, list[Entry]], args, emit) -> None:
+    """Every group at every thread count and size; ``emit(lines)`` prints (and keeps) each table as it is done."""
+    forms = [(b, p) for b in args.backends for p in args.precisions]
+    for threads in (args.threads if args.device == 'cpu' else [None]):
+        if threads:
+            torch.set_num_threads(threads)
+        dev = device_name(torch.device(args.device))
+        for title, entries in groups.items():
+            for size in args.sizes or [parse_size(s) for s in DEFAULT_SIZES[entries[0].task]]:
+                ms, described = compare(entries, forms, size, args)
+                for form in forms:
+                    form_desc = described[(entries[0].label, *form)]
+                    emit(table(f'{title}: input 1x{entries[0].model.in_channels}x{size[0]}x{size[1]}, {dev}, '
+                               f'{form_desc}; median of {args.repeats} interleaved rounds after {args.warmup}',
+                               entries, ms, form, size, args.device))
+                emit(backend_table(entries, ms, forms))
+
+
+# ----------------------------------------------------------------------------- per-layer profile
+class _LayerTimer(fx.Interpreter):
+    """Runs a traced network node by node, adding each node's wall time (ms) to ``self.ms``."""
+
+    def __init__(self, gm: fx.GraphModule):
+        super().__init__(gm)
+        self.ms: dict[str, float] = {}
+        self.shapes: dict[str, tuple] = {}
+
+    def run_node(self, n):
+        start = time.perf_counter()
+        out = super().run_node(n)
+        if n.op in ('call_module', 'call_function', 'call_method'):
+            self.ms[n.name] = self.ms.get(n.name, 0.0) + (time.perf_counter() - start) * 1e3
+            self.shapes[n.name] = (n.target if isinstance(n.target, str) else n.target.__name__, tuple(out.shape))
+        return out
+
+
+@torch.no_grad()
+def profile_layers(entry: Entry, size, args) -> list[str]:
+    """Per-layer ms of the fused form (eager's layer order) on the CPU: where the time of one forward goes."""
+    x = input_for(entry, size, 'cpu')
+    fused = prepare(entry.model, 'cpu', 'fused').module
+    fused(x.to(memory_format=torch.channels_last))
+    timer = _LayerTimer(fused)
+    for _ in range(args.repeats):
+        timer.run(x.to(memory_format=torch.channels_last))
+    total = sum(timer.ms.values())
+    modules = dict(fused.named_modules())
+    head = f'{"node":<26}{"op":<24}{"output":>22}{"MMAC":>9}{"ms":>9}{"share":>8}{"GMAC/s":>8}'
+    lines = ['', f'{entry.label}: per layer, fused fp32 channels_last, {device_name(torch.device("cpu"))}, '
+             f'input {tuple(x.shape)}, mean of {args.repeats} runs (sum {total / args.repeats:.2f} ms)',
+             head, '-' * len(head)]
+    for name, ms in sorted(timer.ms.items(), key=lambda kv: -kv[1]):
+        target, shape = timer.shapes[name]
+        module = modules.get(target) if isinstance(target, str) else None
+        macs = _conv_macs(module, shape) if isinstance(module, nn.Conv2d) else 0
+        op = type(module).__name__ if module is not None else str(target)
+        ms /= args.repeats
+        rate = f'{macs / ms / 1e6:>8.1f}' if macs else f'{"":>8}'
+        lines.append(f'{name[:25]:<26}{op[:23]:<24}{str(shape[1:]):>22}{macs / 1e6:>9.1f}{ms:>9.3f}'
+                     f'{ms / (total / args.repeats):>8.1%}{rate}')
+    return lines
+
+
+def _conv_macs(conv: nn.Conv2d, out_shape: tuple) -> int:
+    kh, kw = conv.kernel_size
+    return out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3] * conv.in_channels // conv.groups * kh * kw
+
+
+# ----------------------------------------------------------------------------- entry
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m restore_dhp.speedup', description=__doc__.split('\n')[0],
+                                epilog='\n'.join(__doc__.split('\n')[1:]),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument('--weights', nargs='+', help='compact checkpoints to compare (grouped by architecture)')
+    src.add_argument('--random-widths', nargs='+', type=float, metavar='RATIO',
+                     help='random-width models at these FLOPs ratios (e.g. 0.6 0.4 0.2)')
+    p.add_argument('--arch', nargs='+', choices=sorted(ARCH_ALIASES), default=['srresnet', 'dncnn'],
+                   help='architectures for --random-widths (default: both)')
+    p.add_argument('--backends', nargs='+', choices=BACKENDS, help='default: eager fused, and onnxruntime on CPU')
+    p.add_argument('--precisions', nargs='+', choices=sorted(PRECISIONS), default=['fp32'],
+                   help='default fp32; fp16/bf16 on CUDA')
+    p.add_argument('--sizes', nargs='+', type=parse_size, metavar='HxW',
+                   help='input sizes (default: SR 64x64 170x256, DnCNN 128x128 321x481)')
+    p.add_argument('--threads', nargs='+', type=int, default=[1], help='CPU thread counts (default 1)')
+    p.add_argument('--repeats', type=int, default=10, help='timed interleaved rounds (default 10)')
+    p.add_argument('--warmup', type=int, default=3, help='untimed rounds first (default 3)')
+    p.add_argument('--round-to', type=int, default=0, metavar='N',
+                   help='also time each pruned model with widths rounded to a multiple of N')
+    p.add_argument('--profile', action='store_true', help='per-layer times of each model instead (CPU, fused)')
+    p.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
+    p.add_argument('--out', help='also write the tables to this text file')
+    p.add_argument('--seed', type=int, default=0)
+    return p
+
+
+def check_args(p: argparse.ArgumentParser, args) -> None:
+    if args.repeats < 1 or args.warmup < 0 or args.round_to < 0 or min(args.threads) < 1:
+        p.error('--repeats and --threads must be positive, --warmup and --round-to non-negative')
+    if args.random_widths and not all(0 < r <= 1 for r in args.random_widths):
+        p.error('--random-widths ratios must be in (0, 1]')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        p.error('--device cuda: no CUDA device is available')
+    if args.backends is None:
+        args.backends = ['eager', 'fused'] + (['onnxruntime'] if ort is not None and args.device == 'cpu' else [])
+    if 'onnxruntime' in args.backends and ort is None:
+        p.error("--backends onnxruntime: the onnxruntime package is not installed (pip install -r requirements.txt)")
+    if args.device == 'cpu' and args.precisions != ['fp32']:
+        p.error('--precisions fp16/bf16 run on CUDA only; use fp32 on the CPU')
+
+
+def main(argv=None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    check_args(p, args)
+    lines: list[str] = []
+
+    def emit(block: list[str]) -> None:
+        print('\n'.join(block), flush=True)
+        lines.extend(block)
+
+    try:
+        groups = random_groups(args) if args.random_widths else checkpoint_groups(args)
+        if args.profile:
+            torch.set_num_threads(args.threads[0])
+            for entries in groups.values():
+                size = (args.sizes or [parse_size(DEFAULT_SIZES[entries[0].task][0])])[0]
+                for e in entries:
+                    emit(profile_layers(e, size, args))
+        else:
+            run_all(groups, args, emit)
+            emit(['', 'speedup = baseline ms / model ms in the same backend and precision; ideal = 1 / FLOPs ratio; '
+                  'CPU target: speedup/ideal >= 0.9.'])
+    except (CheckpointError, DeployError, OSError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write('\n'.join(lines).lstrip('\n') + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
