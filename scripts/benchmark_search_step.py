@@ -1,84 +1,143 @@
 #!/usr/bin/env python
-"""Cost of DHP search: one search iteration vs one plain training iteration, measured side by side.
+"""Cost of DHP search: training steps per second, plain vs DHP search, measured side by side.
 
-Both networks have the same architecture and batch; a step is zero_grad ->
-forward -> L1 loss -> backward -> Adam step (+ the proximal step on the
-latents for DHP).  Steps are interleaved (one of each per round) and the
-median over rounds is reported, so load drift hits both alike.  Also times
-the compaction of a full-size searched network.  Target: ratio <= 1.3.
+A step is the training step the BasicSR model runs (restore_dhp.models.train_step.TrainStep:
+forward, L1 loss, backward, Adam) on random data already on the device; the DHP step adds the
+DHPPruner's proximal step.  For every architecture, device, batch size and mode (``eager``;
+``captured``: the step in one CUDA graph, CUDA only) the plain and DHP steps run interleaved in
+rounds and the median rate is reported with the ratio of step times DHP/plain (target <= 1.3).
+Then the pruner's costs: a mask check that refills channels, the FLOPs ratio of 100 random width
+sets through ``restore_dhp.complexity.remaining_flops_ratio``, and compaction.
 
-    python scripts/benchmark_search_step.py --arch srresnet --batch 16 --patch 24
-    python scripts/benchmark_search_step.py --arch dncnn --batch 16 --patch 40
+    OMP_NUM_THREADS=2 python scripts/benchmark_search_step.py --devices cpu --batches 16
+    python scripts/benchmark_search_step.py --devices cuda --batches 16 64 --modes eager captured --amp bf16
 """
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
 import torch
 from torch.nn import functional as F
 
-import restore_dhp  # noqa: F401
+import restore_dhp  # noqa: F401  (registries)
 from restore_dhp.archs.dncnn_arch import DnCNNCompact, DnCNNDHP
 from restore_dhp.archs.srresnet_arch import SRResNetCompact, SRResNetDHP
+from restore_dhp.complexity import remaining_flops_ratio
+from restore_dhp.dhp import DHPPruner
+from restore_dhp.models.train_step import TrainStep
 
-ARCHS = {'srresnet': (SRResNetCompact, SRResNetDHP), 'dncnn': (DnCNNCompact, DnCNNDHP)}
+ARCHS = {'srresnet': (SRResNetCompact, SRResNetDHP, 24), 'dncnn': (DnCNNCompact, DnCNNDHP, 40)}
 TARGET_RATIO = 1.3
+LR = 1e-4
 
 
-def make_step(net, x, y, dhp: bool, regularization=0.1):
-    optim = torch.optim.Adam(net.parameters(), lr=1e-4)
+def l1(output, gt):
+    loss = F.l1_loss(output, gt)
+    return loss, {'l_pix': loss}
 
-    def step():
-        optim.zero_grad(set_to_none=True)
-        loss = F.l1_loss(net(x), y)
-        loss.backward()
-        optim.step()
-        if dhp:
-            net.proximal_step(regularization * 1e-4)
-    return step
+
+def make_runner(net, x, y, device, mode, amp, pruner=None):
+    net = net.to(device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=LR)
+    step = TrainStep(net, l1, optimizer, device, amp, 'cuda_graph' if mode == 'captured' else None,
+                     notice=lambda msg: None)
+
+    def run():
+        step(x, y)
+        if pruner is not None:
+            pruner.proximal_step(LR)
+    return run
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def steps_per_second(runners, device, steps, rounds, warmup):
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    sync(device)
+    rates = {k: [] for k in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                run()
+            sync(device)
+            rates[name].append(steps / (time.perf_counter() - start))
+    return {k: statistics.median(v) for k, v in rates.items()}
+
+
+def pruner_costs(arch, dhp_cls):
+    """Seconds for one refilling mask check, 100 random-width FLOPs ratios, and one compaction."""
+    torch.manual_seed(0)
+    net = dhp_cls().eval()
+    pruner = DHPPruner(net, target_ratio=0.5, round_to=8)
+    pruner.check()                       # the first check records the latents the refill ranks by
+    with torch.no_grad():                # then prune far past the target at once
+        for z in net.group_latents().values():
+            z[torch.rand_like(z) < 0.8] = 0
+    start = time.perf_counter()
+    check = pruner.check()
+    check_s = time.perf_counter() - start
+    rng = random.Random(0)
+    width_sets = [{g: rng.randint(1, net.widths[g]) for g in net.spec.prunable_groups} for _ in range(100)]
+    start = time.perf_counter()
+    for widths in width_sets:
+        remaining_flops_ratio(arch, widths)
+    ratio_s = time.perf_counter() - start
+    start = time.perf_counter()
+    pruner.compact()
+    compact_s = time.perf_counter() - start
+    return check, check_s, ratio_s, compact_s
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--arch', choices=sorted(ARCHS), default='srresnet')
-    parser.add_argument('--batch', type=int, default=16)
-    parser.add_argument('--patch', type=int, default=24, help='input patch side (LR for SR)')
-    parser.add_argument('--rounds', type=int, default=5)
-    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--archs', nargs='+', choices=sorted(ARCHS), default=sorted(ARCHS, reverse=True))
+    parser.add_argument('--devices', nargs='+', choices=['cpu', 'cuda'], default=['cpu', 'cuda'])
+    parser.add_argument('--batches', nargs='+', type=int, default=[16, 64])
+    parser.add_argument('--modes', nargs='+', choices=['eager', 'captured'], default=['eager', 'captured'])
+    parser.add_argument('--amp', choices=['bf16', 'fp16'], default=None)
+    parser.add_argument('--steps', type=int, default=None, help='steps per timed block (default: 2 CPU, 50 CUDA)')
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--warmup', type=int, default=None, help='default: 1 CPU, 10 CUDA')
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
-    plain_cls, dhp_cls = ARCHS[args.arch]
-    plain, dhp = plain_cls().train(), dhp_cls().train()
-    x = torch.rand(args.batch, plain.in_channels, args.patch, args.patch)
-    y = torch.rand(args.batch, plain.in_channels, args.patch * plain.scale, args.patch * plain.scale)
-    steps = {'plain': make_step(plain, x, y, False), 'dhp': make_step(dhp, x, y, True)}
-    for _ in range(args.warmup):
-        for step in steps.values():
-            step()
-    times = {k: [] for k in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    plain_s, dhp_s = (statistics.median(times[k]) for k in ('plain', 'dhp'))
-    with torch.no_grad():
-        dhp.eval()
-        for z in dhp.latents.values():
-            z[torch.rand_like(z) < 0.4] = 0
-        dhp.update_masks()
-        start = time.perf_counter()
-        dhp.compact()
-        compact_s = time.perf_counter() - start
-    ratio = dhp_s / plain_s
-    print(f'{args.arch}: batch {args.batch}, {args.patch}x{args.patch} input, {torch.get_num_threads()} CPU threads, '
-          f'median of {args.rounds} interleaved rounds')
-    print(f'  plain training step  {plain_s * 1e3:9.1f} ms')
-    print(f'  DHP search step      {dhp_s * 1e3:9.1f} ms')
-    print(f'  ratio                {ratio:9.2f}   (target <= {TARGET_RATIO}: {"yes" if ratio <= TARGET_RATIO else "NO"})')
-    print(f'  compaction           {compact_s * 1e3:9.1f} ms')
+    devices = [torch.device(d) for d in args.devices if d == 'cpu' or torch.cuda.is_available()]
+    skipped = sorted(set(args.devices) - {d.type for d in devices})
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads'
+          + (f', {torch.cuda.get_device_name()}' if torch.cuda.is_available() else '')
+          + (f'; skipped (no CUDA): {", ".join(skipped)}' if skipped else '') + f'; amp {args.amp or "off"}')
+    print(f"{'arch':9} {'device':6} {'batch':>5} {'mode':9} {'plain it/s':>10} {'DHP it/s':>9} {'DHP/plain':>9}")
+    for arch in args.archs:
+        plain_cls, dhp_cls, patch = ARCHS[arch]
+        for device in devices:
+            cuda = device.type == 'cuda'
+            steps, warmup = args.steps or (50 if cuda else 2), args.warmup or (10 if cuda else 1)
+            for batch in args.batches:
+                for mode in args.modes:
+                    if mode == 'captured' and not cuda:
+                        print(f'{arch:9} {device.type:6} {batch:5} {mode:9} {"(CUDA graphs need CUDA)":>30}')
+                        continue
+                    torch.manual_seed(0)
+                    plain, dhp = plain_cls(), dhp_cls()
+                    x = torch.rand(batch, plain.in_channels, patch, patch, device=device)
+                    y = torch.rand(batch, plain.in_channels, patch * plain.scale, patch * plain.scale, device=device)
+                    runners = {'plain': make_runner(plain, x, y, device, mode, args.amp),
+                               'dhp': make_runner(dhp, x, y, device, mode, args.amp, DHPPruner(dhp, 0.5))}
+                    rates = steps_per_second(runners, device, steps, args.rounds, warmup)
+                    ratio = rates['plain'] / rates['dhp']
+                    print(f'{arch:9} {device.type:6} {batch:5} {mode:9} {rates["plain"]:10.2f} {rates["dhp"]:9.2f} '
+                          f'{ratio:9.2f}{"" if ratio <= TARGET_RATIO else "  (over the 1.3 target)"}', flush=True)
+        check, check_s, ratio_s, compact_s = pruner_costs(arch, dhp_cls)
+        print(f'{arch}: refilling mask check {check_s:.4f} s (ratio {check.refilled_from:.3f} -> {check.ratio:.3f}, '
+              f'target < 0.1 s); 100 random width sets through remaining_flops_ratio {ratio_s:.4f} s '
+              f'(target < 1 s); compaction {compact_s:.3f} s', flush=True)
     return 0
 
 

@@ -9,7 +9,8 @@ YAML example::
     gt_size: 64                        # training patch size
     use_hflip: true
     use_rot: true
-    cache: true                        # decode all images once, keep in memory
+    cache: true                        # decode all images once, keep in memory; gpu: keep them on the GPU
+                                       # and make whole noisy batches there (num_worker_per_gpu: 0)
     repeat: 100                        # epoch = repeat x images (or BasicSR's dataset_enlarge_ratio)
     noise_seed: 0                      # val/test: fixed noise per image
 
@@ -37,10 +38,11 @@ from torch.utils.data import Dataset
 
 from basicsr.utils.registry import DATASET_REGISTRY
 
-logger = logging.getLogger(__name__)
-
+from .device_cache import DevicePatchSampler, cache_device, check_cache_options
 from .imageio import add_fixed_noise, list_images, read_image
 from .sr_dataset import _folders, _int_opt, augment, resolve_phase, to_tensor, train_options
+
+logger = logging.getLogger(__name__)
 
 
 @DATASET_REGISTRY.register()
@@ -70,8 +72,10 @@ class DenoiseDataset(Dataset):
             self.gt_size, self.use_hflip, self.use_rot, self.repeat = train_options(opt, name)
         else:
             self.gt_size, self.use_hflip, self.use_rot, self.repeat = None, False, False, 1
-        self.cache = bool(opt.get('cache', True))
+        cache = check_cache_options(opt, name)
+        self.cache = bool(cache)
         self._imgs = None
+        self._device_sampler = None
         if self.cache:
             imgs = [read_image(p, 'gray') for p in self.gt_paths]
             keep = list(range(len(imgs)))
@@ -84,6 +88,10 @@ class DenoiseDataset(Dataset):
                     raise ValueError(f'{name}: every image is smaller than gt_size={self.gt_size}')
             self._imgs = [imgs[i] for i in keep]
             self.gt_paths = [self.gt_paths[i] for i in keep]
+        if cache == 'gpu' and self.phase == 'train':
+            self._device_sampler = DevicePatchSampler({'gt': (self._imgs, 1)}, self.gt_size, self.use_hflip,
+                                                      self.use_rot, cache_device(name))
+            self._imgs = None
 
     def _load(self, i: int) -> np.ndarray:
         img = read_image(self.gt_paths[i], 'gray')
@@ -95,7 +103,18 @@ class DenoiseDataset(Dataset):
     def __len__(self) -> int:
         return len(self.gt_paths) * self.repeat
 
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A batch: with ``cache: gpu`` made on the device in one go (fresh noise there), else item by item."""
+        if self._device_sampler is None:
+            return [self[i] for i in indices]
+        gt = self._device_sampler.sample(indices)['gt']
+        lq = gt + torch.randn_like(gt) * (self.sigma / 255.)
+        paths = [self.gt_paths[i % len(self.gt_paths)] for i in indices]
+        return [{'lq': a, 'gt': b, 'lq_path': p, 'gt_path': p} for a, b, p in zip(lq.unbind(0), gt.unbind(0), paths)]
+
     def __getitem__(self, index: int) -> dict:
+        if self._device_sampler is not None:
+            return self.__getitems__([index])[0]
         i = index % len(self.gt_paths)
         clean = self._imgs[i] if self.cache else self._load(i)
         path = self.gt_paths[i]

@@ -10,7 +10,9 @@ YAML example (``datasets: train:``)::
     gt_size: 96                               # HR patch size (train only; multiple of scale)
     use_hflip: true
     use_rot: true
-    cache: true                               # decode everything (and make LR) once, keep in memory
+    cache: true                               # decode everything (and make LR) once, keep in memory;
+                                              # gpu: keep it on the GPU and make whole batches there
+                                              # (with num_worker_per_gpu: 0; see data/device_cache.py)
     repeat: 10                                # epoch = repeat x images (BasicSR's dataset_enlarge_ratio works too, in its sampler)
 
 ``phase`` is set by BasicSR (``train`` / ``val``); ``test`` behaves as ``val``.
@@ -31,9 +33,10 @@ from torch.utils.data import Dataset
 
 from basicsr.utils.registry import DATASET_REGISTRY
 
-logger = logging.getLogger(__name__)
-
+from .device_cache import DevicePatchSampler, cache_device, check_cache_options
 from .imageio import list_images, load_sr_pair, match_lr_files
+
+logger = logging.getLogger(__name__)
 
 
 def _folders(opt: dict, key: str, required: bool, dataset: str) -> list[str]:
@@ -146,8 +149,10 @@ class SRBicubicDataset(Dataset):
                 raise ValueError(f'{name}: option gt_size={self.gt_size} must be a multiple of scale={self.scale}')
         else:
             self.gt_size, self.use_hflip, self.use_rot, self.repeat = None, False, False, 1
-        self.cache = bool(opt.get('cache', True))
+        cache = check_cache_options(opt, name)
+        self.cache = bool(cache)
         self._pairs = None
+        self._device_sampler = None
         if self.cache:
             pairs = [load_sr_pair(g, l, self.scale) for g, l in zip(self.gt_paths, self.lq_paths)]
             keep = list(range(len(pairs)))
@@ -162,6 +167,11 @@ class SRBicubicDataset(Dataset):
             self._pairs = [pairs[i] for i in keep]
             self.gt_paths = [self.gt_paths[i] for i in keep]
             self.lq_paths = [self.lq_paths[i] for i in keep]
+        if cache == 'gpu' and self.phase == 'train':
+            kinds = {'lq': ([lr for lr, _ in self._pairs], 1), 'gt': ([hr for _, hr in self._pairs], self.scale)}
+            self._device_sampler = DevicePatchSampler(kinds, self.gt_size // self.scale, self.use_hflip,
+                                                      self.use_rot, cache_device(name))
+            self._pairs = None
 
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         lr, hr = load_sr_pair(self.gt_paths[i], self.lq_paths[i], self.scale)
@@ -173,7 +183,21 @@ class SRBicubicDataset(Dataset):
     def __len__(self) -> int:
         return len(self.gt_paths) * self.repeat
 
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A batch: with ``cache: gpu`` made on the device in one go, else item by item."""
+        if self._device_sampler is None:
+            return [self[i] for i in indices]
+        batch = self._device_sampler.sample(indices)
+        paths = [(self._lq_path(i % len(self.gt_paths)), self.gt_paths[i % len(self.gt_paths)]) for i in indices]
+        return [{'lq': lq, 'gt': gt, 'lq_path': lq_path, 'gt_path': gt_path}
+                for lq, gt, (lq_path, gt_path) in zip(batch['lq'].unbind(0), batch['gt'].unbind(0), paths)]
+
+    def _lq_path(self, i: int) -> str:
+        return self.lq_paths[i] if self.lq_paths[i] is not None else self.gt_paths[i]
+
     def __getitem__(self, index: int) -> dict:
+        if self._device_sampler is not None:
+            return self.__getitems__([index])[0]
         i = index % len(self.gt_paths)
         lr, hr = self._pairs[i] if self.cache else self._load(i)
         if self.phase == 'train':
@@ -183,5 +207,4 @@ class SRBicubicDataset(Dataset):
             lr = lr[top:top + lq_size, left:left + lq_size]
             hr = hr[top * s:(top + lq_size) * s, left * s:(left + lq_size) * s]
             lr, hr = augment([lr, hr], self.use_hflip, self.use_rot)
-        lq_path = self.lq_paths[i] if self.lq_paths[i] is not None else self.gt_paths[i]
-        return {'lq': to_tensor(lr), 'gt': to_tensor(hr), 'lq_path': lq_path, 'gt_path': self.gt_paths[i]}
+        return {'lq': to_tensor(lr), 'gt': to_tensor(hr), 'lq_path': self._lq_path(i), 'gt_path': self.gt_paths[i]}
