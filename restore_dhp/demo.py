@@ -305,18 +305,18 @@ def device_label(meas) -> str:
 
 
 # display format of each numeric column: fixed decimals, thousands separators
-COLUMN_FORMATS = {'GFLOPs (128×128 input)': '{:,.2f}', 'FLOPs (% of baseline)': '{:.1f}', 'Parameters': '{:,}',
+COLUMN_FORMATS = {'GFLOPs (128×128)': '{:,.2f}', 'FLOPs (% of baseline)': '{:.1f}', 'Parameters': '{:,}',
                   'Runtime (ms)': '{:,.1f}', 'Peak memory (MB)': '{:,.1f}', 'PSNR-Y (dB)': '{:.2f}',
                   'SSIM-Y': '{:.4f}', 'PSNR (dB)': '{:.2f}', 'SSIM': '{:.4f}'}
 SCORE_COLUMNS = {'sr': ('PSNR-Y (dB)', 'SSIM-Y', 'psnr_y', 'ssim_y'), 'denoise': ('PSNR (dB)', 'SSIM', 'psnr', 'ssim')}
 
 
 def table_columns(task: str, scored: bool) -> list[str]:
-    cols = ['Model', 'GFLOPs (128×128 input)', 'FLOPs (% of baseline)', 'Parameters', 'Runtime (ms)',
+    cols = ['Model', 'GFLOPs (128×128)', 'FLOPs (% of baseline)', 'Parameters', 'Runtime (ms)',
             'Peak memory (MB)']
     if scored:
         cols += list(SCORE_COLUMNS[task][:2])
-    return cols + ['Device']
+    return cols
 
 
 def format_cell(column: str, value) -> str:
@@ -328,9 +328,10 @@ def format_cell(column: str, value) -> str:
 
 
 def measurement_note(meas, repeats: int) -> str:
-    """What the runtime and memory columns hold, in words, from the measurement itself."""
-    return (f'Runtime: the forward pass on this request\'s network input only (no decoding or conversion), '
-            f'median of {repeats} run(s) after a warm-up. How time and peak memory were measured: {meas.method}.')
+    """Where and how the runtime and memory columns were measured, in words, from the measurement itself."""
+    return (f'Measured on {device_label(meas)}. Runtime: the forward pass on this request\'s network input only '
+            f'(no decoding or conversion), median of {repeats} run(s) after a warm-up. How time and peak memory '
+            f'were measured: {meas.method}.')
 
 
 _RUN_LOCK = threading.Lock()  # one request at a time on the models: honest timings, bounded memory
@@ -372,10 +373,10 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
             y = lm.model(prep.x)                      # the output; doubles as the warm-up run
             meas = measure(lm.model, prep.x, repeats=repeats, warmup=0)
             out = tensor_to_image(y)
-            row = {'Model': lm.name, 'GFLOPs (128×128 input)': lm.gflops,
+            row = {'Model': lm.name, 'GFLOPs (128×128)': lm.gflops,
                    'FLOPs (% of baseline)': 100 * lm.flops_ratio, 'Parameters': int(lm.params),
                    'Runtime (ms)': meas.median_ms, 'Peak memory (MB)': meas.peak_memory_mb,
-                   'Device': device_label(meas)}
+                   'Device': device_label(meas)}  # shown once, in the measurement note
             if scored:
                 met = _metrics(task, out, prep.reference, TASKS[task].scale)
                 row[psnr_col], row[ssim_col] = met[psnr_key], met[ssim_key]
