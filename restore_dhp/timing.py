@@ -19,6 +19,7 @@ requests give identical figures.  ONNX Runtime allocates outside torch: its memo
 from __future__ import annotations
 
 import multiprocessing
+import os
 import platform
 import statistics
 import time
@@ -161,13 +162,17 @@ def measure_checkpoint(path: str, inputs: list[np.ndarray], device: str, repeats
     return {'runtime_ms': float(np.mean([p['median_ms'] for p in per_image])),
             'peak_memory_mb': (max(peaks) / 2**20) if peaks else None, 'deployed': model.describe(),
             'backend': backend, 'precision': precision, 'device': m.device, 'device_name': m.device_name,
-            'threads': m.threads, 'method': m.method, 'per_image': per_image}
+            'threads': m.threads, 'method': m.method, 'pid': os.getpid(), 'per_image': per_image}
 
 
 def measure_checkpoint_isolated(path: str, inputs: list[np.ndarray], device: str, repeats: int, warmup: int,
                                 backend: str = 'fused', precision: str = 'fp32',
                                 threads: int | None = None) -> dict:
-    """:func:`measure_checkpoint` in a fresh interpreter (multiprocessing ``spawn``); errors are re-raised here."""
+    """:func:`measure_checkpoint` in a fresh interpreter (multiprocessing ``spawn``); errors are re-raised here.
+
+    ``threads`` defaults to this process's torch thread count (a fresh interpreter would take all cores).
+    """
+    threads = threads or torch.get_num_threads()
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context('spawn')) as pool:
         return pool.submit(measure_checkpoint, path, inputs, device, repeats, warmup, backend, precision,
                            threads).result()

@@ -15,11 +15,13 @@ case $BUDGET in cpu) PARALLEL=${PARALLEL:-0} ;; gpu) PARALLEL=${PARALLEL:-1} ;;
   *) echo "BUDGET must be cpu or gpu, got '$BUDGET'" >&2; exit 2 ;; esac
 runs=("$@")
 stage2=()
-if [ ${#runs[@]} -eq 0 ]; then
-  runs=(dncnn_s70_baseline srresnet_x4_baseline dncnn_s70_dhp60 dncnn_s70_dhp40 dncnn_s70_dhp20
-        srresnet_x4_dhp60 srresnet_x4_dhp40 srresnet_x4_dhp20)
-  [ "$BUDGET" = gpu ] && stage2=(dncnn_s70_baseline_bnfreeze dncnn_s70_dhp60_bnfreeze dncnn_s70_dhp40_bnfreeze
-                                 dncnn_s70_dhp20_bnfreeze)
+if [ ${#runs[@]} -eq 0 ]; then  # the catalogue's runs (restore_dhp/catalogue.py), baselines first
+  listed=$($PY -m restore_dhp.catalogue runs) || exit 2
+  mapfile -t runs <<< "$listed"
+  if [ "$BUDGET" = gpu ]; then
+    listed=$($PY -m restore_dhp.catalogue runs --task denoise --suffix _bnfreeze) || exit 2
+    mapfile -t stage2 <<< "$listed"
+  fi
 fi
 for run in "${runs[@]}" "${stage2[@]}"; do
   [ -f "options/train/${run}_${BUDGET}.yml" ] || { echo "no option file options/train/${run}_${BUDGET}.yml" >&2; exit 2; }

@@ -12,6 +12,7 @@ option file of each run (data, iterations, lambda), the BasicSR training log
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import statistics
@@ -20,14 +21,11 @@ from datetime import datetime
 
 import yaml
 
+from restore_dhp.catalogue import TASKS, VARIANTS
+from restore_dhp.checkpoint import read_metadata
+from restore_dhp.complexity import checkpoint_complexity
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import restore_dhp  # noqa: E402,F401
-from restore_dhp.checkpoint import read_metadata  # noqa: E402
-from restore_dhp.complexity import checkpoint_complexity  # noqa: E402
-
-MODELS = [f'{arch}_{kind}' for arch in ('srresnet_x4', 'dncnn_s70') for kind in ('baseline', 'dhp60', 'dhp40', 'dhp20')]
 
 
 def wall_time(experiment: str) -> str:
@@ -152,7 +150,6 @@ BAND_BELOW, BAND_ABOVE = 0.05, 0.03  # the quality bar: FLOPs ratio within [targ
 
 def observations(task: str) -> str:
     """Pruning cost measured here next to the paper's, and the FLOPs-ratio band, computed from report.json."""
-    import json
     path = os.path.join(ROOT, 'reports', task, 'report.json')
     if not os.path.exists(path):
         return ''
@@ -201,20 +198,20 @@ def report_blocks(task: str) -> str:
     return text.replace('\n## ', '\n#### ').strip()
 
 
-def shipped_option(arch: str) -> dict:
-    """The option file that trained weights/<arch>_baseline.safetensors (named in its metadata)."""
-    info = read_metadata(os.path.join(ROOT, 'weights', f'{arch}_baseline.safetensors'))['info']
+def shipped_option(task: str) -> dict:
+    """The option file that trained the task's shipped baseline (named in its metadata)."""
+    info = read_metadata(os.path.join(ROOT, 'weights', TASKS[task].filename('baseline')))['info']
     return yaml.safe_load(open(os.path.join(ROOT, 'options', 'train', f"{info['experiment']}.yml")))
 
 
 def budgets() -> str:
     """'<data> (<task>, <iterations> iterations at batch <b>)' per architecture, read from the shipped option files."""
     parts = []
-    for arch, task in (('srresnet_x4', 'SR'), ('dncnn_s70', 'denoising')):
-        opt = shipped_option(arch)
+    for task, words in (('sr', 'SR'), ('denoise', 'denoising')):
+        opt = shipped_option(task)
         data = opt['datasets']['train']
         data_name = {'T91+BSD200': 'the "291" set'}.get(data['name'], data['name'])
-        parts.append(f"{data_name} ({task}, {opt['train']['total_iter']:,} iterations at batch "
+        parts.append(f"{data_name} ({words}, {opt['train']['total_iter']:,} iterations at batch "
                      f"{data['batch_size_per_gpu']}, patch {data['gt_size']})")
     return ' or '.join(parts)
 
@@ -285,13 +282,11 @@ a better baseline (BSD68 24.16 dB) but DHP-60/40/20 models that broke on bright 
 same way, worse (test002: 9.99 dB for DHP-40 against 25.27 dB for the baseline; BSD68 means
 23.65/22.20/22.09 dB), and was not shipped.
 """.format(budgets=budgets())]
-    for task, title, prefix in (('sr', 'Super-resolution ×4: SRResNet', 'srresnet'),
-                                ('denoise', 'Denoising σ=70: DnCNN', 'dncnn')):
+    for task, title in (('sr', 'Super-resolution ×4: SRResNet'), ('denoise', 'Denoising σ=70: DnCNN')):
         parts.append(f'## {title}\n')
-        for name in MODELS:
-            if name.startswith(prefix):
-                block = section(name)
-                parts.append(block if block else f'### `{name}`\n\nnot trained yet.')
+        for name in (TASKS[task].run_name(v) for v in VARIANTS):
+            block = section(name)
+            parts.append(block if block else f'### `{name}`\n\nnot trained yet.')
         parts.append(f'### Cost of pruning in this budget (computed from `reports/{task}/report.json`)\n\n'
                      f'{observations(task)}')
         parts.append(f'### Measured (from `reports/{task}/report.md`)\n\n{report_blocks(task)}')
