@@ -31,10 +31,11 @@ from . import reporting
 from .catalogue import TASKS, default_weights
 from .checkpoint import CheckpointError, load_compact
 from .deploy import BACKENDS, DeployError, ort, prepare
-from .evaluation import EvaluationError, describe_checkpoint, evaluate, evaluate_floor, load_set, model_input
+from .evaluation import (EvaluationError, describe_checkpoint, evaluate, evaluate_floor, load_set,
+                         measure_checkpoint, measure_checkpoint_isolated, model_input)
 from .metrics import lpips_metric
 from .run_model import resolve_device
-from .timing import device_name, measure_checkpoint, measure_checkpoint_isolated
+from .timing import device_name
 
 EXIT_ERROR = 2
 EXACT_BACKENDS = [b for b in BACKENDS if b != 'onnxruntime' or ort is not None]  # all fp32

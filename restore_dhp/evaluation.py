@@ -8,11 +8,16 @@
 * :func:`evaluate` -- a model on several sets; :func:`evaluate_floor` -- the trivial floor (MATLAB
   bicubic for SR, the noisy input for denoising).
 * :func:`describe_checkpoint` -- what a checkpoint says about itself, with its label and complexity.
+* :func:`measure_checkpoint` / :func:`measure_checkpoint_isolated` -- runtime and memory of a
+  checkpoint's deployed form on a list of inputs (:func:`restore_dhp.timing.measure`), in this
+  process or in a fresh one (multiprocessing ``spawn``), so one model's allocations cannot hide another's.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -21,11 +26,13 @@ from basicsr.utils.matlab_functions import imresize
 from tqdm import tqdm
 
 from .catalogue import model_label
-from .checkpoint import read_metadata
+from .checkpoint import load_compact, read_metadata
 from .complexity import metadata_complexity
 from .data import testsets
+from .deploy import prepare
 from .metrics import denoise_metrics, sr_metrics
 from .run_model import forward_tiled
+from .timing import measure
 
 EVAL_OVERLAP = 32  # input pixels of context around each tile when evaluating in tiles
 
@@ -120,3 +127,32 @@ def evaluate_floor(task: str, sets: dict, scale: int, lpips_fn, quiet: bool) -> 
                                       disable=quiet, file=sys.stderr)]
         results[set_name] = summarise(per_image)
     return results
+
+
+def measure_checkpoint(path: str, inputs: list[np.ndarray], device: str, repeats: int, warmup: int,
+                       backend: str = 'fused', precision: str = 'fp32', threads: int | None = None) -> dict:
+    """Time one checkpoint's deployed form on each input; the per-image measurements and their summary."""
+    model = prepare(load_compact(path, device), device, backend, precision, threads)
+    per_image = []
+    for x_np in inputs:
+        m = measure(model, torch.from_numpy(x_np).to(device), repeats=repeats, warmup=warmup)
+        per_image.append({'size': list(x_np.shape[2:]), 'median_ms': m.median_ms, 'mean_ms': m.mean_ms,
+                          'runs_ms': m.runs_ms, 'peak_memory_bytes': m.peak_memory_bytes})
+    peaks = [p['peak_memory_bytes'] for p in per_image if p['peak_memory_bytes'] is not None]
+    return {'runtime_ms': float(np.mean([p['median_ms'] for p in per_image])),
+            'peak_memory_mb': (max(peaks) / 2**20) if peaks else None, 'deployed': model.describe(),
+            'backend': backend, 'precision': precision, 'device': m.device, 'device_name': m.device_name,
+            'threads': m.threads, 'method': m.method, 'pid': os.getpid(), 'per_image': per_image}
+
+
+def measure_checkpoint_isolated(path: str, inputs: list[np.ndarray], device: str, repeats: int, warmup: int,
+                                backend: str = 'fused', precision: str = 'fp32',
+                                threads: int | None = None) -> dict:
+    """:func:`measure_checkpoint` in a fresh interpreter (multiprocessing ``spawn``); errors are re-raised here.
+
+    ``threads`` defaults to this process's torch thread count (a fresh interpreter would take all cores).
+    """
+    threads = threads or torch.get_num_threads()
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context('spawn')) as pool:
+        return pool.submit(measure_checkpoint, path, inputs, device, repeats, warmup, backend, precision,
+                           threads).result()

@@ -4,9 +4,8 @@
   (median and mean), then peak memory from one more forward.
 * :func:`measure_side_by_side` -- several models on one input, interleaved: each round runs every
   model once (order rotated), so drift in clock speed or load hits all of them alike.
-* :func:`measure_checkpoint` / :func:`measure_checkpoint_isolated` -- a checkpoint in its deployed
-  form on a list of inputs, in this process or in a fresh one (multiprocessing ``spawn``), so one
-  model's allocations cannot hide another's.
+  (:func:`restore_dhp.evaluation.measure_checkpoint` applies :func:`measure` to a checkpoint's
+  deployed form, in this process or a fresh one.)
 
 Time: CUDA events around each run (synchronised) on a GPU; ``time.perf_counter`` on the CPU, with
 the thread count recorded.  Memory: the weights as held for inference + the input + the peak of what
@@ -18,21 +17,13 @@ requests give identical figures.  ONNX Runtime allocates outside torch: its memo
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
 import platform
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from torch import nn
 from torch.profiler import ProfilerActivity, profile
-
-from .checkpoint import load_compact
-from .deploy import DeployedModel, prepare
 
 METHOD_CPU = ('CPU wall time (perf_counter); memory: weights + input + peak allocated by the forward '
               '(torch.profiler allocator events)')
@@ -64,8 +55,8 @@ def device_name(device: torch.device) -> str:
 
 
 def weight_bytes(model) -> int:
-    """Bytes of the weights as the model holds them for inference."""
-    if isinstance(model, DeployedModel):
+    """Bytes of the weights as the model holds them for inference (a deployed model states them)."""
+    if hasattr(model, 'weight_bytes'):
         return model.weight_bytes
     return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
 
@@ -82,7 +73,7 @@ def measure(model, x: torch.Tensor, repeats: int = 5, warmup: int = 2) -> Measur
         model(x)
     runs = [_time_one(model, x) for _ in range(repeats)]
     cuda = x.device.type == 'cuda'
-    onnx = isinstance(model, DeployedModel) and model.backend == 'onnxruntime'
+    onnx = getattr(model, 'backend', None) == 'onnxruntime'
     if cuda:
         peak, method = _cuda_peak_bytes(model, x), METHOD_CUDA
     elif onnx:
@@ -145,34 +136,3 @@ def _cpu_peak_bytes(model, x: torch.Tensor) -> int | None:
         running += e.nbytes()
         peak = max(peak, running)
     return weight_bytes(model) + x.numel() * x.element_size() + peak
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def measure_checkpoint(path: str, inputs: list[np.ndarray], device: str, repeats: int, warmup: int,
-                       backend: str = 'fused', precision: str = 'fp32', threads: int | None = None) -> dict:
-    """Time one checkpoint's deployed form on each input; the per-image measurements and their summary."""
-    model = prepare(load_compact(path, device), device, backend, precision, threads)
-    per_image = []
-    for x_np in inputs:
-        x = torch.from_numpy(x_np).to(device)
-        m = measure(model, x, repeats=repeats, warmup=warmup)
-        per_image.append({'size': list(x_np.shape[2:]), 'median_ms': m.median_ms, 'mean_ms': m.mean_ms,
-                          'runs_ms': m.runs_ms, 'peak_memory_bytes': m.peak_memory_bytes})
-    peaks = [p['peak_memory_bytes'] for p in per_image if p['peak_memory_bytes'] is not None]
-    return {'runtime_ms': float(np.mean([p['median_ms'] for p in per_image])),
-            'peak_memory_mb': (max(peaks) / 2**20) if peaks else None, 'deployed': model.describe(),
-            'backend': backend, 'precision': precision, 'device': m.device, 'device_name': m.device_name,
-            'threads': m.threads, 'method': m.method, 'pid': os.getpid(), 'per_image': per_image}
-
-
-def measure_checkpoint_isolated(path: str, inputs: list[np.ndarray], device: str, repeats: int, warmup: int,
-                                backend: str = 'fused', precision: str = 'fp32',
-                                threads: int | None = None) -> dict:
-    """:func:`measure_checkpoint` in a fresh interpreter (multiprocessing ``spawn``); errors are re-raised here.
-
-    ``threads`` defaults to this process's torch thread count (a fresh interpreter would take all cores).
-    """
-    threads = threads or torch.get_num_threads()
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context('spawn')) as pool:
-        return pool.submit(measure_checkpoint, path, inputs, device, repeats, warmup, backend, precision,
-                           threads).result()

@@ -11,8 +11,8 @@ import restore_dhp  # noqa: F401
 from restore_dhp.archs.dncnn_arch import DnCNNCompact
 from restore_dhp.checkpoint import save_compact
 from restore_dhp.deploy import prepare
-from restore_dhp.timing import (METHOD_CPU, METHOD_CPU_NO_MEMORY, measure, measure_checkpoint,
-                                measure_checkpoint_isolated, measure_side_by_side, weight_bytes)
+from restore_dhp.evaluation import measure_checkpoint, measure_checkpoint_isolated
+from restore_dhp.timing import METHOD_CPU, METHOD_CPU_NO_MEMORY, measure, measure_side_by_side, weight_bytes
 
 
 def _model(width: int = 16) -> DnCNNCompact:
