@@ -38,7 +38,13 @@ from .run_model import resolve_device
 from .timing import device_name
 
 EXIT_ERROR = 2
-EXACT_BACKENDS = [b for b in BACKENDS if b != 'onnxruntime' or ort is not None]  # all fp32
+
+
+def default_backends(device: str) -> list[str]:
+    """Every exact (fp32) backend that can run on ``device`` here."""
+    providers = ort.get_available_providers() if ort is not None else []
+    usable = 'CUDAExecutionProvider' in providers if device == 'cuda' else ort is not None
+    return [b for b in BACKENDS if b != 'onnxruntime' or usable]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--weights', nargs='+', help='compact checkpoints (default: the catalogue\'s, under weights/)')
     p.add_argument('--sets', nargs='+', help='test sets (default: Set5 Set14 B100 for sr, BSD68 for denoise)')
     p.add_argument('--out', help='output folder (default: reports/<task>)')
-    p.add_argument('--backends', nargs='+', choices=BACKENDS, default=EXACT_BACKENDS,
-                   help=f'deployed forms to time, all fp32 (default: {" ".join(EXACT_BACKENDS)})')
+    p.add_argument('--backends', nargs='+', choices=BACKENDS,
+                   help='deployed forms to time, all fp32 (default: every one that runs on the device here)')
     p.add_argument('--repeats', type=int, default=5, help='timed runs per image (median taken; default 5)')
     p.add_argument('--warmup', type=int, default=2, help='untimed warm-up runs per image (default 2)')
     p.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
@@ -125,6 +131,7 @@ def run(args) -> dict:
         raise EvaluationError('no checkpoints: pass --weights, or put the catalogue\'s files in weights/ '
                               f'({TASKS[args.task].filename("baseline")}, ...)')
     device = str(resolve_device(args.device))
+    args.backends = args.backends or default_backends(device)
     rows = [describe_checkpoint(p) for p in weights]
     for row in rows:
         if row['task'] != args.task:

@@ -37,6 +37,7 @@ from .timing import device_name, measure_side_by_side
 
 DEFAULT_SIZES = {'sr': ['64x64', '170x256'], 'denoise': ['128x128', '321x481']}
 TARGET_EFFICIENCY = {'cpu': 0.9, 'cuda': None}
+PROFILE_ROWS = 20  # slowest nodes listed per model in --profile
 
 
 @dataclass
@@ -232,22 +233,33 @@ def profile_layers(entry: Entry, size, args) -> list[str]:
     timer = _LayerTimer(fused)
     for _ in range(args.repeats):
         timer.run(x.to(memory_format=torch.channels_last))
-    total = sum(timer.ms.values())
+    total = sum(timer.ms.values()) / args.repeats
     modules = dict(fused.named_modules())
     head = f'{"node":<26}{"op":<24}{"output":>22}{"MMAC":>9}{"ms":>9}{"share":>8}{"GMAC/s":>8}'
     lines = ['', f'{entry.label}: per layer, fused fp32 channels_last, {device_name(torch.device("cpu"))}, '
-             f'input {tuple(x.shape)}, mean of {args.repeats} runs (sum {total / args.repeats:.2f} ms)',
-             head, '-' * len(head)]
-    for name, ms in sorted(timer.ms.items(), key=lambda kv: -kv[1]):
+             f'input {tuple(x.shape)}, mean of {args.repeats} runs (sum {total:.2f} ms); the {PROFILE_ROWS} '
+             'slowest nodes, then every op kind in total', head, '-' * len(head)]
+    by_op: dict[str, list[float]] = {}
+    for rank, (name, ms) in enumerate(sorted(timer.ms.items(), key=lambda kv: -kv[1])):
         target, shape = timer.shapes[name]
         module = modules.get(target) if isinstance(target, str) else None
         macs = _conv_macs(module, shape) if isinstance(module, nn.Conv2d) else 0
         op = type(module).__name__ if module is not None else str(target)
         ms /= args.repeats
-        rate = f'{macs / ms / 1e6:>8.1f}' if macs else f'{"":>8}'
-        lines.append(f'{name[:25]:<26}{op[:23]:<24}{str(shape[1:]):>22}{macs / 1e6:>9.1f}{ms:>9.3f}'
-                     f'{ms / (total / args.repeats):>8.1%}{rate}')
+        kind = by_op.setdefault(op, [0.0, 0.0, 0])
+        kind[0], kind[1], kind[2] = kind[0] + ms, kind[1] + macs, kind[2] + 1
+        if rank < PROFILE_ROWS:
+            lines.append(f'{name[:25]:<26}{op[:23]:<24}{str(shape[1:]):>22}{macs / 1e6:>9.1f}{ms:>9.3f}'
+                         f'{ms / total:>8.1%}{_rate(macs, ms)}')
+    lines.append('')
+    for op, (ms, macs, count) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f'{"all " + op:<26}{f"{count} nodes":<24}{"":>22}{macs / 1e6:>9.1f}{ms:>9.3f}'
+                     f'{ms / total:>8.1%}{_rate(macs, ms)}')
     return lines
+
+
+def _rate(macs: float, ms: float) -> str:
+    return f'{macs / ms / 1e6:>8.1f}' if macs else f'{"":>8}'
 
 
 def _conv_macs(conv: nn.Conv2d, out_shape: tuple) -> int:

@@ -199,7 +199,7 @@ def test_speedup_checkpoints_and_profile(sr_weights, capsys):
     assert 'Baseline ' in text and 'DHP-40 ' in text and 'onnxruntime fp32' in text
     assert speedup_main(['--weights', sr_weights[1], '--sizes', '12', '--repeats', '1', '--profile']) == 0
     text = capsys.readouterr().out
-    assert 'per layer' in text and 'convs_tail' in text.replace('.', '_') and 'ShuffleNHWC' in text
+    assert 'per layer' in text and 'all Conv2d' in text and 'all ShuffleNHWC' in text and 'all PReLU' in text
     with pytest.raises(SystemExit):
         speedup_main(['--weights', *sr_weights, '--precisions', 'fp16'])
     assert 'CUDA only' in capsys.readouterr().err
