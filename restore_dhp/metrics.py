@@ -18,10 +18,21 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Callable
 
 import cv2
 import numpy as np
+import torch
+import torchvision
+
+from .data.imageio import to_rgb3
+
+try:
+    import lpips
+    _LPIPS_IMPORT_ERROR = None
+except Exception as e:  # pragma: no cover - depends on environment; LPIPS is an optional column
+    lpips, _LPIPS_IMPORT_ERROR = None, e
 
 logger = logging.getLogger(__name__)
 
@@ -146,15 +157,13 @@ ALEXNET_WEIGHTS = 'alexnet-owt-7be5be79.pth'
 
 
 def _alexnet_cache_path() -> str:
-    import torch
     return os.path.join(torch.hub.get_dir(), 'checkpoints', ALEXNET_WEIGHTS)
 
 
 def lpips_unavailable_reason() -> str | None:
     """``None`` if LPIPS can be built offline, else one line saying why not."""
-    try:
-        import lpips  # noqa: F401
-    except Exception as e:  # pragma: no cover - depends on environment
+    if lpips is None:
+        e = _LPIPS_IMPORT_ERROR
         return f'LPIPS column left out: the lpips package is not importable ({e.__class__.__name__}: {e}).'
     lin = os.path.join(os.path.dirname(lpips.__file__), 'weights', 'v0.1', 'alex.pth')
     if not os.path.isfile(lin):
@@ -176,11 +185,7 @@ class LPIPS:
         reason = lpips_unavailable_reason()
         if reason is not None:
             raise RuntimeError(reason)
-        import lpips
-        import torch
-        import torchvision
         # Build with a random backbone (no download), then load the cached AlexNet weights ourselves.
-        import warnings
         with warnings.catch_warnings():  # torchvision's 'pretrained' deprecation notices
             warnings.simplefilter('ignore', UserWarning)
             self.model = lpips.LPIPS(net='alex', version='0.1', pnet_rand=True, verbose=False)
@@ -196,9 +201,6 @@ class LPIPS:
         self.model.to(device).eval()
 
     def __call__(self, output_u8: np.ndarray, ref_u8: np.ndarray) -> float:
-        import torch
-        from restore_dhp.data.imageio import to_rgb3
-
         def t(x):
             x = to_rgb3(np.asarray(x))
             return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float().div(127.5).sub(1)[None]
