@@ -11,7 +11,8 @@ Backends (``backend=``):
   (exact: computed in float64, then cast), run in ``channels_last`` on the CPU (measured faster
   there for both architectures: ``python -m restore_dhp.speedup --backends eager fused``), with each
   pixel shuffle that follows a conv turned into a block copy by reordering that conv's output
-  channels.  On CUDA the forward of each input shape is captured once as a CUDA graph and replayed;
+  channels.  On CUDA the forward of each input shape is captured once as a CUDA graph and replayed
+  (the last 16 shapes are kept), with ``torch.backends.cudnn.benchmark`` turned on (process-wide);
   a new shape is captured again, and a forward that cannot be captured runs eagerly after a
   one-time warning.
 * ``'onnxruntime'`` -- the network exported to ONNX (:mod:`restore_dhp.export`) and run by ONNX
@@ -309,5 +310,6 @@ def _torch_runner(source: nn.Module, device: torch.device, backend: str, dtype: 
     module = module.to(device=device, dtype=dtype, memory_format=memory_format)
     layout = 'channels_last' if channels_last else 'NCHW'
     if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # process-wide: each captured shape gets cuDNN's fastest algorithms
         return _CudaGraphRunner(module, dtype, memory_format), layout
     return _TorchRunner(module, dtype, memory_format), layout
