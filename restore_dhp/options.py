@@ -1,15 +1,27 @@
-"""Checks an option file before BasicSR starts, so a bad one fails at once with a message naming the key.
+"""Checks an option file completely before BasicSR starts, so a bad one fails at once, in one line naming the key.
 
-BasicSR accepts any YAML and fails (or silently ignores a typo) much later;
-here unknown keys in the sections we know, wrong types, missing dataset
-folders, unknown registry names and a bad ``dhp`` section are reported first.
+BasicSR accepts any YAML and fails (or silently ignores a typo) much later,
+after it has created the experiments folder; here, before anything is written:
+
+* unknown keys in the sections we know, and in the datasets of our dataset types
+  (each type lists its keys in ``OPTION_KEYS``), with the nearest known key;
+* wrong types, and numbers that YAML reads as text (``lr: 2e-4``: YAML 1.1 needs
+  a dot in a number with an exponent, so BasicSR would get the string ``'2e-4'``);
+* unknown registry names and a bad ``dhp`` section;
+* dataset folders that are missing or hold no images, and files named in
+  ``path`` (``pretrain_network_g``, ``resume_state``) that do not exist.
 """
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
+import re
 
 import yaml
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+
+from .data.imageio import list_images
 
 from .models.dhp_model import OptionError, SearchOptions
 from .models.restoration_model import with_compact_pretrain
@@ -29,6 +41,13 @@ TYPES = {'name': str, 'model_type': str, 'scale': int, 'manual_seed': int, 'trai
          'train.warmup_iter': int, 'train.freeze_bn_iter': int, 'train.ema_decay': (int, float),
          'val.val_freq': (int, float), 'logger.print_freq': int, 'logger.save_checkpoint_freq': (int, float)}
 REQUIRED_TRAIN = ('name', 'model_type', 'network_g', 'datasets', 'train', 'path', 'logger')
+# dataset keys BasicSR itself reads (options parser, build_dataloader, train loop), for every dataset type
+BASICSR_DATASET_KEYS = frozenset({'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu',
+                                  'dataset_enlarge_ratio', 'use_shuffle', 'prefetch_mode', 'num_prefetch_queue',
+                                  'pin_memory', 'persistent_workers'})
+PATH_FILES = ('pretrain_network_g', 'resume_state')
+# a number with an exponent but no dot, which YAML 1.1 (PyYAML, BasicSR) reads as a string
+NUMBER_AS_TEXT = re.compile(r'[-+]?(\d+|\d*\.\d+)[eE][-+]?\d+')
 
 
 def load_yaml(path: str) -> dict:
@@ -66,13 +85,29 @@ def _arch_keys(cls) -> set[str]:
     return keys - {'dhp'}
 
 
-def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None:
-    """Raise :class:`OptionError` naming the first bad key of ``opt`` (``check_paths``: files and folders exist)."""
-    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+def _unknown_key(where: str, key: str, known) -> OptionError:
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    hint = f'; did you mean {close[0]}?' if close else f' (known: {", ".join(sorted(known))})'
+    return OptionError(f'unknown option {where}{key}{hint}')
 
+
+def _check_numbers_as_text(node, where: str = '') -> None:
+    """Reject strings that look like numbers in exponent form anywhere in the options, naming the key."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        name = f'{where}.{key}' if where else str(key)
+        if isinstance(value, str) and NUMBER_AS_TEXT.fullmatch(value.strip()):
+            mantissa, exponent = re.split('[eE]', value.strip())
+            fixed = f'{mantissa if "." in mantissa else mantissa + ".0"}e{exponent}'
+            raise OptionError(f'option {name}: YAML reads {value} as text, not a number '
+                              f'(a number with an exponent needs a dot: write {fixed})')
+        _check_numbers_as_text(value, name)
+
+
+def _check_sections(opt: dict, is_train: bool) -> None:
     unknown = sorted(set(opt) - TOP_LEVEL - {k for k in opt if k.startswith('network_')})
     if unknown:
-        raise OptionError(f'unknown option {unknown[0]}')
+        raise _unknown_key('', unknown[0], TOP_LEVEL)
     for key in REQUIRED_TRAIN if is_train else ('name', 'model_type', 'network_g', 'datasets'):
         if key not in opt:
             raise OptionError(f'option {key} is required')
@@ -86,8 +121,11 @@ def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None
             raise OptionError(f'option {section} must be a mapping')
         for key, value in body.items():
             if key not in known:
-                raise OptionError(f'unknown option {section}.{key}')
+                raise _unknown_key(f'{section}.', key, known)
             _check_type(f'{section}.{key}', value)
+
+
+def _check_network(opt: dict) -> None:
     if opt['model_type'] not in MODEL_REGISTRY._obj_map:
         raise OptionError(f"option model_type: unknown model {opt['model_type']!r}")
     net = opt['network_g']
@@ -100,40 +138,69 @@ def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None
         with_compact_pretrain(opt)  # raises: says what to write instead
     for key in net:
         if key != 'type' and key not in allowed:
-            raise OptionError(f"unknown option network_g.{key} for {net['type']} (known: {', '.join(sorted(allowed))})")
+            raise _unknown_key('network_g.', key, allowed)
+
+
+def _check_training(opt: dict) -> None:
+    try:
+        parse_step_options(opt['train'])
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    if not isinstance(opt['train'].get('total_iter'), int) or opt['train']['total_iter'] < 1:
+        raise OptionError('option train.total_iter must be a positive integer')
+    freeze = opt['train'].get('freeze_bn_iter')
+    if freeze is not None and freeze < 0:
+        raise OptionError(f'option train.freeze_bn_iter must be >= 0 (BatchNorm frozen after that iteration), '
+                          f'got {freeze}')
+    if 'optim_g' not in opt['train'] or 'type' not in opt['train']['optim_g']:
+        raise OptionError('option train.optim_g.type is required')
+    if 'train' not in opt['datasets']:
+        raise OptionError('option datasets.train is required for training')
+
+
+def _check_dataset(phase: str, ds, check_paths: bool) -> None:
+    if not isinstance(ds, dict) or 'type' not in ds:
+        raise OptionError(f'option datasets.{phase}.type is required')
+    if ds['type'] not in DATASET_REGISTRY._obj_map:
+        raise OptionError(f"option datasets.{phase}.type: unknown dataset {ds['type']!r}")
+    known = getattr(DATASET_REGISTRY.get(ds['type']), 'OPTION_KEYS', None)  # only our types list theirs
+    for key, value in ds.items():
+        if known is not None and key not in known | BASICSR_DATASET_KEYS:
+            raise _unknown_key(f'datasets.{phase}.', key, known | BASICSR_DATASET_KEYS)
+        if check_paths and key.startswith('dataroot') and value is not None:
+            for folder in value if isinstance(value, list) else [value]:
+                folder = os.path.expanduser(str(folder))
+                if not os.path.isdir(folder):
+                    raise OptionError(f'option datasets.{phase}.{key}: folder {folder} does not exist '
+                                      '(see README: python -m restore_dhp.prepare_data)')
+                if not list_images(folder):
+                    raise OptionError(f'option datasets.{phase}.{key}: folder {folder} holds no images '
+                                      '(see README: python -m restore_dhp.prepare_data)')
+    for key in ('batch_size_per_gpu', 'num_worker_per_gpu'):
+        if key in ds and (isinstance(ds[key], bool) or not isinstance(ds[key], int) or ds[key] < 0):
+            raise OptionError(f'option datasets.{phase}.{key} must be a non-negative integer, got {ds[key]!r}')
+
+
+def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None:
+    """Raise :class:`OptionError` naming the first bad key of ``opt`` (``check_paths``: files and folders exist)."""
+    _check_numbers_as_text(opt)
+    _check_sections(opt, is_train)
+    if check_paths:
+        for key in PATH_FILES:
+            path = (opt.get('path') or {}).get(key)
+            if path and not os.path.isfile(os.path.expanduser(str(path))):
+                raise OptionError(f'option path.{key}: file {path} does not exist')
+    _check_network(opt)
     if is_train:
-        try:
-            parse_step_options(opt['train'])
-        except ValueError as e:
-            raise OptionError(str(e)) from None
-        if not isinstance(opt['train'].get('total_iter'), int) or opt['train']['total_iter'] < 1:
-            raise OptionError('option train.total_iter must be a positive integer')
-        freeze = opt['train'].get('freeze_bn_iter')
-        if freeze is not None and freeze < 0:
-            raise OptionError(f'option train.freeze_bn_iter must be >= 0 (BatchNorm frozen after that iteration), '
-                              f'got {freeze}')
-        if 'optim_g' not in opt['train'] or 'type' not in opt['train']['optim_g']:
-            raise OptionError('option train.optim_g.type is required')
-        if 'train' not in opt['datasets']:
-            raise OptionError('option datasets.train is required for training')
+        _check_training(opt)
     if opt['model_type'] == 'DHPSearchModel':
         SearchOptions.from_opt(opt.get('dhp'))
     elif 'dhp' in opt:
         raise OptionError(f"option dhp is only used by model_type DHPSearchModel, not {opt['model_type']}")
+    if not isinstance(opt['datasets'], dict):
+        raise OptionError('option datasets must be a mapping of phases (train, val, ...) to datasets')
     for phase, ds in opt['datasets'].items():
-        if not isinstance(ds, dict) or 'type' not in ds:
-            raise OptionError(f'option datasets.{phase}.type is required')
-        if ds['type'] not in DATASET_REGISTRY._obj_map:
-            raise OptionError(f"option datasets.{phase}.type: unknown dataset {ds['type']!r}")
-        for key, value in ds.items():
-            if check_paths and key.startswith('dataroot') and value is not None:
-                for folder in value if isinstance(value, list) else [value]:
-                    if not os.path.isdir(str(folder)):
-                        raise OptionError(f'option datasets.{phase}.{key}: folder {folder} does not exist '
-                                          '(see README: python -m restore_dhp.prepare_data)')
-        for key in ('batch_size_per_gpu', 'num_worker_per_gpu'):
-            if key in ds and (isinstance(ds[key], bool) or not isinstance(ds[key], int) or ds[key] < 0):
-                raise OptionError(f'option datasets.{phase}.{key} must be a non-negative integer, got {ds[key]!r}')
+        _check_dataset(phase, ds, check_paths)
 
 
 def validate_file(path: str, is_train: bool = True, check_paths: bool = True) -> dict:

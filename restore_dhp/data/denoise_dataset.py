@@ -49,6 +49,10 @@ logger = logging.getLogger(__name__)
 class DenoiseDataset(Dataset):
     """Gaussian denoising dataset on gray images; see module docstring for options."""
 
+    #: the option keys this type reads (checked by restore_dhp.options, beside BasicSR's own loader keys)
+    OPTION_KEYS = frozenset({'dataroot_gt', 'sigma', 'noise_seed', 'gt_size', 'use_hflip', 'use_flip', 'use_rot',
+                             'cache', 'repeat'})
+
     def __init__(self, opt: dict):
         super().__init__()
         name = f"DenoiseDataset {opt.get('name', '')}".strip()

@@ -124,6 +124,10 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
 class SRBicubicDataset(Dataset):
     """Bicubic SR dataset (HR folders, optional LR folder); see module docstring for options."""
 
+    #: the option keys this type reads (checked by restore_dhp.options, beside BasicSR's own loader keys)
+    OPTION_KEYS = frozenset({'dataroot_gt', 'dataroot_lq', 'scale', 'gt_size', 'use_hflip', 'use_flip', 'use_rot',
+                             'cache', 'repeat'})
+
     def __init__(self, opt: dict):
         super().__init__()
         name = f"SRBicubicDataset {opt.get('name', '')}".strip()
