@@ -9,7 +9,7 @@ named from its own metadata (:func:`restore_dhp.catalogue.model_label`).
 Quality: every checkpoint on every set (SR: Y-PSNR/SSIM with a ``scale``-pixel border crop and RGB
 PSNR; denoising at ``--sigma`` on fixed noise: PSNR/SSIM; LPIPS only when it can be computed
 offline), plus a floor row (MATLAB bicubic for SR, the noisy input for denoising).  Models run in
-their deployed form (:mod:`restore_dhp.deploy`, the first of ``--backends``).
+their deployed form (:mod:`restore_dhp.deploy`: fused when it is among ``--backends``).
 
 Runtime: ``--warmup`` untimed runs, then the median of ``--repeats`` timed runs per image, averaged
 over the timing set's images (default: Urban100 for SR, BSD68 for denoising, as in the paper, when
@@ -147,8 +147,9 @@ def run(args) -> dict:
         'LPIPS not computed (' + ('--no-lpips' if args.no_lpips else
                                   'not available offline: see the message printed at run time') + ').']
     tile = args.tile or None
+    eval_backend = 'fused' if 'fused' in args.backends else args.backends[0]
     for row in rows:
-        model = prepare(load_compact(row['checkpoint'], device), device, args.backends[0])
+        model = prepare(load_compact(row['checkpoint'], device), device, eval_backend)
         row['metrics'] = evaluate(model, args.task, sets, tile, lpips_fn, row['name'], args.quiet)
         row['evaluated_with'] = model.describe()
     floor = {'name': 'Bicubic' if args.task == 'sr' else 'Noisy input', 'kind': 'floor', 'checkpoint': None,
