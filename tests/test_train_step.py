@@ -37,7 +37,7 @@ def _curve(device, amp=None, capture=None, dhp=False, steps=160, notices=None):
             pruner.proximal_step(optimizer.param_groups[0]['lr'])
             if (i + 1) % 40 == 0:
                 pruner.check()
-        losses.append(loss)
+        losses.append(loss.clone())  # a captured step's loss tensor is rewritten by the next replay
     widths = net.kept_widths() if dhp else None
     return torch.stack(losses).float().cpu(), widths
 
