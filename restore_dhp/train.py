@@ -12,10 +12,14 @@ import argparse
 import os
 import sys
 
+from basicsr.test import test_pipeline
+from basicsr.train import train_pipeline
+
+from ._compat import install_basicsr_cpu_fixes
+from .options import OptionError, validate_file
+
 
 def check_options(argv, is_train: bool) -> int:
-    import restore_dhp  # noqa: F401  (registries)
-    from restore_dhp.options import OptionError, validate_file
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt', required=True)
     args, _ = parser.parse_known_args(argv)
@@ -33,10 +37,6 @@ def run_pipeline(argv, is_train: bool) -> int:
     status = check_options(argv, is_train)
     if status:
         return status
-    from basicsr.test import test_pipeline
-    from basicsr.train import train_pipeline
-
-    from restore_dhp._compat import install_basicsr_cpu_fixes
     install_basicsr_cpu_fixes()
     sys.argv = [sys.argv[0], *argv]
     (train_pipeline if is_train else test_pipeline)(os.getcwd())
