@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Peak memory of ``python -m restore_dhp.infer`` on large images: it should grow with the output, not faster.
+
+Each case runs the real command (decode, tiled restoration into one preallocated 8-bit output, PNG
+encoding) in its own child process; the child's peak resident set size comes from ``wait4``.  A small
+case measures the fixed cost (Python, torch, the model); the table shows how the peak grows beyond it
+next to the output's size in bytes.
+
+    python scripts/benchmark_memory.py                                   # SR x4, DHP-20, 2000² and 4000²
+    python scripts/benchmark_memory.py --weights weights/srresnet_x4_baseline.safetensors --sizes 1000 2000
+
+Target (issue 14): at most 3 GB for a 4000×4000 input with the shipped DHP-20 weights.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from restore_dhp.checkpoint import read_metadata
+from restore_dhp.data.imageio import write_png
+
+REFERENCE_SIDE = 64   # the small case: fixed cost of the process
+
+
+def synthetic_photo(side: int, seed: int = 0) -> np.ndarray:
+    """A smooth RGB image with some texture (compresses like a photo, unlike pure noise)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    base = np.stack([np.sin(6 * xx + 2 * c) * np.cos(4 * yy - c) for c in range(3)], axis=2)
+    texture = rng.normal(0, 0.08, (side // 8 + 1, side // 8 + 1, 3)).repeat(8, 0).repeat(8, 1)[:side, :side]
+    return np.clip((base * 0.4 + 0.5 + texture) * 255, 0, 255).astype(np.uint8)
+
+
+def peak_rss_of(cmd: list[str]) -> tuple[int, float, int]:
+    """(peak RSS in bytes, seconds, exit code) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        sys.stderr.write(proc.stderr.read().decode(errors='replace'))
+    return usage.ru_maxrss * 1024, time.perf_counter() - start, proc.returncode
+
+
+def run_case(weights: str, side: int, scale: int, tile: int, work: Path) -> dict:
+    folder = work / f'in_{side}'
+    folder.mkdir(exist_ok=True)
+    write_png(folder / f'photo_{side}.png', synthetic_photo(side))
+    cmd = [sys.executable, '-m', 'restore_dhp.infer', '--weights', weights, '--input', str(folder),
+           '--output', str(work / f'out_{side}'), '--overwrite', '--quiet', '--device', 'cpu', '--tile', str(tile)]
+    peak, seconds, code = peak_rss_of(cmd)
+    if code:
+        raise SystemExit(f'error: infer failed on the {side}×{side} case (exit {code})')
+    return {'side': side, 'peak': peak, 'seconds': seconds, 'output_bytes': (side * scale) ** 2 * 3}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--weights', default='weights/srresnet_x4_dhp20.safetensors')
+    p.add_argument('--sizes', type=int, nargs='+', default=[2000, 4000], help='input sides in pixels')
+    p.add_argument('--tile', type=int, default=256, help='infer --tile')
+    p.add_argument('--target-gb', type=float, default=3.0, help='peak allowed for the largest case')
+    args = p.parse_args(argv)
+    meta = read_metadata(args.weights)
+    scale = int(meta['scale'])
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = run_case(args.weights, REFERENCE_SIDE, scale, args.tile, Path(tmp))
+        cases = [run_case(args.weights, side, scale, args.tile, Path(tmp)) for side in args.sizes]
+    print(f"{Path(args.weights).name} ({meta['task']} x{scale}), CPU, tile {args.tile}; fixed cost "
+          f"({REFERENCE_SIDE}×{REFERENCE_SIDE} input): {ref['peak'] / 2**20:,.0f} MB peak RSS")
+    print('| input | output (MB, 8-bit RGB) | peak RSS (MB) | above fixed cost (MB) | '
+          'above fixed / output | time (s) |')
+    print('|---|---|---|---|---|---|')
+    for c in cases:
+        extra = c['peak'] - ref['peak']
+        print(f"| {c['side']}×{c['side']} | {c['output_bytes'] / 2**20:,.0f} | {c['peak'] / 2**20:,.0f} | "
+              f"{extra / 2**20:,.0f} | {extra / c['output_bytes']:.2f} | {c['seconds']:,.1f} |")
+    if len(cases) > 1:
+        a, b = cases[-2], cases[-1]
+        growth = (b['peak'] - ref['peak']) / max(a['peak'] - ref['peak'], 1)
+        print(f"growth {a['side']}→{b['side']}: peak above the fixed cost ×{growth:.2f}, "
+              f"output bytes ×{b['output_bytes'] / a['output_bytes']:.2f}")
+    largest = cases[-1]
+    verdict = 'within' if largest['peak'] <= args.target_gb * 1e9 else 'OVER'
+    print(f"largest case {largest['side']}×{largest['side']}: {largest['peak'] / 1e9:.2f} GB, "
+          f"{verdict} the {args.target_gb:g} GB target")
+    return 0 if verdict == 'within' else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
