@@ -131,7 +131,7 @@ def checkpoint_groups(args) -> dict[str, list[Entry]]:
             base = build_plain(arch, None, entries[0].arch_kwargs)
             entries.insert(0, Entry('full width (random weights)', base, base.kept_widths(), True,
                                     base.task, entries[0].arch_kwargs))
-        entries.sort(key=lambda e: not e.is_baseline)
+        entries.sort(key=lambda e: (not e.is_baseline, -flops_at(e, (64, 64))))  # baseline, then widest first
     return groups
 
 
