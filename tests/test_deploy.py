@@ -189,7 +189,8 @@ def test_onnx_bytes_for_every_catalogue_architecture():
 @cuda
 @pytest.mark.parametrize('precision,tol', [('fp32', 1e-2), ('fp16', 5e-2), ('bf16', 2e-1)])
 def test_cuda_fused_graphs_match_eager(precision, tol):
-    model = _small_models()[0].cuda()
+    torch.manual_seed(0)  # default BatchNorm statistics: activations stay in fp16 range (folding is tested above)
+    model = SRResNetCompact(num_blocks=2, num_feat=16, widths={'trunk': 8, 'block00': 5}).eval().cuda()
     x = torch.rand(1, 3, 24, 20, device='cuda')
     with torch.no_grad():
         ref = model(x)
