@@ -121,17 +121,12 @@ def time_models(args, rows: list[dict], sets: dict, scale: int, device: str) -> 
             else 'each model timed in a fresh process'}
 
 
-def run(args) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.repeats < 1 or args.warmup < 0:
-        raise EvaluationError('--repeats must be >= 1 and --warmup >= 0')
+def checkpoints(args) -> tuple[list[dict], int]:
+    """The rows of the checkpoints to benchmark (described from their metadata) and their common scale."""
     weights = args.weights or default_weights(args.task)
     if not weights:
         raise EvaluationError('no checkpoints: pass --weights, or put the catalogue\'s files in weights/ '
                               f'({TASKS[args.task].filename("baseline")}, ...)')
-    device = str(resolve_device(args.device))
-    args.backends = args.backends or default_backends(device)
     rows = [describe_checkpoint(p) for p in weights]
     for row in rows:
         if row['task'] != args.task:
@@ -139,7 +134,17 @@ def run(args) -> dict:
     scales = {r['scale'] for r in rows}
     if len(scales) > 1:
         raise EvaluationError(f'checkpoints have different scales {sorted(scales)}; benchmark one scale at a time')
-    scale = scales.pop()
+    return rows, scales.pop()
+
+
+def run(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.repeats < 1 or args.warmup < 0:
+        raise EvaluationError('--repeats must be >= 1 and --warmup >= 0')
+    device = str(resolve_device(args.device))
+    args.backends = args.backends or default_backends(device)
+    rows, scale = checkpoints(args)
     sets = {name: load_set(args.task, args.data_root, name, scale, args.sigma, args.seed, args.max_images)
             for name in args.sets or TASKS[args.task].default_sets}
     lpips_fn = None if args.no_lpips else lpips_metric(device)

@@ -31,8 +31,8 @@ from torch import fx, nn
 
 from .catalogue import model_label
 from .checkpoint import CheckpointError, load_compact, read_metadata
-from .complexity import ARCH_ALIASES, build_meta, count_flops, count_params
-from .deploy import BACKENDS, PRECISIONS, DeployError, fold_batchnorm, ort, prepare
+from .complexity import ARCH_ALIASES, build_meta, count_flops
+from .deploy import BACKENDS, PRECISIONS, DeployError, ort, prepare
 from .timing import device_name, measure_side_by_side
 
 DEFAULT_SIZES = {'sr': ['64x64', '170x256'], 'denoise': ['128x128', '321x481']}
