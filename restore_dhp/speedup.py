@@ -30,7 +30,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import fx, nn
 
 from .catalogue import model_label
-from .checkpoint import CheckpointError, load_compact, read_metadata
+from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import ARCH_ALIASES, build_meta, count_flops
 from .deploy import BACKENDS, PRECISIONS, DeployError, ort, prepare
 from .timing import device_name, measure_side_by_side
@@ -115,8 +115,7 @@ def checkpoint_groups(args) -> dict[str, list[Entry]]:
     """Checkpoints grouped by architecture; each group's baseline is its full-width checkpoint (else a copy)."""
     groups: dict[str, list[Entry]] = {}
     for path in args.weights:
-        meta = read_metadata(path)
-        model = load_compact(path, 'cpu')
+        model, meta = load_checkpoint(path, 'cpu')
         full = build_meta(meta['arch'], None, **meta['arch_kwargs']).kept_widths()
         entries = groups.setdefault(meta['arch'], [])
         is_base = model.kept_widths() == full and not any(e.is_baseline for e in entries)
