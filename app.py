@@ -74,7 +74,7 @@ def models_markdown(reg: D.Registry) -> str:
     lines = [f'**Models** (loaded once from `{reg.weights_dir}`, running on **{reg.device.type.upper()}**):']
     for key, spec in D.TASKS.items():
         loaded = ', '.join(f'`{m.path.name}`' for m in reg.models[key]) or '*none*'
-        lines.append(f'- {spec.label}: {loaded}')
+        lines.append(f'- {spec.title}: {loaded}')
         if reg.missing[key]:
             lines.append(f'  - ⚠️ missing: ' + ', '.join(f'`{p.name}`' for p in reg.missing[key]))
         for b in reg.broken[key]:
@@ -96,8 +96,8 @@ def intro_markdown(reg: D.Registry, limits: dict[str, int], repeats: int) -> str
     sr, dn = D.pixel_limit_text(limits['sr']), D.pixel_limit_text(limits['denoise'])
     sr_hr = D.pixel_limit_text(limits['sr'] * 16)
     return ('# DHP: Differentiable Meta Pruning via HyperNetworks, for image restoration\n'
-            'Compare the unpruned baseline with DHP-pruned networks that keep about 60%, 40% and 20% of its '
-            'FLOPs. **Super-resolution ×4** uses SRResNet on RGB images; **denoising σ=70** uses DnCNN on '
+            'Compare the unpruned baseline with DHP-pruned networks (DHP-60, DHP-40, DHP-20) that keep about '
+            '60%, 40% and 20% of its FLOPs. **Super-resolution ×4** uses SRResNet on RGB images; **denoising σ=70** uses DnCNN on '
             '**gray** images (colour uploads are converted to gray). Runtimes are measured on this server '
             f'({reg.device.type.upper()}) for the forward pass only (median of {repeats} runs after a warm-up). '
             f'Larger inputs are downscaled first: the SR network input is capped at {sr} '
@@ -115,7 +115,7 @@ def build(reg: D.Registry, args) -> gr.Blocks:
         gr.Markdown(models_markdown(reg), elem_id='models-info')
         with gr.Row():
             with gr.Column(scale=1):
-                task = gr.Radio([(D.TASKS[t].label, t) for t in tasks], value=tasks[0], label='Task')
+                task = gr.Radio([(D.TASKS[t].title, t) for t in tasks], value=tasks[0], label='Task')
                 mode = gr.Radio(MODE_CHOICES, value='simulate', label='Mode')
                 mode_help = gr.Markdown(MODE_HELP[tasks[0]], elem_id='mode-help')
                 seed = gr.Number(value=0, precision=0, minimum=0, label='Noise seed (σ=70, fixed for reproducibility)',

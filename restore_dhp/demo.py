@@ -2,12 +2,14 @@
 
 Kept free of Gradio so it can be tested and reused directly:
 
-* :func:`load_registry` loads every compact checkpoint the demo knows about
-  (``weights/srresnet_x4_{baseline,dhp60,dhp40,dhp20}.safetensors`` and
-  ``weights/dncnn_s70_{...}.safetensors``) ONCE, with their FLOPs and
-  parameter counts, and records which files are missing or unusable.
-* :func:`decode_upload` turns an uploaded file (any Pillow-readable format,
-  8/16-bit, gray/RGB/RGBA/palette) into an 8-bit array, bounding its size.
+* :func:`load_registry` loads every checkpoint of the catalogue
+  (:mod:`restore_dhp.catalogue`: ``weights/srresnet_x4_{baseline,dhp60,dhp40,dhp20}.safetensors``
+  and ``weights/dncnn_s70_{...}.safetensors``) ONCE, with the FLOPs and parameter counts
+  of its metadata, prepares each in its inference-ready form (:func:`restore_dhp.deploy.prepare`),
+  and records which files are missing or unusable.
+* :func:`decode_upload` decodes an upload with the project's one decoder
+  (:func:`restore_dhp.data.imageio.decode_image`: its size checked from the header
+  first) into an 8-bit array, bounding its size.
 * :func:`process_request` prepares the model input for a task and mode, runs
   every loaded model of that task on it, times only the forward pass
   (:func:`restore_dhp.timing.measure` on a prepared tensor), scores against a
@@ -29,14 +31,16 @@ import torch
 from PIL import Image
 from skimage import data as skimage_data
 
-from .checkpoint import CheckpointError, load_compact
-from .complexity import checkpoint_complexity
+from .catalogue import TASKS, VARIANT_LABELS, VARIANTS
+from .checkpoint import CheckpointError, load_checkpoint
+from .complexity import metadata_complexity
 from .data.imageio import ImageReadError, decode_image, fixed_noise, matlab_resize, to_gray, to_rgb3, to_uint8
+from .deploy import DeployedModel, DeployError
+from .deploy import prepare as deploy
 from .metrics import denoise_metrics, sr_metrics
 from .run_model import image_to_tensor, resolve_device, tensor_to_image
 from .timing import measure
 
-VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')
 MODES = ('simulate', 'restore')
 DEFAULT_REPEATS = 3
 UPLOAD_NOISE_NAME = 'upload'   # the simulated noise depends only on the seed shown on the page
@@ -48,28 +52,6 @@ DEFAULT_MAX_PIXELS = {'cpu': {'sr': 64 * 64, 'denoise': 160 * 160},
                       'cuda': {'sr': 256 * 256, 'denoise': 1024 * 1024}}
 MIN_SIDE = 8                      # smallest network input side accepted
 MAX_DECODE_BYTES = 256 * 2**20    # refuse, from the header, any upload whose decoded pixels take more
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    key: str
-    label: str
-    prefix: str
-    network: str
-    scale: int
-    channels: int
-    sigma: float | None = None
-
-    def filename(self, variant: str) -> str:
-        return f'{self.prefix}_{variant}.safetensors'
-
-
-TASKS: dict[str, TaskSpec] = {
-    'sr': TaskSpec('sr', 'Super-resolution ×4 (SRResNet, RGB)', 'srresnet_x4', 'SRResNet', 4, 3),
-    'denoise': TaskSpec('denoise', 'Denoising σ=70 (DnCNN, gray images only)', 'dncnn_s70', 'DnCNN', 1, 1, 70.0),
-}
-
-VARIANT_LABELS = {'baseline': 'baseline (unpruned)', 'dhp60': 'DHP 60%', 'dhp40': 'DHP 40%', 'dhp20': 'DHP 20%'}
 
 
 class InputError(ValueError):
@@ -85,7 +67,7 @@ class LoadedModel:
     task: str
     variant: str
     path: Path
-    model: torch.nn.Module
+    runner: DeployedModel          # the inference-ready form (restore_dhp.deploy) every request runs
     gflops: float
     params: int
     flops_ratio: float
@@ -111,7 +93,7 @@ class Registry:
         lines = []
         for key, spec in TASKS.items():
             loaded = ', '.join(m.variant for m in self.models.get(key, [])) or 'none'
-            line = f'{spec.label}: loaded {loaded}'
+            line = f'{spec.title}: loaded {loaded}'
             if self.missing.get(key):
                 line += '; missing ' + ', '.join(str(p) for p in self.missing[key])
             if self.broken.get(key):
@@ -130,6 +112,19 @@ def expected_files(weights_dir: str | os.PathLike) -> list[Path]:
     return [Path(weights_dir) / spec.filename(v) for spec in TASKS.values() for v in VARIANTS]
 
 
+def _load_model(key: str, variant: str, path: Path, device: torch.device) -> LoadedModel:
+    """One checkpoint: loaded once (metadata read once), checked against the catalogue, deployed."""
+    spec = TASKS[key]
+    loaded = load_checkpoint(path, device)
+    meta = loaded.meta
+    if meta['task'] != key or int(meta['scale']) != spec.scale or int(loaded.model.in_channels) != spec.channels:
+        raise CheckpointError(f"{path}: holds a {meta['task']} x{meta['scale']} model with "
+                              f'{loaded.model.in_channels} channels, expected {key} x{spec.scale} with {spec.channels}')
+    cx = metadata_complexity(meta, size=128)
+    return LoadedModel(key, variant, path, deploy(loaded.model, device), cx['gflops'], cx['params'],
+                       cx['flops_ratio'])
+
+
 def load_registry(weights_dir: str | os.PathLike, device: str | torch.device | None = None) -> Registry:
     """Load every expected checkpoint that exists; raise :class:`NoWeightsError` if none loads at all."""
     weights_dir = Path(weights_dir)
@@ -143,18 +138,9 @@ def load_registry(weights_dir: str | os.PathLike, device: str | torch.device | N
                 reg.missing[key].append(path)
                 continue
             try:
-                model = load_compact(path, device)
-                if getattr(model, 'task', None) != key or int(model.scale) != spec.scale \
-                        or int(model.in_channels) != spec.channels:
-                    raise CheckpointError(f'{path}: holds a {model.task} x{model.scale} model with '
-                                          f'{model.in_channels} channels, expected {key} x{spec.scale} '
-                                          f'with {spec.channels}')
-                cx = checkpoint_complexity(str(path), size=128)
-            except (CheckpointError, OSError, ValueError, RuntimeError) as e:
+                reg.models[key].append(_load_model(key, variant, path, device))
+            except (CheckpointError, DeployError, OSError, ValueError, RuntimeError) as e:
                 reg.broken[key].append(str(e).splitlines()[0])
-                continue
-            reg.models[key].append(LoadedModel(key, variant, path, model, cx['gflops'], cx['params'],
-                                               cx['flops_ratio']))
     if not reg.tasks():
         raise NoWeightsError(
             f'no usable model checkpoint in {weights_dir}: expected one or more of '
@@ -284,7 +270,7 @@ def prepare(task: str, mode: str, img: np.ndarray, seed: int, device: torch.devi
         notices.append('Converted to gray (the DnCNN models are gray-level).')
     gray = to_gray(img)
     if mode == 'simulate':
-        noise = fixed_noise(gray.shape, spec.sigma, UPLOAD_NOISE_NAME, seed)
+        noise = fixed_noise(gray.shape, spec.sigma_255, UPLOAD_NOISE_NAME, seed)
         noisy = gray.astype(np.float32) / 255.0 + noise  # not clipped
         before = np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8)
         x = torch.from_numpy(noisy)[None, None].to(device)
@@ -352,7 +338,7 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
         raise InputError(f'Unknown mode {mode!r}; choose one of {", ".join(MODES)}.')
     models = registry.models.get(task) or []
     if not models:
-        raise InputError(f'No {TASKS[task].network} checkpoint is loaded, so {TASKS[task].label} is unavailable '
+        raise InputError(f'No {TASKS[task].network} checkpoint is loaded, so {TASKS[task].title} is unavailable '
                          f'(missing: {", ".join(p.name for p in registry.missing.get(task, []))}).')
     seed = _parse_seed(seed)
     limits = {**default_max_pixels(registry.device), **(max_pixels or {})}
@@ -364,14 +350,14 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
     prep = prepare(task, mode, img, seed, registry.device)
     notices = notices + prep.notices
     if task == 'denoise' and mode == 'simulate':
-        notices.append(f'Noise: σ={TASKS[task].sigma:g}, seed {seed}.')
+        notices.append(f'Noise: σ={TASKS[task].sigma_255:g}, seed {seed}.')
     scored = prep.reference is not None
     psnr_col, ssim_col, psnr_key, ssim_key = SCORE_COLUMNS[task]
     results, meas = [], None
     with _RUN_LOCK, torch.no_grad():
         for lm in models:
-            y = lm.model(prep.x)                      # the output; doubles as the warm-up run
-            meas = measure(lm.model, prep.x, repeats=repeats, warmup=0)
+            y = lm.runner(prep.x)                     # the output; doubles as the warm-up run
+            meas = measure(lm.runner, prep.x, repeats=repeats, warmup=0)
             out = tensor_to_image(y)
             row = {'Model': lm.name, 'GFLOPs (128×128)': lm.gflops,
                    'FLOPs (% of baseline)': 100 * lm.flops_ratio, 'Parameters': int(lm.params),

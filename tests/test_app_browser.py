@@ -17,7 +17,7 @@ from conftest import REPO
 ARTIFACTS = REPO / 'test-artifacts'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
                  '--disable-component-update', '--disable-sync']
-SR_NAMES = ('SRResNet baseline (unpruned)', 'SRResNet DHP 60%', 'SRResNet DHP 40%', 'SRResNet DHP 20%')
+SR_NAMES = ('SRResNet Baseline', 'SRResNet DHP-60', 'SRResNet DHP-40', 'SRResNet DHP-20')
 # the luminance of the help text's colour (0 black .. 1 white): readable on the light page
 LUMINANCE_JS = '''e => { const m = getComputedStyle(e).color.match(/[\\d.]+/g).map(Number);
                          return (0.2126 * m[0] + 0.7152 * m[1] + 0.0722 * m[2]) / 255; }'''

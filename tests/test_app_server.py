@@ -17,8 +17,8 @@ from conftest import REPO, write_tiny_demo_weights
 gradio_client = pytest.importorskip('gradio_client')
 from gradio_client import Client, handle_file  # noqa: E402
 
-SR_NAMES = ['SRResNet baseline (unpruned)', 'SRResNet DHP 60%', 'SRResNet DHP 40%', 'SRResNet DHP 20%']
-DN_NAMES = ['DnCNN baseline (unpruned)', 'DnCNN DHP 60%', 'DnCNN DHP 40%', 'DnCNN DHP 20%']
+SR_NAMES = ['SRResNet Baseline', 'SRResNet DHP-60', 'SRResNet DHP-40', 'SRResNet DHP-20']
+DN_NAMES = ['DnCNN Baseline', 'DnCNN DHP-60', 'DnCNN DHP-40', 'DnCNN DHP-20']
 N_OUT = 3 + 8   # status, table, measurement note, 4 SR sliders, 4 DnCNN sliders
 
 

@@ -113,3 +113,10 @@ def test_every_entry_sees_the_same_pixels(tmp_path):
     decoded = decode_image(path)
     assert np.array_equal(demo_pixels, decoded.pixels) and np.array_equal(read_image(path), decoded.pixels)
     assert demo_notices == ['Transparency composited on white.']
+
+
+def test_the_reader_for_datasets_and_benchmarks_logs_the_same_notices(tmp_path, caplog):
+    path = _rgba(tmp_path / 'a.png', np.uint16)
+    with caplog.at_level('INFO', logger='restore_dhp.data.imageio'):
+        read_image(path)
+    assert f'{path}: {NOTICE_ALPHA}' in caplog.text and f'{path}: {NOTICE_16BIT_TO_8BIT}' in caplog.text

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import re
 import warnings
@@ -41,6 +42,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+logger = logging.getLogger(__name__)
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.ppm', '.pgm', '.webp', '.gif')
 
 
@@ -179,11 +181,15 @@ def read_image(path: str | os.PathLike, mode: str = 'rgb') -> np.ndarray:
     ``mode``: ``'rgb'`` -> HxWx3 RGB (gray files are replicated to 3 channels),
     ``'gray'`` -> HxW (RGB files converted with BT.601 luma),
     ``'unchanged'`` -> HxW for gray files, HxWx3 RGB otherwise.
+    Notices (transparency, 16-bit, first frame) are logged at INFO level, naming the file.
     Raises :class:`ImageReadError` naming the file when it cannot be decoded.
     """
     if mode not in ('rgb', 'gray', 'unchanged'):
         raise ValueError(f"mode must be 'rgb', 'gray' or 'unchanged', got {mode!r}")
-    img = to_uint8(decode_image(path).pixels)
+    decoded = decode_image(path)
+    img = to_uint8(decoded.pixels, decoded.notices)
+    for notice in decoded.notices:  # the same notices infer prints and the demo shows
+        logger.info('%s: %s', path, notice)
     if mode == 'rgb':
         return to_rgb3(img)
     if mode == 'gray':
