@@ -9,8 +9,8 @@ notice), 16-bit images stay 16-bit and are written back as 16-bit PNG.  An RGB
 image given to a gray denoiser is converted to gray (BT.601 luma, with a
 notice); a gray image given to an RGB model is replicated to RGB and the
 result is written as gray again.  Outputs are PNG files named after the inputs.
-The device is chosen automatically (CUDA when available, else CPU); computation
-is fp32.  Large images run in overlapping tiles (``--tile``, ``--overlap``;
+The device is chosen automatically (CUDA when available, else CPU); the model
+runs in its inference-ready form (restore_dhp.deploy: BatchNorm folded, fp32).  Large images run in overlapping tiles (``--tile``, ``--overlap``;
 ``--tile 0`` runs each image in one pass) whose outputs go straight into one
 8- or 16-bit output image, so memory stays near the input as float32 plus the
 output's size.
@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_compact
+from .checkpoint import CheckpointError, load_checkpoint
+from .deploy import DeployError
+from .deploy import prepare as deploy
 from .data.imageio import IMG_EXTENSIONS, ImageReadError, decode_image, write_png
 from .run_model import (DEFAULT_OVERLAP, DEFAULT_TILE, DEVICE_CHOICES, ImageFormatError, resolve_device,
                         restore_image)
@@ -144,13 +146,14 @@ def main(argv=None) -> int:
         files = list_inputs(args.input)
         targets = plan_outputs(files, out_dir, args.overwrite)
         device = resolve_device(args.device)
-        model = load_compact(args.weights, device).float()  # fp32 everywhere
-    except (InputError, CheckpointError, ValueError) as e:
+        loaded = load_checkpoint(args.weights, device)
+        model = deploy(loaded.model, device)  # fp32
+    except (InputError, CheckpointError, DeployError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return EXIT_FAILED
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f'{len(files)} image(s); {model.task} x{model.scale} model, {model.in_channels} channel(s), '
-          f'on {device.type}', file=sys.stderr)
+    print(f"{len(files)} image(s); {loaded.meta['task']} x{model.scale} model, {model.in_channels} channel(s), "
+          f'{model.describe()}', file=sys.stderr)
     failures = restore_files(model, targets, args.tile or None, args.overlap, args.quiet)
     print(f'wrote {len(files) - len(failures)} of {len(files)} image(s) to {out_dir}', file=sys.stderr)
     for msg in failures:

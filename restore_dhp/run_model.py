@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .data.imageio import to_gray
+from .deploy import DeployedModel
 
 DEFAULT_TILE = 256      # input pixels per tile side
 DEFAULT_OVERLAP = 32    # input pixels of context on each side of a tile
@@ -39,6 +40,11 @@ def resolve_device(name: str | torch.device | None = 'auto') -> torch.device:
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f'device {name}: no CUDA device is available (use auto or cpu)')
     return device
+
+
+def model_device(model: nn.Module | DeployedModel) -> torch.device:
+    """Where a model runs: a deployed model states it, a plain module's parameters tell it."""
+    return model.device if isinstance(model, DeployedModel) else next(model.parameters()).device
 
 
 def _peak(dtype) -> float:
@@ -100,7 +106,7 @@ def _scaled(s: slice, scale: int, offset: int = 0) -> slice:
 
 
 @torch.no_grad()
-def forward_tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int | None = DEFAULT_TILE,
+def forward_tiled(model: nn.Module | DeployedModel, x: torch.Tensor, scale: int, tile: int | None = DEFAULT_TILE,
                   overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
     """``model(x)`` computed tile by tile into one output tensor (``tile=None`` or a small input: one pass)."""
     _, _, h, w = x.shape
@@ -117,15 +123,15 @@ def forward_tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int | Non
 
 
 @torch.no_grad()
-def restore_image(model: nn.Module, img: np.ndarray, tile: int | None = DEFAULT_TILE,
+def restore_image(model: nn.Module | DeployedModel, img: np.ndarray, tile: int | None = DEFAULT_TILE,
                   overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
-    """Restore one image with a loaded model (``model.in_channels``, ``model.scale``); returns the input's dtype.
+    """Restore one image with a loaded or deployed model (``in_channels``, ``scale``); returns the input's dtype.
 
     Gray input gives gray output (for an RGB model: the BT.601 luma of its three
     output channels, which all saw the same input); RGB input gives the model's
     channels.  Tiles are written, already converted, into one preallocated array.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     dtype, scale = img.dtype, int(model.scale)
     _peak(dtype)
     x = image_to_tensor(img, model.in_channels, device)

@@ -40,6 +40,7 @@ from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
+from basicsr.utils.matlab_functions import imresize
 from PIL import Image, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
@@ -238,8 +239,6 @@ def matlab_resize(img: np.ndarray, factor: float) -> np.ndarray:
     Uses :func:`basicsr.utils.matlab_functions.imresize` (antialiased bicubic),
     rounded and clipped to ``uint8`` like MATLAB does for ``uint8`` inputs.
     """
-    from basicsr.utils.matlab_functions import imresize
-
     squeeze = img.ndim == 2
     x = img[:, :, None] if squeeze else img
     y = np.clip(np.round(imresize(x.astype(np.float32), factor, antialiasing=True)), 0, 255).astype(np.uint8)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..prepare_data import where_to_get
 from .imageio import add_fixed_noise, list_images, load_sr_pair, match_lr_files, read_image
 
 logger = logging.getLogger(__name__)
@@ -30,18 +31,10 @@ SR_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'DIV2K')
 DENOISE_SETS = ('BSD68', 'Set12', 'DIV2K')
 
 
-def _where_to_get(name: str) -> str:
-    try:
-        from restore_dhp.prepare_data import where_to_get
-        return where_to_get(name)
-    except Exception:  # pragma: no cover - the table is informational only
-        return 'see restore_dhp/prepare_data.py'
-
-
 def _missing(folder: Path, name: str, what: str, root) -> FileNotFoundError:
     return FileNotFoundError(
         f'{name}: folder {folder} is missing or has no images; it should contain {what}. '
-        f'Get it from: {_where_to_get(name)} and lay it out with '
+        f'Get it from: {where_to_get(name)} and lay it out with '
         f'`python -m restore_dhp.prepare_data --source DOWNLOADS --dest {root} --sets {name}`.')
 
 
