@@ -47,7 +47,6 @@ TASKS: dict[str, TaskEntry] = {
                          1, 1, 'BSD68', ('BSD68',), 70.0),
 }
 VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')
-VARIANT_TARGETS = {'baseline': 1.0, 'dhp60': 0.6, 'dhp40': 0.4, 'dhp20': 0.2}
 VARIANT_LABELS = {'baseline': 'Baseline', 'dhp60': 'DHP-60', 'dhp40': 'DHP-40', 'dhp20': 'DHP-20'}
 
 # Numbers *reported* in the DHP paper (Li et al., "DHP: Differentiable Meta Pruning via HyperNetworks",
@@ -79,10 +78,6 @@ PAPER_REFERENCE = {
         'dhp20_gpu_speedup': 2.18,
     },
 }
-
-
-def task_of_arch(arch: str) -> TaskEntry | None:
-    return next((t for t in TASKS.values() if t.arch == arch), None)
 
 
 def weight_path(task: str, variant: str, root: str | os.PathLike = 'weights') -> Path:

@@ -29,7 +29,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import fx, nn
 
-from .catalogue import model_label
+from .catalogue import PAPER_REFERENCE, TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import ARCH_ALIASES, build_meta, count_flops
 from .deploy import BACKENDS, PRECISIONS, DeployError, ort, prepare
@@ -329,8 +329,11 @@ def main(argv=None) -> int:
                     emit(profile_layers(e, size, args))
         else:
             run_all(groups, args, emit)
-            emit(['', 'speedup = baseline ms / model ms in the same backend and precision; ideal = 1 / FLOPs ratio; '
-                  'CPU target: speedup/ideal >= 0.9.'])
+            paper = ', '.join(f"{TASKS[t].network} {PAPER_REFERENCE[t]['dhp20_gpu_speedup']}x" for t in TASKS)
+            target = ('CPU target: speedup/ideal >= 0.9.' if args.device == 'cpu' else
+                      f"DHP-20's GPU speedup reported in the paper: {paper}.")
+            emit(['', 'speedup = baseline ms / model ms in the same backend and precision; ideal = 1 / FLOPs '
+                  f'ratio. {target}'])
     except (CheckpointError, DeployError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
