@@ -1,0 +1,33 @@
+"""restore_dhp.catalogue: the one list of shipped models, and names read from checkpoint metadata."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import restore_dhp  # noqa: F401
+from restore_dhp.catalogue import TASKS, VARIANTS, default_weights, main, search_target, weight_path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_runs_and_files_for_the_training_script(capsys):
+    assert main(['runs']) == 0
+    runs = capsys.readouterr().out.split()
+    assert runs[:2] == ['dncnn_s70_baseline', 'srresnet_x4_baseline'] and len(runs) == 8
+    for run in runs:  # every run the training script starts has its option files
+        assert (REPO / 'options' / 'train' / f'{run}_gpu.yml').is_file()
+    assert main(['runs', '--task', 'denoise', '--suffix', '_bnfreeze']) == 0
+    assert capsys.readouterr().out.split() == [f'dncnn_s70_{v}_bnfreeze' for v in VARIANTS]
+    assert main(['files', '--task', 'sr', '--root', 'w']) == 0
+    assert capsys.readouterr().out.split()[0] == 'w/srresnet_x4_baseline.safetensors'
+
+
+def test_file_names_and_the_shipped_weights():
+    assert weight_path('sr', 'dhp40') == Path('weights/srresnet_x4_dhp40.safetensors')
+    shipped = default_weights('denoise', REPO / 'weights')
+    assert shipped == [str(REPO / 'weights' / TASKS['denoise'].filename(v)) for v in VARIANTS][:len(shipped)]
+
+
+def test_search_target_follows_the_parent_chain():
+    assert search_target({'search': {'target_ratio': 0.4}}) == 0.4
+    assert search_target({'experiment': 'x', 'parent': {'parent': {'search': {'target_ratio': 0.2}}}}) == 0.2
+    assert search_target({'experiment': 'baseline'}) is None
