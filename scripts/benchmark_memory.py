@@ -70,18 +70,20 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     meta = read_metadata(args.weights)
     scale = int(meta['scale'])
+    cases = []
     with tempfile.TemporaryDirectory() as tmp:
         ref = run_case(args.weights, REFERENCE_SIDE, scale, args.tile, Path(tmp))
-        cases = [run_case(args.weights, side, scale, args.tile, Path(tmp)) for side in args.sizes]
-    print(f"{Path(args.weights).name} ({meta['task']} x{scale}), CPU, tile {args.tile}; fixed cost "
-          f"({REFERENCE_SIDE}×{REFERENCE_SIDE} input): {ref['peak'] / 2**20:,.0f} MB peak RSS")
-    print('| input | output (MB, 8-bit RGB) | peak RSS (MB) | above fixed cost (MB) | '
-          'above fixed / output | time (s) |')
-    print('|---|---|---|---|---|---|')
-    for c in cases:
-        extra = c['peak'] - ref['peak']
-        print(f"| {c['side']}×{c['side']} | {c['output_bytes'] / 2**20:,.0f} | {c['peak'] / 2**20:,.0f} | "
-              f"{extra / 2**20:,.0f} | {extra / c['output_bytes']:.2f} | {c['seconds']:,.1f} |")
+        print(f"{Path(args.weights).name} ({meta['task']} x{scale}), CPU, tile {args.tile}; fixed cost "
+              f"({REFERENCE_SIDE}×{REFERENCE_SIDE} input): {ref['peak'] / 2**20:,.0f} MB peak RSS")
+        print('| input | output (MB, 8-bit RGB) | peak RSS (MB) | above fixed cost (MB) | '
+              'above fixed / output | time (s) |')
+        print('|---|---|---|---|---|---|', flush=True)
+        for side in args.sizes:  # one row as each case finishes
+            c = run_case(args.weights, side, scale, args.tile, Path(tmp))
+            cases.append(c)
+            extra = c['peak'] - ref['peak']
+            print(f"| {side}×{side} | {c['output_bytes'] / 2**20:,.0f} | {c['peak'] / 2**20:,.0f} | "
+                  f"{extra / 2**20:,.0f} | {extra / c['output_bytes']:.2f} | {c['seconds']:,.1f} |", flush=True)
     if len(cases) > 1:
         a, b = cases[-2], cases[-1]
         growth = (b['peak'] - ref['peak']) / max(a['peak'] - ref['peak'], 1)
