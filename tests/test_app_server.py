@@ -249,3 +249,13 @@ def test_partial_weights_are_reported(tmp_path):
     assert 'srresnet_x4_dhp60.safetensors' in text and 'weights/README.md' in text
     with pytest.raises(demo.InputError, match='unavailable'):
         demo.process_request(reg, 'denoise', 'simulate', _img(tmp_path / 'z.png', np.zeros((16, 16), np.uint8)))
+
+
+def test_limits_read_as_sizes_and_grow_on_a_gpu():
+    import torch
+
+    from restore_dhp import demo
+    assert demo.pixel_limit_text(64 * 64) == '64×64' and demo.pixel_limit_text(2_000_000) == '2.0 MP'
+    assert demo.pixel_limit_text(5000) == '5,000 pixels'
+    cpu, gpu = demo.default_max_pixels(torch.device('cpu')), demo.default_max_pixels(torch.device('cuda'))
+    assert all(gpu[task] >= 16 * cpu[task] for task in cpu)
