@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--repeats', type=int, default=5, help='timed runs per image (median taken; default 5)')
     p.add_argument('--warmup', type=int, default=2, help='untimed warm-up runs per image (default 2)')
     p.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
-    p.add_argument('--threads', type=int, help='CPU threads (default: torch\'s default)')
+    p.add_argument('--threads', type=int, help='CPU threads of the timed runs (default: torch\'s default; '
+                   'quality is always evaluated with torch\'s default)')
     p.add_argument('--timing-set', help='set whose images are timed (default: Urban100/BSD68, else the first set)')
     p.add_argument('--max-images', type=int, help='use at most N images per set (quick runs)')
     p.add_argument('--timing-max-images', type=int, help='time at most N images (default: --max-images)')
@@ -138,8 +139,8 @@ def checkpoints(args) -> tuple[list[dict], int]:
 
 
 def run(args) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise EvaluationError('--threads must be at least 1')
     if args.repeats < 1 or args.warmup < 0:
         raise EvaluationError('--repeats must be >= 1 and --warmup >= 0')
     device = str(resolve_device(args.device))
