@@ -104,6 +104,30 @@ def intro_markdown(reg: D.Registry, limits: dict[str, int], repeats: int) -> str
             f'(simulated SR uploads at {sr_hr}), the denoising input at {dn}.')
 
 
+def request_handler(reg: D.Registry, args, limits: dict[str, int], slots: list):
+    """The Run button's function: status line, results table, measurement note, one slider pair per slot."""
+    def run_models(task_v, mode_v, image_v, seed_v):
+        # raw (un-preprocessed) inputs: the image arrives as a file-data dict, decoded by us
+        path = image_v.get('path') if isinstance(image_v, dict) else image_v
+        empty = [None] * len(slots)
+        try:
+            res = D.process_request(reg, task_v, mode_v, path, seed_v, repeats=args.repeats, max_pixels=limits)
+        except D.InputError as e:
+            gr.Warning(str(e))
+            return [f'⚠️ {e}', gr.update(visible=False, value=None), '', *empty]
+        except Exception as e:  # noqa: BLE001  keep the server up and say what went wrong in one line
+            msg = f'Processing failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+            print(msg, file=sys.stderr)
+            gr.Warning(msg)
+            return [f'⚠️ {msg}', gr.update(visible=False, value=None), '', *empty]
+        by_variant = {r.variant: r.output for r in res.results}
+        pairs = [(res.before, by_variant[m.variant]) if t == res.task and m.variant in by_variant else None
+                 for t, m in slots]
+        df = pd.DataFrame(res.table_rows, columns=res.table_columns)
+        return [f'**{res.status_line()}**', gr.update(visible=True, value=df), res.measurement_note, *pairs]
+    return run_models
+
+
 def build(reg: D.Registry, args) -> gr.Blocks:
     tasks = reg.tasks()
     limits = pixel_limits(reg, args)
@@ -155,27 +179,7 @@ def build(reg: D.Registry, args) -> gr.Blocks:
 
         task.change(on_task, task, [seed, mode_help, *groups.values()], api_name=False, queue=False)
 
-        def run_models(task_v, mode_v, image_v, seed_v):
-            # raw (un-preprocessed) inputs: the image arrives as a file-data dict, decoded by us
-            path = image_v.get('path') if isinstance(image_v, dict) else image_v
-            empty = [None] * len(slots)
-            try:
-                res = D.process_request(reg, task_v, mode_v, path, seed_v, repeats=args.repeats,
-                                        max_pixels=limits)
-            except D.InputError as e:
-                gr.Warning(str(e))
-                return [f'⚠️ {e}', gr.update(visible=False, value=None), '', *empty]
-            except Exception as e:  # noqa: BLE001  keep the server up and say what went wrong in one line
-                msg = f'Processing failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
-                print(msg, file=sys.stderr)
-                gr.Warning(msg)
-                return [f'⚠️ {msg}', gr.update(visible=False, value=None), '', *empty]
-            by_variant = {r.variant: r.output for r in res.results}
-            pairs = [(res.before, by_variant[m.variant]) if t == res.task and m.variant in by_variant else None
-                     for t, m in slots]
-            df = pd.DataFrame(res.table_rows, columns=res.table_columns)
-            return [f'**{res.status_line()}**', gr.update(visible=True, value=df), res.measurement_note, *pairs]
-
+        run_models = request_handler(reg, args, limits, slots)
         run.click(run_models, [task, mode, image, seed], [status, table, note, *sliders], api_name='restore',
                   preprocess=False, concurrency_limit=1, concurrency_id='models')
     return demo
