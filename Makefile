@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   install everything, then serve the Gradio demo on the shipped weights
 #   make test   install everything (Chromium for the browser test too), then run the test suite
+#   make gpu-check   (needs a CUDA GPU) CUDA tests and GPU benchmarks, see scripts/gpu_check.sh
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: install demo test browser clean
+.PHONY: install demo test browser gpu-check clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ demo: install
 
 test: install browser
 	$(PY) -m pytest -q tests
+
+# On a machine with a CUDA GPU: CUDA tests, GPU speed tables, training-step benchmark (outputs in gpu-check/).
+gpu-check: install
+	PY=$(PY) bash scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV)

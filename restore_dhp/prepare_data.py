@@ -16,6 +16,9 @@ extracted under ``DEST/.extracted``.  Sets are recognised by folder name (see
     BSD68/*.png  Set12/*.png  Train400/*.png                 gray (BT.601 luma if the source is RGB)
     T91/*.png  BSD200/*.png                                  RGB, HR only
     SR291/HR/{T91,BSD200}_<name>.png                         the "291" SR training set: links to both
+    SR291_train/HR, SR291_val/HR                             the same images split: every 20th BSD200 image
+                                                             held out for validation (recipes are compared on
+                                                             it, never on the test sets)
 
 SR HR images are cropped to a multiple of 4; LR x4 images are copied from the
 source when present and of matching size, else generated with MATLAB-compatible
@@ -295,6 +298,7 @@ def prepare(source: str | os.PathLike, dest: str | os.PathLike, sets=None) -> di
                         f' (expected {spec.count})')
     if {'T91', 'BSD200'} & set(sets):
         result['SR291'] = link_sr291(dest)
+        result['SR291_train'], result['SR291_val'] = holdout_split(Path(dest) / 'SR291' / 'HR', Path(dest))
     _update_manifest(dest, written)
     return result
 
@@ -324,6 +328,35 @@ def link_sr291(dest: str | os.PathLike) -> int:
             except OSError:
                 shutil.copy2(img, link)
     return len(list(out.glob('*.png')))
+
+
+HOLDOUT_EVERY = 20  # every 20th BSD200 image of "291" (sorted by name) is validation: 10 images
+
+
+def holdout_split(folder: str | os.PathLike, dest: str | os.PathLike) -> tuple[int, int]:
+    """Split the "291" images in ``folder`` into ``DEST/SR291_train/HR`` and ``DEST/SR291_val/HR`` by links.
+
+    Every :data:`HOLDOUT_EVERY`-th ``BSD200_*`` image (sorted by name) goes to
+    validation, the rest to training.  Works on any image extension, so the
+    same split can be made from re-encoded copies.  Returns (train, val) counts.
+    """
+    folder, dest = Path(folder), Path(dest)
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in ('.png', '.webp'))
+    bsd = [p for p in images if p.name.startswith('BSD200_')]
+    held = set(bsd[HOLDOUT_EVERY - 1::HOLDOUT_EVERY])
+    counts = []
+    for name, members in (('SR291_train', [p for p in images if p not in held]), ('SR291_val', sorted(held))):
+        out = dest / name / 'HR'
+        out.mkdir(parents=True, exist_ok=True)
+        for img in members:
+            link = out / img.name
+            if not (link.exists() or link.is_symlink()):
+                try:
+                    link.symlink_to(os.path.relpath(img.resolve(), out.resolve()))
+                except OSError:
+                    shutil.copy2(img, link)
+        counts.append(len(members))
+    return counts[0], counts[1]
 
 
 def _update_manifest(dest: Path, files: list[Path]) -> None:

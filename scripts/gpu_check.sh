@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The prepared check for a lent GPU: `make gpu-check` here, or `bash scripts/gpu_check.sh` on the device machine.
+#   1. the CUDA tests (deploy: CUDA graphs, fp16/bf16; the captured / mixed-precision training step;
+#      GPU-resident training batches), which skip on a machine without CUDA;
+#   2. inference speed of the shipped models per backend and precision, all side by side
+#      (python -m restore_dhp.speedup: speedup vs FLOPs ratio at a small and an Urban100-sized input);
+#   3. training-step speed, plain vs DHP search, eager vs captured, batch 16 and 64.
+# Everything is written under $OUT (default gpu-check/). Needs the shipped weights, no datasets.
+# PY picks the interpreter (default python3: the device machine's, which has torch).
+set -u
+cd "$(dirname "$0")/.."
+PY=${PY:-python3}
+OUT=${OUT:-gpu-check}
+mkdir -p "$OUT"
+$PY -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu_check: no CUDA device here")' || exit 2
+status=0
+step() {  # step NAME COMMAND...: run one part, keep its output, go on after a failure
+  local name=$1; shift
+  echo "== $(date -u +%T) $name"
+  "$@" > "$OUT/$name.txt" 2>&1 || { status=1; echo "   FAILED (exit $?): $OUT/$name.txt"; }
+  tail -n 4 "$OUT/$name.txt"
+}
+step cuda_tests $PY -m pytest -q -p no:cacheprovider -rs tests/test_deploy.py tests/test_train_step.py \
+  tests/test_dhp_core.py tests/test_data.py
+step speedup_gpu_sr $PY -m restore_dhp.speedup --device cuda --weights weights/srresnet_x4_*.safetensors \
+  --backends eager fused --precisions fp32 fp16 bf16 --out "$OUT/speedup_gpu_sr_table.txt"
+step speedup_gpu_denoise $PY -m restore_dhp.speedup --device cuda --weights weights/dncnn_s70_*.safetensors \
+  --backends eager fused --precisions fp32 fp16 bf16 --out "$OUT/speedup_gpu_denoise_table.txt"
+step search_step_gpu $PY scripts/benchmark_search_step.py --devices cuda --batches 16 64 --modes eager captured
+exit $status

@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""Run several option files side by side on one machine, for an equal number of iterations that fills a wall time.
+
+    # continue the eight shipped models for 10 minutes on one GPU (scripts/train_weights.sh calls this)
+    python scripts/run_side_by_side.py --opts options/train/*_continue_gpu.yml --minutes 10 --install-weights
+    # the issue-13 experiment: fixed iterations from the option files
+    python scripts/run_side_by_side.py --opts options/experiments/sr_inv_*.yml --summary reports/sr_inversion.md
+
+With ``--minutes`` every run first trains ``--calib-iters`` iterations under a
+throw-away name, side by side as the real runs will; the slowest run's measured
+seconds per iteration (BasicSR's own averaged ``time`` in its log) and the
+start-up time then give ``train.total_iter`` for all runs, set with BasicSR's
+``--force_yml`` together with a cosine scheduler's period (or multi-step
+milestones stretched in proportion), a warm-up (if the file has one) of 5% and
+the validation and checkpoint intervals.  ``--iters N`` sets it directly.  Every run logs to
+``logs/<name>.log``; ``--summary`` writes each run's validation curve (from
+those logs) as a Markdown table.  ``--install-weights`` copies each finished
+run's ``net_g_latest.safetensors`` over the checkpoint it started from
+(``path.pretrain_network_g``), so the shipped file keeps its place and its
+history lives on under ``parent`` in the metadata.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ITER_LINE = re.compile(r'iter:\s*([\d,]+).*?time \(data\): ([\d.]+)')
+VAL_LINE = re.compile(r'# (\w+): ([\d.]+)')
+SAFETY = 0.9  # fraction of the wall time the real runs are planned to fill
+
+
+def read_opt(path: str) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def launch(opt_file: str, name: str, force: list[str], python: str) -> tuple[subprocess.Popen, Path]:
+    log = Path('logs') / f'{name}.log'
+    log.parent.mkdir(exist_ok=True)
+    cmd = [python, '-m', 'restore_dhp.train', '-opt', opt_file, '--auto_resume', '--force_yml', f'name={name}', *force]
+    return subprocess.Popen(cmd, stdout=log.open('w'), stderr=subprocess.STDOUT), log
+
+
+def wait_all(procs: list[tuple[str, subprocess.Popen, Path]]) -> list[str]:
+    failed = []
+    for name, proc, log in procs:
+        if proc.wait() != 0:
+            failed.append(name)
+            tail = log.read_text(errors='replace').splitlines()[-3:]
+            print(f'FAILED {name} (exit {proc.returncode}, {log}): ' + ' | '.join(tail), file=sys.stderr)
+    return failed
+
+
+def seconds_per_iter(log: Path) -> float | None:
+    times = [float(m.group(2)) for m in ITER_LINE.finditer(log.read_text(errors='replace'))]
+    return times[-1] if times else None
+
+
+def calibrate(opts: list[str], iters: int, python: str) -> tuple[float, float]:
+    """(slowest seconds per iteration, start-up seconds) of all runs trained side by side for ``iters``."""
+    start = time.monotonic()
+    force = [f'train:total_iter={iters}', f'logger:print_freq={max(iters // 2, 1)}', 'val:val_freq=1000000000',
+             'logger:save_checkpoint_freq=1000000000']
+    procs = []
+    for opt in opts:
+        name = f"{read_opt(opt)['name']}_calib"
+        shutil.rmtree(Path('experiments') / name, ignore_errors=True)
+        procs.append((name, *launch(opt, name, force, python)))
+    if wait_all(procs):
+        raise SystemExit('calibration failed; see the logs named above')
+    wall = time.monotonic() - start
+    per_iter = [seconds_per_iter(log) for _, _, log in procs]
+    if any(p is None for p in per_iter):
+        raise SystemExit('calibration logs hold no iteration timing')
+    slowest = max(per_iter)
+    for name, _, _ in procs:
+        shutil.rmtree(Path('experiments') / name, ignore_errors=True)
+    return slowest, max(wall - slowest * iters, 0.0)
+
+
+def plan_force(total: int, opt: dict) -> list[str]:
+    force = [f'train:total_iter={total}', f'val:val_freq={max(total // 5, 1)}',
+             f'logger:save_checkpoint_freq={max(total // 4, 1)}', f'logger:print_freq={max(min(100, total // 10), 1)}']
+    scheduler = opt['train'].get('scheduler', {})
+    if scheduler.get('type') == 'CosineAnnealingRestartLR':
+        force.append(f'train:scheduler:periods=[{total}]')
+    elif scheduler.get('type') == 'MultiStepLR':  # the same schedule shape, stretched to the new length
+        scale = total / opt['train']['total_iter']
+        force.append(f"train:scheduler:milestones=[{','.join(str(round(m * scale)) for m in scheduler['milestones'])}]")
+    if opt['train'].get('warmup_iter', -1) > 0:
+        force.append(f'train:warmup_iter={max(total // 20, 1)}')
+    return force
+
+
+def validation_curve(log: Path) -> list[tuple[int, str, float]]:
+    """(iteration, metric, value) for every validation in a BasicSR log."""
+    curve, last_iter = [], 0
+    for line in log.read_text(errors='replace').splitlines():
+        m = ITER_LINE.search(line)
+        if m:
+            last_iter = int(m.group(1).replace(',', ''))
+        v = VAL_LINE.search(line)
+        if v and 'Best' in line:
+            curve.append((last_iter, v.group(1), float(v.group(2))))
+    return curve
+
+
+def write_summary(path: str, runs: list[tuple[str, Path]]) -> None:
+    curves = {name: validation_curve(log) for name, log in runs}
+    iters = sorted({i for c in curves.values() for i, _, _ in c})
+    lines = ['| run | ' + ' | '.join(f'@{i}' for i in iters) + ' |', '|---|' + '---|' * len(iters)]
+    for name, curve in curves.items():
+        by_iter = {i: v for i, _, v in curve}
+        lines.append(f'| {name} | ' + ' | '.join(f'{by_iter[i]:.2f}' if i in by_iter else '' for i in iters) + ' |')
+    metric = next((m for c in curves.values() for _, m, _ in c), 'psnr')
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(f'Validation {metric} (dB) by iteration, from each run\'s BasicSR log.\n\n' + '\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--opts', nargs='+', required=True, help='option files, one run each')
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument('--minutes', type=float, help='wall time to fill (calibrated); default: the files\' total_iter')
+    budget.add_argument('--iters', type=int, help='train.total_iter for every run')
+    p.add_argument('--calib-iters', type=int, default=60)
+    p.add_argument('--install-weights', action='store_true',
+                   help="copy each result over its path.pretrain_network_g checkpoint")
+    p.add_argument('--summary', help='write the validation curves here (Markdown)')
+    p.add_argument('--python', default=sys.executable)
+    args = p.parse_args(argv)
+    opts = {f: read_opt(f) for f in args.opts}
+    total = args.iters
+    if args.minutes is not None:
+        per_iter, startup = calibrate(list(opts), args.calib_iters, args.python)
+        total = max(int((args.minutes * 60 * SAFETY - startup) / per_iter), 1)
+        print(f'calibration: slowest run {per_iter * 1e3:.1f} ms/iter side by side, start-up {startup:.0f} s '
+              f'-> {total} iterations each to fill {args.minutes} min')
+    procs = []
+    for opt_file, opt in opts.items():
+        force = plan_force(total, opt) if total else []
+        procs.append((opt['name'], *launch(opt_file, opt['name'], force, args.python)))
+    start = time.monotonic()
+    failed = wait_all(procs)
+    print(f'{len(procs) - len(failed)} of {len(procs)} runs finished in {time.monotonic() - start:.0f} s')
+    if args.summary:
+        write_summary(args.summary, [(name, log) for name, _, log in procs])
+    if args.install_weights:
+        for opt_file, opt in opts.items():
+            result = Path('experiments') / opt['name'] / 'models' / 'net_g_latest.safetensors'
+            target = opt['path'].get('pretrain_network_g')
+            if opt['name'] in failed or not target or not result.is_file():
+                continue
+            shutil.copy2(result, target)
+            print(f'{result} -> {target}')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
