@@ -73,8 +73,8 @@ def with_compact_pretrain(opt: dict) -> tuple[dict, dict | None]:
 
 @MODEL_REGISTRY.register()
 class RestorationModel(SRModel):
-    #: record the provenance of ``network_g.checkpoint`` in saved checkpoints (the DHP search model
-    #: uses that option only to rebuild its own compact network on resume)
+    #: record the provenance of a compact ``path.pretrain_network_g`` in saved checkpoints (the DHP
+    #: search model writes its own search record instead)
     records_parent = True
 
     def __init__(self, opt):
