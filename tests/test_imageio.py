@@ -120,3 +120,16 @@ def test_the_reader_for_datasets_and_benchmarks_logs_the_same_notices(tmp_path, 
     with caplog.at_level('INFO', logger='restore_dhp.data.imageio'):
         read_image(path)
     assert f'{path}: {NOTICE_ALPHA}' in caplog.text and f'{path}: {NOTICE_16BIT_TO_8BIT}' in caplog.text
+
+
+@pytest.mark.parametrize('dtype', [np.uint8, np.uint16])
+def test_write_png_round_trips_and_leaves_the_array_unchanged(tmp_path, dtype):
+    from restore_dhp.data.imageio import write_png
+    rgb = np.random.default_rng(1).integers(0, np.iinfo(dtype).max, (9, 11, 3)).astype(dtype)
+    before = rgb.copy()
+    write_png(tmp_path / 'sub' / 'o.png', rgb)
+    assert np.array_equal(rgb, before)                          # swapped for the write, then back
+    assert np.array_equal(decode_image(tmp_path / 'sub' / 'o.png').pixels, rgb)
+    write_png(tmp_path / 'v.png', rgb[:, ::2])                  # a view: written through a copy
+    assert np.array_equal(decode_image(tmp_path / 'v.png').pixels, rgb[:, ::2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['sub', 'v.png']  # no temporary file left

@@ -201,15 +201,25 @@ def read_image(path: str | os.PathLike, mode: str = 'rgb') -> np.ndarray:
 def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
     """Write an 8- or 16-bit RGB (HxWx3) or gray (HxW) image as PNG, creating folders.
 
-    Written to a temporary file first and renamed, so a failure never leaves a half-written PNG under ``path``.
+    Written to a temporary file first and renamed, so a failure never leaves a half-written PNG under
+    ``path``.  Memory: OpenCV streams the PNG to the file, and a writable RGB array is swapped to
+    OpenCV's BGR order in place for the write and back afterwards, so no second full-size copy is made.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode('.png', img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp.png')  # OpenCV picks the format by extension
+    in_place = img.ndim == 3 and img.flags.writeable and img.flags.c_contiguous
+    bgr = img if img.ndim == 2 or in_place else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    if in_place:
+        cv2.cvtColor(img, cv2.COLOR_RGB2BGR, dst=img)
+    try:
+        ok = cv2.imwrite(str(tmp), bgr)
+    finally:
+        if in_place:
+            cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
     if not ok:
-        raise ValueError(f'Cannot encode PNG for {path}')
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    buf.tofile(str(tmp))
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f'Cannot write PNG {path}')
     os.replace(tmp, path)
 
 
