@@ -147,7 +147,8 @@ class DHPSearchModel(RestorationModel):
         return os.path.join(models_dir, COMPACT_FILE) if summary['iteration'] <= resume_iter else None
 
     def extra_training_state(self) -> dict:
-        return {'dhp_pruner': self.pruner.state_dict()} if self.phase == 'search' else {}
+        own = {'dhp_pruner': self.pruner.state_dict()} if self.phase == 'search' else {}
+        return {**super().extra_training_state(), **own}
 
     def resume_training(self, resume_state):
         try:

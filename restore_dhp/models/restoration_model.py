@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections import OrderedDict
 
 import torch
@@ -85,6 +86,10 @@ class RestorationModel(SRModel):
             self._amp, self._capture = parse_step_options(opt['train'])
         self._step: TrainStep | None = None
         self._bn_frozen = False
+        # what the checkpoint says of its own training: every validation, and the wall time of all segments
+        self._validation: list = []
+        self._wall_before = 0.0
+        self._started = time.monotonic()
         super().__init__(opt)
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
@@ -178,7 +183,21 @@ class RestorationModel(SRModel):
 
     def extra_training_state(self) -> dict:
         """Model-specific entries saved with the training state (read back in resume_training)."""
-        return {}
+        return {'validation_history': self._validation, 'wall_time_s': self._wall_time()}
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        self._validation = list(resume_state.get('validation_history', []))
+        self._wall_before = float(resume_state.get('wall_time_s', 0.0))
+        self._started = time.monotonic()
+
+    def _wall_time(self) -> float:
+        return round(self._wall_before + time.monotonic() - self._started, 1)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        self._validation.append([int(current_iter), dataloader.dataset.opt['name'],
+                                 {k: round(float(v), 4) for k, v in self.metric_results.items()}])
 
     def save(self, epoch, current_iter):
         super().save(epoch, current_iter)
@@ -196,7 +215,8 @@ class RestorationModel(SRModel):
         provenance = {'experiment': self.opt['name'], 'iteration': label,
                       'option_file': os.path.basename(copied[0]) if copied else None,
                       'total_iter': self.opt.get('train', {}).get('total_iter'),
-                      'trained_on': device_name(self.device), 'torch': torch.__version__}
+                      'trained_on': device_name(self.device), 'torch': torch.__version__,
+                      'wall_time_s': self._wall_time(), 'validation': self._validation}
         if self._parent:
             provenance['parent'] = self._parent
         provenance.update(info or {})

@@ -1,0 +1,29 @@
+"""A compact checkpoint carries its own training record: every validation and the wall time, across a resume."""
+from __future__ import annotations
+
+import os
+
+from train_helpers import run_train, sr_options, write_options
+
+from restore_dhp.checkpoint import read_metadata
+
+
+def test_checkpoint_records_validation_history_and_wall_time_across_a_resume(tmp_path):
+    opt = sr_options(str(tmp_path), name='prov', model='RestorationModel', total_iter=4, save_freq=2,
+                     network={'type': 'SRResNetCompact', 'num_feat': 8, 'num_blocks': 2})
+    opt['val']['val_freq'] = 2
+    path = write_options(str(tmp_path), opt)
+    run_train(str(tmp_path), path)
+    models = tmp_path / 'experiments' / 'prov' / 'models'
+    first = read_metadata(models / 'net_g_latest.safetensors')['info']
+    assert [v[0] for v in first['validation']] == [2, 4]
+    assert first['validation'][0][1] == 'tinyval' and 'psnr' in first['validation'][0][2]
+    assert first['wall_time_s'] > 0
+    # a second segment: resume from the state at iteration 4 and train on to 6 (BasicSR saves a state before
+    # that iteration's validation, so the state knows the validations up to iteration 2)
+    opt['train']['total_iter'] = 6
+    opt['path']['resume_state'] = os.path.join(str(tmp_path), 'experiments', 'prov', 'training_states', '4.state')
+    run_train(str(tmp_path), write_options(str(tmp_path), opt))
+    resumed = read_metadata(models / 'net_g_latest.safetensors')['info']
+    assert [v[0] for v in resumed['validation']] == [2, 6]
+    assert resumed['wall_time_s'] > first['wall_time_s'] * 0.5  # the first segment's time is carried over
