@@ -6,9 +6,12 @@
 #      (python -m restore_dhp.speedup: speedup vs FLOPs ratio at a small and an Urban100-sized input);
 #   3. training-step speed, plain vs DHP search, eager vs captured, batch 16 and 64.
 # Everything is written under $OUT (default gpu-check/). Needs the shipped weights, no datasets.
-# PY picks the interpreter (default python3: the device machine's, which has torch).
+# PY picks the interpreter (default python3: the device machine's, which has torch); SKIP_TESTS=1 leaves out
+# part 1 (scripts/gpu_session.sh runs the tests beside its training runs); --list-tests prints part 1's files.
 set -u
 cd "$(dirname "$0")/.."
+TESTS="tests/test_deploy.py tests/test_train_step.py tests/test_dhp_core.py tests/test_data.py"
+[ "${1:-}" = --list-tests ] && { echo "$TESTS"; exit 0; }
 PY=${PY:-python3}
 OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
@@ -20,8 +23,7 @@ step() {  # step NAME COMMAND...: run one part, keep its output, go on after a f
   "$@" > "$OUT/$name.txt" 2>&1 || { status=1; echo "   FAILED (exit $?): $OUT/$name.txt"; }
   tail -n 4 "$OUT/$name.txt"
 }
-step cuda_tests $PY -m pytest -q -p no:cacheprovider -rs tests/test_deploy.py tests/test_train_step.py \
-  tests/test_dhp_core.py tests/test_data.py
+[ "${SKIP_TESTS:-0}" = 1 ] || step cuda_tests $PY -m pytest -q -p no:cacheprovider -rs $TESTS
 step speedup_gpu_sr $PY -m restore_dhp.speedup --device cuda --weights weights/srresnet_x4_*.safetensors \
   --backends eager fused --precisions fp32 fp16 bf16 --out "$OUT/speedup_gpu_sr_table.txt"
 step speedup_gpu_denoise $PY -m restore_dhp.speedup --device cuda --weights weights/dncnn_s70_*.safetensors \

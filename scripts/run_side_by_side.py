@@ -64,8 +64,8 @@ def seconds_per_iter(log: Path) -> float | None:
     return times[-1] if times else None
 
 
-def calibrate(opts: list[str], iters: int, python: str) -> tuple[float, float]:
-    """(slowest seconds per iteration, start-up seconds) of all runs trained side by side for ``iters``."""
+def calibrate(opts: list[str], iters: int, python: str) -> tuple[float, float, float]:
+    """(slowest seconds per iteration, start-up seconds, wall seconds) of all runs trained side by side for ``iters``."""
     start = time.monotonic()
     force = [f'train:total_iter={iters}', f'logger:print_freq={max(iters // 2, 1)}', 'val:val_freq=1000000000',
              'logger:save_checkpoint_freq=1000000000']
@@ -83,7 +83,7 @@ def calibrate(opts: list[str], iters: int, python: str) -> tuple[float, float]:
     slowest = max(per_iter)
     for name, _, _ in procs:
         shutil.rmtree(Path('experiments') / name, ignore_errors=True)
-    return slowest, max(wall - slowest * iters, 0.0)
+    return slowest, max(wall - slowest * iters, 0.0), wall
 
 
 def plan_force(total: int, opt: dict) -> list[str]:
@@ -130,7 +130,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--opts', nargs='+', required=True, help='option files, one run each')
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument('--minutes', type=float, help='wall time to fill (calibrated); default: the files\' total_iter')
+    budget.add_argument('--minutes', type=float,
+                        help="wall time to fill, calibration included; default: the files' total_iter")
     budget.add_argument('--iters', type=int, help='train.total_iter for every run')
     p.add_argument('--calib-iters', type=int, default=60)
     p.add_argument('--install-weights', action='store_true',
@@ -141,8 +142,8 @@ def main(argv=None) -> int:
     opts = {f: read_opt(f) for f in args.opts}
     total = args.iters
     if args.minutes is not None:
-        per_iter, startup = calibrate(list(opts), args.calib_iters, args.python)
-        total = max(int((args.minutes * 60 * SAFETY - startup) / per_iter), 1)
+        per_iter, startup, spent = calibrate(list(opts), args.calib_iters, args.python)
+        total = max(int((args.minutes * 60 * SAFETY - spent - startup) / per_iter), 1)
         print(f'calibration: slowest run {per_iter * 1e3:.1f} ms/iter side by side, start-up {startup:.0f} s '
               f'-> {total} iterations each to fill {args.minutes} min')
     procs = []

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One prepared run for a lent GPU machine (the device tool runs it in a copy of this checkout):
+#   1. set-up: BasicSR from .device_data/basicsr.tar.gz, datasets/ -> .device_data/datasets, the "291" split;
+#   2. on a quiet GPU: inference speed tables and the training-step benchmark (scripts/gpu_check.sh);
+#   3. side by side on the GPU, for MINUTES of wall time each: the SR controlled experiment
+#      (options/experiments/sr_inv_*.yml) and the continuation of the eight shipped models
+#      (BUDGET=gpu-continue scripts/train_weights.sh), plus the CUDA tests;
+#   4. results packed under $OUT (weights, validation curves, logs) for the machine that asked.
+# Usage there: OUT=/path MINUTES=5 bash scripts/gpu_session.sh
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-session}
+MINUTES=${MINUTES:-5}
+PY=${PY:-python3}
+mkdir -p "$OUT" logs /tmp/site
+tar xzf .device_data/basicsr.tar.gz -C /tmp/site || exit 3
+export PYTHONPATH=/tmp/site:$PWD
+[ -e datasets ] || ln -s .device_data/datasets datasets
+$PY -c "from restore_dhp.prepare_data import holdout_split as h; print('291 split (train, val):', h('datasets/SR291/HR', 'datasets'))" || exit 3
+
+echo "== $(date -u +%T) benchmarks on a quiet GPU"
+OUT=$OUT/check PY=$PY SKIP_TESTS=1 timeout 240 bash scripts/gpu_check.sh
+
+echo "== $(date -u +%T) experiment + continuation side by side, $MINUTES min"
+limit=$(awk "BEGIN {print int($MINUTES * 60 + 60)}")
+timeout "$limit" $PY scripts/run_side_by_side.py --opts options/experiments/sr_inv_*_s1?.yml --minutes "$MINUTES" \
+  --summary "$OUT/sr_inversion_validation.md" --python "$PY" > "$OUT/experiment.txt" 2>&1 &
+exp=$!
+BUDGET=gpu-continue SKIP_REPORTS=1 PY=$PY timeout "$limit" bash scripts/train_weights.sh --minutes "$MINUTES" \
+  > "$OUT/continue.txt" 2>&1 &
+cont=$!
+$PY -m pytest -q -p no:cacheprovider -rs $(bash scripts/gpu_check.sh --list-tests) > "$OUT/cuda_tests.txt" 2>&1
+tail -n 3 "$OUT/cuda_tests.txt"
+wait $exp; echo "experiment exit $?"; tail -n 12 "$OUT/experiment.txt"
+wait $cont; echo "continuation exit $?"; tail -n 14 "$OUT/continue.txt"
+
+cat logs/continue_gpu_validation.md "$OUT/sr_inversion_validation.md" 2>/dev/null
+# what comes back (at most 8 files): the weights in two archives, everything else in a third
+tar czf "$OUT/weights_sr.tgz" weights/srresnet_x4_*.safetensors
+tar czf "$OUT/weights_denoise.tgz" weights/dncnn_s70_*.safetensors
+tar czf "$OUT/results.tgz" --exclude='*.tgz' "$OUT" logs experiments/*/train_*.log \
+  experiments/*/models/search_summary.json 2>/dev/null
+find "$OUT" -mindepth 1 ! -name '*.tgz' -delete
+ls -la "$OUT"
