@@ -7,10 +7,11 @@
 #   3. training-step speed, plain vs DHP search, eager vs captured, batch 16 and 64.
 # Everything is written under $OUT (default gpu-check/). Needs the shipped weights, no datasets.
 # PY picks the interpreter (default python3: the device machine's, which has torch); SKIP_TESTS=1 leaves out
-# part 1 (scripts/gpu_session.sh runs the tests beside its training runs); --list-tests prints part 1's files.
+# part 1 (scripts/gpu_session.sh runs the tests beside its training runs), SKIP_STEP=1 part 3; --list-tests
+# prints part 1's files.
 set -u
 cd "$(dirname "$0")/.."
-TESTS="tests/test_deploy.py tests/test_train_step.py tests/test_dhp_core.py tests/test_data.py"
+TESTS="tests/test_deploy.py tests/test_train_step.py tests/test_device_cache.py tests/test_dhp_core.py"
 [ "${1:-}" = --list-tests ] && { echo "$TESTS"; exit 0; }
 PY=${PY:-python3}
 OUT=${OUT:-gpu-check}
@@ -28,5 +29,6 @@ step speedup_gpu_sr $PY -m restore_dhp.speedup --device cuda --weights weights/s
   --backends eager fused --precisions fp32 fp16 bf16 --out "$OUT/speedup_gpu_sr_table.txt"
 step speedup_gpu_denoise $PY -m restore_dhp.speedup --device cuda --weights weights/dncnn_s70_*.safetensors \
   --backends eager fused --precisions fp32 fp16 bf16 --out "$OUT/speedup_gpu_denoise_table.txt"
-step search_step_gpu $PY scripts/benchmark_search_step.py --devices cuda --batches 16 64 --modes eager captured
+[ "${SKIP_STEP:-0}" = 1 ] || step search_step_gpu $PY scripts/benchmark_search_step.py --devices cuda --batches 16 64 --modes eager captured \
+  --steps 40 --rounds 3
 exit $status

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One prepared run for a lent GPU machine (the device tool runs it in a copy of this checkout):
-#   1. set-up: BasicSR from .device_data/basicsr.tar.gz, datasets/ -> .device_data/datasets, the "291" split;
+#   1. set-up: BasicSR and its pure-Python needs from .device_data/site (the device image has Python 3.12,
+#      torch and opencv but no BasicSR, addict or lmdb, and no distutils: small stubs stand in for the last
+#      two), datasets/ -> .device_data/datasets, the "291" split;
 #   2. on a quiet GPU: inference speed tables and the training-step benchmark (scripts/gpu_check.sh);
 #   3. side by side on the GPU, for MINUTES of wall time each: the SR controlled experiment
 #      (options/experiments/sr_inv_*.yml) and the continuation of the eight shipped models
@@ -12,24 +14,24 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-session}
 MINUTES=${MINUTES:-5}
 PY=${PY:-python3}
-mkdir -p "$OUT" logs /tmp/site
-tar xzf .device_data/basicsr.tar.gz -C /tmp/site || exit 3
-export PYTHONPATH=/tmp/site:$PWD
+mkdir -p "$OUT" logs
+export PYTHONPATH=$PWD/.device_data/site:$PWD PYTHONWARNINGS=ignore
 [ -e datasets ] || ln -s .device_data/datasets datasets
 $PY -c "from restore_dhp.prepare_data import holdout_split as h; print('291 split (train, val):', h('datasets/SR291/HR', 'datasets'))" || exit 3
 
 echo "== $(date -u +%T) benchmarks on a quiet GPU"
-OUT=$OUT/check PY=$PY SKIP_TESTS=1 timeout 240 bash scripts/gpu_check.sh
+OUT=$OUT/check PY=$PY SKIP_TESTS=1 SKIP_STEP=${SKIP_STEP:-0} timeout ${CHECK_LIMIT:-240} bash scripts/gpu_check.sh
 
 echo "== $(date -u +%T) experiment + continuation side by side, $MINUTES min"
 limit=$(awk "BEGIN {print int($MINUTES * 60 + 60)}")
-timeout "$limit" $PY scripts/run_side_by_side.py --opts options/experiments/sr_inv_*_s1?.yml --minutes "$MINUTES" \
+timeout "$limit" $PY scripts/run_side_by_side.py --opts ${EXPERIMENT:-options/experiments/sr_inv_*_s1?.yml} \
+  --minutes "$MINUTES" --calib-iters 30 \
   --summary "$OUT/sr_inversion_validation.md" --python "$PY" > "$OUT/experiment.txt" 2>&1 &
 exp=$!
 BUDGET=gpu-continue SKIP_REPORTS=1 PY=$PY timeout "$limit" bash scripts/train_weights.sh --minutes "$MINUTES" \
   > "$OUT/continue.txt" 2>&1 &
 cont=$!
-$PY -m pytest -q -p no:cacheprovider -rs $(bash scripts/gpu_check.sh --list-tests) > "$OUT/cuda_tests.txt" 2>&1
+$PY -m pytest -q -p no:cacheprovider -rs ${TESTS:-$(bash scripts/gpu_check.sh --list-tests)} > "$OUT/cuda_tests.txt" 2>&1
 tail -n 3 "$OUT/cuda_tests.txt"
 wait $exp; echo "experiment exit $?"; tail -n 12 "$OUT/experiment.txt"
 wait $cont; echo "continuation exit $?"; tail -n 14 "$OUT/continue.txt"
