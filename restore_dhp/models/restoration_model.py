@@ -196,6 +196,8 @@ class RestorationModel(SRModel):
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        if not isinstance(current_iter, int):  # BasicSR's test pipeline passes the set's name: not training
+            return
         self._validation.append([int(current_iter), dataloader.dataset.opt['name'],
                                  {k: round(float(v), 4) for k, v in self.metric_results.items()}])
 
