@@ -28,34 +28,43 @@ from restore_dhp.complexity import checkpoint_complexity
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def wall_time(experiment: str) -> str:
-    """Wall time of a run from its BasicSR logs: first to last timestamp of each segment, summed."""
-    stamp = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ ')
-    total, segments = 0.0, 0
-    for log in sorted(glob.glob(os.path.join(ROOT, 'experiments', experiment, f'train_{experiment}_*.log'))):
-        times = [datetime.strptime(m.group(1), '%Y-%m-%d %H:%M:%S') for line in open(log) if (m := stamp.match(line))]
-        if len(times) > 1:
-            total += (times[-1] - times[0]).total_seconds()
-            segments += 1
-    if not segments:
-        return 'unknown (log not found)'
+def wall_time(info: dict) -> str:
+    """Wall time of a run: recorded in the checkpoint (summed over resumed segments), else from its BasicSR logs."""
+    if 'wall_time_s' in info:
+        total, segments = float(info['wall_time_s']), int(info.get('segments', 1))
+    else:
+        experiment = info['experiment']
+        stamp = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ ')
+        total, segments = 0.0, 0
+        for log in sorted(glob.glob(os.path.join(ROOT, 'experiments', experiment, f'train_{experiment}_*.log'))):
+            times = [datetime.strptime(m.group(1), '%Y-%m-%d %H:%M:%S') for line in open(log)
+                     if (m := stamp.match(line))]
+            if len(times) > 1:
+                total += (times[-1] - times[0]).total_seconds()
+                segments += 1
+        if not segments:
+            return 'unknown (not recorded in the checkpoint, log not found)'
     text = f'{int(total // 60)} min {int(total % 60)} s'
     return text + (f' in {segments} segments (resumed with --auto_resume)' if segments > 1 else '')
 
 
-def validation_curve(experiment: str) -> str:
-    """'iteration: PSNR' of every validation in the run's BasicSR logs (a resumed run spans several logs)."""
+def validation_curve(info: dict) -> str:
+    """'iteration: PSNR' of every validation: recorded in the checkpoint, else from the run's BasicSR logs."""
     points: dict[int, float] = {}
-    for log in sorted(glob.glob(os.path.join(ROOT, 'experiments', experiment, f'train_{experiment}_*.log'))):
-        iteration = 0
-        for line in open(log):
-            m = re.search(r'iter:\s*([0-9,]+),', line)
-            if m:
-                iteration = int(m.group(1).replace(',', ''))
-            m = re.search(r'# psnr: ([0-9.]+)', line)
-            if m:
-                points[iteration] = float(m.group(1))
-    return ', '.join(f'{i}: {v:.2f}' for i, v in sorted(points.items())) or 'unknown (log not found)'
+    if 'validation' in info:
+        points = {int(i): float(metrics['psnr']) for i, _, metrics in info['validation'] if 'psnr' in metrics}
+    else:
+        experiment = info['experiment']
+        for log in sorted(glob.glob(os.path.join(ROOT, 'experiments', experiment, f'train_{experiment}_*.log'))):
+            iteration = 0
+            for line in open(log):
+                m = re.search(r'iter:\s*([0-9,]+),', line)
+                if m:
+                    iteration = int(m.group(1).replace(',', ''))
+                m = re.search(r'# psnr: ([0-9.]+)', line)
+                if m:
+                    points[iteration] = float(m.group(1))
+    return ', '.join(f'{i}: {v:.2f}' for i, v in sorted(points.items())) or 'unknown (not recorded, log not found)'
 
 
 SIDE_BY_SIDE = ' (the eight runs side by side on the one GPU)'
@@ -78,11 +87,16 @@ def _stages(info: dict) -> list[dict]:
     return chain
 
 
-def _optimizer(train: dict) -> str:
-    sched = train['scheduler']
-    steps = [m for m in sched['milestones'] if m < train['total_iter']]
-    text = f"Adam lr {train['optim_g']['lr']:g}, L1 loss, " + (
-        f"lr ×{sched['gamma']} at {steps}" if steps else 'constant lr')
+def _optimizer(train: dict, total: int | None = None) -> str:
+    sched, total = train['scheduler'], total or train['total_iter']
+    if sched['type'] == 'CosineAnnealingRestartLR':
+        shape = f"cosine to {sched.get('eta_min', 0):g} over {total} iterations"
+        if train.get('warmup_iter', -1) > 0:
+            shape = f"linear warm-up, then {shape}"
+    else:
+        steps = [m for m in sched['milestones'] if m < total]
+        shape = f"lr ×{sched['gamma']} at {steps}" if steps else 'constant lr'
+    text = f"Adam lr {train['optim_g']['lr']:g}, L1 loss, {shape}"
     if train.get('freeze_bn_iter') is not None:
         text += (', BatchNorm frozen' + (f" after iteration {train['freeze_bn_iter']}" if train['freeze_bn_iter']
                                           else ' throughout'))
@@ -90,10 +104,9 @@ def _optimizer(train: dict) -> str:
 
 
 def _trained_on(info: dict) -> str:
-    experiment = info['experiment']
     return (f"{info.get('trained_on', 'this project’s 2-core CPU machine')}"
             f"{SIDE_BY_SIDE if info.get('trained_on', '').startswith('NVIDIA') else ''}, "
-            f"wall time {wall_time(experiment)}")
+            f"wall time {wall_time(info)}")
 
 
 def section(name: str) -> str | None:
@@ -131,13 +144,14 @@ def section(name: str) -> str | None:
         rows.append(('iterations', f'{total} (plain training)'))
     rows += [('trained on', _trained_on(first)),
              ('validation PSNR while training', f"{opt['datasets']['val']['name']}, iteration: dB — "
-                                                f"{validation_curve(experiment)}")]
+                                                f"{validation_curve(first)}")]
     for n, stage in enumerate(later, start=2):
         s_opt = yaml.safe_load(open(os.path.join(ROOT, 'options', 'train', f"{stage['experiment']}.yml")))
-        rows.append((f'stage {n}', f"{s_opt['train']['total_iter']} more iterations from the result above: "
-                                   f"{_optimizer(s_opt['train'])}; on {_trained_on(stage)}; "
+        s_total = stage.get('total_iter') or s_opt['train']['total_iter']
+        rows.append((f'stage {n}', f"{s_total} more iterations from the result above: "
+                                   f"{_optimizer(s_opt['train'], s_total)}; on {_trained_on(stage)}; "
                                    f"{s_opt['datasets']['val']['name']} validation, iteration: dB — "
-                                   f"{validation_curve(stage['experiment'])}"))
+                                   f"{validation_curve(stage)}"))
     rows += [('FLOPs ratio to baseline', f"{cx['flops_ratio']:.3f} ({cx['gflops']:.2f} GFLOPs at 128×128, "
                                          f"{cx['params'] / 1e6:.3f} M params)"),
              ('widths', widths_line(meta['widths']))]
