@@ -31,7 +31,7 @@ from .complexity import metadata_complexity
 from .data import testsets
 from .deploy import prepare
 from .metrics import denoise_metrics, sr_metrics
-from .run_model import forward_tiled
+from .run_model import forward_tiled, tensor_to_image
 from .timing import measure
 
 EVAL_OVERLAP = 32  # input pixels of context around each tile when evaluating in tiles
@@ -68,12 +68,6 @@ def model_input(task: str, item) -> np.ndarray:
     if task == 'sr':
         return (item[1].astype(np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
     return item[1].astype(np.float32)[None, None].copy()
-
-
-def to_u8(t: torch.Tensor) -> np.ndarray:
-    arr = t.detach().squeeze(0).clamp(0, 1).mul(255).round().to('cpu').numpy().astype(np.uint8)
-    arr = arr.transpose(1, 2, 0)
-    return arr[:, :, 0] if arr.shape[2] == 1 else arr
 
 
 def score(task: str, out_u8: np.ndarray, item, scale: int, lpips_fn: Callable | None) -> dict:
@@ -114,7 +108,7 @@ def evaluate(model, task: str, sets: dict, tile: int | None, lpips_fn, desc: str
             x = torch.from_numpy(model_input(task, item)).to(device)
             with torch.no_grad():
                 y = forward_tiled(model, x, model.scale, tile, overlap=EVAL_OVERLAP)
-            per_image.append({'name': item[0], **score(task, to_u8(y), item, model.scale, lpips_fn)})
+            per_image.append({'name': item[0], **score(task, tensor_to_image(y), item, model.scale, lpips_fn)})
         results[set_name] = summarise(per_image)
     return results
 
