@@ -76,7 +76,7 @@ def models_markdown(reg: D.Registry) -> str:
         loaded = ', '.join(f'`{m.path.name}`' for m in reg.models[key]) or '*none*'
         lines.append(f'- {spec.title}: {loaded}')
         if reg.missing[key]:
-            lines.append(f'  - ⚠️ missing: ' + ', '.join(f'`{p.name}`' for p in reg.missing[key]))
+            lines.append('  - ⚠️ missing: ' + ', '.join(f'`{p.name}`' for p in reg.missing[key]))
         for b in reg.broken[key]:
             lines.append(f'  - ⚠️ unusable: {b}')
     if any(reg.missing.values()) or any(reg.broken.values()):

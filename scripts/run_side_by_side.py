@@ -22,7 +22,6 @@ history lives on under ``parent`` in the metadata.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess

@@ -7,6 +7,7 @@ import pytest
 import restore_dhp  # noqa: F401
 from restore_dhp import prepare_data as pd
 from restore_dhp.data.imageio import bicubic_downscale, read_image, write_png
+from restore_dhp.data.sets import NOT_VERIFIED
 from restore_dhp.data.testsets import load_denoise_set, load_sr_pairs
 
 
@@ -93,7 +94,7 @@ def test_table_complete():
                 'Train400': 400, 'T91': 91, 'BSD200': 200}
     for name, n in expected.items():
         assert pd.SETS[name].count == n
-        assert pd.SETS[name].sha256 == pd.NOT_VERIFIED
+        assert pd.SETS[name].sha256 == NOT_VERIFIED
         assert 'http' in pd.where_to_get(name)
     assert 'DIV2K_train_HR.zip' in pd.where_to_get('DIV2K_train')
 

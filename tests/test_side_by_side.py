@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restore_dhp.prepare_data import HOLDOUT_EVERY, holdout_split
+from restore_dhp.data.sets import HOLDOUT_EVERY, holdout_split
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location('run_side_by_side', REPO / 'scripts' / 'run_side_by_side.py')

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..prepare_data import where_to_get
+from .sets import where_to_get
 from .imageio import add_fixed_noise, list_images, load_sr_pair, match_lr_files, read_image
 
 logger = logging.getLogger(__name__)
