@@ -12,6 +12,7 @@ is simply unused.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 _OLD = 'torchvision.transforms.functional_tensor'
@@ -31,6 +32,44 @@ def install_torchvision_alias() -> bool:
     return True
 
 
+def _load_state(path: str) -> dict:
+    import torch
+    location = f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else 'cpu'
+    return torch.load(path, map_location=location, weights_only=False)
+
+
+def _newest_loadable_state(opt: dict) -> dict | None:
+    """For ``--auto_resume``: the newest ``.state`` that loads and whose network file exists (sets its path)."""
+    state_dir = os.path.join('experiments', opt['name'], 'training_states')
+    models_dir = os.path.join('experiments', opt['name'], 'models')
+    found = sorted((int(f[:-6]) for f in os.listdir(state_dir) if f[:-6].isdigit() and f.endswith('.state'))
+                   if os.path.isdir(state_dir) else [], reverse=True)
+    for iteration in found:
+        path = os.path.join(state_dir, f'{iteration}.state')
+        if not os.path.exists(os.path.join(models_dir, f'net_g_{iteration}.pth')):
+            continue
+        try:
+            state = _load_state(path)
+        except Exception as e:  # a state cut short by a kill before atomic saving
+            print(f'skipping unreadable resume state {path}: {e}', flush=True)
+            continue
+        opt['path']['resume_state'] = path
+        return state
+    return None
+
+
+def _load_resume_state(opt: dict) -> dict | None:
+    """Replacement for ``basicsr.train.load_resume_state`` (see :func:`install_basicsr_cpu_fixes`)."""
+    from basicsr import train as bsr_train  # BasicSR only after install_torchvision_alias has run
+    if opt['auto_resume']:
+        state = _newest_loadable_state(opt)
+    else:
+        state = _load_state(opt['path']['resume_state']) if opt['path'].get('resume_state') else None
+    if state is not None:
+        bsr_train.check_resume(opt, state['iter'])
+    return state
+
+
 def install_basicsr_cpu_fixes() -> None:
     """Let BasicSR's train/test pipelines run without CUDA and resume safely after a kill.
 
@@ -46,10 +85,8 @@ def install_basicsr_cpu_fixes() -> None:
       :class:`restore_dhp.models.restoration_model.RestorationModel`.)
 
     DDP wrapping without CUDA device ids is handled in ``RestorationModel`` too.
+    BasicSR and torch are imported here, not at the top: this module must run before BasicSR's first import.
     """
-    import os
-    import os.path as osp
-
     import torch
     import torch.distributed as dist
     from basicsr import train as bsr_train
@@ -66,34 +103,6 @@ def install_basicsr_cpu_fixes() -> None:
             raise ValueError(f'launcher {launcher!r} needs CUDA; use --launcher pytorch (torchrun) on CPU')
         dist.init_process_group(backend='gloo', **kwargs)
 
-    def _load(path):
-        location = f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else 'cpu'
-        return torch.load(path, map_location=location, weights_only=False)
-
-    def load_resume_state(opt):
-        state = None
-        if opt['auto_resume']:
-            state_dir = osp.join('experiments', opt['name'], 'training_states')
-            models_dir = osp.join('experiments', opt['name'], 'models')
-            found = sorted((int(f[:-6]) for f in os.listdir(state_dir) if f[:-6].isdigit() and f.endswith('.state'))
-                           if osp.isdir(state_dir) else [], reverse=True)
-            for iteration in found:
-                path = osp.join(state_dir, f'{iteration}.state')
-                if not osp.exists(osp.join(models_dir, f'net_g_{iteration}.pth')):
-                    continue
-                try:
-                    state = _load(path)
-                except Exception as e:  # a state cut short by a kill before atomic saving
-                    print(f'skipping unreadable resume state {path}: {e}', flush=True)
-                    continue
-                opt['path']['resume_state'] = path
-                break
-        elif opt['path'].get('resume_state'):
-            state = _load(opt['path']['resume_state'])
-        if state is not None:
-            bsr_train.check_resume(opt, state['iter'])
-        return state
-
     bsr_options.init_dist = init_dist
-    bsr_train.load_resume_state = load_resume_state
+    bsr_train.load_resume_state = _load_resume_state
     bsr_options._restore_dhp_patched = True
