@@ -273,20 +273,29 @@ from the baseline).
   (The control and the two DHP-60 figures with it come from a one-off script run on the
   GPU-stage weights; they are not in the reports.)
 - *SRResNet*: every DHP model is *above* the baseline (table below), and the gap grew during
-  training (each model's validation row). The plain full-width network trains more slowly than
-  the compacted ones under the same optimizer settings, so at this budget the SR table does not
-  show the cost of pruning; it shows only that DHP-20 keeps 18% of the FLOPs without falling below
-  this baseline. The SR models show no eval-mode problem (with batch statistics instead of running
-  statistics every one of them scores lower on Set5), and a CPU probe of the baseline with
-  PyTorch's default init instead of He init was slower still (Set5 27.76 against 28.53 dB at
-  iteration 1,000).
+  training (each model's validation row). **Why, from a controlled experiment on the CPU budget**
+  (`reports/sr_inversion.md`; option files in `options/experiments/`): the same data, iterations,
+  schedule and seed, Set5/Set14/B100 PSNR-Y after 1,600 iterations — the baseline 29.11 / 26.61 /
+  26.39 dB; a *plain network at the DHP-60 widths trained from scratch* 28.91 / 26.23 / 26.03; the
+  DHP-60 search, compaction and fine-tuning 29.63 / 26.95 / 26.60. So the narrower network by
+  itself is *worse* than the baseline, as the paper expects, and neither width, a higher learning
+  rate (2e-3: 28.85 on Set5) nor the hypernetwork parameterisation without sparsity (λ=0, compacted
+  at full width: 27.51) gives the lead: it comes from the sparsity-regularised search phase itself,
+  which hands the fine-tuning a better-started network than random initialisation does. At budgets
+  this short the table therefore compares a cold-started baseline with warm-started pruned models;
+  the paper's order needs a baseline trained until it stops improving (or started the same way), not
+  a different recipe for the pruned ones. The SR models show no eval-mode problem (recomputing
+  every BatchNorm's statistics on training patches moves Set5 by at most 0.02 dB), and PyTorch's
+  default init instead of He init was slower still (Set5 27.76 against 28.53 dB at iteration 1,000).
 - Validation PSNR within one run moves by a few hundredths to tenths of a dB from one checkpoint
   to the next, so differences of that size between models are within the noise of this budget.
 
 **Next improvement in quality.** SR: DIV2K instead of "291" and 10–30× the iterations (the
-paper-setting files without a suffix), which is one to several GPU-hours at the throughput seen
-here (eight runs sharing one H200), and a baseline trained until it stops improving before the
-pruned models are compared with it. DnCNN: the same longer schedule closes the baseline's gap to the
+paper-setting files without a suffix), and a baseline trained until it stops improving before the
+pruned models are compared with it. With the fast training path (`cache: gpu`, captured step) one
+10,000-iteration SR search + fine-tune took 87 s alone on an H200, so 300,000 iterations cost about
+45 minutes per model, about 5 GPU-hours for the eight, run one after another (side by side they
+share the GPU and start slowly). DnCNN: the same longer schedule closes the baseline's gap to the
 paper; keep the BatchNorm-frozen final stretch (`train.freeze_bn_iter`).
 
 **Earlier weights, replaced.** Until this set, the shipped weights were CPU-trained with the
