@@ -276,7 +276,7 @@ from the baseline).
   training (each model's validation row). **Why, from a controlled experiment on the CPU budget**
   (`reports/sr_inversion.md`; option files in `options/experiments/`): the same data, iterations,
   schedule and seed, Set5/Set14/B100 PSNR-Y after 1,600 iterations — the baseline 29.11 / 26.61 /
-  26.39 dB; a *plain network at the DHP-60 widths trained from scratch* 28.91 / 26.23 / 26.03; the
+  26.39 dB (a second seed: 29.17 / 26.65 / 26.41); a *plain network at the DHP-60 widths trained from scratch* 28.91 / 26.23 / 26.03; the
   DHP-60 search, compaction and fine-tuning 29.63 / 26.95 / 26.60. So the narrower network by
   itself is *worse* than the baseline, as the paper expects, and neither width, a higher learning
   rate (2e-3: 28.85 on Set5) nor the hypernetwork parameterisation without sparsity (λ=0, compacted
