@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run for a lent GPU machine (the device tool runs it in a copy of this checkout):
-#   1. set-up: BasicSR and its pure-Python needs from .device_data/site (the device image has Python 3.12,
+#   1. set-up (.device_data is built here first by scripts/make_device_data.py and carried):
+#      BasicSR and its pure-Python needs from .device_data/site (the device image has Python 3.12,
 #      torch and opencv but no BasicSR, addict or lmdb, and no distutils: small stubs stand in for the last
 #      two), datasets/ -> .device_data/datasets, the "291" split;
 #   2. on a quiet GPU: inference speed tables and the training-step benchmark (scripts/gpu_check.sh);
@@ -17,7 +18,13 @@ PY=${PY:-python3}
 mkdir -p "$OUT" logs
 export PYTHONPATH=$PWD/.device_data/site:$PWD PYTHONWARNINGS=ignore
 [ -e datasets ] || ln -s .device_data/datasets datasets
-$PY -c "from restore_dhp.prepare_data import holdout_split as h; print('291 split (train, val):', h('datasets/SR291/HR', 'datasets'))" || exit 3
+# the held-out split of "291" as made on the machine that built .device_data (scripts/make_device_data.py)
+mkdir -p datasets/SR291_train/HR datasets/SR291_val/HR
+for f in $(ls datasets/SR291/HR); do
+  if grep -qx "$f" datasets/SR291_val.txt; then ln -sf ../../SR291/HR/$f datasets/SR291_val/HR/$f
+  else ln -sf ../../SR291/HR/$f datasets/SR291_train/HR/$f; fi
+done
+echo "291 split: $(ls datasets/SR291_train/HR | wc -l) train, $(ls datasets/SR291_val/HR | wc -l) validation"
 
 echo "== $(date -u +%T) benchmarks on a quiet GPU"
 OUT=$OUT/check PY=$PY SKIP_TESTS=1 SKIP_STEP=${SKIP_STEP:-0} timeout ${CHECK_LIMIT:-240} bash scripts/gpu_check.sh
