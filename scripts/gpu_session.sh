@@ -5,7 +5,7 @@
 #      torch and opencv but no BasicSR, addict or lmdb, and no distutils: small stubs stand in for the last
 #      two), datasets/ -> .device_data/datasets, the "291" split;
 #   2. on a quiet GPU: inference speed tables and the training-step benchmark (scripts/gpu_check.sh);
-#   3. side by side on the GPU, for MINUTES of wall time each: the SR controlled experiment
+#   3. for MINUTES of wall time, the two groups side by side and each group's runs one at a time: the SR experiment
 #      (options/experiments/sr_inv_*.yml) and the continuation of the eight shipped models
 #      (BUDGET=gpu-continue scripts/train_weights.sh), plus the CUDA tests;
 #   4. results packed under $OUT (weights, validation curves, logs) for the machine that asked.
@@ -32,7 +32,7 @@ OUT=$OUT/check PY=$PY SKIP_TESTS=1 SKIP_STEP=${SKIP_STEP:-0} timeout ${CHECK_LIM
 echo "== $(date -u +%T) experiment + continuation side by side, $MINUTES min"
 limit=$(awk "BEGIN {print int($MINUTES * 60 + 60)}")
 timeout "$limit" $PY scripts/run_side_by_side.py --opts ${EXPERIMENT:-options/experiments/sr_inv_*_s1?.yml} \
-  --minutes "$MINUTES" --calib-iters 30 \
+  --minutes "$MINUTES" --calib-iters 30 --one-at-a-time \
   --summary "$OUT/sr_inversion_validation.md" --python "$PY" > "$OUT/experiment.txt" 2>&1 &
 exp=$!
 BUDGET=gpu-continue SKIP_REPORTS=1 PY=$PY timeout "$limit" bash scripts/train_weights.sh --minutes "$MINUTES" \

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run several option files side by side on one machine, for an equal number of iterations that fills a wall time.
+"""Run several option files side by side (or one at a time) for an equal number of iterations that fills a wall time.
 
     # continue the eight shipped models for 10 minutes on one GPU (scripts/train_weights.sh calls this)
     python scripts/run_side_by_side.py --opts options/train/*_continue_gpu.yml --minutes 10 --install-weights
@@ -125,6 +125,18 @@ def write_summary(path: str, runs: list[tuple[str, Path]]) -> None:
     print('\n'.join(lines))
 
 
+def iterations_to_fill(seconds: float, calibrations: list[tuple[float, float, float]], one_at_a_time: bool) -> int:
+    """Equal ``train.total_iter`` for all runs from ``(s/iter, start-up s, calibration wall s)`` per calibration.
+
+    Side by side there is one calibration of all runs together: the slowest run sets the pace.  One at a
+    time, each run was calibrated alone and the runs' times add up.
+    """
+    budget = seconds * SAFETY - sum(spent for _, _, spent in calibrations)
+    budget -= sum(startup for _, startup, _ in calibrations)
+    per_iter = sum(p for p, _, _ in calibrations) if one_at_a_time else max(p for p, _, _ in calibrations)
+    return max(int(budget / per_iter), 1)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--opts', nargs='+', required=True, help='option files, one run each')
@@ -133,6 +145,9 @@ def main(argv=None) -> int:
                         help="wall time to fill, calibration included; default: the files' total_iter")
     budget.add_argument('--iters', type=int, help='train.total_iter for every run')
     p.add_argument('--calib-iters', type=int, default=60)
+    p.add_argument('--one-at-a-time', action='store_true',
+                   help='run (and calibrate) the runs one after another: on one GPU a few runs side by side '
+                        'already start slowly and share it, so for a short lease this is faster')
     p.add_argument('--install-weights', action='store_true',
                    help="copy each result over its path.pretrain_network_g checkpoint")
     p.add_argument('--summary', help='write the validation curves here (Markdown)')
@@ -141,16 +156,21 @@ def main(argv=None) -> int:
     opts = {f: read_opt(f) for f in args.opts}
     total = args.iters
     if args.minutes is not None:
-        per_iter, startup, spent = calibrate(list(opts), args.calib_iters, args.python)
-        total = max(int((args.minutes * 60 * SAFETY - spent - startup) / per_iter), 1)
-        print(f'calibration: slowest run {per_iter * 1e3:.1f} ms/iter side by side, start-up {startup:.0f} s '
-              f'-> {total} iterations each to fill {args.minutes} min')
-    procs = []
+        groups = [[f] for f in opts] if args.one_at_a_time else [list(opts)]
+        calibrations = [calibrate(group, args.calib_iters, args.python) for group in groups]
+        total = iterations_to_fill(args.minutes * 60, calibrations, args.one_at_a_time)
+        print(f"calibration ({'one at a time' if args.one_at_a_time else 'side by side'}): "
+              f"{', '.join(f'{c[0] * 1e3:.1f} ms/iter' for c in calibrations)} -> {total} iterations each "
+              f'to fill {args.minutes} min')
+    procs, failed = [], []
+    start = time.monotonic()
     for opt_file, opt in opts.items():
         force = plan_force(total, opt) if total else []
         procs.append((opt['name'], *launch(opt_file, opt['name'], force, args.python)))
-    start = time.monotonic()
-    failed = wait_all(procs)
+        if args.one_at_a_time:
+            failed += wait_all(procs[-1:])
+    if not args.one_at_a_time:
+        failed = wait_all(procs)
     print(f'{len(procs) - len(failed)} of {len(procs)} runs finished in {time.monotonic() - start:.0f} s')
     if args.summary:
         write_summary(args.summary, [(name, log) for name, _, log in procs])

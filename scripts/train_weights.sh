@@ -3,7 +3,7 @@
 #   bash scripts/train_weights.sh [run ...]              CPU budget: options/train/<run>_cpu.yml, one run after another
 #   BUDGET=gpu bash scripts/train_weights.sh [run ...]   GPU budget: <run>_gpu.yml, all runs side by side on one GPU
 #   BUDGET=gpu-continue bash scripts/train_weights.sh --minutes 10 [run ...]
-#       continues the shipped weights (<run>_continue_gpu.yml, widths fixed) side by side on one GPU for an equal
+#       continues the shipped weights (<run>_continue_gpu.yml, widths fixed) one after another on one GPU for an equal
 #       number of iterations that fills the wall time (scripts/run_side_by_side.py), writes the results over
 #       weights/<run>.safetensors (the shipped file's history stays under `parent`), then re-runs the benchmark
 #       and regenerates the model card and the README results (SKIP_REPORTS=1: not here, e.g. on the GPU machine).
@@ -34,7 +34,7 @@ if [ "$BUDGET" = gpu-continue ]; then
   [ -n "$minutes" ] || { echo "BUDGET=gpu-continue needs --minutes M (the wall time to fill)" >&2; exit 2; }
   opts=()
   for run in "${runs[@]}"; do opts+=("options/train/${run}_continue_gpu.yml"); done
-  $PY scripts/run_side_by_side.py --opts "${opts[@]}" --minutes "$minutes" --install-weights \
+  $PY scripts/run_side_by_side.py --opts "${opts[@]}" --minutes "$minutes" --one-at-a-time --install-weights \
     --summary logs/continue_gpu_validation.md --python "$PY" || exit 1
   [ "${SKIP_REPORTS:-0}" = 1 ] && exit 0
   exec bash scripts/update_reports.sh

@@ -27,3 +27,22 @@ def test_checkpoint_records_validation_history_and_wall_time_across_a_resume(tmp
     resumed = read_metadata(models / 'net_g_latest.safetensors')['info']
     assert [v[0] for v in resumed['validation']] == [2, 6]
     assert resumed['wall_time_s'] > first['wall_time_s'] * 0.5  # the first segment's time is carried over
+
+
+def test_a_run_from_a_compact_checkpoint_resumes_with_its_widths_and_parent(tmp_path):
+    from restore_dhp.archs.srresnet_arch import SRResNetCompact
+    from restore_dhp.checkpoint import save_compact
+    start = tmp_path / 'start.safetensors'
+    save_compact(SRResNetCompact(num_feat=8, num_blocks=2, widths={'trunk': 6, 'block00': 4, 'block01': 5}),
+                 start, info={'experiment': 'first_stage'})
+    opt = sr_options(str(tmp_path), name='cont', model='RestorationModel', total_iter=4, save_freq=2,
+                     network={'type': 'SRResNetCompact'})
+    opt['path']['pretrain_network_g'] = str(start)
+    run_train(str(tmp_path), write_options(str(tmp_path), opt))
+    opt['train']['total_iter'] = 6  # BasicSR now points pretrain_network_g at the run's own net_g_4.pth
+    out = run_train(str(tmp_path), write_options(str(tmp_path), opt), '--auto_resume')
+    assert 'Resuming training from epoch' in out.stdout + out.stderr
+    meta = read_metadata(tmp_path / 'experiments' / 'cont' / 'models' / 'net_g_latest.safetensors')
+    assert meta['widths'] == {'trunk': 6, 'block00': 4, 'block01': 5}
+    assert meta['info']['iteration'] == 'latest' and meta['info']['parent']['file'] == str(start)
+    assert meta['info']['parent']['experiment'] == 'first_stage'

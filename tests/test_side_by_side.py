@@ -64,3 +64,12 @@ def test_holdout_split_keeps_every_20th_bsd200_image_for_validation(tmp_path):
     train = {p.name for p in (tmp_path / 'SR291_train' / 'HR').iterdir()}
     assert not train & set(val) and 'T91_t0.png' in train
     assert holdout_split(src, tmp_path) == (5 + 2 * HOLDOUT_EVERY - 2, 2)  # idempotent
+
+
+def test_iterations_to_fill_side_by_side_and_one_at_a_time():
+    # side by side: one calibration of all runs, the slowest sets the pace
+    assert sbs.iterations_to_fill(100.0, [(0.1, 10.0, 20.0)], one_at_a_time=False) == int((90 - 20 - 10) / 0.1)
+    # one at a time: each run calibrated alone, their times add up
+    cal = [(0.1, 5.0, 8.0), (0.3, 5.0, 8.0)]
+    assert sbs.iterations_to_fill(100.0, cal, one_at_a_time=True) == int((90 - 16 - 10) / 0.4)
+    assert sbs.iterations_to_fill(1.0, cal, one_at_a_time=True) == 1  # never below one iteration

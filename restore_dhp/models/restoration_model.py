@@ -52,14 +52,21 @@ class OptionError(ValueError):
 
 
 def with_compact_pretrain(opt: dict) -> tuple[dict, dict | None]:
-    """``opt`` with ``network_g`` completed from the metadata of a compact ``path.pretrain_network_g``,
-    and that metadata (``None`` when the pretrained file is not a compact checkpoint)."""
+    """``opt`` with ``network_g`` completed from the metadata of a compact ``path.pretrain_network_g``, and
+    the provenance of the run's starting point (``None`` when it did not start from a compact checkpoint).
+
+    On a resume BasicSR points ``pretrain_network_g`` at the run's own ``net_g_<iter>.pth``: the widths
+    then come from the compact file written beside it, and the provenance from that file's ``parent``.
+    """
     net = opt['network_g']
     if 'checkpoint' in net:
         raise OptionError(f"option network_g.checkpoint is no longer read: write 'path: {{pretrain_network_g: "
                           f"{net['checkpoint']}}}' and only network_g.type (widths and structure come from the file)")
     path = (opt.get('path') or {}).get('pretrain_network_g')
-    if not path or not str(path).endswith('.safetensors'):
+    resumed = bool(path) and str(path).endswith('.pth') and os.path.isfile(os.path.splitext(path)[0] + '.safetensors')
+    if resumed:
+        path = os.path.splitext(path)[0] + '.safetensors'
+    elif not path or not str(path).endswith('.safetensors'):
         return opt, None
     meta = read_metadata(path)
     if net.get('type') != meta['arch']:
@@ -69,7 +76,8 @@ def with_compact_pretrain(opt: dict) -> tuple[dict, dict | None]:
         if key in net and net[key] != value:
             raise OptionError(f"option network_g.{key}={net[key]!r} differs from {path}'s {value!r}; "
                               'leave it out to use the file\'s')
-    return {**opt, 'network_g': {**net, **fields}}, meta
+    parent = meta['info'].get('parent') if resumed else {'file': path, **meta['info']}
+    return {**opt, 'network_g': {**net, **fields}}, parent
 
 
 @MODEL_REGISTRY.register()
@@ -79,9 +87,8 @@ class RestorationModel(SRModel):
     records_parent = True
 
     def __init__(self, opt):
-        opt, meta = with_compact_pretrain(opt)
-        self._parent = ({'file': opt['path']['pretrain_network_g'], **meta['info']}
-                        if meta and self.records_parent else None)
+        opt, parent = with_compact_pretrain(opt)
+        self._parent = parent if self.records_parent else None
         if opt.get('is_train'):
             self._amp, self._capture = parse_step_options(opt['train'])
         self._step: TrainStep | None = None
