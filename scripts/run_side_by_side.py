@@ -2,14 +2,16 @@
 """Run several option files side by side (or one at a time) for an equal number of iterations that fills a wall time.
 
     # continue the eight shipped models for 10 minutes on one GPU (scripts/train_weights.sh calls this)
-    python scripts/run_side_by_side.py --opts options/train/*_continue_gpu.yml --minutes 10 --install-weights
-    # the issue-13 experiment: fixed iterations from the option files
-    python scripts/run_side_by_side.py --opts options/experiments/sr_inv_*.yml --summary reports/sr_inversion.md
+    python scripts/run_side_by_side.py --opts options/train/*_continue_gpu.yml --minutes 10 --one-at-a-time \
+        --install-weights
+    # the issue-13 experiment on a GPU: fixed iterations from the option files
+    python scripts/run_side_by_side.py --opts options/experiments/sr_inv_*_s1?.yml --summary logs/sr_inv.md
 
 With ``--minutes`` every run first trains ``--calib-iters`` iterations under a
-throw-away name, side by side as the real runs will; the slowest run's measured
-seconds per iteration (BasicSR's own averaged ``time`` in its log) and the
-start-up time then give ``train.total_iter`` for all runs, set with BasicSR's
+throw-away name, the way the real runs will go (all side by side, or each alone
+with ``--one-at-a-time``); the measured seconds per iteration (BasicSR's own
+averaged ``time`` in its log: the slowest run side by side, the sum one at a
+time) and the start-up times then give ``train.total_iter`` for all runs, set with BasicSR's
 ``--force_yml`` together with a cosine scheduler's period (or multi-step
 milestones stretched in proportion), a warm-up (if the file has one) of 5% and
 the validation and checkpoint intervals.  ``--iters N`` sets it directly.  Every run logs to
