@@ -49,6 +49,15 @@ class DeployError(ValueError):
 
 
 # ----------------------------------------------------------------------------- graph rewrites
+def _fed_by_conv_alone(gm: fx.GraphModule, modules: dict, kind: type):
+    """``(node, conv_node)`` for each ``kind`` module whose input is a Conv2d used by it alone (a snapshot)."""
+    for node in list(gm.graph.nodes):
+        if _is_module(node, modules, kind):
+            src = node.args[0]
+            if _is_module(src, modules, nn.Conv2d) and len(src.users) == 1:
+                yield node, src
+
+
 @torch.no_grad()
 def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
     """A traced copy of ``model`` (eval mode) with each BatchNorm folded into the conv that feeds it alone.
@@ -57,12 +66,7 @@ def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
     """
     gm = fx.symbolic_trace(copy.deepcopy(model).eval())
     modules = dict(gm.named_modules())
-    for node in list(gm.graph.nodes):
-        if not _is_module(node, modules, nn.BatchNorm2d):
-            continue
-        src = node.args[0]
-        if not (_is_module(src, modules, nn.Conv2d) and len(src.users) == 1):
-            continue
+    for node, src in _fed_by_conv_alone(gm, modules, nn.BatchNorm2d):
         _fold_into(modules[src.target], modules[node.target])
         node.replace_all_uses_with(src)
         gm.graph.erase_node(node)
@@ -107,12 +111,7 @@ class ShuffleNHWC(nn.Module):
 def shuffle_as_block_copy(gm: fx.GraphModule) -> fx.GraphModule:
     """Rewrite each conv -> PixelShuffle pair (conv used only there) for channels_last (see :class:`ShuffleNHWC`)."""
     modules = dict(gm.named_modules())
-    for node in list(gm.graph.nodes):
-        if not _is_module(node, modules, nn.PixelShuffle):
-            continue
-        src = node.args[0]
-        if not (_is_module(src, modules, nn.Conv2d) and len(src.users) == 1):
-            continue
+    for node, src in _fed_by_conv_alone(gm, modules, nn.PixelShuffle):
         conv, r = modules[src.target], modules[node.target].upscale_factor
         c = conv.out_channels // (r * r)
         order = torch.arange(conv.out_channels).view(c, r * r).t().reshape(-1)  # (i, j, c) <- (c, i, j)
