@@ -32,6 +32,7 @@ class TaskEntry:
     paper_timing_set: str    # the set the paper averaged runtimes over
     default_sets: tuple      # sets the benchmark evaluates by default
     sigma_255: float | None = None
+    variants: tuple = ('baseline', 'dhp60', 'dhp40', 'dhp20')   # the shipped models, baseline first
 
     def run_name(self, variant: str) -> str:
         return f'{self.prefix}_{variant}'
@@ -42,12 +43,15 @@ class TaskEntry:
 
 TASKS: dict[str, TaskEntry] = {
     'sr': TaskEntry('sr', 'srresnet_x4', 'SRResNetCompact', 'SRResNet', 'Super-resolution ×4 (SRResNet, RGB)',
-                    4, 3, 'Urban100', ('Set5', 'Set14', 'B100')),
+                    4, 3, 'Urban100', ('Set5', 'Set14', 'B100'),
+                    # dhp100: the full-width network trained with the DHP recipe (target 1.0, issue 13)
+                    variants=('baseline', 'dhp100', 'dhp60', 'dhp40', 'dhp20')),
     'denoise': TaskEntry('denoise', 'dncnn_s70', 'DnCNNCompact', 'DnCNN', 'Denoising σ=70 (DnCNN, gray images only)',
                          1, 1, 'BSD68', ('BSD68',), 70.0),
 }
-VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')
-VARIANT_LABELS = {'baseline': 'Baseline', 'dhp60': 'DHP-60', 'dhp40': 'DHP-40', 'dhp20': 'DHP-20'}
+VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')   # every task's; a task may ship more (TaskEntry.variants)
+VARIANT_LABELS = {'baseline': 'Baseline', 'dhp100': 'Full width, DHP-trained', 'dhp60': 'DHP-60',
+                  'dhp40': 'DHP-40', 'dhp20': 'DHP-20'}
 
 # Numbers *reported* in the DHP paper (Li et al., "DHP: Differentiable Meta Pruning via HyperNetworks",
 # ECCV 2020, image restoration tables).  PSNR in dB; GFLOPs at a 128x128 input; params in millions.
@@ -86,7 +90,7 @@ def weight_path(task: str, variant: str, root: str | os.PathLike = 'weights') ->
 
 def default_weights(task: str, root: str | os.PathLike = 'weights') -> list[str]:
     """The shipped checkpoints of ``task`` that are present under ``root``, in catalogue order."""
-    return [str(p) for v in VARIANTS if (p := weight_path(task, v, root)).is_file()]
+    return [str(p) for v in TASKS[task].variants if (p := weight_path(task, v, root)).is_file()]
 
 
 def search_target(info: Mapping[str, Any]) -> float | None:
@@ -117,7 +121,7 @@ def model_label(meta: Mapping[str, Any], path: str | os.PathLike) -> str:
 
 def run_names(tasks: list[str], suffix: str = '') -> list[str]:
     """Training runs, every task's baseline first (later runs may compare against it)."""
-    order = [(t, 'baseline') for t in tasks] + [(t, v) for t in tasks for v in VARIANTS if v != 'baseline']
+    order = [(t, 'baseline') for t in tasks] + [(t, v) for t in tasks for v in TASKS[t].variants if v != 'baseline']
     return [TASKS[t].run_name(v) + suffix for t, v in order]
 
 

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from skimage import data as skimage_data
 
-from .catalogue import TASKS, VARIANT_LABELS, VARIANTS
+from .catalogue import TASKS, VARIANT_LABELS
 from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import metadata_complexity
 from .data.imageio import ImageReadError, decode_image, fixed_noise, matlab_resize, to_gray, to_rgb3, to_uint8
@@ -109,7 +109,7 @@ MISSING_HINT = ('Missing checkpoints come from the project\'s training options (
 
 
 def expected_files(weights_dir: str | os.PathLike) -> list[Path]:
-    return [Path(weights_dir) / spec.filename(v) for spec in TASKS.values() for v in VARIANTS]
+    return [Path(weights_dir) / spec.filename(v) for spec in TASKS.values() for v in spec.variants]
 
 
 def _load_model(key: str, variant: str, path: Path, device: torch.device) -> LoadedModel:
@@ -132,7 +132,7 @@ def load_registry(weights_dir: str | os.PathLike, device: str | torch.device | N
     reg = Registry(weights_dir, device)
     for key, spec in TASKS.items():
         reg.models[key], reg.missing[key], reg.broken[key] = [], [], []
-        for variant in VARIANTS:
+        for variant in spec.variants:
             path = weights_dir / spec.filename(variant)
             if not path.exists():
                 reg.missing[key].append(path)

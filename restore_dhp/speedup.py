@@ -10,6 +10,7 @@ reported, so the ratios are side by side.  A last table compares each backend's 
     python -m restore_dhp.speedup --weights weights/srresnet_x4_*.safetensors --threads 1 2
     python -m restore_dhp.speedup --weights weights/*.safetensors --device cuda --precisions fp32 fp16 bf16
     python -m restore_dhp.speedup --random-widths 0.6 0.4 0.2 --round-to 8   # are odd widths slow here?
+    python -m restore_dhp.speedup --uniform-widths 56 48 40 32 24 16 --device cuda   # this device's width-latency curve
     python -m restore_dhp.speedup --weights weights/srresnet_x4_dhp20.safetensors --profile   # per layer
 
 Default sizes (H x W of the input; LR for SR): SR 64x64 and 170x256 (the most common Urban100 LR
@@ -108,6 +109,21 @@ def random_groups(args) -> dict[str, list[Entry]]:
                 entries.append(Entry(f'random-{target:g} /{args.round_to}', build_plain(arch, wr, {}), wr,
                                      task=base.task))
         groups[type(base).__name__ + ' (random widths)'] = entries
+    return groups
+
+
+def uniform_groups(args) -> dict[str, list[Entry]]:
+    """Every prunable group at one width ``w`` (capped at its full width), for each ``w``: the latency of a width here."""
+    torch.manual_seed(args.seed)
+    groups = {}
+    for arch in args.arch:
+        base = build_plain(arch, None, {})
+        full = base.kept_widths()
+        entries = [Entry('baseline (full width)', base, full, True, base.task)]
+        for width in args.uniform_widths:
+            w = {g: min(n, width) for g, n in full.items()}
+            entries.append(Entry(f'width {width}', build_plain(arch, w, {}), w, task=base.task))
+        groups[type(base).__name__ + ' (uniform widths)'] = entries
     return groups
 
 
@@ -275,8 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument('--weights', nargs='+', help='compact checkpoints to compare (grouped by architecture)')
     src.add_argument('--random-widths', nargs='+', type=float, metavar='RATIO',
                      help='random-width models at these FLOPs ratios (e.g. 0.6 0.4 0.2)')
+    src.add_argument('--uniform-widths', nargs='+', type=int, metavar='W',
+                     help='models with every prunable layer at width W (e.g. 56 48 40 32 24 16)')
     p.add_argument('--arch', nargs='+', choices=sorted(ARCH_ALIASES), default=['srresnet', 'dncnn'],
-                   help='architectures for --random-widths (default: both)')
+                   help='architectures for --random-widths / --uniform-widths (default: both)')
     p.add_argument('--backends', nargs='+', choices=BACKENDS, help='default: eager fused, and onnxruntime on CPU')
     p.add_argument('--precisions', nargs='+', choices=sorted(PRECISIONS), default=['fp32'],
                    help='default fp32; fp16/bf16 on CUDA')
@@ -299,6 +317,8 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error('--repeats and --threads must be positive, --warmup and --round-to non-negative')
     if args.random_widths and not all(0 < r <= 1 for r in args.random_widths):
         p.error('--random-widths ratios must be in (0, 1]')
+    if args.uniform_widths and min(args.uniform_widths) < 1:
+        p.error('--uniform-widths must be positive')
     if args.device == 'cuda' and not torch.cuda.is_available():
         p.error('--device cuda: no CUDA device is available')
     if args.backends is None:
@@ -320,7 +340,8 @@ def main(argv=None) -> int:
         lines.extend(block)
 
     try:
-        groups = random_groups(args) if args.random_widths else checkpoint_groups(args)
+        groups = (random_groups(args) if args.random_widths else uniform_groups(args) if args.uniform_widths
+                  else checkpoint_groups(args))
         if args.profile:
             torch.set_num_threads(args.threads[0])
             for entries in groups.values():

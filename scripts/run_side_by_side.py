@@ -169,22 +169,29 @@ def main(argv=None) -> int:
     for opt_file, opt in opts.items():
         force = plan_force(total, opt) if total else []
         procs.append((opt['name'], *launch(opt_file, opt['name'], force, args.python)))
-        if args.one_at_a_time:
+        if args.one_at_a_time:  # each result is installed as soon as it exists: a later cut loses no finished run
             failed += wait_all(procs[-1:])
+            if args.install_weights and opt['name'] not in failed:
+                install(opt)
     if not args.one_at_a_time:
         failed = wait_all(procs)
+        if args.install_weights:
+            for opt in opts.values():
+                if opt['name'] not in failed:
+                    install(opt)
     print(f'{len(procs) - len(failed)} of {len(procs)} runs finished in {time.monotonic() - start:.0f} s')
     if args.summary:
         write_summary(args.summary, [(name, log) for name, _, log in procs])
-    if args.install_weights:
-        for opt_file, opt in opts.items():
-            result = Path('experiments') / opt['name'] / 'models' / 'net_g_latest.safetensors'
-            target = opt['path'].get('pretrain_network_g')
-            if opt['name'] in failed or not target or not result.is_file():
-                continue
-            shutil.copy2(result, target)
-            print(f'{result} -> {target}')
     return 1 if failed else 0
+
+
+def install(opt: dict) -> None:
+    """Copy a finished run's last compact checkpoint over the checkpoint it started from."""
+    result = Path('experiments') / opt['name'] / 'models' / 'net_g_latest.safetensors'
+    target = opt['path'].get('pretrain_network_g')
+    if target and result.is_file():
+        shutil.copy2(result, target)
+        print(f'{result} -> {target}', flush=True)
 
 
 if __name__ == '__main__':

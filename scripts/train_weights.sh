@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Trains the eight shipped models and copies each finished compact checkpoint to weights/<run>.safetensors.
+# Trains the shipped models and copies each finished compact checkpoint to weights/<run>.safetensors.
 #   bash scripts/train_weights.sh [run ...]              CPU budget: options/train/<run>_cpu.yml, one run after another
 #   BUDGET=gpu bash scripts/train_weights.sh [run ...]   GPU budget: <run>_gpu.yml, all runs side by side on one GPU
-#   BUDGET=gpu-continue bash scripts/train_weights.sh --minutes 10 [run ...]
+#   BUDGET=gpu-continue bash scripts/train_weights.sh --minutes 10 [run ...]   (or --iters N: N iterations each)
 #       continues the shipped weights (<run>_continue_gpu.yml, widths fixed) one after another on one GPU for an equal
 #       number of iterations that fills the wall time (scripts/run_side_by_side.py), writes the results over
 #       weights/<run>.safetensors (the shipped file's history stays under `parent`), then re-runs the benchmark
 #       and regenerates the model card and the README results (SKIP_REPORTS=1: not here, e.g. on the GPU machine).
-# Runs default to all eight; with BUDGET=gpu the four DnCNN runs then get their second stage,
+# Runs default to the catalogue's (python -m restore_dhp.catalogue runs); with BUDGET=gpu the four DnCNN runs then get their second stage,
 # dncnn_s70_<variant>_bnfreeze (BatchNorm frozen, continuing from the first stage's result), which
 # writes weights/dncnn_s70_<variant>.safetensors. PARALLEL=1/0 overrides side by side / one after another.
 # Needs datasets/ prepared (python -m restore_dhp.prepare_data --source ../shared/datasets --dest datasets).
@@ -18,8 +18,8 @@ PY=${PY:-.venv/bin/python}
 BUDGET=${BUDGET:-cpu}
 case $BUDGET in cpu) PARALLEL=${PARALLEL:-0} ;; gpu) PARALLEL=${PARALLEL:-1} ;; gpu-continue) ;;
   *) echo "BUDGET must be cpu, gpu or gpu-continue, got '$BUDGET'" >&2; exit 2 ;; esac
-minutes=
-if [ "${1:-}" = --minutes ]; then minutes=${2:?--minutes needs a number}; shift 2; fi
+fill=()   # gpu-continue: --minutes M (calibrated to fill M minutes) or --iters N (N each, no calibration)
+case ${1:-} in --minutes|--iters) fill=("$1" "${2:?$1 needs a number}"); shift 2 ;; esac
 runs=("$@")
 stage2=()
 if [ ${#runs[@]} -eq 0 ]; then  # the catalogue's runs (restore_dhp/catalogue.py), baselines first
@@ -31,10 +31,10 @@ if [ ${#runs[@]} -eq 0 ]; then  # the catalogue's runs (restore_dhp/catalogue.py
   fi
 fi
 if [ "$BUDGET" = gpu-continue ]; then
-  [ -n "$minutes" ] || { echo "BUDGET=gpu-continue needs --minutes M (the wall time to fill)" >&2; exit 2; }
+  [ ${#fill[@]} -eq 2 ] || { echo "BUDGET=gpu-continue needs --minutes M (the wall time to fill) or --iters N" >&2; exit 2; }
   opts=()
   for run in "${runs[@]}"; do opts+=("options/train/${run}_continue_gpu.yml"); done
-  $PY scripts/run_side_by_side.py --opts "${opts[@]}" --minutes "$minutes" --one-at-a-time --install-weights \
+  $PY scripts/run_side_by_side.py --opts "${opts[@]}" "${fill[@]}" --one-at-a-time --install-weights \
     --summary logs/continue_gpu_validation.md --python "$PY" || exit 1
   [ "${SKIP_REPORTS:-0}" = 1 ] && exit 0
   exec bash scripts/update_reports.sh

@@ -21,7 +21,7 @@ from datetime import datetime
 
 import yaml
 
-from restore_dhp.catalogue import TASKS, VARIANTS
+from restore_dhp.catalogue import TASKS
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.complexity import checkpoint_complexity
 
@@ -307,7 +307,7 @@ same way, worse (test002: 9.99 dB for DHP-40 against 25.27 dB for the baseline; 
 """.format(budgets=budgets())]
     for task, title in (('sr', 'Super-resolution ×4: SRResNet'), ('denoise', 'Denoising σ=70: DnCNN')):
         parts.append(f'## {title}\n')
-        for name in (TASKS[task].run_name(v) for v in VARIANTS):
+        for name in (TASKS[task].run_name(v) for v in TASKS[task].variants):
             block = section(name)
             parts.append(block if block else f'### `{name}`\n\nnot trained yet.')
         parts.append(f'### Cost of pruning in this budget (computed from `reports/{task}/report.json`)\n\n'

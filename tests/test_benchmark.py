@@ -192,6 +192,18 @@ def test_speedup_random_widths(tmp_path, capsys):
         assert part in text
 
 
+
+def test_speedup_uniform_widths(capsys):
+    assert speedup_main(['--uniform-widths', '32', '16', '--arch', 'dncnn', '--sizes', '20', '--repeats', '1',
+                         '--warmup', '0', '--backends', 'fused']) == 0
+    rows = {line.split()[1]: line.split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith('width ')}
+    assert set(rows) == {'32', '16'}
+    assert rows['32'][2] == '32-32' and rows['16'][2] == '16-16'
+    assert float(rows['32'][7]) == pytest.approx(0.25, abs=0.03)  # FLOPs ratio: about a quarter of the 64-wide net
+    with pytest.raises(SystemExit):
+        speedup_main(['--uniform-widths', '0', '--arch', 'dncnn'])
+
 def test_speedup_checkpoints_and_profile(sr_weights, capsys):
     assert speedup_main(['--weights', *sr_weights, '--sizes', '12', '--repeats', '1', '--warmup', '0',
                          '--backends', 'fused', 'onnxruntime']) == 0

@@ -80,6 +80,28 @@ def test_dncnn_search_stops_at_max_iter_when_target_unreachable(tmp_path):
     assert model.task == 'denoise'
 
 
+
+def test_full_width_trained_as_dhp_searches_min_search_iter_and_keeps_every_channel(tmp_path):
+    """target 1.0 with min_search_iter = max_search_iter: the pruned models' recipe for the baseline."""
+    root = str(tmp_path)
+    opt = dncnn_options(root, name='tiny_full', total_iter=8,
+                        dhp={'target_ratio': 1.0, 'ratio_tolerance': 0.0, 'regularization': 300.0,
+                             'mask_interval': 2, 'min_search_iter': 6, 'max_search_iter': 6, 'min_width': 1})
+    out = run_train(root, write_options(root, opt))
+    summary = json.load(open(os.path.join(_models(root, 'tiny_full'), 'search_summary.json')))
+    assert summary['iteration'] == 6 and summary['flops_ratio'] == pytest.approx(1.0)
+    assert 'refilled' in out.stdout + out.stderr  # the shrinking pruned channels; the target put them back
+    final = read_metadata(os.path.join(_models(root, 'tiny_full'), 'net_g_latest.safetensors'))
+    assert set(final['widths'].values()) == {8}
+    assert final['info']['search']['target_ratio'] == 1.0
+
+
+def test_min_search_iter_above_max_is_refused(tmp_path):
+    from restore_dhp.models.dhp_model import SearchOptions
+    from restore_dhp.models.restoration_model import OptionError
+    with pytest.raises(OptionError, match='min_search_iter'):
+        SearchOptions.from_opt({'target_ratio': 1.0, 'min_search_iter': 9, 'max_search_iter': 6})
+
 def _build_resumed_model(root, opt_path, state_path):
     """What train_pipeline does on resume, in-process, to compare with the saved state."""
     from basicsr.models import build_model

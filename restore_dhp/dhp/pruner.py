@@ -75,7 +75,9 @@ class DHPPruner:
         ratio = self.flops_ratio(widths)
         refilled_from = None
         previous = self.latents_at_last_check
-        if ratio < self.target_ratio - self.ratio_tolerance and previous is not None:
+        if previous is None:  # the first check: rank what it pruned by the latents as they are now
+            previous = net.latents.detach().clone()
+        if ratio < self.target_ratio - self.ratio_tolerance:
             after = net.masks > 0
             keep = fill_to_target(layout.split(after), layout.split(before & ~after), layout.split(previous.abs()),
                                   self.flops_ratio, self.target_ratio, self.round_to)

@@ -11,7 +11,10 @@ One run does search -> compaction -> fine-tuning:
 2. when the ratio is at most ``target_ratio + ratio_tolerance`` (if one check
    prunes past ``target_ratio - ratio_tolerance``, the channels pruned since
    the previous check are refilled, most important first, up to the target), or
-   ``max_search_iter`` is reached) the network is **compacted**: the compact
+   ``max_search_iter`` is reached; never before ``min_search_iter``: with
+   ``target_ratio: 1.0`` and ``min_search_iter = max_search_iter = N`` the
+   network is trained exactly like a DHP run for N iterations and compacted at
+   full width, the pruned models' recipe for the baseline) the network is **compacted**: the compact
    checkpoint ``models/compact_search.safetensors``, the full search state
    ``models/net_g_search_<iter>.pth`` and ``models/search_summary.json`` are
    written, saying which condition stopped the search and the ratio reached;
@@ -57,6 +60,7 @@ class SearchOptions:
     keep_threshold: float = DEFAULT_KEEP_THRESHOLD
     mask_interval: int = 100
     max_search_iter: int | None = None  # default: the whole run may search
+    min_search_iter: int = 0           # search at least this long, even once the target is reached
     round_to: int = 1                  # round kept widths up to a multiple of this
     flops_input_size: int = 128
 
@@ -95,6 +99,11 @@ class SearchOptions:
                 raise OptionError(f'option dhp.{name} must be >= 1')
         if opts.max_search_iter is not None and opts.max_search_iter < 1:
             raise OptionError('option dhp.max_search_iter must be >= 1')
+        if opts.min_search_iter < 0:
+            raise OptionError('option dhp.min_search_iter must be >= 0')
+        if opts.max_search_iter is not None and opts.min_search_iter > opts.max_search_iter:
+            raise OptionError(f'option dhp.min_search_iter ({opts.min_search_iter}) must be <= '
+                              f'dhp.max_search_iter ({opts.max_search_iter})')
         return opts
 
 
@@ -197,7 +206,7 @@ class DHPSearchModel(RestorationModel):
         logger.info(f'DHP search iter {current_iter}: FLOPs ratio {check.ratio:.4f} '
                     f'(target {self.search.target_ratio}), widths {check.widths}')
         reason = None
-        if check.target_reached:
+        if check.target_reached and current_iter >= self.search.min_search_iter:
             reason = 'target_reached'
         elif current_iter >= self.search.max_search_iter:
             reason = 'max_search_iter'
