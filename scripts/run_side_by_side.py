@@ -153,6 +153,8 @@ def main(argv=None) -> int:
     p.add_argument('--install-weights', action='store_true',
                    help="copy each result over its path.pretrain_network_g checkpoint")
     p.add_argument('--summary', help='write the validation curves here (Markdown)')
+    p.add_argument('--force', nargs='+', default=[], metavar='KEY=VALUE',
+                   help="more BasicSR --force_yml settings for every run (e.g. datasets:train:dataroot_gt=...)")
     p.add_argument('--python', default=sys.executable)
     args = p.parse_args(argv)
     opts = {f: read_opt(f) for f in args.opts}
@@ -167,7 +169,7 @@ def main(argv=None) -> int:
     procs, failed = [], []
     start = time.monotonic()
     for opt_file, opt in opts.items():
-        force = plan_force(total, opt) if total else []
+        force = (plan_force(total, opt) if total else []) + args.force
         procs.append((opt['name'], *launch(opt_file, opt['name'], force, args.python)))
         if args.one_at_a_time:  # each result is installed as soon as it exists: a later cut loses no finished run
             failed += wait_all(procs[-1:])

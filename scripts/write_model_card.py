@@ -21,7 +21,7 @@ from datetime import datetime
 
 import yaml
 
-from restore_dhp.catalogue import TASKS
+from restore_dhp.catalogue import TASKS, VARIANT_LABELS
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.complexity import checkpoint_complexity
 
@@ -68,9 +68,14 @@ def validation_curve(info: dict) -> str:
 
 
 SIDE_BY_SIDE = ' (the eight runs side by side on the one GPU)'
+ALONE = {'srresnet_x4_dhp100_gpu'}  # GPU runs trained alone, in a later lease (scripts/gpu_session.sh)
 
 
 def runner(experiment: str) -> str:
+    if experiment.endswith('_continue_gpu'):
+        return 'BUDGET=gpu-continue bash scripts/train_weights.sh --iters 3000'
+    if experiment in ALONE:
+        return 'scripts/gpu_session.sh'
     budget = experiment.rsplit('_', 1)[-1]
     return 'BUDGET=gpu bash scripts/train_weights.sh' if budget == 'gpu' else 'bash scripts/train_weights.sh'
 
@@ -104,9 +109,11 @@ def _optimizer(train: dict, total: int | None = None) -> str:
 
 
 def _trained_on(info: dict) -> str:
-    return (f"{info.get('trained_on', 'this project’s 2-core CPU machine')}"
-            f"{SIDE_BY_SIDE if info.get('trained_on', '').startswith('NVIDIA') else ''}, "
-            f"wall time {wall_time(info)}")
+    device = info.get('trained_on', 'this project’s 2-core CPU machine')
+    if device.startswith('NVIDIA'):
+        alone = info['experiment'] in ALONE or info['experiment'].endswith('_continue_gpu')
+        device += ' (alone on the GPU)' if alone else SIDE_BY_SIDE
+    return f"{device}, wall time {wall_time(info)}"
 
 
 def section(name: str) -> str | None:
@@ -147,7 +154,7 @@ def section(name: str) -> str | None:
                                                 f"{validation_curve(first)}")]
     for n, stage in enumerate(later, start=2):
         s_opt = yaml.safe_load(open(os.path.join(ROOT, 'options', 'train', f"{stage['experiment']}.yml")))
-        s_total = stage.get('total_iter') or s_opt['train']['total_iter']
+        s_total = stage.get('iterations_run') or stage.get('total_iter') or s_opt['train']['total_iter']
         rows.append((f'stage {n}', f"{s_total} more iterations from the result above: "
                                    f"{_optimizer(s_opt['train'], s_total)}; on {_trained_on(stage)}; "
                                    f"{s_opt['datasets']['val']['name']} validation, iteration: dB — "
@@ -163,7 +170,11 @@ BAND_BELOW, BAND_ABOVE = 0.05, 0.03  # the quality bar: FLOPs ratio within [targ
 
 
 def observations(task: str) -> str:
-    """Pruning cost measured here next to the paper's, and the FLOPs-ratio band, computed from report.json."""
+    """Pruning cost measured here next to the paper's, and the FLOPs-ratio band, computed from report.json.
+
+    One table per full-width reference present: the plain baseline and, where shipped, the full-width
+    network trained with the DHP recipe (the pruned models' own procedure at target 1.0).
+    """
     path = os.path.join(ROOT, 'reports', task, 'report.json')
     if not os.path.exists(path):
         return ''
@@ -175,14 +186,28 @@ def observations(task: str) -> str:
     paper_col = rep['paper_reference']['sets'].index(first) if first in rep['paper_reference']['sets'] else None
     if 'Baseline' not in ours:
         return ''
-    base = ours['Baseline']['metrics'][first][key]
-    base_by_image = {d['name']: d[key] for d in ours['Baseline']['metrics'][first]['per_image']}
-    lines = [f'| model | {first} PSNR change vs our baseline (dB) | median change per image (dB) '
+    blocks = []
+    for ref_name in ('Baseline', VARIANT_LABELS['dhp100']):
+        if ref_name in ours:
+            blocks.append(_pruning_cost(ours, ref_name, first, key, paper, paper_col))
+    if paper_col is not None:
+        paper_base = paper['Baseline'][paper_col]
+        refs = '; '.join(f"{name.lower()} {ours[name]['metrics'][first][key]:.2f} dB"
+                         for name in ('Baseline', VARIANT_LABELS['dhp100']) if name in ours)
+        blocks.append(f'Our full-width networks on {first}: {refs}; the paper\'s baseline: {paper_base:.2f} dB.')
+    return '\n\n'.join(blocks)
+
+
+def _pruning_cost(ours: dict, ref_name: str, first: str, key: str, paper: dict, paper_col) -> str:
+    ref = ours[ref_name]
+    base = ref['metrics'][first][key]
+    base_by_image = {d['name']: d[key] for d in ref['metrics'][first]['per_image']}
+    lines = [f'| model | {first} PSNR change vs {ref_name.lower()} (dB) | median change per image (dB) '
              f'| paper\'s change (dB) | {first} images '
-             f'> 1 dB below the baseline | worst image (baseline → model, dB) | FLOPs ratio '
+             f'> 1 dB below it | worst image ({ref_name.lower()} → model, dB) | FLOPs ratio '
              f'| target band [t−{BAND_BELOW}, t+{BAND_ABOVE}] |', '|---|---|---|---|---|---|---|---|']
     for name, row in ours.items():
-        if name == 'Baseline' or not name.startswith('DHP-'):
+        if not name.startswith('DHP-'):
             continue
         target = int(name.split('-')[1]) / 100
         ratio = row['flops_ratio']
@@ -197,10 +222,6 @@ def observations(task: str) -> str:
         lines.append(f"| {name} | {row['metrics'][first][key] - base:+.2f} | {median:+.2f} | {paper_delta} "
                      f"| {n_bad} of {len(diffs)} | {worst_name} ({base_by_image[worst_name]:.2f} → "
                      f"{worst_value:.2f}) | {ratio:.3f} | {'inside' if inside else '**outside**'} |")
-    if paper_col is not None:
-        paper_base = paper['Baseline'][paper_col]
-        lines += ['', f'Our baseline on {first}: {base:.2f} dB; the paper\'s: {paper_base:.2f} dB '
-                      f'(gap {paper_base - base:.2f} dB).']
     return '\n'.join(lines)
 
 
@@ -233,26 +254,41 @@ def budgets() -> str:
 def main() -> int:
     parts = ["""# Shipped weights — model card
 
-Eight compact checkpoints trained by this project's own pipeline from its own option files on one
-NVIDIA H200 lent to the project for one session (`options/train/*_gpu.yml`, run by
-`BUDGET=gpu bash scripts/train_weights.sh`: all eight runs side by side on the one GPU, about
-11 minutes in all). The four DnCNN models then had a second stage of 200 iterations with BatchNorm
-frozen (`options/train/dncnn_s70_*_bnfreeze_gpu.yml`), run on this project's 2-core CPU after the
-GPU session had ended. Each `.safetensors` file is self-describing: architecture, structure
-arguments, per-group widths and provenance (option file, iterations, search record, device, torch
-version; a second stage keeps the first under `parent`) are in its metadata
-(`python -m restore_dhp.complexity --weights FILE` prints its FLOPs and ratio;
-`restore_dhp.checkpoint.load_compact(FILE)` rebuilds it). The measured tables below come from the
-benchmark on the 2-core CPU machine.
+Nine compact checkpoints trained by this project's own pipeline from its own option files. The
+first stage of eight ran on one NVIDIA H200 lent to the project for one session
+(`options/train/*_gpu.yml`, run by `BUDGET=gpu bash scripts/train_weights.sh`: all eight runs side
+by side on the one GPU, about 11 minutes in all). The ninth, `srresnet_x4_dhp100` — the full-width
+SRResNet trained with the DHP models' own procedure (hypernetwork phase with the sparsity prox,
+compaction at full width, fine-tuning; issue 13) — had the same first stage alone on an H200 in a
+later lease (`options/train/srresnet_x4_dhp100_gpu.yml`). The five SR models then had a second
+stage, the continuation (`options/train/*_continue_gpu.yml`, `BUDGET=gpu-continue bash
+scripts/train_weights.sh --iters 3000`: widths fixed, linear warm-up then cosine from lr 2e-4;
+3,000 iterations asked, 2,808 run, because BasicSR sizes its epochs for a last partial batch
+that its loader drops), four of them on the H200 one after another and `srresnet_x4_dhp20` on this
+project's 2-core CPU after the lease ended, on the same images. On the GPU machine "291" held 210
+of its images (what fits the 64 MiB that travels there), so `srresnet_x4_dhp100`'s first stage
+and every SR continuation saw those 210 (the CPU continuation was pointed at the same copy). The
+four DnCNN models had a second stage of 200 iterations with BatchNorm frozen
+(`options/train/dncnn_s70_*_bnfreeze_gpu.yml`), run on the 2-core CPU. Their continuation did not
+fit in the lease (DnCNN baseline and DHP-60 were continued, their Set12 validation rising from
+24.90 / 24.91 dB at iteration 600 to 24.98 / 24.97 dB; DHP-40 and DHP-20 were not), so none of it
+is shipped: the four DnCNN models keep one budget. Each `.safetensors` file is self-describing:
+architecture, structure arguments, per-group widths and provenance (option file, iterations,
+search record, device, torch version, validation curve; a later stage keeps the earlier ones
+under `parent`) are in its metadata (`python -m restore_dhp.complexity --weights FILE` prints its
+FLOPs and ratio; `restore_dhp.checkpoint.load_compact(FILE)` rebuilds it). The measured tables
+below come from the benchmark on the 2-core CPU machine.
 
 **How this differs from the paper.** The paper trained SRResNet on DIV2K (800 2K images) for
-hundreds of thousands of iterations on a GPU. These models saw {budgets}, with a larger learning
-rate than the paper's and a sparsity strength λ scaled up (the shrink per step is λ·lr) so that
-the search reaches its target early in the budget. Within an architecture all four models share
-one budget (the same iterations, data, schedule and stages), so the differences in the table are
-those of pruning and not of training time; the absolute PSNR is below the paper's, and the gap
-says how much training is missing. The search started from scratch, as in the paper (no warm start
-from the baseline).
+hundreds of thousands of iterations on a GPU. These models saw {budgets} (SR: then the
+2,808-iteration continuation), with a larger learning rate than the paper's and a sparsity
+strength λ scaled up (the shrink per step is λ·lr) so that the search reaches its target early in
+the budget. Within an architecture all models share one budget (the same iterations, schedule
+and stages; the one difference is the SR first stage's data, all 291 images for four models and
+210 of them for the DHP-trained full width), so the differences in the table are those of pruning
+or of the training procedure, not of training time; the absolute PSNR is below the paper's, and
+the gap says how much training is missing. The search started from scratch, as in the paper (no
+warm start from the baseline).
 
 **What the tables show at this budget.**
 - *DnCNN*: the cost of pruning matches the paper's (table below); the baseline's gap to the
@@ -272,31 +308,42 @@ from the baseline).
   24.42 dB and 28.83 dB with it, so the freeze, not the extra iterations, does most of the repair.
   (The control and the two DHP-60 figures with it come from a one-off script run on the
   GPU-stage weights; they are not in the reports.)
-- *SRResNet*: every DHP model is *above* the baseline (table below), and the gap grew during
-  training (each model's validation row). **Why, from a controlled experiment on the CPU budget**
-  (`reports/sr_inversion.md`; option files in `options/experiments/`): the same data, iterations,
-  schedule and seed, Set5/Set14/B100 PSNR-Y after 1,600 iterations — the baseline 29.11 / 26.61 /
-  26.39 dB (a second seed: 29.17 / 26.65 / 26.41); a *plain network at the DHP-60 widths trained from scratch* 28.91 / 26.23 / 26.03; the
-  DHP-60 search, compaction and fine-tuning 29.63 / 26.95 / 26.60. So the narrower network by
-  itself is *worse* than the baseline, as the paper expects, and neither width, a higher learning
-  rate (2e-3: 28.85 on Set5) nor the hypernetwork parameterisation without sparsity (λ=0, compacted
-  at full width: 27.51) gives the lead: it comes from the sparsity-regularised search phase itself,
-  which hands the fine-tuning a better-started network than random initialisation does. At budgets
-  this short the table therefore compares a cold-started baseline with warm-started pruned models;
-  the paper's order needs a baseline trained until it stops improving (or started the same way), not
-  a different recipe for the pruned ones. The SR models show no eval-mode problem (recomputing
-  every BatchNorm's statistics on training patches moves Set5 by at most 0.02 dB), and PyTorch's
-  default init instead of He init was slower still (Set5 27.76 against 28.53 dB at iteration 1,000).
+- *SRResNet*: every DHP model is *above* the plain baseline (tables below). **Why** (controlled
+  experiments in `reports/sr_inversion.md`, option files in `options/experiments/`): the DHP
+  training procedure — the hypernetwork phase with the sparsity prox, then compaction and
+  fine-tuning — trains SRResNet better than plain training at these budgets, whatever the width.
+  On the CPU budget (1,600 iterations, Set5/Set14/B100 PSNR-Y) the plain baseline reached 29.11 /
+  26.61 / 26.39 dB (a second seed 29.17 / 26.65 / 26.41), a plain network at the DHP-60 widths
+  trained from scratch 28.91 / 26.23 / 26.03 — below the baseline, as the paper expects of a
+  smaller network — and DHP-60 29.63 / 26.95 / 26.60; neither a higher learning rate (2e-3: 28.85
+  on Set5) nor the hypernetwork form without sparsity (λ=0: 27.51) gave the lead. On the H200 with a
+  held-out validation split (10 BSD200 images no run trained on; 3,708 iterations, two seeds) DHP-60
+  ended +0.39 / +0.41 dB above the plain baseline, and the full-width network trained with the
+  same procedure +0.48 dB above it and +0.07 dB above DHP-60 (seed 11; seed 10 lost its BatchNorm
+  statistics in eval mode, below). So the fair reference for the pruned models is that full-width
+  network, trained the same way for the same budget: it ships as `srresnet_x4_dhp100`
+  ("Full width, DHP-trained"), and the plain baseline stays as the row that shows what the
+  procedure itself is worth. A likely mechanism, measured but not yet tested by an arm of its own:
+  each body conv feeds a BatchNorm, so only its direction matters and Adam's fixed-size steps turn
+  small weights faster; the prox shrinks the generated weights (body-conv scale std·√fan-in 1.11 in
+  the DHP-trained full-width network and 1.12 / 1.01 / 0.76 in DHP-60 / 40 / 20, against 1.47 in
+  the plain baseline). **Weak spot of the procedure:** the full-width network's BatchNorm running
+  statistics can go wrong in eval mode while its training loss keeps falling (its first stage
+  ended at Set5 30.28 dB after 31.35 at iteration 8,000; re-estimating the statistics on training
+  patches restores 31.35). The continuation, with warm-up and a cosine decay, ended it stable.
+  The plain SR models show no such problem (recomputing their statistics moves Set5 by at most
+  0.02 dB).
 - Validation PSNR within one run moves by a few hundredths to tenths of a dB from one checkpoint
   to the next, so differences of that size between models are within the noise of this budget.
 
 **Next improvement in quality.** SR: DIV2K instead of "291" and 10–30× the iterations (the
-paper-setting files without a suffix), and a baseline trained until it stops improving before the
-pruned models are compared with it. With the fast training path (`cache: gpu`, captured step) one
-10,000-iteration SR search + fine-tune took 87 s alone on an H200, so 300,000 iterations cost about
-45 minutes per model, about 5 GPU-hours for the eight, run one after another (side by side they
-share the GPU and start slowly). DnCNN: the same longer schedule closes the baseline's gap to the
-paper; keep the BatchNorm-frozen final stretch (`train.freeze_bn_iter`).
+paper-setting files without a suffix), every model with the DHP procedure (the full width at
+target 1.0), and BatchNorm statistics checked at the end of each stage. On an H200 one
+10,000-iteration SR run (search, compaction, fine-tuning, validation) took 75 s alone with the
+fast path (`cache: gpu`, captured step), so 300,000 iterations cost about 40 minutes per model,
+about 3.5 GPU-hours for the five SR models and under 3 for the four DnCNN, run one after another
+(side by side they share the GPU and start slowly). DnCNN: the same longer schedule closes the
+baseline's gap to the paper; keep the BatchNorm-frozen final stretch (`train.freeze_bn_iter`).
 
 **Earlier weights, replaced.** Until this set, the shipped weights were CPU-trained with the
 `_cpu` option files (SR 1,600 iterations at batch 8: Set5 29.11 dB baseline; DnCNN 400 iterations

@@ -246,7 +246,8 @@ def test_partial_weights_are_reported(tmp_path):
     (tmp_path / 'dncnn_s70_dhp20.safetensors').write_bytes(b'broken')
     reg = demo.load_registry(tmp_path)
     assert reg.tasks() == ['sr'] and [m.variant for m in reg.models['sr']] == ['baseline', 'dhp40']
-    assert [p.name for p in reg.missing['sr']] == ['srresnet_x4_dhp60.safetensors', 'srresnet_x4_dhp20.safetensors']
+    assert [p.name for p in reg.missing['sr']] == ['srresnet_x4_dhp100.safetensors', 'srresnet_x4_dhp60.safetensors',
+                                                'srresnet_x4_dhp20.safetensors']
     assert len(reg.missing['denoise']) == 3 and len(reg.broken['denoise']) == 1
     text = '\n'.join(reg.summary_lines())
     assert 'srresnet_x4_dhp60.safetensors' in text and 'weights/README.md' in text

@@ -93,6 +93,7 @@ def test_full_width_trained_as_dhp_searches_min_search_iter_and_keeps_every_chan
     assert 'refilled' in out.stdout + out.stderr  # the shrinking pruned channels; the target put them back
     final = read_metadata(os.path.join(_models(root, 'tiny_full'), 'net_g_latest.safetensors'))
     assert set(final['widths'].values()) == {8}
+    assert final['info']['iterations_run'] == 8 == final['info']['total_iter']
     assert final['info']['search']['target_ratio'] == 1.0
 
 
