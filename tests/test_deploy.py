@@ -1,6 +1,7 @@
 """restore_dhp.deploy and restore_dhp.export: exact folding, ONNX parity, tiling, errors, CUDA paths (on a GPU)."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from restore_dhp.archs.dncnn_arch import DnCNNCompact
 from restore_dhp.archs.srresnet_arch import SRResNetCompact
 from restore_dhp.catalogue import TASKS, VARIANTS
 from restore_dhp.checkpoint import load_compact, save_compact
-from restore_dhp.deploy import DeployError, ShuffleNHWC, fold_batchnorm, prepare
+from restore_dhp.deploy import DeployError, ShuffleNHWC, fold_batchnorm, prepare, reuse_freed_memory
 from restore_dhp.export import main as export_main
 from restore_dhp.export import onnx_model_bytes, read_onnx_metadata
 from restore_dhp.run_model import forward_tiled
@@ -59,7 +60,8 @@ def test_fused_equals_eager_and_has_no_batchnorm(index):
         ref = model(x)
     fused = prepare(model, 'cpu', 'fused')
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.module.modules())
-    assert fused.layout == 'channels_last' and fused.describe() == 'fused fp32, channels_last, CPU'
+    heap = ', heap reuse' if reuse_freed_memory() else ''
+    assert fused.layout == 'channels_last' and fused.describe() == f'fused fp32, channels_last{heap}, CPU'
     y = fused(x)
     assert y.dtype == torch.float32 and y.is_contiguous() and y.shape == ref.shape
     assert _rel_err(y, ref) <= 1e-5
