@@ -93,37 +93,29 @@ def round_widths(widths: dict, full: dict, multiple: int) -> dict:
     return {g: min(full[g], max(multiple, multiple * round(w / multiple))) for g, w in widths.items()}
 
 
-def random_groups(args) -> dict[str, list[Entry]]:
+def synthetic_groups(args) -> dict[str, list[Entry]]:
+    """Models of chosen widths per architecture, after its full-width baseline: ``--random-widths`` (uneven
+    random widths at each FLOPs ratio, and rounded to ``--round-to``) or ``--uniform-widths`` (every prunable
+    group at one width, capped at its full width: the latency of a width on this device)."""
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
+    kind = 'random' if args.random_widths else 'uniform'
     groups = {}
     for arch in args.arch:
         base = build_plain(arch, None, {})
         full = base.kept_widths()
+        picks = []
+        if kind == 'random':
+            for target in args.random_widths:
+                w = random_widths(arch, target, rng)
+                picks.append((f'random-{target:g}', w))
+                if args.round_to:
+                    picks.append((f'random-{target:g} /{args.round_to}', round_widths(w, full, args.round_to)))
+        else:
+            picks = [(f'width {width}', {g: min(n, width) for g, n in full.items()}) for width in args.uniform_widths]
         entries = [Entry('baseline (full width)', base, full, True, base.task)]
-        for target in args.random_widths:
-            w = random_widths(arch, target, rng)
-            entries.append(Entry(f'random-{target:g}', build_plain(arch, w, {}), w, task=base.task))
-            if args.round_to:
-                wr = round_widths(w, full, args.round_to)
-                entries.append(Entry(f'random-{target:g} /{args.round_to}', build_plain(arch, wr, {}), wr,
-                                     task=base.task))
-        groups[type(base).__name__ + ' (random widths)'] = entries
-    return groups
-
-
-def uniform_groups(args) -> dict[str, list[Entry]]:
-    """Every prunable group at one width ``w`` (capped at its full width), for each ``w``: the latency of a width here."""
-    torch.manual_seed(args.seed)
-    groups = {}
-    for arch in args.arch:
-        base = build_plain(arch, None, {})
-        full = base.kept_widths()
-        entries = [Entry('baseline (full width)', base, full, True, base.task)]
-        for width in args.uniform_widths:
-            w = {g: min(n, width) for g, n in full.items()}
-            entries.append(Entry(f'width {width}', build_plain(arch, w, {}), w, task=base.task))
-        groups[type(base).__name__ + ' (uniform widths)'] = entries
+        entries += [Entry(label, build_plain(arch, w, {}), w, task=base.task) for label, w in picks]
+        groups[f'{type(base).__name__} ({kind} widths)'] = entries
     return groups
 
 
@@ -340,8 +332,7 @@ def main(argv=None) -> int:
         lines.extend(block)
 
     try:
-        groups = (random_groups(args) if args.random_widths else uniform_groups(args) if args.uniform_widths
-                  else checkpoint_groups(args))
+        groups = synthetic_groups(args) if args.random_widths or args.uniform_widths else checkpoint_groups(args)
         if args.profile:
             torch.set_num_threads(args.threads[0])
             for entries in groups.values():
