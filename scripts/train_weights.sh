@@ -5,7 +5,8 @@
 #   BUDGET=gpu-continue bash scripts/train_weights.sh --minutes 10 [run ...]   (or --iters N: N iterations each)
 #       continues the shipped weights (<run>_continue_gpu.yml, widths fixed) one after another on one GPU for an equal
 #       number of iterations that fills the wall time (scripts/run_side_by_side.py), writes the results over
-#       weights/<run>.safetensors (the shipped file's history stays under `parent`), then re-runs the benchmark
+#       weights/<run>.safetensors (the shipped file's history stays under `parent`; SR then gets its 200-iteration
+#       BatchNorm-frozen stage, <run>_bnfreeze_gpu.yml), then re-runs the benchmark
 #       and regenerates the model card and the README results (SKIP_REPORTS=1: not here, e.g. on the GPU machine).
 # Runs default to the catalogue's (python -m restore_dhp.catalogue runs); with BUDGET=gpu the four DnCNN runs then get their second stage,
 # dncnn_s70_<variant>_bnfreeze (BatchNorm frozen, continuing from the first stage's result), which
@@ -36,6 +37,17 @@ if [ "$BUDGET" = gpu-continue ]; then
   for run in "${runs[@]}"; do opts+=("options/train/${run}_continue_gpu.yml"); done
   $PY scripts/run_side_by_side.py --opts "${opts[@]}" "${fill[@]}" --one-at-a-time --install-weights \
     --summary logs/continue_gpu_validation.md --python "$PY" || exit 1
+  # then a run whose continuation trains BatchNorm gets its BatchNorm-frozen stage (SR: <run>_bnfreeze_gpu.yml,
+  # 200 iterations; the DnCNN continuation files freeze BatchNorm themselves)
+  frozen=()
+  for run in "${runs[@]}"; do
+    grep -q freeze_bn_iter "options/train/${run}_continue_gpu.yml" && continue
+    [ -f "options/train/${run}_bnfreeze_gpu.yml" ] && frozen+=("options/train/${run}_bnfreeze_gpu.yml")
+  done
+  if [ ${#frozen[@]} -gt 0 ]; then
+    $PY scripts/run_side_by_side.py --opts "${frozen[@]}" --one-at-a-time --install-weights \
+      --summary logs/bnfreeze_gpu_validation.md --python "$PY" || exit 1
+  fi
   [ "${SKIP_REPORTS:-0}" = 1 ] && exit 0
   exec bash scripts/update_reports.sh
 fi
