@@ -156,7 +156,8 @@ def section(name: str) -> str | None:
         s_opt = yaml.safe_load(open(os.path.join(ROOT, 'options', 'train', f"{stage['experiment']}.yml")))
         s_total = stage.get('iterations_run') or stage.get('total_iter') or s_opt['train']['total_iter']
         rows.append((f'stage {n}', f"{s_total} more iterations from the result above: "
-                                   f"{_optimizer(s_opt['train'], s_total)}; on {_trained_on(stage)}; "
+                                   f"{_optimizer(s_opt['train'], stage.get('total_iter') or s_total)}; "
+                                   f"on {_trained_on(stage)}; "
                                    f"{s_opt['datasets']['val']['name']} validation, iteration: dB — "
                                    f"{validation_curve(stage)}"))
     rows += [('FLOPs ratio to baseline', f"{cx['flops_ratio']:.3f} ({cx['gflops']:.2f} GFLOPs at 128×128, "
@@ -192,7 +193,7 @@ def observations(task: str) -> str:
             blocks.append(_pruning_cost(ours, ref_name, first, key, paper, paper_col))
     if paper_col is not None:
         paper_base = paper['Baseline'][paper_col]
-        refs = '; '.join(f"{name.lower()} {ours[name]['metrics'][first][key]:.2f} dB"
+        refs = '; '.join(f"{name[0].lower() + name[1:]} {ours[name]['metrics'][first][key]:.2f} dB"
                          for name in ('Baseline', VARIANT_LABELS['dhp100']) if name in ours)
         blocks.append(f'Our full-width networks on {first}: {refs}; the paper\'s baseline: {paper_base:.2f} dB.')
     return '\n\n'.join(blocks)
@@ -200,11 +201,12 @@ def observations(task: str) -> str:
 
 def _pruning_cost(ours: dict, ref_name: str, first: str, key: str, paper: dict, paper_col) -> str:
     ref = ours[ref_name]
+    ref_text = ref_name[0].lower() + ref_name[1:]
     base = ref['metrics'][first][key]
     base_by_image = {d['name']: d[key] for d in ref['metrics'][first]['per_image']}
-    lines = [f'| model | {first} PSNR change vs {ref_name.lower()} (dB) | median change per image (dB) '
+    lines = [f'| model | {first} PSNR change vs {ref_text} (dB) | median change per image (dB) '
              f'| paper\'s change (dB) | {first} images '
-             f'> 1 dB below it | worst image ({ref_name.lower()} → model, dB) | FLOPs ratio '
+             f'> 1 dB below it | worst image ({ref_text} → model, dB) | FLOPs ratio '
              f'| target band [t−{BAND_BELOW}, t+{BAND_ABOVE}] |', '|---|---|---|---|---|---|---|---|']
     for name, row in ours.items():
         if not name.startswith('DHP-'):
@@ -234,9 +236,10 @@ def report_blocks(task: str) -> str:
 
 
 def shipped_option(task: str) -> dict:
-    """The option file that trained the task's shipped baseline (named in its metadata)."""
+    """The option file of the first stage that trained the task's shipped baseline (named in its metadata)."""
     info = read_metadata(os.path.join(ROOT, 'weights', TASKS[task].filename('baseline')))['info']
-    return yaml.safe_load(open(os.path.join(ROOT, 'options', 'train', f"{info['experiment']}.yml")))
+    first = _stages(info)[0]
+    return yaml.safe_load(open(os.path.join(ROOT, 'options', 'train', f"{first['experiment']}.yml")))
 
 
 def budgets() -> str:
@@ -281,8 +284,9 @@ FLOPs and ratio; `restore_dhp.checkpoint.load_compact(FILE)` rebuilds it). The m
 below come from the benchmark on the 2-core CPU machine.
 
 **How this differs from the paper.** The paper trained SRResNet on DIV2K (800 2K images) for
-hundreds of thousands of iterations on a GPU. These models saw {budgets} (SR: then the
-2,808-iteration continuation), with a larger learning rate than the paper's and a sparsity
+hundreds of thousands of iterations on a GPU. Their first stage saw {budgets} (SR: then
+the 2,808-iteration continuation and 200 iterations with BatchNorm frozen; DnCNN: then 200
+iterations with BatchNorm frozen), with a larger learning rate than the paper's and a sparsity
 strength λ scaled up (the shrink per step is λ·lr) so that the search reaches its target early in
 the budget. Within an architecture all models share one budget (the same iterations, schedule
 and stages; the one difference is the SR first stage's data, all 291 images for four models and
