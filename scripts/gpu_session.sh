@@ -98,8 +98,9 @@ fi
 [ "${SPEED:-0}" = 1 ] && OUT=$OUT/check PY=$PY SKIP_TESTS=1 timeout "$(limit ${CHECK_LIMIT:-240})" bash scripts/gpu_check.sh
 
 cat "$OUT/sr_inversion_validation.md" logs/continue_gpu_validation.md 2>/dev/null
-# what comes back (at most 8 files): the weights in two archives, everything else in a third
-tar czf "$OUT/weights_sr.tgz" weights/srresnet_x4_*.safetensors
+# what comes back (at most 8 files of at most 16 MiB): the weights in three archives, everything else in a fourth
+tar czf "$OUT/weights_sr_full.tgz" weights/srresnet_x4_baseline.safetensors weights/srresnet_x4_dhp100.safetensors
+tar czf "$OUT/weights_sr_pruned.tgz" weights/srresnet_x4_dhp[0-9]0.safetensors
 tar czf "$OUT/weights_denoise.tgz" weights/dncnn_s70_*.safetensors
 tar czf "$OUT/results.tgz" --exclude='*.tgz' "$OUT" logs experiments/*/train_*.log \
   experiments/*/models/search_summary.json 2>/dev/null
