@@ -72,7 +72,8 @@ ALONE = {'srresnet_x4_dhp100_gpu'}  # GPU runs trained alone, in a later lease (
 
 
 def runner(experiment: str) -> str:
-    if experiment.endswith('_continue_gpu') or (experiment.startswith('srresnet') and experiment.endswith('_bnfreeze_gpu')):
+    sr_last_stage = experiment.startswith(TASKS['sr'].prefix) and experiment.endswith('_bnfreeze_gpu')
+    if experiment.endswith('_continue_gpu') or sr_last_stage:
         return 'BUDGET=gpu-continue bash scripts/train_weights.sh --iters 3000'
     if experiment in ALONE:
         return 'scripts/gpu_session.sh'
@@ -193,15 +194,20 @@ def observations(task: str) -> str:
             blocks.append(_pruning_cost(ours, ref_name, first, key, paper, paper_col))
     if paper_col is not None:
         paper_base = paper['Baseline'][paper_col]
-        refs = '; '.join(f"{name[0].lower() + name[1:]} {ours[name]['metrics'][first][key]:.2f} dB"
+        refs = '; '.join(f"{_in_sentence(name)} {ours[name]['metrics'][first][key]:.2f} dB"
                          for name in ('Baseline', VARIANT_LABELS['dhp100']) if name in ours)
         blocks.append(f'Our full-width networks on {first}: {refs}; the paper\'s baseline: {paper_base:.2f} dB.')
     return '\n\n'.join(blocks)
 
 
+def _in_sentence(label: str) -> str:
+    """'Full width, DHP-trained' -> 'full width, DHP-trained' (only the first letter lowered)."""
+    return label[0].lower() + label[1:]
+
+
 def _pruning_cost(ours: dict, ref_name: str, first: str, key: str, paper: dict, paper_col) -> str:
     ref = ours[ref_name]
-    ref_text = ref_name[0].lower() + ref_name[1:]
+    ref_text = _in_sentence(ref_name)
     base = ref['metrics'][first][key]
     base_by_image = {d['name']: d[key] for d in ref['metrics'][first]['per_image']}
     lines = [f'| model | {first} PSNR change vs {ref_text} (dB) | median change per image (dB) '

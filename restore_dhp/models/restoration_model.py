@@ -92,6 +92,7 @@ class RestorationModel(SRModel):
         if opt.get('is_train'):
             self._amp, self._capture = parse_step_options(opt['train'])
         self._step: TrainStep | None = None
+        self._last_iter: int | None = None  # the iterations a run really took (BasicSR may stop short of total_iter)
         self._bn_frozen = False
         # what the checkpoint says of its own training: every validation, and the wall time of all segments
         self._validation: list = []
@@ -107,7 +108,7 @@ class RestorationModel(SRModel):
         get_root_logger().info(f'Loaded compact checkpoint {load_path}')
 
     def optimize_parameters(self, current_iter):
-        self._last_iter = current_iter  # the iterations a run really took (BasicSR may stop short of total_iter)
+        self._last_iter = current_iter
         self._freeze_bn_after(current_iter)
         if self._step is None:
             self._step = TrainStep(self.net_g, self._losses, self.optimizer_g, self.device, self._amp,
@@ -225,7 +226,7 @@ class RestorationModel(SRModel):
         provenance = {'experiment': self.opt['name'], 'iteration': label,
                       'option_file': os.path.basename(copied[0]) if copied else None,
                       'total_iter': self.opt.get('train', {}).get('total_iter'),
-                      'iterations_run': getattr(self, '_last_iter', None),
+                      'iterations_run': self._last_iter,
                       'trained_on': device_name(self.device), 'torch': torch.__version__,
                       'wall_time_s': self._wall_time(), 'validation': self._validation}
         if self._parent:
