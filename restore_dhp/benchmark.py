@@ -41,10 +41,11 @@ EXIT_ERROR = 2
 
 
 def default_backends(device: str) -> list[str]:
-    """Every exact (fp32) backend that can run on ``device`` here."""
+    """Every exact (fp32) backend that can run on ``device`` here; on the CPU all but ``compiled``, which would
+    compile every model again in each fresh timing process (ask for it with ``--backends``)."""
     providers = ort.get_available_providers() if ort is not None else []
     usable = 'CUDAExecutionProvider' in providers if device == 'cuda' else ort is not None
-    return [b for b in BACKENDS if b != 'onnxruntime' or usable]
+    return [b for b in BACKENDS if (b != 'onnxruntime' or usable) and (b != 'compiled' or device == 'cuda')]
 
 
 def build_parser() -> argparse.ArgumentParser:

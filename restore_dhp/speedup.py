@@ -9,9 +9,13 @@ reported, so the ratios are side by side.  A last table compares each backend's 
 
     python -m restore_dhp.speedup --weights weights/srresnet_x4_*.safetensors --threads 1 2
     python -m restore_dhp.speedup --weights weights/*.safetensors --device cuda --precisions fp32 fp16 bf16
+    python -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --backends fused compiled --sizes 1080x1920
     python -m restore_dhp.speedup --random-widths 0.6 0.4 0.2 --round-to 8   # are odd widths slow here?
+    python -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --device cuda --pad-to 16 32  # exact padding
     python -m restore_dhp.speedup --uniform-widths 56 48 40 32 24 16 --device cuda   # this device's width-latency curve
     python -m restore_dhp.speedup --weights weights/srresnet_x4_dhp20.safetensors --profile   # per layer
+    python -m restore_dhp.speedup --weights weights/dncnn_s70_dhp40.safetensors --profile --device cuda \
+        --backends fused compiled --precisions fp16 --sizes 321x481      # which kernels, how long
 
 Default sizes (H x W of the input; LR for SR): SR 64x64 and 170x256 (the most common Urban100 LR
 size at x4), DnCNN 128x128 and 321x481 (BSD68).  Weights do not affect the timing of these dense
@@ -133,6 +137,11 @@ def checkpoint_groups(args) -> dict[str, list[Entry]]:
             wr = round_widths(model.kept_widths(), full, args.round_to)
             entries.append(Entry(f'{label} /{args.round_to}', build_plain(meta['arch'], wr, meta['arch_kwargs']),
                                  wr, task=meta['task'], arch_kwargs=meta['arch_kwargs']))
+        for multiple in ([] if is_base else args.pad_to):  # the same network, zero channels added (exact)
+            padded = model.padded_to(multiple)
+            if padded.kept_widths() != model.kept_widths():
+                entries.append(Entry(f'{label} pad/{multiple}', padded, padded.kept_widths(), task=meta['task'],
+                                     arch_kwargs=meta['arch_kwargs']))
     for arch, entries in groups.items():
         if not any(e.is_baseline for e in entries):
             base = build_plain(arch, None, entries[0].arch_kwargs)
@@ -265,6 +274,37 @@ def profile_layers(entry: Entry, size, args) -> list[str]:
     return lines
 
 
+@torch.no_grad()
+def profile_kernels(entry: Entry, size, backend: str, precision: str, args) -> list[str]:
+    """The CUDA kernels of one forward of a deployed form (run uncaptured): count and device time per kernel.
+
+    Where a GPU forward's time goes: convolution kernels (and which ones cuDNN picked for each width),
+    elementwise passes, layout conversions.
+    """
+    deployed = prepare(entry.model, 'cuda', backend, precision)
+    module, runner = deployed.module, deployed._runner
+    x = input_for(entry, size, 'cuda').to(dtype=runner.dtype, memory_format=runner.memory_format)
+    for _ in range(args.warmup + 1):
+        module(x)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(args.repeats):
+            module(x)
+        torch.cuda.synchronize()
+    rows = sorted((e for e in prof.key_averages() if e.self_device_time_total > 0),
+                  key=lambda e: -e.self_device_time_total)
+    n = args.repeats
+    total_ms = sum(e.self_device_time_total for e in rows) / n / 1e3
+    lines = ['', f'{entry.label}: CUDA kernels of one forward, {deployed.describe()}, input {tuple(x.shape)}, '
+             f'mean of {n} uncaptured runs: {sum(e.count for e in rows) / n:.0f} kernels, {total_ms:.3f} ms of '
+             f'kernel time; the {PROFILE_ROWS} longest kernels in total',
+             f'{"ms":>8}{"share":>8}{"calls":>7}  kernel']
+    for e in rows[:PROFILE_ROWS]:
+        ms = e.self_device_time_total / n / 1e3
+        lines.append(f'{ms:>8.3f}{ms / total_ms:>8.1%}{e.count / n:>7.0f}  {e.key[:140]}')
+    return lines
+
+
 def _rate(macs: float, ms: float) -> str:
     return f'{macs / ms / 1e6:>8.1f}' if macs else f'{"":>8}'
 
@@ -287,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help='models with every prunable layer at width W (e.g. 56 48 40 32 24 16)')
     p.add_argument('--arch', nargs='+', choices=sorted(ARCH_ALIASES), default=['srresnet', 'dncnn'],
                    help='architectures for --random-widths / --uniform-widths (default: both)')
-    p.add_argument('--backends', nargs='+', choices=BACKENDS, help='default: eager fused, and onnxruntime on CPU')
+    p.add_argument('--backends', nargs='+', choices=BACKENDS, help='default: eager fused compiled, and onnxruntime on CPU')
     p.add_argument('--precisions', nargs='+', choices=sorted(PRECISIONS), default=['fp32'],
                    help='default fp32; fp16/bf16 on CUDA')
     p.add_argument('--sizes', nargs='+', type=parse_size, metavar='HxW',
@@ -297,7 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--warmup', type=int, default=3, help='untimed rounds first (default 3)')
     p.add_argument('--round-to', type=int, default=0, metavar='N',
                    help='also time each pruned model with widths rounded to a multiple of N')
-    p.add_argument('--profile', action='store_true', help='per-layer times of each model instead (CPU, fused)')
+    p.add_argument('--pad-to', nargs='+', type=int, default=[], metavar='N',
+                   help='also time each pruned checkpoint with its widths padded up to a multiple of N by zero '
+                        'channels (the same output; for devices whose kernels are slow at some widths)')
+    p.add_argument('--profile', action='store_true',
+                   help='where the time goes instead: per-layer times of the fused form on the CPU, the CUDA '
+                        'kernels of each --backends form and precision on CUDA')
     p.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     p.add_argument('--out', help='also write the tables to this text file')
     p.add_argument('--seed', type=int, default=0)
@@ -307,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
 def check_args(p: argparse.ArgumentParser, args) -> None:
     if args.repeats < 1 or args.warmup < 0 or args.round_to < 0 or min(args.threads) < 1:
         p.error('--repeats and --threads must be positive, --warmup and --round-to non-negative')
+    if any(n < 1 for n in args.pad_to) or (args.pad_to and not args.weights):
+        p.error('--pad-to takes positive multiples and applies to --weights')
     if args.random_widths and not all(0 < r <= 1 for r in args.random_widths):
         p.error('--random-widths ratios must be in (0, 1]')
     if args.uniform_widths and min(args.uniform_widths) < 1:
@@ -314,7 +361,9 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
     if args.device == 'cuda' and not torch.cuda.is_available():
         p.error('--device cuda: no CUDA device is available')
     if args.backends is None:
-        args.backends = ['eager', 'fused'] + (['onnxruntime'] if ort is not None and args.device == 'cpu' else [])
+        args.backends = ['eager', 'fused', 'compiled'] + (['onnxruntime'] if ort is not None and args.device == 'cpu' else [])
+    if args.profile and args.device == 'cuda' and 'onnxruntime' in args.backends:
+        p.error('--profile --device cuda profiles the torch backends; leave out onnxruntime')
     if 'onnxruntime' in args.backends and ort is None:
         p.error("--backends onnxruntime: the onnxruntime package is not installed (pip install -r requirements.txt)")
     if args.device == 'cpu' and args.precisions != ['fp32']:
@@ -338,7 +387,12 @@ def main(argv=None) -> int:
             for entries in groups.values():
                 size = (args.sizes or [parse_size(DEFAULT_SIZES[entries[0].task][0])])[0]
                 for e in entries:
-                    emit(profile_layers(e, size, args))
+                    if args.device == 'cpu':
+                        emit(profile_layers(e, size, args))
+                        continue
+                    for backend in args.backends:
+                        for precision in args.precisions:
+                            emit(profile_kernels(e, size, backend, precision, args))
         else:
             run_all(groups, args, emit)
             paper = ', '.join(f"{TASKS[t].network} {PAPER_REFERENCE[t]['dhp20_gpu_speedup']}x" for t in TASKS)

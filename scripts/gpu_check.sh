@@ -3,11 +3,12 @@
 #   1. the CUDA tests (deploy: CUDA graphs, fp16/bf16; the captured / mixed-precision training step;
 #      GPU-resident training batches), which skip on a machine without CUDA;
 #   2. inference speed of the shipped models per backend and precision, all side by side
-#      (python -m restore_dhp.speedup: speedup vs FLOPs ratio at a small and an Urban100-sized input);
-#   3. training-step speed, plain vs DHP search, eager vs captured, batch 16 and 64.
+#      (python -m restore_dhp.speedup: speedup vs FLOPs ratio at a small, an Urban100-sized and a large input);
+#   3. the CUDA kernels of one forward (speedup --profile --device cuda): where the time goes;
+#   4. training-step speed, plain vs DHP search, eager vs captured, batch 16 and 64.
 # Everything is written under $OUT (default gpu-check/). Needs the shipped weights, no datasets.
 # PY picks the interpreter (default python3: the device machine's, which has torch); SKIP_TESTS=1 leaves out
-# part 1 (scripts/gpu_session.sh runs the tests beside its training runs), SKIP_STEP=1 part 3; --list-tests
+# part 1 (scripts/gpu_session.sh runs the tests beside its training runs), SKIP_STEP=1 part 4; --list-tests
 # prints part 1's files.
 set -u
 cd "$(dirname "$0")/.."
@@ -25,10 +26,19 @@ step() {  # step NAME COMMAND...: run one part, keep its output, go on after a f
   tail -n 4 "$OUT/$name.txt"
 }
 [ "${SKIP_TESTS:-0}" = 1 ] || step cuda_tests $PY -m pytest -q -p no:cacheprovider -rs $TESTS
+# sizes: the defaults (a small and an Urban100 / BSD68 input) and a large one (1440x2560 SR output, 1080p denoising),
+# where a GPU is busy enough for the FLOPs cut to show; bf16 measured as fp16 did on an H200 (reports/*/speedup_gpu.txt)
 step speedup_gpu_sr $PY -m restore_dhp.speedup --device cuda --weights weights/srresnet_x4_*.safetensors \
-  --backends eager fused --precisions fp32 fp16 bf16 --out "$OUT/speedup_gpu_sr_table.txt"
+  --backends eager fused compiled --precisions fp32 fp16 --sizes 64x64 170x256 360x640 --pad-to 32 \
+  --out "$OUT/speedup_gpu_sr_table.txt"
 step speedup_gpu_denoise $PY -m restore_dhp.speedup --device cuda --weights weights/dncnn_s70_*.safetensors \
-  --backends eager fused --precisions fp32 fp16 bf16 --out "$OUT/speedup_gpu_denoise_table.txt"
+  --backends eager fused compiled --precisions fp32 fp16 --sizes 128x128 321x481 1080x1920 --pad-to 32 \
+  --out "$OUT/speedup_gpu_denoise_table.txt"
+# where a forward's GPU time goes: kernels of the SR and DnCNN baseline and DHP-20, fused and compiled, fp16
+step kernels_gpu $PY -m restore_dhp.speedup --device cuda --profile --backends fused compiled --precisions fp16 \
+  --weights weights/srresnet_x4_baseline.safetensors weights/srresnet_x4_dhp20.safetensors --sizes 170x256 --repeats 5
+step kernels_gpu_denoise $PY -m restore_dhp.speedup --device cuda --profile --backends fused compiled --precisions fp16 \
+  --weights weights/dncnn_s70_baseline.safetensors weights/dncnn_s70_dhp40.safetensors --sizes 321x481 --repeats 5
 [ "${SKIP_STEP:-0}" = 1 ] || step search_step_gpu $PY scripts/benchmark_search_step.py --devices cuda --batches 16 64 --modes eager captured \
   --steps 40 --rounds 3
 exit $status

@@ -131,6 +131,38 @@ def test_onnxruntime_matches_torch_on_random_and_real_inputs(index):
         assert float((ort_model(x) - ref).abs().max()) <= 1e-4
 
 
+@pytest.mark.parametrize('index', (0, 2))
+def test_compiled_equals_eager_and_compiles_once_for_every_image_size(index):
+    model = _small_models()[index]
+    compiled = prepare(model, 'cpu', 'compiled')
+    heap = ', heap reuse' if reuse_freed_memory() else ''
+    assert compiled.describe() == f'compiled fp32, channels_last{heap}, CPU'
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    for shape in ((1, 19, 23), (1, 24, 20), (1, 31, 16), (2, 24, 20)):
+        x = torch.rand(shape[0], model.in_channels, *shape[1:])
+        with torch.no_grad():
+            ref = model(x)
+        y = compiled(x)
+        assert y.dtype == torch.float32 and y.is_contiguous() and y.shape == ref.shape
+        assert _rel_err(y, ref) <= 1e-5
+        if shape[0] == 1:  # one compilation for these heights and widths (a batch > 1 compiles once more)
+            assert torch._dynamo.utils.counters['stats']['unique_graphs'] == 1
+
+
+def test_a_failing_compiler_is_one_deploy_error(monkeypatch):
+    def no_compiler(gm, example_inputs):
+        raise RuntimeError('no C++ compiler here\nmore detail')
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, 'compile', lambda module, **kw: real_compile(module, backend=no_compiler, **kw))
+    torch._dynamo.reset()
+    d = prepare(_small_models()[2], 'cpu', 'compiled')
+    with pytest.raises(DeployError, match="compiled': torch.compile failed .*no C.. compiler here.*use backend 'fused'") as e:
+        d(torch.rand(1, 1, 8, 8))
+    assert '\n' not in str(e.value)
+
+
 def test_forward_tiled_takes_a_deployed_model():
     model = _small_models()[0]
     x = torch.rand(1, 3, 30, 26)
@@ -189,15 +221,16 @@ def test_onnx_bytes_for_every_catalogue_architecture():
 
 
 @cuda
+@pytest.mark.parametrize('backend', ('fused', 'compiled'))
 @pytest.mark.parametrize('precision,tol', [('fp32', 1e-2), ('fp16', 5e-2), ('bf16', 2e-1)])
-def test_cuda_fused_graphs_match_eager(precision, tol):
+def test_cuda_fused_graphs_match_eager(backend, precision, tol):
     torch.manual_seed(0)  # default BatchNorm statistics: activations stay in fp16 range (folding is tested above)
     model = SRResNetCompact(num_blocks=2, num_feat=16, widths={'trunk': 8, 'block00': 5}).eval().cuda()
     x = torch.rand(1, 3, 24, 20, device='cuda')
     with torch.no_grad():
         ref = model(x)
-    d = prepare(model, 'cuda', 'fused', precision)
-    assert 'CUDA graphs' in d.describe()
+    d = prepare(model, 'cuda', backend, precision)
+    assert d.describe().startswith(f'{backend} {precision}, channels_last, CUDA graphs')
     for _ in range(3):  # capture, then replays
         assert _rel_err(d(x), ref) <= tol
     y2 = d(torch.rand(1, 3, 16, 16, device='cuda'))  # a new shape captures again
@@ -219,3 +252,15 @@ def test_cuda_graph_capture_failure_falls_back_with_a_warning():
         y = runner(x)
     assert any('capture failed' in str(w.message) for w in caught)
     assert torch.allclose(y, x * x.sum())
+
+
+@cuda
+def test_cuda_kernel_profile_names_conv_kernels(tmp_path, capsys):
+    from restore_dhp.speedup import main as speedup_main
+    path = tmp_path / 'dncnn_s70_dhp40.safetensors'
+    save_compact(DnCNNCompact(num_layers=5, num_feat=16, widths={'feat01': 8}), path)
+    assert speedup_main(['--weights', str(path), '--profile', '--device', 'cuda', '--backends', 'fused', 'compiled',
+                         '--precisions', 'fp16', '--sizes', '32', '--repeats', '2']) == 0
+    text = capsys.readouterr().out
+    assert text.count('CUDA kernels of one forward') == 4  # a full-width stand-in baseline and the model, two backends
+    assert 'fused fp16, channels_last, CUDA graphs' in text and 'compiled fp16' in text

@@ -214,6 +214,28 @@ def test_compaction_is_exact(make, channels, size, seed):
         assert not torch.allclose(net(x), masked, atol=1e-3)
 
 
+@pytest.mark.parametrize('make,channels', [(lambda: SRResNetDHP(num_blocks=3, num_feat=16), 3),
+                                           (lambda: DnCNNDHP(num_layers=6, num_feat=16), 1)])
+def test_padding_widths_with_zero_channels_keeps_the_output(make, channels):
+    torch.manual_seed(0)
+    net = make().eval()
+    _randomise(net)
+    compact = net.compact().eval()
+    x = torch.rand(2, channels, 11, 9)
+    for multiple in (3, 8, 16):
+        padded = compact.padded_to(multiple).eval()
+        widths = padded.kept_widths()
+        assert all(w % multiple == 0 or w == 16 for w in widths.values())
+        assert all(compact.kept_widths()[g] <= w <= 16 for g, w in widths.items())
+        with torch.no_grad():
+            assert torch.allclose(padded(x), compact(x), rtol=1e-5, atol=1e-5)
+    assert compact.padded_to(1).kept_widths() == compact.kept_widths()
+    with pytest.raises(ValueError, match='positive integer'):
+        compact.padded_to(0)
+    with pytest.raises(RuntimeError, match='plain network'):
+        net.padded_to(8)
+
+
 def test_masks_only_shrink_and_can_round_widths():
     torch.manual_seed(0)
     net = DnCNNDHP(num_layers=4, num_feat=16)
