@@ -268,12 +268,11 @@ class _Compiled(nn.Module):
 
     def __init__(self, module: nn.Module):
         super().__init__()
-        self.inner = module
-        self._compiled = torch.compile(module, dynamic=True, fullgraph=True)
+        self.compiled = torch.compile(module, dynamic=True, fullgraph=True)  # holds ``module`` as ``_orig_mod``
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            return self._compiled(x)
+            return self.compiled(x)
         except torch._dynamo.exc.TorchDynamoException as e:
             cause = getattr(e, 'inner_exception', None) or e  # what the compiler itself raised
             text = (str(cause).strip().splitlines() or [''])[0][:300]

@@ -10,9 +10,9 @@ PY=${PY:-.venv/bin/python}
 DATA=${DATA:-datasets}
 set -e
 $PY -m restore_dhp.benchmark --task sr --data-root "$DATA" --sets Set5 Set14 B100 Urban100 --threads 1 \
-  --repeats 3 --warmup 1 --timing-max-images 3 --backends fused onnxruntime --out reports/sr
+  --repeats 3 --warmup 1 --timing-max-images 3 --backends fused compiled onnxruntime --out reports/sr
 $PY -m restore_dhp.benchmark --task denoise --data-root "$DATA" --sets BSD68 Set12 --threads 1 \
-  --repeats 3 --warmup 1 --timing-max-images 3 --backends fused onnxruntime --out reports/denoise
+  --repeats 3 --warmup 1 --timing-max-images 3 --backends fused compiled onnxruntime --out reports/denoise
 $PY -m restore_dhp.speedup --weights weights/srresnet_x4_*.safetensors --threads 1 2 --repeats 5 --warmup 2 \
   --out reports/sr/speedup_cpu.txt
 $PY -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --threads 1 2 --repeats 5 --warmup 2 \

@@ -210,8 +210,8 @@ def test_speedup_checkpoints_and_profile(sr_weights, capsys):
     text = capsys.readouterr().out
     assert 'Baseline ' in text and 'DHP-40 ' in text and 'onnxruntime fp32' in text
     # widths 8 / 5 / 3: padded to /8 -> 8 / 8 / 8, to /16 -> full width (16): both rows, the baseline none
-    rows = [line.split() for line in text.splitlines() if line.startswith('DHP-40 pad/')]
-    assert [r[1] for r in rows[:2]] == ['pad/8', 'pad/16'] and rows[0][2] == '8-8' and rows[1][2] == '16-16'
+    rows = {r[1]: r[2] for r in (line.split() for line in text.splitlines() if line.startswith('DHP-40 pad/'))}
+    assert rows == {'pad/8': '8-8', 'pad/16': '16-16'}
     assert 'Baseline pad/' not in text
     assert speedup_main(['--weights', sr_weights[1], '--sizes', '12', '--repeats', '1', '--profile']) == 0
     text = capsys.readouterr().out
