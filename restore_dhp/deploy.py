@@ -29,7 +29,8 @@ Backends (``backend=``):
   onnxruntime has it.  Inputs and outputs are bound in place (no copies through numpy).
 
 Precision (``precision=``): ``'fp32'`` everywhere (on CUDA its convs use TF32, PyTorch's default for
-cuDNN); ``'fp16'`` and ``'bf16'`` on CUDA with the torch backends.  Inputs and outputs stay float32 whatever runs inside.
+cuDNN); ``'fp16'`` and ``'bf16'`` on CUDA with the torch backends.  Inputs and outputs stay float32
+whatever runs inside.
 """
 from __future__ import annotations
 

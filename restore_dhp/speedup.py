@@ -9,9 +9,9 @@ reported, so the ratios are side by side.  A last table compares each backend's 
 
     python -m restore_dhp.speedup --weights weights/srresnet_x4_*.safetensors --threads 1 2
     python -m restore_dhp.speedup --weights weights/*.safetensors --device cuda --precisions fp32 fp16 bf16
-    python -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --backends fused compiled --sizes 1080x1920
+    python -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --backends fused compiled --sizes 1080
     python -m restore_dhp.speedup --random-widths 0.6 0.4 0.2 --round-to 8   # are odd widths slow here?
-    python -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --device cuda --pad-to 16 32  # exact padding
+    python -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --device cuda --pad-to 16 32  # padded (exact)
     python -m restore_dhp.speedup --uniform-widths 56 48 40 32 24 16 --device cuda   # this device's width-latency curve
     python -m restore_dhp.speedup --weights weights/srresnet_x4_dhp20.safetensors --profile   # per layer
     python -m restore_dhp.speedup --weights weights/dncnn_s70_dhp40.safetensors --profile --device cuda \
@@ -282,8 +282,9 @@ def profile_kernels(entry: Entry, size, backend: str, precision: str, args) -> l
     elementwise passes, layout conversions.
     """
     deployed = prepare(entry.model, 'cuda', backend, precision)
-    module, runner = deployed.module, deployed._runner
-    x = input_for(entry, size, 'cuda').to(dtype=runner.dtype, memory_format=runner.memory_format)
+    module = deployed.module
+    layout = torch.channels_last if deployed.layout == 'channels_last' else torch.contiguous_format
+    x = input_for(entry, size, 'cuda').to(dtype=PRECISIONS[precision], memory_format=layout)
     for _ in range(args.warmup + 1):
         module(x)
     torch.cuda.synchronize()
@@ -327,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='models with every prunable layer at width W (e.g. 56 48 40 32 24 16)')
     p.add_argument('--arch', nargs='+', choices=sorted(ARCH_ALIASES), default=['srresnet', 'dncnn'],
                    help='architectures for --random-widths / --uniform-widths (default: both)')
-    p.add_argument('--backends', nargs='+', choices=BACKENDS, help='default: eager fused compiled, and onnxruntime on CPU')
+    p.add_argument('--backends', nargs='+', choices=BACKENDS,
+                   help='default: eager fused compiled, and onnxruntime on CPU')
     p.add_argument('--precisions', nargs='+', choices=sorted(PRECISIONS), default=['fp32'],
                    help='default fp32; fp16/bf16 on CUDA')
     p.add_argument('--sizes', nargs='+', type=parse_size, metavar='HxW',
@@ -361,7 +363,8 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
     if args.device == 'cuda' and not torch.cuda.is_available():
         p.error('--device cuda: no CUDA device is available')
     if args.backends is None:
-        args.backends = ['eager', 'fused', 'compiled'] + (['onnxruntime'] if ort is not None and args.device == 'cpu' else [])
+        on_cpu = ort is not None and args.device == 'cpu'
+        args.backends = ['eager', 'fused', 'compiled'] + (['onnxruntime'] if on_cpu else [])
     if args.profile and args.device == 'cuda' and 'onnxruntime' in args.backends:
         p.error('--profile --device cuda profiles the torch backends; leave out onnxruntime')
     if 'onnxruntime' in args.backends and ort is None:

@@ -34,7 +34,7 @@ step speedup_gpu_sr $PY -m restore_dhp.speedup --device cuda --weights weights/s
 step speedup_gpu_denoise $PY -m restore_dhp.speedup --device cuda --weights weights/dncnn_s70_*.safetensors \
   --backends eager fused compiled --precisions fp32 fp16 --sizes 128x128 321x481 1080x1920 --pad-to 32 \
   --out "$OUT/speedup_gpu_denoise_table.txt"
-# where a forward's GPU time goes: kernels of the SR and DnCNN baseline and DHP-20, fused and compiled, fp16
+# where a forward's GPU time goes: kernels of SR baseline / DHP-20 and DnCNN baseline / DHP-40, fused and compiled, fp16
 step kernels_gpu $PY -m restore_dhp.speedup --device cuda --profile --backends fused compiled --precisions fp16 \
   --weights weights/srresnet_x4_baseline.safetensors weights/srresnet_x4_dhp20.safetensors --sizes 170x256 --repeats 5
 step kernels_gpu_denoise $PY -m restore_dhp.speedup --device cuda --profile --backends fused compiled --precisions fp16 \

@@ -158,7 +158,8 @@ def test_a_failing_compiler_is_one_deploy_error(monkeypatch):
     monkeypatch.setattr(torch, 'compile', lambda module, **kw: real_compile(module, backend=no_compiler, **kw))
     torch._dynamo.reset()
     d = prepare(_small_models()[2], 'cpu', 'compiled')
-    with pytest.raises(DeployError, match="compiled': torch.compile failed .*no C.. compiler here.*use backend 'fused'") as e:
+    words = "compiled': torch.compile failed .*no C.. compiler here.*use backend 'fused'"
+    with pytest.raises(DeployError, match=words) as e:
         d(torch.rand(1, 1, 8, 8))
     assert '\n' not in str(e.value)
 

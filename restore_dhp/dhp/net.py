@@ -256,7 +256,8 @@ class PrunableNet(nn.Module):
     def padded_to(self, multiple: int) -> 'PrunableNet':
         """This plain network with every prunable width rounded up to a multiple of ``multiple`` (at most
         the full width) by zero channels appended: the same output, more FLOPs, and widths that a
-        device's fastest kernels take (on an H200, cuDNN ran widths 40-56 on older, slower kernels than 64).
+        device's fastest kernels take (on an H200, cuDNN ran widths 40 and 48 on older kernels, slower
+        per conv than 64).
 
         Each added channel stays zero through the network: its conv weights and bias are zero, its
         BatchNorm has weight 0, bias 0, mean 0 and variance 1, the activations keep zero at zero, and
