@@ -11,7 +11,7 @@ reported, so the ratios are side by side.  A last table compares each backend's 
     python -m restore_dhp.speedup --weights weights/*.safetensors --device cuda --precisions fp32 fp16 bf16
     python -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --backends fused compiled --sizes 1080
     python -m restore_dhp.speedup --random-widths 0.6 0.4 0.2 --round-to 8   # are odd widths slow here?
-    python -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --device cuda --pad-to 16 32  # padded (exact)
+    python -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --device cuda --pad-to 16 32  # exact
     python -m restore_dhp.speedup --uniform-widths 56 48 40 32 24 16 --device cuda   # this device's width-latency curve
     python -m restore_dhp.speedup --weights weights/srresnet_x4_dhp20.safetensors --profile   # per layer
     python -m restore_dhp.speedup --weights weights/dncnn_s70_dhp40.safetensors --profile --device cuda \
