@@ -188,14 +188,11 @@ def observations(task: str) -> str:
     paper_col = rep['paper_reference']['sets'].index(first) if first in rep['paper_reference']['sets'] else None
     if 'Baseline' not in ours:
         return ''
-    blocks = []
-    for ref_name in ('Baseline', VARIANT_LABELS['dhp100']):
-        if ref_name in ours:
-            blocks.append(_pruning_cost(ours, ref_name, first, key, paper, paper_col))
+    references = [name for name in ('Baseline', VARIANT_LABELS['dhp100']) if name in ours]  # full-width rows
+    blocks = [_pruning_cost(ours, name, first, key, paper, paper_col) for name in references]
     if paper_col is not None:
         paper_base = paper['Baseline'][paper_col]
-        refs = '; '.join(f"{_in_sentence(name)} {ours[name]['metrics'][first][key]:.2f} dB"
-                         for name in ('Baseline', VARIANT_LABELS['dhp100']) if name in ours)
+        refs = '; '.join(f"{_in_sentence(name)} {ours[name]['metrics'][first][key]:.2f} dB" for name in references)
         blocks.append(f'Our full-width networks on {first}: {refs}; the paper\'s baseline: {paper_base:.2f} dB.')
     return '\n\n'.join(blocks)
 
