@@ -38,6 +38,7 @@ import pandas as pd  # noqa: E402
 
 import restore_dhp  # noqa: E402,F401  (installs the torchvision alias BasicSR needs)
 from restore_dhp import demo as D  # noqa: E402
+from restore_dhp import tasks  # noqa: E402
 
 MODE_CHOICES = [('Simulate: degrade, restore, score', 'simulate'), ('Restore this image as it is', 'restore')]
 MODE_HELP = {
@@ -70,20 +71,6 @@ def parse_args(argv=None):
     return args
 
 
-def models_markdown(reg: D.Registry) -> str:
-    lines = [f'**Models** (loaded once from `{reg.weights_dir}`, running on **{reg.device.type.upper()}**):']
-    for key, spec in D.TASKS.items():
-        loaded = ', '.join(f'`{m.path.name}`' for m in reg.models[key]) or '*none*'
-        lines.append(f'- {spec.title}: {loaded}')
-        if reg.missing[key]:
-            lines.append('  - ⚠️ missing: ' + ', '.join(f'`{p.name}`' for p in reg.missing[key]))
-        for b in reg.broken[key]:
-            lines.append(f'  - ⚠️ unusable: {b}')
-    if any(reg.missing.values()) or any(reg.broken.values()):
-        lines.append(f'\n{D.MISSING_HINT}')
-    return '\n'.join(lines)
-
-
 def pixel_limits(reg: D.Registry, args) -> dict[str, int]:
     limits = D.default_max_pixels(reg.device)
     for key, value in (('sr', args.max_sr_pixels), ('denoise', args.max_denoise_pixels)):
@@ -94,7 +81,7 @@ def pixel_limits(reg: D.Registry, args) -> dict[str, int]:
 
 def intro_markdown(reg: D.Registry, limits: dict[str, int], repeats: int) -> str:
     sr, dn = D.pixel_limit_text(limits['sr']), D.pixel_limit_text(limits['denoise'])
-    sr_hr = D.pixel_limit_text(limits['sr'] * 16)
+    sr_hr = D.pixel_limit_text(tasks.get('sr').upload_pixels(limits['sr'], D.TASKS['sr'].scale, simulate=True))
     return ('# DHP: Differentiable Meta Pruning via HyperNetworks, for image restoration\n'
             'Compare the unpruned baseline with DHP-pruned networks (DHP-60, DHP-40, DHP-20) that keep about '
             '60%, 40% and 20% of its FLOPs. **Super-resolution ×4** uses SRResNet on RGB images; **denoising σ=70** uses DnCNN on '
@@ -129,33 +116,27 @@ def request_handler(reg: D.Registry, args, limits: dict[str, int], slots: list):
 
 
 def build(reg: D.Registry, args) -> gr.Blocks:
-    tasks = reg.tasks()
+    shown = reg.tasks()
     limits = pixel_limits(reg, args)
     examples = D.write_examples(args.examples_dir)
     slots = [(t, m) for t in D.TASKS for m in reg.models[t]]  # one slider per loaded model, both tasks
 
     with gr.Blocks(title='DHP pruning for image restoration') as demo:
         gr.Markdown(intro_markdown(reg, limits, args.repeats), elem_id='intro')
-        gr.Markdown(models_markdown(reg), elem_id='models-info')
+        gr.Markdown(reg.markdown(), elem_id='models-info')
         with gr.Row():
             with gr.Column(scale=1):
-                task = gr.Radio([(D.TASKS[t].title, t) for t in tasks], value=tasks[0], label='Task')
+                task = gr.Radio([(D.TASKS[t].title, t) for t in shown], value=shown[0], label='Task')
                 mode = gr.Radio(MODE_CHOICES, value='simulate', label='Mode')
-                mode_help = gr.Markdown(MODE_HELP[tasks[0]], elem_id='mode-help')
+                mode_help = gr.Markdown(MODE_HELP[shown[0]], elem_id='mode-help')
                 seed = gr.Number(value=0, precision=0, minimum=0, label='Noise seed (σ=70, fixed for reproducibility)',
-                                 visible=tasks[0] == 'denoise')
+                                 visible=tasks.get(shown[0]).uses_noise)
                 run = gr.Button('Run all models', variant='primary')
             with gr.Column(scale=1):
                 image = gr.Image(type='filepath', label='Input image (upload or pick an example)',
                                  sources=['upload', 'clipboard'], height=300)
             with gr.Column(scale=2):
-                ex_rows = []
-                if 'sr' in tasks:
-                    ex_rows += [[str(examples['astronaut_hr']), 'sr', 'simulate'],
-                                [str(examples['coffee_lr']), 'sr', 'restore']]
-                if 'denoise' in tasks:
-                    ex_rows += [[str(examples['camera']), 'denoise', 'simulate'],
-                                [str(examples['chelsea_noisy']), 'denoise', 'restore']]
+                ex_rows = [[str(examples[name]), t, mode] for t in shown for name, mode in D.EXAMPLES[t]]
                 gr.Examples(ex_rows, inputs=[image, task, mode], label='Examples (scikit-image photos)')
         status = gr.Markdown('Choose an image and press **Run all models**.', elem_id='status', label='status')
         # hidden until there are results: an empty table would show placeholder headers
@@ -165,7 +146,7 @@ def build(reg: D.Registry, args) -> gr.Blocks:
         groups, sliders = {}, []
         for t in D.TASKS:
             task_slots = [m for tt, m in slots if tt == t]
-            with gr.Column(visible=(t == tasks[0])) as grp:
+            with gr.Column(visible=(t == shown[0])) as grp:
                 for i in range(0, len(task_slots), 2):  # two per row: full labels, outputs large enough to compare
                     with gr.Row():
                         for m in task_slots[i:i + 2]:
@@ -174,8 +155,9 @@ def build(reg: D.Registry, args) -> gr.Blocks:
             groups[t] = grp
 
         def on_task(t):
-            t = t if t in D.TASKS else tasks[0]
-            return [gr.update(visible=t == 'denoise'), MODE_HELP[t]] + [gr.update(visible=(k == t)) for k in D.TASKS]
+            t = t if t in D.TASKS else shown[0]
+            return [gr.update(visible=tasks.get(t).uses_noise), MODE_HELP[t]] + [gr.update(visible=(k == t))
+                                                                                 for k in D.TASKS]
 
         task.change(on_task, task, [seed, mode_help, *groups.values()], api_name=False, queue=False)
 

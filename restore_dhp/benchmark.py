@@ -27,12 +27,12 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import reporting
+from . import reporting, tasks
 from .catalogue import TASKS, default_weights
 from .checkpoint import CheckpointError, load_compact
 from .deploy import BACKENDS, DeployError, ort, prepare
 from .evaluation import (EvaluationError, describe_checkpoint, evaluate, evaluate_floor, load_set,
-                         measure_checkpoint, measure_checkpoint_isolated, model_input)
+                         measure_checkpoint, measure_checkpoint_isolated)
 from .metrics import lpips_metric
 from .run_model import resolve_device
 from .timing import device_name
@@ -99,7 +99,7 @@ def choose_timing_set(args, sets: dict, scale: int) -> tuple[str, list, str]:
 def time_models(args, rows: list[dict], sets: dict, scale: int, device: str) -> dict:
     """Time every model in every backend; set each row's 'timing' (fastest backend) and 'timing_by_backend'."""
     name, items, reason = choose_timing_set(args, sets, scale)
-    inputs = [model_input(args.task, it) for it in items]
+    inputs = [tasks.get(args.task).model_input(it) for it in items]
     threads = args.threads or torch.get_num_threads()
     run = measure_checkpoint if args.in_process else measure_checkpoint_isolated
     for row in tqdm(rows, desc=f'timing on {name} ({device})', unit='model', disable=args.quiet, file=sys.stderr):
@@ -144,7 +144,7 @@ def run(args) -> dict:
         raise EvaluationError('--threads must be at least 1')
     if args.repeats < 1 or args.warmup < 0:
         raise EvaluationError('--repeats must be >= 1 and --warmup >= 0')
-    device = str(resolve_device(args.device))
+    device, task = str(resolve_device(args.device)), tasks.get(args.task)
     args.backends = args.backends or default_backends(device)
     rows, scale = checkpoints(args)
     sets = {name: load_set(args.task, args.data_root, name, scale, args.sigma, args.seed, args.max_images)
@@ -157,11 +157,11 @@ def run(args) -> dict:
     eval_backend = 'fused' if 'fused' in args.backends else args.backends[0]
     for row in rows:
         model = prepare(load_compact(row['checkpoint'], device), device, eval_backend)
-        row['metrics'] = evaluate(model, args.task, sets, tile, lpips_fn, row['name'], args.quiet)
+        row['metrics'] = evaluate(model, task, sets, tile, lpips_fn, row['name'], args.quiet)
         row['evaluated_with'] = model.describe()
-    floor = {'name': 'Bicubic' if args.task == 'sr' else 'Noisy input', 'kind': 'floor', 'checkpoint': None,
+    floor = {'name': task.floor_label(), 'kind': 'floor', 'checkpoint': None,
              'arch': None, 'gflops': None, 'params': None, 'flops_ratio': None, 'timing': None,
-             'metrics': evaluate_floor(args.task, sets, scale, lpips_fn, args.quiet)}
+             'metrics': evaluate_floor(task, sets, scale, lpips_fn, args.quiet)}
     for warning in reporting.below_floor_notes(args.task, list(sets), rows, floor):
         print(warning.replace('**', ''), file=sys.stderr)
         notes.append(warning)
@@ -182,8 +182,7 @@ def run(args) -> dict:
     if device == 'cpu' and not label.upper().startswith('CPU'):
         label = f'CPU: {label}'
     device_info = {'type': device, 'name': timing['device_name'], 'threads': timing['threads'], 'label': label}
-    run_info = {'scale': scale, 'sigma_255': args.sigma if args.task == 'denoise' else None,
-                'noise_seed': args.seed if args.task == 'denoise' else None}
+    run_info = {'scale': scale, **task.conventions(args.sigma, args.seed)}
     extra = {'created': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'command': [sys.argv[0]] + list(sys.argv[1:]),
              'data_root': str(args.data_root), **run_info, 'max_images': args.max_images, 'eval_tile': tile,
              'lpips': lpips_fn is not None}

@@ -29,21 +29,21 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from skimage import data as skimage_data
 
-from .catalogue import TASKS, VARIANT_LABELS
+from . import tasks
+from .catalogue import TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import metadata_complexity
-from .data.imageio import ImageReadError, decode_image, fixed_noise, matlab_resize, to_gray, to_rgb3, to_uint8
+from .data.imageio import ImageReadError, decode_image, to_uint8
 from .deploy import DeployedModel, DeployError
 from .deploy import prepare as deploy
-from .metrics import denoise_metrics, sr_metrics
-from .run_model import image_to_tensor, resolve_device, tensor_to_image
+from .examples import EXAMPLES, UPLOAD_NOISE_NAME, write_examples  # noqa: F401  (the app takes them from here)
+from .run_model import resolve_device, tensor_to_image
+from .tasks import InputError, size_text
 from .timing import measure
 
 MODES = ('simulate', 'restore')
 DEFAULT_REPEATS = 3
-UPLOAD_NOISE_NAME = 'upload'   # the simulated noise depends only on the seed shown on the page
 # Bounds on the network input (pixels) by device, chosen so a request with all four
 # full-size models (1 output/warm-up forward + DEFAULT_REPEATS timed + 1 memory forward
 # each) stays under ~20 s on a 2-core CPU (measurements in app.py's docstring) and well
@@ -52,10 +52,6 @@ DEFAULT_MAX_PIXELS = {'cpu': {'sr': 64 * 64, 'denoise': 160 * 160},
                       'cuda': {'sr': 256 * 256, 'denoise': 1024 * 1024}}
 MIN_SIDE = 8                      # smallest network input side accepted
 MAX_DECODE_BYTES = 256 * 2**20    # refuse, from the header, any upload whose decoded pixels take more
-
-
-class InputError(ValueError):
-    """An input the demo cannot use; the message is one line for the page."""
 
 
 class NoWeightsError(RuntimeError):
@@ -71,10 +67,11 @@ class LoadedModel:
     gflops: float
     params: int
     flops_ratio: float
+    label: str                     # from the checkpoint's metadata (restore_dhp.catalogue.model_label)
 
     @property
     def name(self) -> str:
-        return f'{TASKS[self.task].network} {VARIANT_LABELS.get(self.variant, self.variant)}'
+        return f'{TASKS[self.task].network} {self.label}'
 
 
 @dataclass
@@ -88,20 +85,35 @@ class Registry:
     def tasks(self) -> list[str]:
         return [t for t in TASKS if self.models.get(t)]
 
+    def _states(self):
+        """(task title, loaded models, missing files, unusable files' reasons) per task."""
+        return [(spec.title, self.models.get(key, []), self.missing.get(key, []), self.broken.get(key, []))
+                for key, spec in TASKS.items()]
+
+    def _incomplete(self) -> bool:
+        return any(self.missing.values()) or any(self.broken.values())
+
     def summary_lines(self) -> list[str]:
         """One line per task: what loaded, what is missing or unusable."""
         lines = []
-        for key, spec in TASKS.items():
-            loaded = ', '.join(m.variant for m in self.models.get(key, [])) or 'none'
-            line = f'{spec.title}: loaded {loaded}'
-            if self.missing.get(key):
-                line += '; missing ' + ', '.join(str(p) for p in self.missing[key])
-            if self.broken.get(key):
-                line += '; unusable ' + '; '.join(self.broken[key])
+        for title, loaded, missing, broken in self._states():
+            line = f"{title}: loaded {', '.join(m.variant for m in loaded) or 'none'}"
+            if missing:
+                line += '; missing ' + ', '.join(str(p) for p in missing)
+            if broken:
+                line += '; unusable ' + '; '.join(broken)
             lines.append(line)
-        if any(self.missing.values()) or any(self.broken.values()):
-            lines.append(MISSING_HINT)
-        return lines
+        return lines + ([MISSING_HINT] if self._incomplete() else [])
+
+    def markdown(self) -> str:
+        """The same as :meth:`summary_lines` for the page: file names, where they load from, the device."""
+        lines = [f'**Models** (loaded once from `{self.weights_dir}`, running on **{self.device.type.upper()}**):']
+        for title, loaded, missing, broken in self._states():
+            lines.append(f"- {title}: {', '.join(f'`{m.path.name}`' for m in loaded) or '*none*'}")
+            if missing:
+                lines.append('  - ⚠️ missing: ' + ', '.join(f'`{p.name}`' for p in missing))
+            lines += [f'  - ⚠️ unusable: {b}' for b in broken]
+        return '\n'.join(lines + ([f'\n{MISSING_HINT}'] if self._incomplete() else []))
 
 
 MISSING_HINT = ('Missing checkpoints come from the project\'s training options (options/train/); '
@@ -122,7 +134,7 @@ def _load_model(key: str, variant: str, path: Path, device: torch.device) -> Loa
                               f'{loaded.model.in_channels} channels, expected {key} x{spec.scale} with {spec.channels}')
     cx = metadata_complexity(meta, size=128)
     return LoadedModel(key, variant, path, deploy(loaded.model, device), cx['gflops'], cx['params'],
-                       cx['flops_ratio'])
+                       cx['flops_ratio'], model_label(meta, path))
 
 
 def load_registry(weights_dir: str | os.PathLike, device: str | torch.device | None = None) -> Registry:
@@ -151,10 +163,6 @@ def load_registry(weights_dir: str | os.PathLike, device: str | torch.device | N
 
 
 # ----------------------------------------------------------------------------- decoding
-def _size_text(w: int, h: int) -> str:
-    return f'{w}×{h}'
-
-
 def _sentence(notice: str) -> str:
     return notice[0].upper() + notice[1:] + ('' if notice.endswith('.') else '.')
 
@@ -164,7 +172,7 @@ def pixel_limit_text(pixels: int) -> str:
     if pixels >= 1_000_000:
         return f'{pixels / 1e6:.1f} MP'
     side = math.isqrt(pixels)
-    return _size_text(side, side) if side * side == pixels else f'{pixels:,} pixels'
+    return size_text(side, side) if side * side == pixels else f'{pixels:,} pixels'
 
 
 def decode_upload(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[np.ndarray, list[str]]:
@@ -190,15 +198,9 @@ def decode_upload(path: str | os.PathLike, max_pixels: int | None = None) -> tup
         f = math.sqrt(max_pixels / (w * h))
         nw, nh = max(1, int(w * f)), max(1, int(h * f))
         img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.LANCZOS, reducing_gap=3.0))
-        notices.append(f'Large input {_size_text(w, h)} was downscaled to {_size_text(nw, nh)} '
+        notices.append(f'Large input {size_text(w, h)} was downscaled to {size_text(nw, nh)} '
                        f'(this demo caps the size so a request stays fast on this machine).')
     return img, notices
-
-
-def _metrics(task: str, out: np.ndarray, ref: np.ndarray, scale: int) -> dict[str, float]:
-    if task == 'sr':
-        return dict(sr_metrics(out, ref, scale=scale))
-    return dict(denoise_metrics(out, ref))
 
 
 # ----------------------------------------------------------------------------- requests
@@ -239,44 +241,12 @@ class RequestResult:
 
 
 def prepare(task: str, mode: str, img: np.ndarray, seed: int, device: torch.device) -> Prepared:
-    """Build the network input for ``task``/``mode`` from a decoded uint8 image."""
-    notices: list[str] = []
-    spec = TASKS[task]
-    if task == 'sr':
-        img = to_rgb3(img)
-        if mode == 'simulate':
-            h, w = img.shape[:2]
-            if min(h, w) < MIN_SIDE * spec.scale:
-                raise InputError(f'Image is {_size_text(w, h)}; simulated ×{spec.scale} super-resolution needs '
-                                 f'at least {MIN_SIDE * spec.scale}×{MIN_SIDE * spec.scale} pixels.')
-            hr = img[:h - h % spec.scale, :w - w % spec.scale]
-            if hr.shape[:2] != (h, w):
-                notices.append(f'Cropped to {_size_text(hr.shape[1], hr.shape[0])} (a multiple of {spec.scale}).')
-            lr = matlab_resize(hr, 1.0 / spec.scale)
-            reference = hr
-        else:
-            h, w = img.shape[:2]
-            if min(h, w) < MIN_SIDE:
-                raise InputError(f'Image is {_size_text(w, h)}; the smallest input is {MIN_SIDE}×{MIN_SIDE} pixels.')
-            lr, reference = img, None
-        before = matlab_resize(lr, float(spec.scale))
-        x = image_to_tensor(lr, 3, device)
-        return Prepared(x, before, reference, notices)
-    # denoising: gray model
-    h, w = img.shape[:2]
-    if min(h, w) < MIN_SIDE:
-        raise InputError(f'Image is {_size_text(w, h)}; the smallest input is {MIN_SIDE}×{MIN_SIDE} pixels.')
-    if img.ndim == 3:
-        notices.append('Converted to gray (the DnCNN models are gray-level).')
-    gray = to_gray(img)
-    if mode == 'simulate':
-        noise = fixed_noise(gray.shape, spec.sigma_255, UPLOAD_NOISE_NAME, seed)
-        noisy = gray.astype(np.float32) / 255.0 + noise  # not clipped
-        before = np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8)
-        x = torch.from_numpy(noisy)[None, None].to(device)
-        return Prepared(x, before, gray, notices)
-    x = image_to_tensor(gray, 1, device)
-    return Prepared(x, gray, None, notices)
+    """Build the network input for ``task``/``mode`` from a decoded uint8 image (:meth:`Task.upload_item`)."""
+    kind, spec = tasks.get(task), TASKS[task]
+    item, notices = kind.upload_item(img, mode == 'simulate', UPLOAD_NOISE_NAME, seed, spec.scale, spec.sigma_255,
+                                     MIN_SIDE)
+    x = torch.from_numpy(kind.model_input(item)).to(device)
+    return Prepared(x, kind.floor_output(item, spec.scale), item[2], notices)
 
 
 def default_max_pixels(device: torch.device) -> dict[str, int]:
@@ -294,14 +264,13 @@ def device_label(meas) -> str:
 COLUMN_FORMATS = {'GFLOPs (128×128)': '{:,.2f}', 'FLOPs (% of baseline)': '{:.1f}', 'Parameters': '{:,}',
                   'Runtime (ms)': '{:,.1f}', 'Peak memory (MB)': '{:,.1f}', 'PSNR-Y (dB)': '{:.2f}',
                   'SSIM-Y': '{:.4f}', 'PSNR (dB)': '{:.2f}', 'SSIM': '{:.4f}'}
-SCORE_COLUMNS = {'sr': ('PSNR-Y (dB)', 'SSIM-Y', 'psnr_y', 'ssim_y'), 'denoise': ('PSNR (dB)', 'SSIM', 'psnr', 'ssim')}
 
 
 def table_columns(task: str, scored: bool) -> list[str]:
     cols = ['Model', 'GFLOPs (128×128)', 'FLOPs (% of baseline)', 'Parameters', 'Runtime (ms)',
             'Peak memory (MB)']
     if scored:
-        cols += list(SCORE_COLUMNS[task][:2])
+        cols += list(tasks.get(task).score_columns[0])
     return cols
 
 
@@ -342,17 +311,33 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
                          f'(missing: {", ".join(p.name for p in registry.missing.get(task, []))}).')
     seed = _parse_seed(seed)
     limits = {**default_max_pixels(registry.device), **(max_pixels or {})}
-    # bound the pixels the network sees: for simulated SR the upload is the HR image (scale² larger)
-    limit = limits[task] * (TASKS[task].scale ** 2 if (task == 'sr' and mode == 'simulate') else 1)
+    # bound the pixels the network sees (a simulated SR upload is the HR image: scale² larger)
+    limit = tasks.get(task).upload_pixels(limits[task], TASKS[task].scale, mode == 'simulate')
     if not image:
         raise InputError('No image: upload one or pick an example.')
     img, notices = decode_upload(image, limit)
     prep = prepare(task, mode, img, seed, registry.device)
-    notices = notices + prep.notices
-    if task == 'denoise' and mode == 'simulate':
-        notices.append(f'Noise: σ={TASKS[task].sigma_255:g}, seed {seed}.')
-    scored = prep.reference is not None
-    psnr_col, ssim_col, psnr_key, ssim_key = SCORE_COLUMNS[task]
+    results, meas = _run_models(task, models, prep, repeats)
+    cols = table_columns(task, prep.reference is not None)
+    rows = [[format_cell(c, r.row.get(c)) for c in cols] for r in results]
+    if prep.reference is not None:  # the no-network reference row: bicubic upscaling / the noisy input itself
+        floor = {'Model': f'{tasks.get(task).floor_label(TASKS[task].scale)} (no network)',
+                 **_scores(task, prep.before, prep.reference)}
+        rows.append([format_cell(c, floor.get(c)) for c in cols])
+    _, _, h, w = prep.x.shape
+    return RequestResult(task, mode, notices + prep.notices, results, cols, rows, prep.before, (h, w),
+                         measurement_note(meas, repeats))
+
+
+def _scores(task: str, out: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """The table's score columns of one output: {'PSNR-Y (dB)': .., 'SSIM-Y': ..} or the denoising ones."""
+    columns, keys = tasks.get(task).score_columns
+    met = tasks.get(task).metrics(out, reference, TASKS[task].scale)
+    return {col: met[key] for col, key in zip(columns, keys)}
+
+
+def _run_models(task: str, models: list[LoadedModel], prep: Prepared, repeats: int):
+    """Every model on the prepared input, one at a time: its output, time, memory and scores."""
     results, meas = [], None
     with _RUN_LOCK, torch.no_grad():
         for lm in models:
@@ -363,20 +348,10 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
                    'FLOPs (% of baseline)': 100 * lm.flops_ratio, 'Parameters': int(lm.params),
                    'Runtime (ms)': meas.median_ms, 'Peak memory (MB)': meas.peak_memory_mb,
                    'Device': device_label(meas)}  # shown once, in the measurement note
-            if scored:
-                met = _metrics(task, out, prep.reference, TASKS[task].scale)
-                row[psnr_col], row[ssim_col] = met[psnr_key], met[ssim_key]
+            if prep.reference is not None:
+                row.update(_scores(task, out, prep.reference))
             results.append(ModelResult(lm.name, lm.variant, out, row))
-    cols = table_columns(task, scored)
-    rows = [[format_cell(c, r.row.get(c)) for c in cols] for r in results]
-    if scored:  # the no-network reference row: bicubic upscaling / the noisy input itself
-        base = _metrics(task, prep.before, prep.reference, TASKS[task].scale)
-        name = 'Bicubic ×4 (no network)' if task == 'sr' else 'Noisy input (no network)'
-        floor = {'Model': name, psnr_col: base[psnr_key], ssim_col: base[ssim_key]}
-        rows.append([format_cell(c, floor.get(c)) for c in cols])
-    _, _, h, w = prep.x.shape
-    return RequestResult(task, mode, notices, results, cols, rows, prep.before, (h, w),
-                         measurement_note(meas, repeats))
+    return results, meas
 
 
 def _parse_seed(seed: Any) -> int:
@@ -389,42 +364,3 @@ def _parse_seed(seed: Any) -> int:
     if not math.isfinite(value) or value != int(value) or not 0 <= value < 2 ** 63:
         raise InputError(f'Noise seed must be a whole number between 0 and 2^63-1, got {seed!r}.')
     return int(value)
-
-
-# ----------------------------------------------------------------------------- examples
-def _same_pixels(path: Path, arr: np.ndarray) -> bool:
-    with Image.open(path) as im:
-        return np.array_equal(np.asarray(im), arr)
-
-
-def write_examples(folder: str | os.PathLike) -> dict[str, Path]:
-    """Small example inputs made from scikit-image's bundled photos (no download), as PNG files.
-
-    Returns name -> path: ``astronaut_hr`` (256x256 RGB crop at the photo's own resolution, with the
-    lettering of a mission patch: fine detail where the SR models differ visibly; for simulated SR),
-    ``coffee_lr`` (72x48 RGB low-resolution, for upscaling), ``camera`` (160x160
-    gray, for simulated denoising), ``chelsea_noisy`` (160x160 gray with σ=70 noise, seed 1,
-    for 'denoise this image').
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-
-    def save(name, arr):
-        p = folder / f'{name}.png'
-        if not p.exists() or not _same_pixels(p, arr):  # (re)written when missing or from an older version
-            tmp = folder / f'.{name}.{os.getpid()}.png'
-            Image.fromarray(arr).save(tmp)
-            os.replace(tmp, p)
-        out[name] = p
-
-    astro = skimage_data.astronaut()
-    save('astronaut_hr', np.ascontiguousarray(astro[256:512, 96:352]))  # mission patch and name tag, native pixels
-    coffee = skimage_data.coffee()
-    save('coffee_lr', matlab_resize(np.ascontiguousarray(coffee[16:400, 0:576]), 1 / 8))  # 72 x 48
-    cam = skimage_data.camera()
-    save('camera', np.asarray(Image.fromarray(cam).resize((160, 160), Image.LANCZOS)))
-    cat = to_gray(skimage_data.chelsea())[40:200, 140:300]
-    noisy = cat.astype(np.float32) / 255.0 + fixed_noise(cat.shape, 70.0, UPLOAD_NOISE_NAME, 1)
-    save('chelsea_noisy', np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8))
-    return out

@@ -1,8 +1,7 @@
 """The evaluation library behind ``benchmark`` (and the scripts): test sets, model inputs, scores, floors.
 
 * :func:`load_set` -- a test set as (name, input, reference) items (SR: LR/HR pairs; denoising: fixed
-  seeded noise at ``sigma_255``).
-* :func:`model_input` -- the 1 x C x H x W float32 array a model takes for one item.
+  seeded noise at ``sigma_255``); what differs by task is in :mod:`restore_dhp.tasks`.
 * :func:`score` / :func:`summarise` -- per-image metrics and their means (SR: Y-PSNR/SSIM with a
   ``scale``-pixel border and RGB PSNR; denoising: PSNR/SSIM), LPIPS when a function is given.
 * :func:`evaluate` -- a model on several sets; :func:`evaluate_floor` -- the trivial floor (MATLAB
@@ -22,15 +21,14 @@ from typing import Callable
 
 import numpy as np
 import torch
-from basicsr.utils.matlab_functions import imresize
 from tqdm import tqdm
 
+from . import tasks
 from .catalogue import model_label
 from .checkpoint import load_compact, read_metadata
 from .complexity import metadata_complexity
-from .data import testsets
 from .deploy import prepare
-from .metrics import denoise_metrics, sr_metrics
+from .tasks import Task
 from .run_model import forward_tiled, tensor_to_image
 from .timing import measure
 
@@ -52,30 +50,21 @@ def describe_checkpoint(path: str | os.PathLike, size: int = 128) -> dict:
             'info': meta['info']}
 
 
-def load_set(task: str, root: str | os.PathLike, name: str, scale: int, sigma_255: float, seed: int,
+def load_set(task: str | Task, root: str | os.PathLike, name: str, scale: int, sigma_255: float, seed: int,
              max_images: int | None = None) -> list:
-    if task == 'sr':
-        items = testsets.load_sr_pairs(root, name, scale=scale)
-    else:
-        items = testsets.load_denoise_set(root, name, sigma_255=sigma_255, seed=seed)
+    """A test set as the task's items (:mod:`restore_dhp.tasks`), at most ``max_images`` of them."""
+    items = tasks.get(task).load_set(root, name, scale, sigma_255, seed)
     if not items:
         raise EvaluationError(f'{name}: no images found under {root}')
     return items[:max_images] if max_images else items
 
 
-def model_input(task: str, item) -> np.ndarray:
-    """1 x C x H x W float32 array the model takes for one test item (the noisy input is not clipped)."""
-    if task == 'sr':
-        return (item[1].astype(np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
-    return item[1].astype(np.float32)[None, None].copy()
-
-
-def score(task: str, out_u8: np.ndarray, item, scale: int, lpips_fn: Callable | None) -> dict:
+def score(task: str | Task, out_u8: np.ndarray, item, scale: int, lpips_fn: Callable | None) -> dict:
     ref = item[2]
     if out_u8.shape[:2] != ref.shape[:2]:  # defensive: a loader that did not crop HR to a multiple of scale
         h, w = min(out_u8.shape[0], ref.shape[0]), min(out_u8.shape[1], ref.shape[1])
         out_u8, ref = out_u8[:h, :w], ref[:h, :w]
-    m = sr_metrics(out_u8, ref, scale=scale) if task == 'sr' else denoise_metrics(out_u8, ref)
+    m = tasks.get(task).metrics(out_u8, ref, scale)
     if lpips_fn is not None:
         m['lpips'] = float(lpips_fn(out_u8, ref))
     return {k: float(v) for k, v in m.items()}
@@ -89,23 +78,15 @@ def summarise(per_image: list[dict]) -> dict:
     return out
 
 
-def floor_output(task: str, item, scale: int) -> np.ndarray:
-    """The trivial baseline: MATLAB bicubic upsampling (SR) or the noisy input itself (denoising)."""
-    if task == 'sr':
-        up = imresize(item[1].astype(np.float32), scale, antialiasing=True)
-        return np.clip(np.round(up), 0, 255).astype(np.uint8)
-    return np.clip(np.round(item[1] * 255.0), 0, 255).astype(np.uint8)
-
-
-def evaluate(model, task: str, sets: dict, tile: int | None, lpips_fn, desc: str, quiet: bool) -> dict:
+def evaluate(model, task: str | Task, sets: dict, tile: int | None, lpips_fn, desc: str, quiet: bool) -> dict:
     """Per-set metrics of ``model`` (a :class:`~restore_dhp.deploy.DeployedModel` or a module with ``.scale``)."""
     device = getattr(model, 'device', None) or next(model.parameters()).device
-    results = {}
+    task, results = tasks.get(task), {}
     for set_name, items in sets.items():
         per_image = []
         for item in tqdm(items, desc=f'{desc} / {set_name}', unit='img', leave=False, disable=quiet,
                          file=sys.stderr):
-            x = torch.from_numpy(model_input(task, item)).to(device)
+            x = torch.from_numpy(task.model_input(item)).to(device)
             with torch.no_grad():
                 y = forward_tiled(model, x, model.scale, tile, overlap=EVAL_OVERLAP)
             per_image.append({'name': item[0], **score(task, tensor_to_image(y), item, model.scale, lpips_fn)})
@@ -113,10 +94,11 @@ def evaluate(model, task: str, sets: dict, tile: int | None, lpips_fn, desc: str
     return results
 
 
-def evaluate_floor(task: str, sets: dict, scale: int, lpips_fn, quiet: bool) -> dict:
-    results = {}
+def evaluate_floor(task: str | Task, sets: dict, scale: int, lpips_fn, quiet: bool) -> dict:
+    """Per-set metrics of the task's trivial floor (:meth:`~restore_dhp.tasks.Task.floor_output`)."""
+    task, results = tasks.get(task), {}
     for set_name, items in sets.items():
-        per_image = [{'name': item[0], **score(task, floor_output(task, item, scale), item, scale, lpips_fn)}
+        per_image = [{'name': item[0], **score(task, task.floor_output(item, scale), item, scale, lpips_fn)}
                      for item in tqdm(items, desc=f'floor / {set_name}', unit='img', leave=False,
                                       disable=quiet, file=sys.stderr)]
         results[set_name] = summarise(per_image)

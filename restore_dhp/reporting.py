@@ -27,20 +27,19 @@ import matplotlib
 import numpy as np
 import torch
 
+from . import tasks
 from .catalogue import PAPER_REFERENCE
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
-# per task: (key in the metrics dicts, column label) - the first one is the table's headline metric
-METRIC_COLUMNS = {
-    'sr': [('psnr_y', 'PSNR-Y'), ('ssim_y', 'SSIM-Y'), ('psnr_rgb', 'PSNR-RGB'), ('lpips', 'LPIPS')],
-    'denoise': [('psnr', 'PSNR'), ('ssim', 'SSIM'), ('lpips', 'LPIPS')],
-}
-
 
 def primary_metric(task: str) -> str:
-    return METRIC_COLUMNS[task][0][0]
+    return tasks.get(task).primary_metric
+
+
+def metric_label(task: str, key: str) -> str:
+    return dict(tasks.get(task).metric_columns)[key]
 
 
 def below_floor_notes(task: str, sets: list[str], rows: list[dict], floor: dict) -> list[str]:
@@ -85,7 +84,7 @@ def _fmt(value, digits=2, scale=1.0) -> str:
 def _metric_names(task: str, rows: list[dict]) -> list[tuple[str, str]]:
     """Metric columns present in at least one row (LPIPS only when it was computed)."""
     present = {k for r in rows for m in r['metrics'].values() for k in m}
-    return [(k, label) for k, label in METRIC_COLUMNS[task] if k in present]
+    return [(k, label) for k, label in tasks.get(task).metric_columns if k in present]
 
 
 def csv_columns(task: str, sets: list[str], rows: list[dict]) -> list[str]:
@@ -142,11 +141,7 @@ def _timing_label(timing: dict) -> str:
 
 
 def _intro(task: str, device: dict, timing: dict, run: dict) -> str:
-    if task == 'sr':
-        metric_desc = (f'PSNR in dB on the Y channel of YCbCr (MATLAB rgb2ycbcr), {run["scale"]} border pixels '
-                       'cropped')
-    else:
-        metric_desc = f'PSNR in dB on gray images, Gaussian noise σ={run["sigma_255"]:g} (0–255 scale)'
+    metric_desc = tasks.get(task).metric_description(run)
     runtime = (f"{_count(timing.get('warmup'), 'warm-up run')}, then the median of "
                f"{_count(timing.get('repeats'), 'timed run')} per image, averaged over "
                f"{timing.get('num_images', 0)} image(s) of {timing.get('set')} ({timing.get('set_reason', '')}); "
@@ -166,11 +161,11 @@ def markdown(task: str, sets: list[str], rows: list[dict], device: dict, timing:
              notes: list[str]) -> str:
     """report.md: the measured table, further metrics, notes, and the paper's figures apart."""
     head = primary_metric(task)
-    title = {'sr': f'Super-resolution ×{run["scale"]}', 'denoise': f'Denoising (σ={run.get("sigma_255") or 0:g})'}[task]
+    title = tasks.get(task).report_title(run)
     lines = [f'# DHP benchmark — {title}', '', _intro(task, device, timing, run), '']
     dev, form = device['type'].upper(), _timing_label(timing)
     mem_form = f"{timing['memory_backend']} fp32" if timing.get('memory_backend') else form
-    header = ['Model'] + [f'{s} {dict(METRIC_COLUMNS[task])[head]}' for s in sets] + \
+    header = ['Model'] + [f'{s} {metric_label(task, head)}' for s in sets] + \
         ['GFLOPs (128²)', 'Params (M)', 'FLOPs ratio', f'Runtime {dev}, {form} (ms)',
          f'Peak mem. {dev}, {mem_form} (MB)']
     lines += ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
@@ -232,7 +227,7 @@ def plot_psnr_vs_flops(path: Path, task: str, first_set: str, rows: list[dict], 
             ax.axhline(r['metrics'][first_set][head], color='black', linestyle=':', linewidth=1,
                        label=f'{r["name"]} (floor, measured)')
     ax.set_xlabel('GFLOPs at 128×128 input')
-    ax.set_ylabel(f'{dict(METRIC_COLUMNS[task])[head]} on {first_set} (dB)')
+    ax.set_ylabel(f'{metric_label(task, head)} on {first_set} (dB)')
     ax.set_title(f'PSNR vs FLOPs — {first_set}')
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc='lower right')

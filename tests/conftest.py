@@ -21,7 +21,8 @@ DEMO_VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')
 
 
 def write_tiny_demo_weights(folder: Path, seed: int = 0, variants=DEMO_VARIANTS, tasks=('sr', 'denoise')) -> None:
-    """Tiny SRResNet/DnCNN compact checkpoints with random widths under the demo's file names."""
+    """Tiny SRResNet/DnCNN compact checkpoints under the demo's file names: the baseline at full width, the
+    others at random widths, each with the search target its name states (the demo names models from it)."""
     import torch
 
     import restore_dhp  # noqa: F401
@@ -35,14 +36,16 @@ def write_tiny_demo_weights(folder: Path, seed: int = 0, variants=DEMO_VARIANTS,
 
     torch.manual_seed(seed)
     for v in variants:
+        full = v == 'baseline'
+        info = {'note': 'test', **({} if full else {'search': {'target_ratio': int(v[3:]) / 100}})}
         if 'sr' in tasks:
-            widths = {'trunk': rnd(4, 16), 'block00': rnd(2, 16), 'block01': rnd(2, 16)}
+            widths = None if full else {'trunk': rnd(4, 16), 'block00': rnd(2, 16), 'block01': rnd(2, 16)}
             save_compact(SRResNetCompact(num_blocks=2, num_feat=16, widths=widths),
-                         folder / f'srresnet_x4_{v}.safetensors', {'note': 'test'})
+                         folder / f'srresnet_x4_{v}.safetensors', info)
         if 'denoise' in tasks:
-            widths = {f'feat{i:02d}': rnd(2, 16) for i in range(4)}
+            widths = None if full else {f'feat{i:02d}': rnd(2, 16) for i in range(4)}
             save_compact(DnCNNCompact(num_layers=5, num_feat=16, widths=widths),
-                         folder / f'dncnn_s70_{v}.safetensors', {'note': 'test'})
+                         folder / f'dncnn_s70_{v}.safetensors', info)
 
 
 def free_port() -> int:

@@ -1,0 +1,160 @@
+"""Structure counts of the code base: rooms, arrows, circles, task branches, lines.
+
+    python scripts/structure_counts.py [--root .] [--list]
+
+- rooms: Python modules in restore_dhp/ (packages count by their __init__), app.py and scripts/*.py;
+- arrows: import edges between those modules (module-level and deferred imports alike);
+- circles: import cycles among module-level imports (strongly connected groups of more than one module);
+- task branches: comparisons with a task name ('sr' or 'denoise') outside restore_dhp/tasks.py;
+- lines: files over 400 lines, functions over 60 lines, the median function length.
+Reads the source with `ast`; imports nothing from the project.
+"""
+import argparse
+import ast
+import statistics
+import sys
+from pathlib import Path
+
+PACKAGE = 'restore_dhp'
+TASK_NAMES = {'sr', 'denoise'}
+TASK_HOME = f'{PACKAGE}/tasks.py'
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def module_files(root):
+    """{module name: path} for the package, app.py and the scripts."""
+    files = {}
+    for path in sorted((root / PACKAGE).rglob('*.py')):
+        parts = list(path.relative_to(root).with_suffix('').parts)
+        files['.'.join(parts[:-1] if parts[-1] == '__init__' else parts)] = path
+    for path in [root / 'app.py', *sorted((root / 'scripts').glob('*.py'))]:
+        if path.exists():
+            files[path.stem if path.parent == root else f'scripts.{path.stem}'] = path
+    return files
+
+
+def _imported_names(node, module, is_package):
+    """Absolute dotted names an import statement reaches (`from a import b` gives a.b and a)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = node.module or ''
+    if node.level:
+        parent = module.split('.')[: len(module.split('.')) - node.level + (1 if is_package else 0)]
+        base = '.'.join(parent + ([base] if base else []))
+    return [base] + [f'{base}.{alias.name}' for alias in node.names]
+
+
+def imports(files):
+    """{module: (all imported modules, module-level imported modules)}, internal ones only."""
+    graph = {}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(), str(path))
+        top_level = {id(n) for n in tree.body}
+        every, top = set(), set()
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            for name in _imported_names(node, module, path.name == '__init__.py'):
+                if name in files and name != module:
+                    every.add(name)
+                    if id(node) in top_level:
+                        top.add(name)
+        graph[module] = (every, top)
+    return graph
+
+
+def cycles(edges):
+    """Strongly connected groups of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    sys.setrecursionlimit(10000)
+    for v in edges:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def task_branches(tree):
+    """Line numbers of comparisons with a task name as a string constant."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(isinstance(o, ast.Constant) and o.value in TASK_NAMES for o in operands):
+                lines.append(node.lineno)
+    return lines
+
+
+def function_lengths(tree):
+    return [(n.name, n.lineno, n.end_lineno - n.lineno + 1) for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def measure(root):
+    files = module_files(root)
+    graph = imports(files)
+    report = {'rooms': len(files), 'arrows': sum(len(every) for every, _ in graph.values()),
+              'circles': cycles({m: top for m, (_, top) in graph.items()}),
+              'branches': [], 'long_files': [], 'long_functions': [], 'function_lines': []}
+    for module, path in files.items():
+        rel = path.relative_to(root).as_posix()
+        text = path.read_text()
+        tree = ast.parse(text, rel)
+        n_lines = len(text.splitlines())
+        if n_lines > MAX_FILE_LINES:
+            report['long_files'].append((rel, n_lines))
+        if rel != TASK_HOME:
+            report['branches'] += [f'{rel}:{line}' for line in task_branches(tree)]
+        for name, line, length in function_lengths(tree):
+            report['function_lines'].append(length)
+            if length > MAX_FUNCTION_LINES:
+                report['long_functions'].append((f'{rel}:{line} {name}', length))
+    return report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--root', type=Path, default=Path(__file__).resolve().parents[1])
+    parser.add_argument('--list', action='store_true', help='list each branch, long file and long function')
+    args = parser.parse_args(argv)
+    r = measure(args.root)
+    branch_files = {b.split(':')[0] for b in r['branches']}
+    print(f"rooms {r['rooms']}, arrows {r['arrows']}, circles {len(r['circles'])}, "
+          f"task branches {len(r['branches'])} in {len(branch_files)} files, "
+          f"files over {MAX_FILE_LINES} lines {len(r['long_files'])}, "
+          f"functions over {MAX_FUNCTION_LINES} lines {len(r['long_functions'])}, "
+          f"median function {statistics.median(r['function_lines']):g} lines")
+    if args.list:
+        for group in r['circles']:
+            print('circle:', ' -> '.join(group))
+        for where in r['branches']:
+            print('branch:', where)
+        for rel, n in r['long_files']:
+            print(f'long file: {rel} ({n} lines)')
+        for where, n in r['long_functions']:
+            print(f'long function: {where} ({n} lines)')
+
+
+if __name__ == '__main__':
+    main()
