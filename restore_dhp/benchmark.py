@@ -30,7 +30,7 @@ from tqdm import tqdm
 from . import reporting, tasks
 from .catalogue import TASKS, default_weights
 from .checkpoint import CheckpointError, load_compact
-from .deploy import BACKENDS, DeployError, ort, prepare
+from .deploy import BACKEND_TABLE, BACKENDS, DeployError, prepare, usable_backends
 from .evaluation import (EvaluationError, describe_checkpoint, evaluate, evaluate_floor, load_set,
                          measure_checkpoint, measure_checkpoint_isolated)
 from .metrics import lpips_metric
@@ -41,11 +41,9 @@ EXIT_ERROR = 2
 
 
 def default_backends(device: str) -> list[str]:
-    """Every exact (fp32) backend that can run on ``device`` here; on the CPU all but ``compiled``, which would
-    compile every model again in each fresh timing process (ask for it with ``--backends``)."""
-    providers = ort.get_available_providers() if ort is not None else []
-    usable = 'CUDAExecutionProvider' in providers if device == 'cuda' else ort is not None
-    return [b for b in BACKENDS if (b != 'onnxruntime' or usable) and (b != 'compiled' or device == 'cuda')]
+    """Every exact (fp32) backend that can run on ``device`` here, but those slow to start there (``compiled`` on
+    the CPU would compile every model again in each fresh timing process; ask for it with ``--backends``)."""
+    return [b for b in usable_backends(device) if device not in BACKEND_TABLE[b].slow_start_on]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +105,7 @@ def time_models(args, rows: list[dict], sets: dict, scale: int, device: str) -> 
                                            'fp32', threads) for b in args.backends}
     totals = {b: sum(r['timing_by_backend'][b]['runtime_ms'] for r in rows) for b in args.backends}
     best = min(totals, key=totals.get)
-    # ONNX Runtime's memory is not measurable from torch: memory then comes from the fastest torch backend
+    # a backend that allocates outside torch (ONNX Runtime) has no memory figure: it comes from the fastest other
     with_memory = [b for b in sorted(totals, key=totals.get) if rows[0]['timing_by_backend'][b]['peak_memory_mb']]
     memory_backend = with_memory[0] if with_memory else None
     for row in rows:

@@ -39,19 +39,21 @@ import ctypes
 import sys
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
-from torch import fx, nn
+from torch import nn
 
 from .export import onnx_model_bytes
+from .graph_rewrites import ShuffleNHWC, fold_batchnorm, shuffle_as_block_copy  # noqa: F401  (re-exported)
 
 try:
     import onnxruntime as ort
 except ImportError:  # the one optional dependency of this module; only the 'onnxruntime' backend needs it
     ort = None
 
-BACKENDS = ('eager', 'fused', 'compiled', 'onnxruntime')
 PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 MAX_CUDA_GRAPHS = 16  # captured input shapes kept per model (oldest dropped first)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc mallopt parameters
@@ -84,93 +86,6 @@ def reuse_freed_memory() -> bool:
 
 class DeployError(ValueError):
     """A backend, precision or device that cannot be used; the message is one line."""
-
-
-# ----------------------------------------------------------------------------- graph rewrites
-def _fed_by_conv_alone(gm: fx.GraphModule, modules: dict, kind: type):
-    """``(node, conv_node)`` for each ``kind`` module whose input is a Conv2d used by it alone (a snapshot)."""
-    for node in list(gm.graph.nodes):
-        if _is_module(node, modules, kind):
-            src = node.args[0]
-            if _is_module(src, modules, nn.Conv2d) and len(src.users) == 1:
-                yield node, src
-
-
-@torch.no_grad()
-def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
-    """A traced copy of ``model`` (eval mode) with each BatchNorm folded into the conv that feeds it alone.
-
-    ``w' = w * g / sqrt(v + eps)``, ``b' = (b - m) * g / sqrt(v + eps) + beta``, computed in float64.
-    """
-    gm = fx.symbolic_trace(copy.deepcopy(model).eval())
-    modules = dict(gm.named_modules())
-    for node, src in _fed_by_conv_alone(gm, modules, nn.BatchNorm2d):
-        _fold_into(modules[src.target], modules[node.target])
-        node.replace_all_uses_with(src)
-        gm.graph.erase_node(node)
-        gm.delete_submodule(node.target)
-    gm.graph.lint()
-    gm.recompile()
-    return gm
-
-
-def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-    w = conv.weight.double()
-    b = conv.bias.double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64,
-                                                                      device=w.device)
-    gain = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-    conv.weight.copy_((w * gain.view(-1, 1, 1, 1)).to(conv.weight.dtype))
-    new_bias = ((b - bn.running_mean.double()) * gain + bn.bias.double()).to(conv.weight.dtype)
-    if conv.bias is None:
-        conv.bias = nn.Parameter(new_bias)
-    else:
-        conv.bias.copy_(new_bias)
-
-
-class ShuffleNHWC(nn.Module):
-    """``PixelShuffle(r)`` for a channels_last input whose channels are ordered (i, j, c) instead of (c, i, j).
-
-    Each output pixel then takes ``C`` contiguous values: a block copy instead of a strided gather.
-    """
-
-    def __init__(self, upscale: int):
-        super().__init__()
-        self.r = upscale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c4, h, w = x.shape
-        r, c = self.r, x.shape[1] // (self.r * self.r)
-        nhwc = x.permute(0, 2, 3, 1).reshape(n, h, w, r, r, c)
-        out = nhwc.permute(0, 1, 3, 2, 4, 5).reshape(n, h * r, w * r, c)
-        return out.permute(0, 3, 1, 2)  # a channels_last view of the N x C x rH x rW result
-
-
-@torch.no_grad()
-def shuffle_as_block_copy(gm: fx.GraphModule) -> fx.GraphModule:
-    """Rewrite each conv -> PixelShuffle pair (conv used only there) for channels_last (see :class:`ShuffleNHWC`)."""
-    modules = dict(gm.named_modules())
-    for node, src in _fed_by_conv_alone(gm, modules, nn.PixelShuffle):
-        conv, r = modules[src.target], modules[node.target].upscale_factor
-        c = conv.out_channels // (r * r)
-        order = torch.arange(conv.out_channels).view(c, r * r).t().reshape(-1)  # (i, j, c) <- (c, i, j)
-        conv.weight.copy_(conv.weight[order])
-        if conv.bias is not None:
-            conv.bias.copy_(conv.bias[order])
-        name = f'{src.target.replace(".", "_")}_shuffle'
-        gm.add_submodule(name, ShuffleNHWC(r))
-        with gm.graph.inserting_after(node):
-            new = gm.graph.call_module(name, (src,))
-        node.replace_all_uses_with(new)
-        gm.graph.erase_node(node)
-    gm.graph.eliminate_dead_code()
-    gm.delete_all_unused_submodules()
-    gm.graph.lint()
-    gm.recompile()
-    return gm
-
-
-def _is_module(node, modules: dict, cls) -> bool:
-    return isinstance(node, fx.Node) and node.op == 'call_module' and isinstance(modules.get(node.target), cls)
 
 
 # ----------------------------------------------------------------------------- runners
@@ -233,16 +148,11 @@ class _OrtRunner:
     """An ONNX Runtime session with torch tensors bound in place as input and output."""
 
     def __init__(self, model: nn.Module, device: torch.device, threads: int | None):
-        if ort is None:
-            raise DeployError("backend 'onnxruntime' needs the onnxruntime package: pip install -r requirements.txt")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = ['CPUExecutionProvider']
-        if device.type == 'cuda':
-            if 'CUDAExecutionProvider' not in ort.get_available_providers():
-                raise DeployError('ONNX Runtime on CUDA needs onnxruntime-gpu (this onnxruntime has only '
-                                  f'{", ".join(ort.get_available_providers())})')
+        if device.type == 'cuda':  # available: checked by prepare (_ort_missing)
             providers.insert(0, ('CUDAExecutionProvider', {'device_id': device.index or 0}))
         self.session = ort.InferenceSession(onnx_model_bytes(model), options, providers=providers)
         self.scale = model.scale
@@ -281,6 +191,98 @@ class _Compiled(nn.Module):
                               "use backend 'fused'") from e
 
 
+# ----------------------------------------------------------------------------- the backends
+def _always(device: torch.device) -> str | None:
+    return None
+
+
+def _ort_missing(device: torch.device) -> str | None:
+    """Why ONNX Runtime cannot run on ``device`` here (``None`` when it can)."""
+    if ort is None:
+        return "backend 'onnxruntime' needs the onnxruntime package: pip install -r requirements.txt"
+    if device.type == 'cuda' and 'CUDAExecutionProvider' not in ort.get_available_providers():
+        return ('ONNX Runtime on CUDA needs onnxruntime-gpu (this onnxruntime has only '
+                f'{", ".join(ort.get_available_providers())})')
+    return None
+
+
+def _build_eager(source: nn.Module, device: torch.device, dtype: torch.dtype, threads: int | None):
+    return _TorchRunner(source.to(device=device, dtype=dtype), dtype, torch.contiguous_format), 'NCHW'
+
+
+def _build_fused(source: nn.Module, device: torch.device, dtype: torch.dtype, threads: int | None,
+                 compiled: bool = False):
+    module = shuffle_as_block_copy(fold_batchnorm(source))
+    module = module.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    if compiled:
+        module = _Compiled(module)
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # process-wide: each captured shape gets cuDNN's fastest algorithms
+        return _CudaGraphRunner(module, dtype, torch.channels_last), 'channels_last'
+    reuse_freed_memory()
+    return _TorchRunner(module, dtype, torch.channels_last), 'channels_last'
+
+
+def _build_compiled(source, device, dtype, threads):
+    return _build_fused(source, device, dtype, threads, compiled=True)
+
+
+def _build_ort(source: nn.Module, device: torch.device, dtype: torch.dtype, threads: int | None):
+    return _OrtRunner(source.cpu(), device, threads), 'NCHW'
+
+
+def _fused_labels(runner, device: torch.device) -> list[str]:
+    if device.type == 'cuda':
+        return ['CUDA graphs']
+    return ['heap reuse'] if _heap_reuse else []
+
+
+TORCH_PRECISIONS = {'cpu': ('fp32',), 'cuda': ('fp32', 'fp16', 'bf16')}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way to run a compact network: a row of :data:`BACKEND_TABLE`.  Adding a backend is adding a row."""
+    name: str
+    build: Callable           # (float32 eval copy, device, dtype, threads) -> (runner, layout); runner(x) -> y
+    available: Callable[[torch.device], str | None] = _always   # None where it runs on a device, else why not
+    precisions: dict = field(default_factory=lambda: dict(TORCH_PRECISIONS))   # device type -> precisions
+    labels: Callable = lambda runner, device: []   # words describe() adds after the layout
+    runs_torch_module: bool = True     # a torch module runs (per-layer and kernel profiles, torch memory)
+    slow_start_on: tuple = ()          # device types where its first call takes tens of seconds (compiling)
+    allocator: str | None = None       # the runtime that allocates outside torch (memory not measurable)
+
+
+BACKEND_TABLE: dict[str, Backend] = {b.name: b for b in (
+    Backend('eager', _build_eager),
+    Backend('fused', _build_fused, labels=_fused_labels),
+    Backend('compiled', _build_compiled, labels=_fused_labels, slow_start_on=('cpu',)),
+    Backend('onnxruntime', _build_ort, _ort_missing, {'cpu': ('fp32',), 'cuda': ('fp32',)},
+            lambda runner, device: [runner.session.get_providers()[0]], runs_torch_module=False,
+            allocator='ONNX Runtime'),
+)}
+BACKENDS = tuple(BACKEND_TABLE)
+
+
+def usable_backends(device: str | torch.device, torch_module_only: bool = False) -> list[str]:
+    """The backends that can run on ``device`` here (optionally only those that run a torch module)."""
+    device = torch.device(device)
+    return [b.name for b in BACKEND_TABLE.values()
+            if b.available(device) is None and (b.runs_torch_module or not torch_module_only)]
+
+
+def precision_problem(backend: str, precision: str, device_type: str) -> str | None:
+    """Why ``backend`` cannot run ``precision`` on ``device_type`` (``None`` when it can)."""
+    offered = BACKEND_TABLE[backend].precisions
+    if precision in offered.get(device_type, ()):
+        return None
+    where = ' and '.join(d.upper() for d, names in offered.items() if precision in names)
+    here = '/'.join(offered.get(device_type, ()))
+    if where:
+        return f'precision {precision} runs on {where} only with backend {backend}; use {here} here'
+    return f'backend {backend} does not run {precision}; use {here}'
+
+
 # ----------------------------------------------------------------------------- the deployed model
 class DeployedModel:
     """A compact network ready to run: call it on an N x C x H x W float32 tensor (0-1) on its device."""
@@ -297,6 +299,11 @@ class DeployedModel:
         """The torch module that runs (``None`` for ONNX Runtime), e.g. for a per-layer profile."""
         return getattr(self._runner, 'module', None)
 
+    @property
+    def memory_allocator(self) -> str | None:
+        """The runtime that allocates this model's memory outside torch (``None``: torch measures it)."""
+        return BACKEND_TABLE[self.backend].allocator
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise DeployError(f'expected an N x {self.in_channels} x H x W tensor, got shape {tuple(x.shape)}')
@@ -309,12 +316,7 @@ class DeployedModel:
     def describe(self) -> str:
         """E.g. 'fused fp32, channels_last, CPU' or 'fused fp16, channels_last, CUDA graphs, NVIDIA H100'."""
         parts = [f'{self.backend} {self.precision}', self.layout]
-        if isinstance(self._runner, _CudaGraphRunner):
-            parts.append('CUDA graphs')
-        if isinstance(self._runner, _OrtRunner):
-            parts.append(self._runner.session.get_providers()[0])
-        if self.device.type == 'cpu' and self.backend in ('fused', 'compiled') and _heap_reuse:
-            parts.append('heap reuse')
+        parts += BACKEND_TABLE[self.backend].labels(self._runner, self.device)
         parts.append(torch.cuda.get_device_name(self.device) if self.device.type == 'cuda' else 'CPU')
         return ', '.join(parts)
 
@@ -331,39 +333,24 @@ def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: st
     A network whose widths a device runs slowly can be padded first (exact):
     ``prepare(model.padded_to(32), 'cuda')`` (:meth:`~restore_dhp.dhp.net.PrunableNet.padded_to`).
     """
-    if backend not in BACKENDS:
+    if backend not in BACKEND_TABLE:
         raise DeployError(f'unknown backend {backend!r}; choose one of {", ".join(BACKENDS)}')
     if precision not in PRECISIONS:
         raise DeployError(f'unknown precision {precision!r}; choose one of {", ".join(PRECISIONS)}')
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise DeployError('device cuda: no CUDA device is available')
-    if precision != 'fp32' and (device.type != 'cuda' or backend == 'onnxruntime'):
-        raise DeployError(f'precision {precision} runs on CUDA with the torch backends; use fp32 here')
+    if problem := precision_problem(backend, precision, device.type):
+        raise DeployError(problem)
     if threads is not None:
         if threads < 1:
             raise DeployError(f'threads must be at least 1, got {threads}')
         torch.set_num_threads(threads)
+    if missing := BACKEND_TABLE[backend].available(device):
+        raise DeployError(missing)
     source = copy.deepcopy(model).float().eval()
     weight_bytes = sum(t.numel() * PRECISIONS[precision].itemsize for t in source.state_dict().values()
                        if t.is_floating_point())
-    if backend == 'onnxruntime':
-        runner, layout = _OrtRunner(source.cpu(), device, threads), 'NCHW'
-    else:
-        runner, layout = _torch_runner(source, device, backend, PRECISIONS[precision])
+    runner, layout = BACKEND_TABLE[backend].build(source, device, PRECISIONS[precision], threads)
     return DeployedModel(runner, scale=source.scale, in_channels=source.in_channels, backend=backend,
                          precision=precision, device=device, layout=layout, weight_bytes=weight_bytes)
-
-
-def _torch_runner(source: nn.Module, device: torch.device, backend: str, dtype: torch.dtype):
-    if backend == 'eager':
-        return _TorchRunner(source.to(device=device, dtype=dtype), dtype, torch.contiguous_format), 'NCHW'
-    module = shuffle_as_block_copy(fold_batchnorm(source))
-    module = module.to(device=device, dtype=dtype, memory_format=torch.channels_last)
-    if backend == 'compiled':
-        module = _Compiled(module)
-    if device.type == 'cuda':
-        torch.backends.cudnn.benchmark = True  # process-wide: each captured shape gets cuDNN's fastest algorithms
-        return _CudaGraphRunner(module, dtype, torch.channels_last), 'channels_last'
-    reuse_freed_memory()
-    return _TorchRunner(module, dtype, torch.channels_last), 'channels_last'

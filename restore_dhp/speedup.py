@@ -27,22 +27,21 @@ import argparse
 import random
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 
 import torch
-from basicsr.utils.registry import ARCH_REGISTRY
-from torch import fx, nn
+from torch import nn
 
+from . import archs
 from .catalogue import PAPER_REFERENCE, TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import ARCH_ALIASES, build_meta, count_flops
-from .deploy import BACKENDS, PRECISIONS, DeployError, ort, prepare
+from .deploy import BACKEND_TABLE, BACKENDS, PRECISIONS, DeployError, precision_problem, prepare, usable_backends
+from .profiling import PROFILE_ROWS, profile_kernels, profile_layers  # noqa: F401  (PROFILE_ROWS: re-exported)
 from .timing import device_name, measure_side_by_side
 
 DEFAULT_SIZES = {'sr': ['64x64', '170x256'], 'denoise': ['128x128', '321x481']}
 TARGET_EFFICIENCY = {'cpu': 0.9, 'cuda': None}
-PROFILE_ROWS = 20  # slowest nodes listed per model in --profile
 
 
 @dataclass
@@ -69,7 +68,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- models to compare
 def build_plain(arch: str, widths, arch_kwargs: dict) -> nn.Module:
-    return ARCH_REGISTRY.get(ARCH_ALIASES.get(arch, arch))(widths=widths, **arch_kwargs).eval()
+    return archs.compact_class(arch)(widths=widths, **arch_kwargs).eval()
 
 
 def random_widths(arch: str, target: float, rng: random.Random, size: int = 64) -> dict:
@@ -222,99 +221,6 @@ def run_all(groups: dict[str, list[Entry]], args, emit) -> None:
                 emit(backend_table(entries, ms, forms))
 
 
-# ----------------------------------------------------------------------------- per-layer profile
-class _LayerTimer(fx.Interpreter):
-    """Runs a traced network node by node, adding each node's wall time (ms) to ``self.ms``."""
-
-    def __init__(self, gm: fx.GraphModule):
-        super().__init__(gm)
-        self.ms: dict[str, float] = {}
-        self.shapes: dict[str, tuple] = {}
-
-    def run_node(self, n):
-        start = time.perf_counter()
-        out = super().run_node(n)
-        if n.op in ('call_module', 'call_function', 'call_method'):
-            self.ms[n.name] = self.ms.get(n.name, 0.0) + (time.perf_counter() - start) * 1e3
-            self.shapes[n.name] = (n.target if isinstance(n.target, str) else n.target.__name__, tuple(out.shape))
-        return out
-
-
-@torch.no_grad()
-def profile_layers(entry: Entry, size, args) -> list[str]:
-    """Per-layer ms of the fused form (eager's layer order) on the CPU: where the time of one forward goes."""
-    x = input_for(entry, size, 'cpu')
-    fused = prepare(entry.model, 'cpu', 'fused').module
-    fused(x.to(memory_format=torch.channels_last))
-    timer = _LayerTimer(fused)
-    for _ in range(args.repeats):
-        timer.run(x.to(memory_format=torch.channels_last))
-    total = sum(timer.ms.values()) / args.repeats
-    modules = dict(fused.named_modules())
-    head = f'{"node":<26}{"op":<24}{"output":>22}{"MMAC":>9}{"ms":>9}{"share":>8}{"GMAC/s":>8}'
-    lines = ['', f'{entry.label}: per layer, fused fp32 channels_last, {device_name(torch.device("cpu"))}, '
-             f'input {tuple(x.shape)}, mean of {args.repeats} runs (sum {total:.2f} ms); the {PROFILE_ROWS} '
-             'slowest nodes, then every op kind in total', head, '-' * len(head)]
-    by_op: dict[str, list[float]] = {}
-    for rank, (name, ms) in enumerate(sorted(timer.ms.items(), key=lambda kv: -kv[1])):
-        target, shape = timer.shapes[name]
-        module = modules.get(target) if isinstance(target, str) else None
-        macs = _conv_macs(module, shape) if isinstance(module, nn.Conv2d) else 0
-        op = type(module).__name__ if module is not None else str(target)
-        ms /= args.repeats
-        kind = by_op.setdefault(op, [0.0, 0.0, 0])
-        kind[0], kind[1], kind[2] = kind[0] + ms, kind[1] + macs, kind[2] + 1
-        if rank < PROFILE_ROWS:
-            lines.append(f'{name[:25]:<26}{op[:23]:<24}{str(shape[1:]):>22}{macs / 1e6:>9.1f}{ms:>9.3f}'
-                         f'{ms / total:>8.1%}{_rate(macs, ms)}')
-    lines.append('')
-    for op, (ms, macs, count) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
-        lines.append(f'{"all " + op:<26}{f"{count} nodes":<24}{"":>22}{macs / 1e6:>9.1f}{ms:>9.3f}'
-                     f'{ms / total:>8.1%}{_rate(macs, ms)}')
-    return lines
-
-
-@torch.no_grad()
-def profile_kernels(entry: Entry, size, backend: str, precision: str, args) -> list[str]:
-    """The CUDA kernels of one forward of a deployed form (run uncaptured): count and device time per kernel.
-
-    Where a GPU forward's time goes: convolution kernels (and which ones cuDNN picked for each width),
-    elementwise passes, layout conversions.
-    """
-    deployed = prepare(entry.model, 'cuda', backend, precision)
-    module = deployed.module
-    layout = torch.channels_last if deployed.layout == 'channels_last' else torch.contiguous_format
-    x = input_for(entry, size, 'cuda').to(dtype=PRECISIONS[precision], memory_format=layout)
-    for _ in range(args.warmup + 1):
-        module(x)
-    torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        for _ in range(args.repeats):
-            module(x)
-        torch.cuda.synchronize()
-    rows = sorted((e for e in prof.key_averages() if e.self_device_time_total > 0),
-                  key=lambda e: -e.self_device_time_total)
-    n = args.repeats
-    total_ms = sum(e.self_device_time_total for e in rows) / n / 1e3
-    lines = ['', f'{entry.label}: CUDA kernels of one forward, {deployed.describe()}, input {tuple(x.shape)}, '
-             f'mean of {n} uncaptured runs: {sum(e.count for e in rows) / n:.0f} kernels, {total_ms:.3f} ms of '
-             f'kernel time; the {PROFILE_ROWS} longest kernels in total',
-             f'{"ms":>8}{"share":>8}{"calls":>7}  kernel']
-    for e in rows[:PROFILE_ROWS]:
-        ms = e.self_device_time_total / n / 1e3
-        lines.append(f'{ms:>8.3f}{ms / total_ms:>8.1%}{e.count / n:>7.0f}  {e.key[:140]}')
-    return lines
-
-
-def _rate(macs: float, ms: float) -> str:
-    return f'{macs / ms / 1e6:>8.1f}' if macs else f'{"":>8}'
-
-
-def _conv_macs(conv: nn.Conv2d, out_shape: tuple) -> int:
-    kh, kw = conv.kernel_size
-    return out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3] * conv.in_channels // conv.groups * kh * kw
-
-
 # ----------------------------------------------------------------------------- entry
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m restore_dhp.speedup', description=__doc__.split('\n')[0],
@@ -329,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--arch', nargs='+', choices=sorted(ARCH_ALIASES), default=['srresnet', 'dncnn'],
                    help='architectures for --random-widths / --uniform-widths (default: both)')
     p.add_argument('--backends', nargs='+', choices=BACKENDS,
-                   help='default: eager fused compiled, and onnxruntime on CPU')
+                   help='default: every one that runs on the device here (with --profile on CUDA, the torch ones)')
     p.add_argument('--precisions', nargs='+', choices=sorted(PRECISIONS), default=['fp32'],
                    help='default fp32; fp16/bf16 on CUDA')
     p.add_argument('--sizes', nargs='+', type=parse_size, metavar='HxW',
@@ -362,15 +268,17 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
         p.error('--uniform-widths must be positive')
     if args.device == 'cuda' and not torch.cuda.is_available():
         p.error('--device cuda: no CUDA device is available')
-    if args.backends is None:
-        on_cpu = ort is not None and args.device == 'cpu'
-        args.backends = ['eager', 'fused', 'compiled'] + (['onnxruntime'] if on_cpu else [])
-    if args.profile and args.device == 'cuda' and 'onnxruntime' in args.backends:
-        p.error('--profile --device cuda profiles the torch backends; leave out onnxruntime')
-    if 'onnxruntime' in args.backends and ort is None:
-        p.error("--backends onnxruntime: the onnxruntime package is not installed (pip install -r requirements.txt)")
-    if args.device == 'cpu' and args.precisions != ['fp32']:
-        p.error('--precisions fp16/bf16 run on CUDA only; use fp32 on the CPU')
+    kernels = args.profile and args.device == 'cuda'  # --profile on CUDA profiles the kernels of torch modules
+    usable = usable_backends(args.device, torch_module_only=kernels)
+    args.backends = args.backends or [b for b in usable if not any(  # those that run every precision asked for
+        precision_problem(b, q, args.device) for q in args.precisions)] or usable
+    for b in args.backends:
+        if kernels and not BACKEND_TABLE[b].runs_torch_module:
+            p.error(f'--profile --device cuda profiles the backends that run a torch module; leave out {b}')
+        if missing := BACKEND_TABLE[b].available(torch.device(args.device)):
+            p.error(f'--backends {b}: {missing}')
+        if problem := next(filter(None, (precision_problem(b, q, args.device) for q in args.precisions)), None):
+            p.error(f'--precisions: {problem}')
 
 
 def main(argv=None) -> int:
@@ -391,11 +299,11 @@ def main(argv=None) -> int:
                 size = (args.sizes or [parse_size(DEFAULT_SIZES[entries[0].task][0])])[0]
                 for e in entries:
                     if args.device == 'cpu':
-                        emit(profile_layers(e, size, args))
+                        emit(profile_layers(e, input_for(e, size, 'cpu'), args))
                         continue
                     for backend in args.backends:
                         for precision in args.precisions:
-                            emit(profile_kernels(e, size, backend, precision, args))
+                            emit(profile_kernels(e, input_for(e, size, 'cuda'), backend, precision, args))
         else:
             run_all(groups, args, emit)
             paper = ', '.join(f"{TASKS[t].network} {PAPER_REFERENCE[t]['dhp20_gpu_speedup']}x" for t in TASKS)

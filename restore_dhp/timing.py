@@ -12,8 +12,8 @@ the thread count recorded.  Memory: the weights as held for inference + the inpu
 the forward allocates beyond that.  On a GPU that peak is ``torch.cuda.max_memory_allocated``; on
 the CPU it is the running sum of the allocator's allocation and free events recorded by
 ``torch.profiler`` (``profile_memory=True``) during one forward: deterministic, so identical
-requests give identical figures.  ONNX Runtime allocates outside torch: its memory is not measured
-(``None``).  Timing never includes decoding, conversion or encoding: callers pass a ready tensor.
+requests give identical figures.  A backend whose runtime allocates outside torch (ONNX Runtime;
+:attr:`restore_dhp.deploy.DeployedModel.memory_allocator`) has its memory not measured (``None``).  Timing never includes decoding, conversion or encoding: callers pass a ready tensor.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from torch.profiler import ProfilerActivity, profile
 
 METHOD_CPU = ('CPU wall time (perf_counter); memory: weights + input + peak allocated by the forward '
               '(torch.profiler allocator events)')
-METHOD_CPU_NO_MEMORY = 'CPU wall time (perf_counter); memory not measured (ONNX Runtime allocates outside torch)'
+METHOD_CPU_NO_MEMORY_FOR = 'CPU wall time (perf_counter); memory not measured ({} allocates outside torch)'
+METHOD_CPU_NO_MEMORY = METHOD_CPU_NO_MEMORY_FOR.format('ONNX Runtime')
 METHOD_CUDA = 'CUDA events (synchronised); memory: torch.cuda.max_memory_allocated'
 
 
@@ -73,11 +74,11 @@ def measure(model, x: torch.Tensor, repeats: int = 5, warmup: int = 2) -> Measur
         model(x)
     runs = [_time_one(model, x) for _ in range(repeats)]
     cuda = x.device.type == 'cuda'
-    onnx = getattr(model, 'backend', None) == 'onnxruntime'
+    allocator = getattr(model, 'memory_allocator', None)  # a deployed backend whose runtime allocates outside torch
     if cuda:
         peak, method = _cuda_peak_bytes(model, x), METHOD_CUDA
-    elif onnx:
-        peak, method = None, METHOD_CPU_NO_MEMORY
+    elif allocator:
+        peak, method = None, METHOD_CPU_NO_MEMORY_FOR.format(allocator)
     else:
         peak, method = _cpu_peak_bytes(model, x), METHOD_CPU
     return Measurement(statistics.median(runs), statistics.fmean(runs), runs, peak, x.device.type,
