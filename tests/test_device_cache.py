@@ -9,7 +9,7 @@ import torch
 import restore_dhp  # noqa: F401
 from basicsr.data import build_dataloader, build_dataset
 from restore_dhp.data.device_cache import dihedral_grid
-from restore_dhp.data.sr_dataset import augment
+from restore_dhp.data.common import augment
 
 from train_helpers import make_images
 
@@ -19,7 +19,7 @@ def test_dihedral_grid_is_the_cpu_augmentation(flags, monkeypatch):
     hflip, vflip, transpose = flags
     patch = np.random.default_rng(0).integers(0, 255, (5, 5, 3), dtype=np.uint8)
     draws = iter([0.0 if f else 1.0 for f in (hflip, vflip, transpose)])
-    monkeypatch.setattr('restore_dhp.data.sr_dataset.random.random', lambda: next(draws))
+    monkeypatch.setattr('restore_dhp.data.common.random.random', lambda: next(draws))
     (expected,) = augment([patch], hflip=True, rot=True)
     rows, cols = dihedral_grid(5, *(torch.tensor([f]) for f in (transpose, vflip, hflip)))
     assert np.array_equal(patch[rows[0].numpy(), cols[0].numpy()], expected)

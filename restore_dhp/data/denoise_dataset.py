@@ -28,7 +28,6 @@ tensors (``gt`` in [0, 1]) and ``{'lq_path', 'gt_path'}`` (both the clean file).
 """
 from __future__ import annotations
 
-import logging
 import random
 from pathlib import Path
 
@@ -38,11 +37,10 @@ from torch.utils.data import Dataset
 
 from basicsr.utils.registry import DATASET_REGISTRY
 
+from .common import augment, dataset_name, folders, images_in, int_option, large_enough, patch_options, \
+    resolve_phase, to_tensor
 from .device_cache import DevicePatchSampler, cache_device, check_cache_options
-from .imageio import add_fixed_noise, list_images, read_image
-from .sr_dataset import _folders, _int_opt, augment, resolve_phase, to_tensor, train_options
-
-logger = logging.getLogger(__name__)
+from .imageio import add_fixed_noise, read_image
 
 
 @DATASET_REGISTRY.register()
@@ -55,7 +53,7 @@ class DenoiseDataset(Dataset):
 
     def __init__(self, opt: dict):
         super().__init__()
-        name = f"DenoiseDataset {opt.get('name', '')}".strip()
+        name = dataset_name('DenoiseDataset', opt)
         self.opt = opt
         self.phase = resolve_phase(opt)
         sigma = opt.get('sigma', 70)
@@ -65,17 +63,11 @@ class DenoiseDataset(Dataset):
             raise ValueError(f'{name}: option sigma must be a number on the 0-255 scale, got {sigma!r}') from None
         if not self.sigma >= 0:
             raise ValueError(f'{name}: option sigma must be >= 0, got {sigma!r}')
-        self.noise_seed = _int_opt(opt, 'noise_seed', name, default=0, minimum=0)
+        self.noise_seed = int_option(opt, 'noise_seed', name, default=0, minimum=0)
         self.gt_paths: list[str] = []
-        for gf in _folders(opt, 'dataroot_gt', True, name):
-            imgs = list_images(gf)
-            if not imgs:
-                raise ValueError(f'{name}: no images found in folder {gf} (option dataroot_gt)')
-            self.gt_paths += imgs
-        if self.phase == 'train':
-            self.gt_size, self.use_hflip, self.use_rot, self.repeat = train_options(opt, name)
-        else:
-            self.gt_size, self.use_hflip, self.use_rot, self.repeat = None, False, False, 1
+        for gf in folders(opt, 'dataroot_gt', True, name):
+            self.gt_paths += images_in(gf, name)
+        self.gt_size, self.use_hflip, self.use_rot, self.repeat = patch_options(opt, self.phase, name)
         cache = check_cache_options(opt, name)
         self.cache = bool(cache)
         self._imgs = None
@@ -84,12 +76,7 @@ class DenoiseDataset(Dataset):
             imgs = [read_image(p, 'gray') for p in self.gt_paths]
             keep = list(range(len(imgs)))
             if self.phase == 'train':
-                keep = [i for i, im in enumerate(imgs) if min(im.shape) >= self.gt_size]
-                if len(keep) < len(imgs):
-                    logger.warning('%s: skipping %d image(s) smaller than gt_size=%d', name,
-                                   len(imgs) - len(keep), self.gt_size)
-                if not keep:
-                    raise ValueError(f'{name}: every image is smaller than gt_size={self.gt_size}')
+                keep = large_enough([min(im.shape) for im in imgs], self.gt_size, self.gt_paths, name, 'image')
             self._imgs = [imgs[i] for i in keep]
             self.gt_paths = [self.gt_paths[i] for i in keep]
         if cache == 'gpu' and self.phase == 'train':

@@ -52,7 +52,7 @@ def dihedral_grid(size: int, transpose: torch.Tensor, vflip: torch.Tensor, hflip
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Source (row, col) of every output pixel of a ``size x size`` patch, per sample ``(B, size, size)``.
 
-    The same transforms as :func:`restore_dhp.data.sr_dataset.augment` (horizontal flip, then vertical
+    The same transforms as :func:`restore_dhp.data.common.augment` (horizontal flip, then vertical
     flip, then transpose), as an index map: ``out[r, c] = patch[rows[r, c], cols[r, c]]``.
     """
     ramp = torch.arange(size, device=transpose.device)
