@@ -24,13 +24,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from . import archs  # noqa: F401  (registers the architectures)
+from . import archs  # (importing it registers the architectures)
 from .archs.forms import CompactForm
 
 FORMAT = 'restore_dhp.compact.v1'
 _JSON_KEYS = ('arch_kwargs', 'widths', 'info')
-#: short architecture names -> the registered plain class (the DHP class ends in 'DHP' instead of 'Compact')
-ARCH_ALIASES = {'srresnet': 'SRResNetCompact', 'dncnn': 'DnCNNCompact'}
+#: short architecture names -> the registered plain class, read from the registry (:func:`restore_dhp.archs.aliases`)
+ARCH_ALIASES = archs.aliases()
 ACCEPTED = ('accepted: a compact .safetensors checkpoint written by restore_dhp (e.g. weights/*.safetensors, '
             'experiments/<name>/models/net_g_<iter>.safetensors); from a training state .pth make one with '
             '"python -m restore_dhp.checkpoint convert STATE.pth OUT.safetensors --arch srresnet|dncnn"')
@@ -179,13 +179,12 @@ def convert_training_state(state_path: str | os.PathLike, out_path: str | os.Pat
     state = loaded.get('params', loaded) if isinstance(loaded, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f'{state_path}: holds no network state dict')
-    compact_name = ARCH_ALIASES.get(arch, arch)
     if any(k == 'latents' or k.startswith(('latents.', 'banks.')) for k in state):  # a DHP search state
-        net = ARCH_REGISTRY.get(compact_name.replace('Compact', 'DHP'))(**arch_kwargs)
+        net = archs.dhp_class_of(arch)(**arch_kwargs)
         net.load_state_dict(state)
         model = net.compact()
     else:
-        cls = ARCH_REGISTRY.get(compact_name)
+        cls = archs.compact_class(arch)
         with torch.device('meta'):
             widths = _widths_from_shapes(cls(**arch_kwargs), state, state_path)
         model = cls(widths=widths, **arch_kwargs)

@@ -24,10 +24,9 @@ import sys
 from typing import Any, Mapping
 
 import torch
-from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from . import archs  # noqa: F401  (registers the architectures)
+from . import archs
 from .checkpoint import ARCH_ALIASES, CheckpointError, read_metadata
 from .dhp import FlopsTable
 
@@ -73,7 +72,7 @@ def count_flops(model: nn.Module, height: int = 128, width: int = 128) -> dict[s
 
 def build_meta(arch: str, widths: Mapping[str, int] | None = None, **arch_kwargs) -> nn.Module:
     """A plain network of class ``arch`` (registry name or alias) on the meta device: no memory, no init cost."""
-    cls = ARCH_REGISTRY.get(ARCH_ALIASES.get(arch, arch))
+    cls = archs.compact_class(arch)
     with torch.device('meta'):
         return cls(widths=widths, **arch_kwargs).eval()
 

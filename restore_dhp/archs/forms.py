@@ -23,3 +23,22 @@ class DHPForm:
 
     def __init__(self, embedding_dim: int = 8, **arch_kwargs):
         super().__init__(dhp=True, embedding_dim=embedding_dim, **arch_kwargs)
+
+
+def compact_classes(registry) -> dict[str, type]:
+    """Short name -> registered plain class, for every architecture in ``registry`` (BasicSR's
+    ``ARCH_REGISTRY``): the structure class's name in lower case, e.g. ``{'srresnet': SRResNetCompact}``."""
+    out = {}
+    for _, cls in registry:
+        if isinstance(cls, type) and issubclass(cls, CompactForm):
+            structure = next(base for base in cls.__mro__[1:] if base is not CompactForm)
+            out[structure.__name__.lower()] = cls
+    return out
+
+
+def dhp_class(registry, compact_cls: type) -> type:
+    """The registered DHP-searchable class whose compact form is ``compact_cls``."""
+    for _, cls in registry:
+        if isinstance(cls, type) and issubclass(cls, DHPForm) and getattr(cls, 'compact_cls', None) is compact_cls:
+            return cls
+    raise KeyError(f'no DHP form registered for {compact_cls.__name__}')
