@@ -17,8 +17,9 @@ import sys
 
 import torch
 
+from restore_dhp import tasks
 from restore_dhp.checkpoint import load_compact, read_metadata
-from restore_dhp.evaluation import load_set, model_input
+from restore_dhp.evaluation import load_set
 
 
 def variance_ratios(model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, float]]:
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     item = next((it for it in items if it[0] == args.image), None)
     if item is None:
         p.error(f'no image {args.image!r} in {args.set}')
-    x = torch.from_numpy(model_input(meta['task'], item))
+    x = torch.from_numpy(tasks.get(meta['task']).model_input(item))
     for path in args.weights:
         model = load_compact(path, 'cpu').eval()
         ratios = variance_ratios(model, x)

@@ -7,10 +7,12 @@ option file of each run (data, iterations, lambda), the BasicSR training log
 (wall time), the complexity counter (FLOPs ratio), and reports/*/report.md
 (the measured table and, separately labelled, the paper's figures).
 
-    python scripts/write_model_card.py
+    python scripts/write_model_card.py            # the prose is in scripts/model_card_intro.md
+    python scripts/write_model_card.py --check    # exit 1 if weights/README.md is not what it would write
 """
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import os
@@ -21,11 +23,14 @@ from datetime import datetime
 
 import yaml
 
+from restore_dhp import tasks
 from restore_dhp.catalogue import TASKS, VARIANT_LABELS
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.complexity import checkpoint_complexity
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INTRO_TEMPLATE = os.path.join(ROOT, 'scripts', 'model_card_intro.md')   # the prose; {budgets} is filled in
+CARD_TASKS = (('sr', 'Super-resolution ×4: SRResNet'), ('denoise', 'Denoising σ=70: DnCNN'))
 
 
 def wall_time(info: dict) -> str:
@@ -182,7 +187,7 @@ def observations(task: str) -> str:
         return ''
     rep = json.load(open(path))
     first = rep['sets'][0]
-    key = 'psnr_y' if task == 'sr' else 'psnr'
+    key = tasks.get(task).primary_metric
     ours = {r['name']: r for r in rep['results'] if r.get('kind') == 'model'}
     paper = {r['name']: r['psnr'] for r in rep['paper_reference']['rows']}
     paper_col = rep['paper_reference']['sets'].index(first) if first in rep['paper_reference']['sets'] else None
@@ -257,123 +262,40 @@ def budgets() -> str:
     return ' or '.join(parts)
 
 
-def main() -> int:
-    parts = ["""# Shipped weights — model card
+def intro() -> str:
+    """The card's opening prose (scripts/model_card_intro.md) with the training budgets filled in."""
+    with open(INTRO_TEMPLATE) as f:
+        return f.read().format(budgets=budgets())
 
-Nine compact checkpoints trained by this project's own pipeline from its own option files. The
-first stage of eight ran on one NVIDIA H200 lent to the project for one session
-(`options/train/*_gpu.yml`, run by `BUDGET=gpu bash scripts/train_weights.sh`: all eight runs side
-by side on the one GPU, about 11 minutes in all). The ninth, `srresnet_x4_dhp100` — the full-width
-SRResNet trained with the DHP models' own procedure (hypernetwork phase with the sparsity prox,
-compaction at full width, fine-tuning; issue 13) — had the same first stage alone on an H200 in a
-later lease (`options/train/srresnet_x4_dhp100_gpu.yml`). The five SR models then had a second
-stage, the continuation (`options/train/*_continue_gpu.yml`, `BUDGET=gpu-continue bash
-scripts/train_weights.sh --iters 3000`: widths fixed, linear warm-up then cosine from lr 2e-4;
-3,000 iterations asked, 2,808 run, because BasicSR sizes its epochs for a last partial batch
-that its loader drops), four of them on the H200 one after another and `srresnet_x4_dhp20` on this
-project's 2-core CPU after the lease ended, on the same images; and a third stage, 200 iterations
-with BatchNorm frozen (`options/train/srresnet_x4_*_bnfreeze_gpu.yml`, on the 2-core CPU), as the
-DnCNN models' second stage. On the GPU machine "291" held 210 of its images (what fits the 64 MiB
-that travels there), so `srresnet_x4_dhp100`'s first stage and every later SR stage saw those 210
-(the CPU stages were pointed at the same copy). The four DnCNN models had a second stage of 200 iterations with BatchNorm frozen
-(`options/train/dncnn_s70_*_bnfreeze_gpu.yml`), run on the 2-core CPU. Their continuation did not
-fit in the lease (DnCNN baseline and DHP-60 were continued, their Set12 validation rising from
-24.90 / 24.91 dB at iteration 600 to 24.98 / 24.97 dB; DHP-40 and DHP-20 were not), so none of it
-is shipped: the four DnCNN models keep one budget. Each `.safetensors` file is self-describing:
-architecture, structure arguments, per-group widths and provenance (option file, iterations,
-search record, device, torch version, validation curve; a later stage keeps the earlier ones
-under `parent`) are in its metadata (`python -m restore_dhp.complexity --weights FILE` prints its
-FLOPs and ratio; `restore_dhp.checkpoint.load_compact(FILE)` rebuilds it). The measured tables
-below come from the benchmark on the 2-core CPU machine.
 
-**How this differs from the paper.** The paper trained SRResNet on DIV2K (800 2K images) for
-hundreds of thousands of iterations on a GPU. Their first stage saw {budgets} (SR: then
-the 2,808-iteration continuation and 200 iterations with BatchNorm frozen; DnCNN: then 200
-iterations with BatchNorm frozen), with a larger learning rate than the paper's and a sparsity
-strength λ scaled up (the shrink per step is λ·lr) so that the search reaches its target early in
-the budget. Within an architecture all models share one budget (the same iterations, schedule
-and stages; the one difference is the SR first stage's data, all 291 images for four models and
-210 of them for the DHP-trained full width), so the differences in the table are those of pruning
-or of the training procedure, not of training time; the absolute PSNR is below the paper's, and
-the gap says how much training is missing. The search started from scratch, as in the paper (no
-warm start from the baseline).
+def task_parts(task: str, title: str) -> list[str]:
+    """One task's part of the card: a section per shipped checkpoint, the cost of pruning, the measured tables."""
+    parts = [f'## {title}\n']
+    for name in (TASKS[task].run_name(v) for v in TASKS[task].variants):
+        block = section(name)
+        parts.append(block if block else f'### `{name}`\n\nnot trained yet.')
+    parts.append(f'### Cost of pruning in this budget (computed from `reports/{task}/report.json`)\n\n'
+                 f'{observations(task)}')
+    parts.append(f'### Measured (from `reports/{task}/report.md`)\n\n{report_blocks(task)}')
+    return parts
 
-**What the tables show at this budget.**
-- *DnCNN*: the cost of pruning matches the paper's (table below); the baseline's gap to the
-  paper's BSD68 figure is stated under that table. This needed the second stage. After the
-  GPU stage alone the DHP models were 0.15–0.24 dB below the baseline on the BSD68 mean while their
-  median per-image change was already the paper's: they failed on a few images with large
-  saturated-white areas (test028: 28.78 dB baseline, 23.53 dB DHP-60). In eval mode those models
-  amplified such input through depth: `scripts/bn_gain.py` on test028 shows the ratio of a layer's
-  input variance to its BatchNorm running variance growing layer after layer to 1,000–1,700 in the
-  last layers of DHP-60, against at most 13 in the baseline. The second stage trains 200 more
-  iterations with every BatchNorm normalising with its running statistics
-  (`train.freeze_bn_iter`), so the network sees during training what it computes at test time.
-  Afterwards that ratio stays below 7 on test028 in all four models: the DHP networks damped the
-  chain (in DHP-60 and DHP-20 the inputs of three middle BatchNorms, bn09–bn11, now carry 2–3% of
-  the variance their running statistics expect, on ordinary images too). A control on DHP-60, the
-  same 200 iterations without the freeze, reached BSD68 24.32 dB and test028 26.27 dB, against
-  24.42 dB and 28.83 dB with it, so the freeze, not the extra iterations, does most of the repair.
-  (The control and the two DHP-60 figures with it come from a one-off script run on the
-  GPU-stage weights; they are not in the reports.)
-- *SRResNet*: every DHP model is *above* the plain baseline (tables below). **Why** (controlled
-  experiments in `reports/sr_inversion.md`, option files in `options/experiments/`): the DHP
-  training procedure — the hypernetwork phase with the sparsity prox, then compaction and
-  fine-tuning — trains SRResNet better than plain training at these budgets, whatever the width.
-  On the CPU budget (1,600 iterations, Set5/Set14/B100 PSNR-Y) the plain baseline reached 29.11 /
-  26.61 / 26.39 dB (a second seed 29.17 / 26.65 / 26.41), a plain network at the DHP-60 widths
-  trained from scratch 28.91 / 26.23 / 26.03 — below the baseline, as the paper expects of a
-  smaller network — and DHP-60 29.63 / 26.95 / 26.60; neither a higher learning rate (2e-3: 28.85
-  on Set5) nor the hypernetwork form without sparsity (λ=0: 27.51) gave the lead. On the H200 with a
-  held-out validation split (10 BSD200 images no run trained on; 3,708 iterations, two seeds) DHP-60
-  ended +0.39 / +0.41 dB above the plain baseline, and the full-width network trained with the
-  same procedure +0.48 dB above it and +0.07 dB above DHP-60 (seed 11; seed 10 lost its BatchNorm
-  statistics in eval mode, below). So the fair reference for the pruned models is that full-width
-  network, trained the same way for the same budget: it ships as `srresnet_x4_dhp100`
-  ("Full width, DHP-trained"), and the plain baseline stays as the row that shows what the
-  procedure itself is worth. A likely mechanism, measured but not yet tested by an arm of its own:
-  each body conv feeds a BatchNorm, so only its direction matters and Adam's fixed-size steps turn
-  small weights faster; the prox shrinks the generated weights (body-conv scale std·√fan-in 1.11 in
-  the DHP-trained full-width network and 1.12 / 1.01 / 0.76 in DHP-60 / 40 / 20, against 1.47 in
-  the plain baseline). **Weak spot of the procedure: eval-mode BatchNorm.** The full-width network
-  trained as DHP twice lost its running statistics while its training loss kept falling (its first
-  stage ended at Set5 30.28 dB after 31.35 at iteration 8,000; re-estimating the statistics on
-  training patches restored 31.35). After the continuation it was above DHP-60 on the median test
-  image but failed on a few (Set14 img_012: 17.36 dB against 33.65 for DHP-60; Urban100 img_081:
-  12.98 against 34.60; B100 img_019: 17.05 against 25.85), and re-estimating the statistics did not
-  help there (img_012: 16.55). 200 iterations with BatchNorm frozen repaired it (img_012 33.66,
-  img_081 34.89, img_019 25.88), as the same stage repaired the DnCNN DHP models; all five SR models
-  got that stage, so they keep one budget.
-- Validation PSNR within one run moves by a few hundredths to tenths of a dB from one checkpoint
-  to the next, so differences of that size between models are within the noise of this budget.
 
-**Next improvement in quality.** SR: DIV2K instead of "291" and 10–30× the iterations (the
-paper-setting files without a suffix), every model with the DHP procedure (the full width at
-target 1.0), and BatchNorm statistics checked at the end of each stage. On an H200 one
-10,000-iteration SR run (search, compaction, fine-tuning, validation) took 75 s alone with the
-fast path (`cache: gpu`, captured step), so 300,000 iterations cost about 40 minutes per model,
-about 3.5 GPU-hours for the five SR models and under 3 for the four DnCNN, run one after another
-(side by side they share the GPU and start slowly). DnCNN: the same longer schedule closes the
-baseline's gap to the paper; keep the BatchNorm-frozen final stretch (`train.freeze_bn_iter`).
+def card_text() -> str:
+    parts = [intro()] + [part for task, title in CARD_TASKS for part in task_parts(task, title)]
+    return '\n\n'.join(parts) + '\n'
 
-**Earlier weights, replaced.** Until this set, the shipped weights were CPU-trained with the
-`_cpu` option files (SR 1,600 iterations at batch 8: Set5 29.11 dB baseline; DnCNN 400 iterations
-at batch 16: BSD68 21.96 dB baseline). A DnCNN CPU run at 3,000 iterations and lr 1e-3 (λ=5) gave
-a better baseline (BSD68 24.16 dB) but DHP-60/40/20 models that broke on bright images in the
-same way, worse (test002: 9.99 dB for DHP-40 against 25.27 dB for the baseline; BSD68 means
-23.65/22.20/22.09 dB), and was not shipped.
-""".format(budgets=budgets())]
-    for task, title in (('sr', 'Super-resolution ×4: SRResNet'), ('denoise', 'Denoising σ=70: DnCNN')):
-        parts.append(f'## {title}\n')
-        for name in (TASKS[task].run_name(v) for v in TASKS[task].variants):
-            block = section(name)
-            parts.append(block if block else f'### `{name}`\n\nnot trained yet.')
-        parts.append(f'### Cost of pruning in this budget (computed from `reports/{task}/report.json`)\n\n'
-                     f'{observations(task)}')
-        parts.append(f'### Measured (from `reports/{task}/report.md`)\n\n{report_blocks(task)}')
-    out = os.path.join(ROOT, 'weights', 'README.md')
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--check', action='store_true', help='write nothing; exit 1 if weights/README.md is not up to date')
+    args = p.parse_args(argv)
+    out, text = os.path.join(ROOT, 'weights', 'README.md'), card_text()
+    if args.check:
+        same = os.path.exists(out) and open(out).read() == text
+        print(f'{out} is ' + ('up to date' if same else 'out of date: run python scripts/write_model_card.py'))
+        return 0 if same else 1
     with open(out, 'w') as f:
-        f.write('\n\n'.join(parts) + '\n')
+        f.write(text)
     print(f'wrote {out}')
     return 0
 
