@@ -5,6 +5,7 @@
 - rooms: Python modules in restore_dhp/ (packages count by their __init__), app.py and scripts/*.py;
 - arrows: import edges between those modules (module-level and deferred imports alike);
 - circles: import cycles among module-level imports (strongly connected groups of more than one module);
+- private imports: ``from <our module> import _name`` (another module's private name);
 - task branches: comparisons with a task name ('sr' or 'denoise') outside restore_dhp/tasks.py;
 - lines: files over 400 lines, functions over 60 lines, the median function length.
 Reads the source with `ast`; imports nothing from the project.
@@ -42,6 +43,13 @@ def _imported_names(node, module, is_package):
         parent = module.split('.')[: len(module.split('.')) - node.level + (1 if is_package else 0)]
         base = '.'.join(parent + ([base] if base else []))
     return [base] + [f'{base}.{alias.name}' for alias in node.names]
+
+
+def private_imports(tree, module, is_package, files):
+    """Names starting with one underscore imported from another of our modules."""
+    return [f'{alias.name} from {node.module or "."}' for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            and _imported_names(node, module, is_package)[0] in files
+            for alias in node.names if alias.name.startswith('_') and not alias.name.startswith('__')]
 
 
 def imports(files):
@@ -116,7 +124,7 @@ def measure(root):
     graph = imports(files)
     report = {'rooms': len(files), 'arrows': sum(len(every) for every, _ in graph.values()),
               'circles': cycles({m: top for m, (_, top) in graph.items()}),
-              'branches': [], 'long_files': [], 'long_functions': [], 'function_lines': []}
+              'branches': [], 'private_imports': [], 'long_files': [], 'long_functions': [], 'function_lines': []}
     for module, path in files.items():
         rel = path.relative_to(root).as_posix()
         text = path.read_text()
@@ -124,6 +132,8 @@ def measure(root):
         n_lines = len(text.splitlines())
         if n_lines > MAX_FILE_LINES:
             report['long_files'].append((rel, n_lines))
+        report['private_imports'] += [f'{rel}: {name}' for name in
+                                      private_imports(tree, module, path.name == '__init__.py', files)]
         if rel != TASK_HOME:
             report['branches'] += [f'{rel}:{line}' for line in task_branches(tree)]
         for name, line, length in function_lengths(tree):
@@ -142,6 +152,7 @@ def main(argv=None):
     branch_files = {b.split(':')[0] for b in r['branches']}
     print(f"rooms {r['rooms']}, arrows {r['arrows']}, circles {len(r['circles'])}, "
           f"task branches {len(r['branches'])} in {len(branch_files)} files, "
+          f"private imports {len(r['private_imports'])}, "
           f"files over {MAX_FILE_LINES} lines {len(r['long_files'])}, "
           f"functions over {MAX_FUNCTION_LINES} lines {len(r['long_functions'])}, "
           f"median function {statistics.median(r['function_lines']):g} lines")
@@ -150,6 +161,8 @@ def main(argv=None):
             print('circle:', ' -> '.join(group))
         for where in r['branches']:
             print('branch:', where)
+        for where in r['private_imports']:
+            print('private import:', where)
         for rel, n in r['long_files']:
             print(f'long file: {rel} ({n} lines)')
         for where, n in r['long_functions']:

@@ -265,3 +265,29 @@ def test_cuda_kernel_profile_names_conv_kernels(tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.count('CUDA kernels of one forward') == 4  # a full-width stand-in baseline and the model, two backends
     assert 'fused fp16, channels_last, CUDA graphs' in text and 'compiled fp16' in text
+
+
+def test_a_backend_is_one_table_row(monkeypatch):
+    """A new row in deploy.BACKEND_TABLE is built, described, offered and checked without another edit."""
+    from restore_dhp import benchmark
+
+    def build(source, device, dtype, threads):
+        return (lambda x: source(x.to(dtype)).float()), 'NCHW'
+
+    row = deploy.Backend('plain', build, available=lambda d: None if d.type == 'cpu' else 'CPU only',
+                         precisions={'cpu': ('fp32',)}, labels=lambda runner, device: ['no rewrites'],
+                         runs_torch_module=False, allocator='plain runtime')
+    monkeypatch.setitem(deploy.BACKEND_TABLE, 'plain', row)
+    model = _small_models()[2]
+    x = torch.rand(1, 1, 12, 10)
+    d = prepare(model, 'cpu', 'plain')
+    with torch.no_grad():
+        assert torch.equal(d(x), model(x))
+    assert d.describe() == 'plain fp32, NCHW, no rewrites, CPU' and d.memory_allocator == 'plain runtime'
+    assert 'plain' in deploy.usable_backends('cpu') and 'plain' in benchmark.default_backends('cpu')
+    assert 'plain' not in deploy.usable_backends('cpu', torch_module_only=True)
+    assert 'plain' not in deploy.usable_backends('cuda')
+    assert deploy.precision_problem('plain', 'fp16', 'cpu') == 'backend plain does not run fp16; use fp32'
+    assert deploy.precision_problem('fused', 'fp16', 'cpu').startswith('precision fp16 runs on CUDA only')
+    from restore_dhp.timing import measure
+    assert measure(d, x, repeats=1, warmup=0).method.endswith('(plain runtime allocates outside torch)')
