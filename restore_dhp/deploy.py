@@ -28,6 +28,11 @@ Backends (``backend=``):
   Runtime: the CPU provider, or the CUDA provider when the model is on a GPU and the installed
   onnxruntime has it.  Inputs and outputs are bound in place (no copies through numpy).
 
+Each backend is one row of :data:`BACKEND_TABLE` (:class:`Backend`: how it is built, where it is
+available, its precisions by device, the words :meth:`DeployedModel.describe` adds); ``prepare``, the
+benchmark, ``speedup`` and the timing read it, so adding a backend (OpenVINO, TensorRT) is adding a row.
+The graph rewrites of ``fused`` are in :mod:`restore_dhp.graph_rewrites`.
+
 Precision (``precision=``): ``'fp32'`` everywhere (on CUDA its convs use TF32, PyTorch's default for
 cuDNN); ``'fp16'`` and ``'bf16'`` on CUDA with the torch backends.  Inputs and outputs stay float32
 whatever runs inside.

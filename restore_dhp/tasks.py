@@ -10,11 +10,13 @@ An *item* is ``(name, degraded input, reference or None)``: SR ``(name, LR uint8
 denoising ``(name, noisy float32 gray on 0-1, unclipped, clean uint8 gray)``.  The test-set loaders
 (:mod:`restore_dhp.data.testsets`) and an uploaded image (:meth:`Task.upload_item`, for the demo)
 both give items, so the benchmark and the demo run a model, its floor and its scores the same way.
-Entries carry the task object instead of branching on its name.
+Entries carry the task object instead of branching on its name.  The shipped models of each task
+(file names, variants, scale, σ) are in :mod:`restore_dhp.catalogue`.
 """
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -38,7 +40,7 @@ def _check_side(img: np.ndarray, min_side: int) -> None:
         raise InputError(f'Image is {size_text(w, h)}; the smallest input is {min_side}×{min_side} pixels.')
 
 
-class Task:
+class Task(ABC):
     """What one restoration task does differently; see the module docstring."""
     key = ''
     channels = 0                # image channels of the task's networks
@@ -60,40 +62,45 @@ class Task:
         """The floor's name; with ``scale`` for a page that states the factor (e.g. 'Bicubic ×4')."""
         return self.floor_name
 
+    @abstractmethod
     def model_input(self, item) -> np.ndarray:
         """1 x C x H x W float32 array the model takes for one item (the noisy input is not clipped)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def floor_output(self, item, scale: int) -> np.ndarray:
-        raise NotImplementedError
+        """The trivial baseline's uint8 output for one item: what a model has to beat."""
 
+    @abstractmethod
     def metrics(self, out_u8: np.ndarray, ref_u8: np.ndarray, scale: int) -> dict[str, float]:
-        raise NotImplementedError
+        """The task's scores of an output against its reference (keys: :attr:`metric_columns` but LPIPS)."""
 
+    @abstractmethod
     def load_set(self, root: str | os.PathLike, name: str, scale: int, sigma_255: float, seed: int) -> list:
-        raise NotImplementedError
+        """Test set ``name`` under ``root`` as items (:mod:`restore_dhp.data.testsets`)."""
 
     def conventions(self, sigma_255: float, seed: int) -> dict:
         """The noise conventions of a run (``None`` where the task has no noise)."""
         return {'sigma_255': sigma_255 if self.uses_noise else None, 'noise_seed': seed if self.uses_noise else None}
 
+    @abstractmethod
     def report_title(self, run: dict) -> str:
-        raise NotImplementedError
+        """The benchmark report's title for a run's conventions (``scale``, ``sigma_255``)."""
 
+    @abstractmethod
     def metric_description(self, run: dict) -> str:
-        raise NotImplementedError
+        """What the headline metric measures, in words, for the report's introduction."""
 
     def upload_pixels(self, network_pixels: int, scale: int, simulate: bool) -> int:
         """The upload size (pixels) whose network input is ``network_pixels``."""
         return network_pixels
 
+    @abstractmethod
     def upload_item(self, img: np.ndarray, simulate: bool, name: str, seed: int, scale: int, sigma_255: float,
                     min_side: int) -> tuple[tuple, list[str]]:
         """An uploaded uint8 image as an item (degraded first when ``simulate``), and notices for the page.
 
         Raises :class:`InputError` for an image too small for the network (``min_side`` input pixels).
         """
-        raise NotImplementedError
 
 
 class SRTask(Task):
