@@ -26,6 +26,7 @@ from torch import nn
 
 from . import archs  # noqa: F401  (registers the architectures)
 from .archs.forms import CompactForm
+from .fileio import atomic_path, check_output
 
 FORMAT = 'restore_dhp.compact.v1'
 _JSON_KEYS = ('arch_kwargs', 'widths', 'info')
@@ -56,13 +57,8 @@ def save_compact(model: nn.Module, path: str | os.PathLike, info: dict[str, Any]
                 'widths': json.dumps(desc['widths'], sort_keys=True),
                 'info': json.dumps(info or {}, sort_keys=True)}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp'
-    save_file(tensors, tmp, metadata=metadata)
-    os.replace(tmp, path)  # never leave a half-written checkpoint under the real name
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)  # ordinary file permissions (the writer's temporary file is private)
+    with atomic_path(path) as tmp:  # never a half-written checkpoint under the real name
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def _open(path) -> Any:
@@ -169,9 +165,13 @@ def _widths_from_shapes(net: nn.Module, state: Mapping[str, torch.Tensor], path)
 
 
 def convert_training_state(state_path: str | os.PathLike, out_path: str | os.PathLike, arch: str,
-                           **arch_kwargs) -> nn.Module:
+                           overwrite: bool = False, **arch_kwargs) -> nn.Module:
     """Write the compact checkpoint of a BasicSR network state (``{'params': ...}``): a plain network's
-    (widths read from the tensor shapes) or a DHP search state's (compacted with its masks)."""
+    (widths read from the tensor shapes) or a DHP search state's (compacted with its masks).
+
+    ``out_path`` must not be ``state_path``, and must not exist unless ``overwrite``
+    (:func:`restore_dhp.fileio.check_output`, checked before anything is read)."""
+    check_output(out_path, [state_path], overwrite, 'output')
     try:
         loaded = torch.load(str(state_path), map_location='cpu', weights_only=True)
     except Exception as e:  # torch.load raises many types for a foreign file
@@ -203,10 +203,11 @@ def main(argv=None) -> int:
     convert.add_argument('out')
     convert.add_argument('--arch', required=True, choices=sorted(ARCH_ALIASES))
     convert.add_argument('--arch-kwargs', default='{}', help='structure arguments as JSON, e.g. \'{"num_blocks": 16}\'')
+    convert.add_argument('--overwrite', action='store_true', help='replace OUT if it exists (never STATE)')
     args = parser.parse_args(argv)
     try:
         kwargs = json.loads(args.arch_kwargs)
-        model = convert_training_state(args.state, args.out, args.arch, **kwargs)
+        model = convert_training_state(args.state, args.out, args.arch, args.overwrite, **kwargs)
     except (CheckpointError, ValueError, TypeError, RuntimeError) as e:
         print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
         return 2

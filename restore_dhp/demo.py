@@ -36,6 +36,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import metadata_complexity
 from .data.imageio import ImageReadError, decode_image, fixed_noise, matlab_resize, to_gray, to_rgb3, to_uint8
 from .deploy import DeployedModel, DeployError
+from .fileio import atomic_path
 from .deploy import prepare as deploy
 from .metrics import denoise_metrics, sr_metrics
 from .run_model import image_to_tensor, resolve_device, tensor_to_image
@@ -413,9 +414,8 @@ def write_examples(folder: str | os.PathLike) -> dict[str, Path]:
     def save(name, arr):
         p = folder / f'{name}.png'
         if not p.exists() or not _same_pixels(p, arr):  # (re)written when missing or from an older version
-            tmp = folder / f'.{name}.{os.getpid()}.png'
-            Image.fromarray(arr).save(tmp)
-            os.replace(tmp, p)
+            with atomic_path(p) as tmp:
+                Image.fromarray(arr).save(tmp)
         out[name] = p
 
     astro = skimage_data.astronaut()

@@ -24,6 +24,7 @@ import yaml
 from restore_dhp.catalogue import TASKS, VARIANT_LABELS
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.complexity import checkpoint_complexity
+from restore_dhp.fileio import write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -372,8 +373,7 @@ same way, worse (test002: 9.99 dB for DHP-40 against 25.27 dB for the baseline; 
                      f'{observations(task)}')
         parts.append(f'### Measured (from `reports/{task}/report.md`)\n\n{report_blocks(task)}')
     out = os.path.join(ROOT, 'weights', 'README.md')
-    with open(out, 'w') as f:
-        f.write('\n\n'.join(parts) + '\n')
+    write_text(out, '\n\n'.join(parts) + '\n')
     print(f'wrote {out}')
     return 0
 

@@ -43,6 +43,8 @@ import numpy as np
 from basicsr.utils.matlab_functions import imresize
 from PIL import Image, UnidentifiedImageError
 
+from ..fileio import atomic_path
+
 logger = logging.getLogger(__name__)
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.ppm', '.pgm', '.webp', '.gif')
 
@@ -205,22 +207,17 @@ def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
     ``path``.  Memory: OpenCV streams the PNG to the file, and a writable RGB array is swapped to
     OpenCV's BGR order in place for the write and back afterwards, so no second full-size copy is made.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp.png')  # OpenCV picks the format by extension
     in_place = img.ndim == 3 and img.flags.writeable and img.flags.c_contiguous
     bgr = img if img.ndim == 2 or in_place else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     if in_place:
         cv2.cvtColor(img, cv2.COLOR_RGB2BGR, dst=img)
     try:
-        ok = cv2.imwrite(str(tmp), bgr)
+        with atomic_path(path) as tmp:  # the temporary name ends in .png: OpenCV picks the format by extension
+            if not cv2.imwrite(str(tmp), bgr):
+                raise ValueError(f'Cannot write PNG {path}')
     finally:
         if in_place:
             cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
-    if not ok:
-        tmp.unlink(missing_ok=True)
-        raise ValueError(f'Cannot write PNG {path}')
-    os.replace(tmp, path)
 
 
 def to_rgb3(img: np.ndarray) -> np.ndarray:
