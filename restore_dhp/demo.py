@@ -34,7 +34,8 @@ from skimage import data as skimage_data
 from .catalogue import TASKS, VARIANT_LABELS
 from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import metadata_complexity
-from .data.imageio import ImageReadError, decode_image, fixed_noise, matlab_resize, to_gray, to_rgb3, to_uint8
+from .data.imageio import (NOTICE_16BIT, ImageReadError, decode_image, fixed_noise, matlab_resize, to_gray, to_rgb3,
+                           to_uint8)
 from .deploy import DeployedModel, DeployError
 from .fileio import atomic_path
 from .deploy import prepare as deploy
@@ -168,11 +169,37 @@ def pixel_limit_text(pixels: int) -> str:
     return _size_text(side, side) if side * side == pixels else f'{pixels:,} pixels'
 
 
-def decode_upload(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[np.ndarray, list[str]]:
-    """Read an uploaded file with the project's one decoder as uint8 (H x W gray or H x W x 3 RGB), with notices.
+UPLOAD_REFUSED = 'Only images uploaded through this page are accepted; upload the image again.'
+
+
+def uploaded_file(value: Any, upload_folder: str | os.PathLike) -> str | None:
+    """The server-side path of an upload, accepted only if it is a file inside ``upload_folder``.
+
+    ``value``: what the page sends for the image (Gradio's file-data dict, or a path string); ``None``
+    or an empty value gives ``None``.  ``upload_folder``: where the web framework stores uploads (for
+    Gradio, ``gradio.utils.get_upload_folder()``).  Any other path, or a link leading out of that folder,
+    is refused with :data:`UPLOAD_REFUSED`, the same line whether the file exists or not, so a caller
+    of the API can neither read server files nor learn which exist.
+    """
+    path = value.get('path') if isinstance(value, dict) else value
+    if not path:
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(UPLOAD_REFUSED)
+    real, folder = os.path.realpath(path), os.path.realpath(upload_folder)
+    if os.path.commonpath([real, folder]) != folder or real == folder or not os.path.isfile(real):
+        raise InputError(UPLOAD_REFUSED)
+    return real
+
+
+def decode_upload(path: str | os.PathLike, max_pixels: int | None = None,
+                  keep_16bit: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Read an uploaded file with the project's one decoder (H x W gray or H x W x 3 RGB), with notices.
 
     The decoded size (pixels × bytes per pixel) is checked from the header before any pixel is
     decoded (:data:`MAX_DECODE_BYTES`).  ``max_pixels``: then downscaled (Lanczos) so H*W <= max_pixels.
+    The result is uint8, except that with ``keep_16bit`` a 16-bit image that needs no downscaling stays
+    uint16 (restored at 16-bit precision, as ``infer`` does).
     Raises :class:`InputError` for anything that is not a readable still image.
     """
     if not path or not os.path.isfile(path):
@@ -184,10 +211,15 @@ def decode_upload(path: str | os.PathLike, max_pixels: int | None = None) -> tup
         reason = str(e).split(': ', 1)[-1]
         raise InputError(f'"{name}": {reason}.') from None
     notices = list(decoded.notices)
-    img = to_uint8(decoded.pixels, notices)
+    h, w = decoded.pixels.shape[:2]
+    too_large = bool(max_pixels) and w * h > max_pixels
+    if decoded.pixels.dtype == np.uint16 and keep_16bit and not too_large:
+        img = decoded.pixels
+        notices.append(f'{NOTICE_16BIT}; shown reduced to 8-bit')
+    else:
+        img = to_uint8(decoded.pixels, notices)
     notices = [_sentence(n) for n in notices]
-    h, w = img.shape[:2]
-    if max_pixels and w * h > max_pixels:
+    if too_large:
         f = math.sqrt(max_pixels / (w * h))
         nw, nh = max(1, int(w * f)), max(1, int(h * f))
         img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.LANCZOS, reducing_gap=3.0))
@@ -240,7 +272,7 @@ class RequestResult:
 
 
 def prepare(task: str, mode: str, img: np.ndarray, seed: int, device: torch.device) -> Prepared:
-    """Build the network input for ``task``/``mode`` from a decoded uint8 image."""
+    """Build the network input for ``task``/``mode`` from a decoded image (uint8; uint16 too in restore mode)."""
     notices: list[str] = []
     spec = TASKS[task]
     if task == 'sr':
@@ -260,7 +292,7 @@ def prepare(task: str, mode: str, img: np.ndarray, seed: int, device: torch.devi
             if min(h, w) < MIN_SIDE:
                 raise InputError(f'Image is {_size_text(w, h)}; the smallest input is {MIN_SIDE}×{MIN_SIDE} pixels.')
             lr, reference = img, None
-        before = matlab_resize(lr, float(spec.scale))
+        before = matlab_resize(to_uint8(lr), float(spec.scale))
         x = image_to_tensor(lr, 3, device)
         return Prepared(x, before, reference, notices)
     # denoising: gray model
@@ -277,7 +309,7 @@ def prepare(task: str, mode: str, img: np.ndarray, seed: int, device: torch.devi
         x = torch.from_numpy(noisy)[None, None].to(device)
         return Prepared(x, before, gray, notices)
     x = image_to_tensor(gray, 1, device)
-    return Prepared(x, gray, None, notices)
+    return Prepared(x, to_uint8(gray), None, notices)
 
 
 def default_max_pixels(device: torch.device) -> dict[str, int]:
@@ -347,7 +379,7 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
     limit = limits[task] * (TASKS[task].scale ** 2 if (task == 'sr' and mode == 'simulate') else 1)
     if not image:
         raise InputError('No image: upload one or pick an example.')
-    img, notices = decode_upload(image, limit)
+    img, notices = decode_upload(image, limit, keep_16bit=(mode == 'restore'))
     prep = prepare(task, mode, img, seed, registry.device)
     notices = notices + prep.notices
     if task == 'denoise' and mode == 'simulate':
@@ -359,7 +391,7 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
         for lm in models:
             y = lm.runner(prep.x)                     # the output; doubles as the warm-up run
             meas = measure(lm.runner, prep.x, repeats=repeats, warmup=0)
-            out = tensor_to_image(y)
+            out = to_uint8(tensor_to_image(y, img.dtype))   # a 16-bit input: 16-bit result, shown as 8-bit
             row = {'Model': lm.name, 'GFLOPs (128×128)': lm.gflops,
                    'FLOPs (% of baseline)': 100 * lm.flops_ratio, 'Parameters': int(lm.params),
                    'Runtime (ms)': meas.median_ms, 'Peak memory (MB)': meas.peak_memory_mb,

@@ -5,7 +5,9 @@
 Inputs: a file or a folder of images (PNG, JPEG, BMP, TIFF, WebP, GIF, PPM),
 decoded with the project's one policy (restore_dhp/data/imageio.py): gray
 stays gray, palettes become RGB, transparency is composited on white (with a
-notice), 16-bit images stay 16-bit and are written back as 16-bit PNG.  An RGB
+notice), EXIF orientation is applied (with a notice), 16-bit images are
+restored at 16-bit precision and written back as 16-bit PNG (with a notice;
+the demo restores them the same way and shows them reduced to 8-bit).  An RGB
 image given to a gray denoiser is converted to gray (BT.601 luma, with a
 notice); a gray image given to an RGB model is replicated to RGB and the
 result is written as gray again.  Outputs are PNG files named after the inputs.
@@ -36,7 +38,7 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError, load_checkpoint
 from .deploy import DeployError
 from .deploy import prepare as deploy
-from .data.imageio import IMG_EXTENSIONS, ImageReadError, decode_image, write_png
+from .data.imageio import IMG_EXTENSIONS, NOTICE_16BIT, ImageReadError, decode_image, write_png
 from .run_model import (DEFAULT_OVERLAP, DEFAULT_TILE, DEVICE_CHOICES, ImageFormatError, resolve_device,
                         restore_image)
 
@@ -123,7 +125,7 @@ def restore_files(model, targets: dict[Path, Path], tile: int | None, overlap: i
             decoded = decode_image(f)
             notices = decoded.notices + channel_notices(decoded.pixels, model.in_channels)
             if decoded.pixels.dtype == np.uint16:
-                notices.append('16-bit input: output written as 16-bit PNG')
+                notices.append(f'{NOTICE_16BIT}; written as 16-bit PNG')
             write_png(target, restore_image(model, decoded.pixels, tile, overlap))
             for n in notices:
                 tqdm.write(f'note: {f.name}: {n}', file=sys.stderr)

@@ -14,10 +14,14 @@ any pixel is decoded):
 * palette images are expanded to RGB;
 * transparency (RGBA, gray + alpha, palette or colour-key transparency) is
   composited on white, with the notice ``transparency composited on white``;
-* 16-bit files stay 16-bit; a consumer that works in 8 bit reduces them with
-  :func:`to_uint8` (``round(v / 257)``), with the notice ``16-bit image reduced to 8-bit``;
+* 16-bit files stay 16-bit: ``infer`` and the demo's *restore* mode run the model on them at
+  16-bit precision (notice :data:`NOTICE_16BIT`); ``infer`` writes a 16-bit PNG, the demo shows the
+  result reduced to 8 bit.  A consumer that works in 8 bit (training sets, benchmarks, the demo's
+  *simulate* mode) reduces them with :func:`to_uint8` (``round(v / 257)``), with the notice
+  ``16-bit image reduced to 8-bit``;
 * an animated or multi-page file gives its first frame, with a notice;
-* EXIF orientation is not applied: pixels are used as stored.
+* EXIF orientation (JPEG, TIFF, WebP, PNG ``eXIf``) is applied, as a photo viewer shows the
+  image, with the notice ``EXIF orientation N applied (rotated/mirrored as the camera recorded)``.
 
 Conventions: images are numpy ``uint8`` (or ``uint16``) arrays, RGB channel
 order, ``HxWx3`` (or ``HxW`` for gray).  Gray conversion uses BT.601 luma
@@ -80,6 +84,7 @@ class ImageHeader:
     bytes_per_sample: int   # 1 or 2
     gray: bool
     frames: int = 1
+    orientation: int = 1    # EXIF orientation tag (1 = as stored)
 
     @property
     def decoded_bytes(self) -> int:
@@ -96,9 +101,11 @@ def read_header(data: bytes, name: str = 'image') -> ImageHeader:
         width, height = int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
         depth, colour = data[24], data[25]
         channels, gray = _PNG_COLOUR.get(colour, (4, False))
-        if b'tRNS' in data[:max(data.find(b'IDAT'), 0)]:
+        chunks = data[:max(data.find(b'IDAT'), 0)]
+        if b'tRNS' in chunks:
             channels = 4  # transparency chunk: decoded with an alpha channel
-        return ImageHeader(width, height, channels, 2 if depth == 16 else 1, gray)
+        orientation = _exif_orientation(data) if b'eXIf' in chunks else 1
+        return ImageHeader(width, height, channels, 2 if depth == 16 else 1, gray, orientation=orientation)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', Image.DecompressionBombWarning)
@@ -106,7 +113,7 @@ def read_header(data: bytes, name: str = 'image') -> ImageHeader:
                 bands = 4 if im.mode in ('P', 'PA') else len(im.getbands())  # palettes decode to BGR(A)
                 wide = im.mode.startswith('I;16') or im.mode in ('I', 'F')
                 return ImageHeader(im.width, im.height, bands, 2 if wide else 1, im.mode in GRAY_MODES,
-                                   getattr(im, 'n_frames', 1))
+                                   getattr(im, 'n_frames', 1), _orientation_of(im))
     except Image.DecompressionBombError:
         raise ImageReadError(f'{name}: image dimensions are implausibly large (over '
                              f'{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels)') from None
@@ -114,9 +121,49 @@ def read_header(data: bytes, name: str = 'image') -> ImageHeader:
         raise ImageReadError(f'{name}: not a readable image (corrupt or unsupported format)') from None
 
 
+def _orientation_of(im: Image.Image) -> int:
+    try:
+        value = int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except (ValueError, TypeError, OSError, SyntaxError):  # a broken EXIF block: pixels as stored
+        return 1
+    return value if value in ORIENTATIONS else 1
+
+
+def _exif_orientation(data: bytes) -> int:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return _orientation_of(im)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 1
+
+
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> how the stored pixels become the picture as shown (numpy, rows x columns)
+ORIENTATIONS = {
+    1: lambda a: a,
+    2: np.fliplr,
+    3: lambda a: np.rot90(a, 2),
+    4: np.flipud,
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(np.swapaxes(a, 0, 1), 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """The image as a viewer shows it, given its EXIF orientation tag (1-8; anything else: as stored)."""
+    return np.ascontiguousarray(ORIENTATIONS.get(orientation, ORIENTATIONS[1])(img))
+
+
 GRAY_MODES = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')
 NOTICE_ALPHA = 'transparency composited on white'
 NOTICE_16BIT_TO_8BIT = '16-bit image reduced to 8-bit'
+NOTICE_16BIT = '16-bit image restored at 16-bit precision'
+
+
+def notice_orientation(orientation: int) -> str:
+    return f'EXIF orientation {orientation} applied (rotated/mirrored as the camera recorded)'
 NOTICE_FIRST_FRAME = 'animated or multi-page image: only the first frame is used'
 
 
@@ -154,6 +201,9 @@ def decode_image(path: str | os.PathLike, max_bytes: int | None = None) -> Decod
             img = composite_on_white(img)
             notices.append(NOTICE_ALPHA)
         img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY if header.gray else cv2.COLOR_BGR2RGB)
+    if header.orientation != 1:
+        img = apply_orientation(img, header.orientation)
+        notices.append(notice_orientation(header.orientation))
     return DecodedImage(np.ascontiguousarray(img), notices)
 
 
