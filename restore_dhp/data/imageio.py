@@ -121,6 +121,23 @@ def read_header(data: bytes, name: str = 'image') -> ImageHeader:
         raise ImageReadError(f'{name}: not a readable image (corrupt or unsupported format)') from None
 
 
+def read_file_header(path: str | os.PathLike, prefix_bytes: int = 1 << 20) -> ImageHeader:
+    """:func:`read_header` of a file, from its first ``prefix_bytes`` (the whole file only if the header
+    is not in them, e.g. a TIFF whose directory is at the end).  Raises :class:`ImageReadError`."""
+    path = str(path)
+    try:
+        with open(path, 'rb') as f:
+            data = f.read(prefix_bytes)
+            try:
+                return read_header(data, path)
+            except ImageReadError:
+                if len(data) < prefix_bytes:
+                    raise
+                return read_header(data + f.read(), path)
+    except OSError as e:
+        raise ImageReadError(f'{path}: cannot be read ({e.strerror or e})') from None
+
+
 def _orientation_of(im: Image.Image) -> int:
     try:
         value = int(im.getexif().get(EXIF_ORIENTATION, 1))
