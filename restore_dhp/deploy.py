@@ -323,8 +323,11 @@ class DeployedModel:
 
 
 def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: str = 'fp32',
-            threads: int | None = None) -> DeployedModel:
+            threads: int | None = None, heap_reuse: bool = True) -> DeployedModel:
     """The inference-ready form of a compact network (the caller's ``model`` is left as it is).
+
+    ``heap_reuse``: on the CPU, keep freed memory for reuse (:func:`reuse_freed_memory`: faster, but the
+    process keeps its peak heap); ``infer`` turns it off to keep peak memory low on large images.
 
     ``device``: where it runs (default: where ``model`` is).  ``threads``: CPU threads for torch
     (process-wide, ``torch.set_num_threads``) and for the ONNX Runtime session.
@@ -350,12 +353,13 @@ def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: st
     if backend == 'onnxruntime':
         runner, layout = _OrtRunner(source.cpu(), device, threads), 'NCHW'
     else:
-        runner, layout = _torch_runner(source, device, backend, PRECISIONS[precision])
+        runner, layout = _torch_runner(source, device, backend, PRECISIONS[precision], heap_reuse)
     return DeployedModel(runner, scale=source.scale, in_channels=source.in_channels, backend=backend,
                          precision=precision, device=device, layout=layout, weight_bytes=weight_bytes)
 
 
-def _torch_runner(source: nn.Module, device: torch.device, backend: str, dtype: torch.dtype):
+def _torch_runner(source: nn.Module, device: torch.device, backend: str, dtype: torch.dtype,
+                  heap_reuse: bool = True):
     if backend == 'eager':
         return _TorchRunner(source.to(device=device, dtype=dtype), dtype, torch.contiguous_format), 'NCHW'
     module = shuffle_as_block_copy(fold_batchnorm(source))
@@ -365,5 +369,6 @@ def _torch_runner(source: nn.Module, device: torch.device, backend: str, dtype: 
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # process-wide: each captured shape gets cuDNN's fastest algorithms
         return _CudaGraphRunner(module, dtype, torch.channels_last), 'channels_last'
-    reuse_freed_memory()
+    if heap_reuse:
+        reuse_freed_memory()
     return _TorchRunner(module, dtype, torch.channels_last), 'channels_last'

@@ -201,7 +201,7 @@ def main(argv=None) -> int:
         loaded = load_checkpoint(args.weights, device)
         check_memory(files, loaded.meta, args.tile or None, args.overlap, limit)
         prepare_output_folder(out_dir)
-        model = deploy(loaded.model, device)  # fp32
+        model = deploy(loaded.model, device, heap_reuse=False)  # fp32; memory over speed: freed tiles go back
     except (InputError, CheckpointError, DeployError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return EXIT_FAILED
