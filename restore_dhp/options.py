@@ -16,7 +16,7 @@ after it has created the experiments folder; here, before anything is written:
   checkpoints, and ``logger.wandb`` without wandb installed.
 
 ``--force_yml key:sub=value`` overrides are applied here as BasicSR applies them
-(:func:`apply_force_yml`) and the result is checked like the file; a key that is not a plain name
+(:func:`restore_dhp.force_yml.apply_force_yml`) and the result is checked like the file; a key that is not a plain name
 or a value BasicSR would ``eval`` is refused.  To add a rule, add a line to :data:`RULES`.
 """
 from __future__ import annotations
