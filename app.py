@@ -35,6 +35,7 @@ os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
 
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
+from gradio.utils import get_upload_folder  # noqa: E402
 
 import restore_dhp  # noqa: E402,F401  (installs the torchvision alias BasicSR needs)
 from restore_dhp import demo as D  # noqa: E402
@@ -94,10 +95,11 @@ def intro_markdown(reg: D.Registry, limits: dict[str, int], repeats: int) -> str
 def request_handler(reg: D.Registry, args, limits: dict[str, int], slots: list):
     """The Run button's function: status line, results table, measurement note, one slider pair per slot."""
     def run_models(task_v, mode_v, image_v, seed_v):
-        # raw (un-preprocessed) inputs: the image arrives as a file-data dict, decoded by us
-        path = image_v.get('path') if isinstance(image_v, dict) else image_v
+        # raw (un-preprocessed) inputs: the image arrives as a file-data dict, decoded by us; only a file
+        # that Gradio stored in its upload cache is read (never a path an API caller names)
         empty = [None] * len(slots)
         try:
+            path = D.uploaded_file(image_v, get_upload_folder())
             res = D.process_request(reg, task_v, mode_v, path, seed_v, repeats=args.repeats, max_pixels=limits)
         except D.InputError as e:
             gr.Warning(str(e))

@@ -26,6 +26,7 @@ from torch import nn
 
 from . import archs  # (importing it registers the architectures)
 from .archs.forms import CompactForm
+from .fileio import atomic_path, check_output
 
 FORMAT = 'restore_dhp.compact.v1'
 _JSON_KEYS = ('arch_kwargs', 'widths', 'info')
@@ -34,6 +35,13 @@ ARCH_ALIASES = archs.aliases()
 ACCEPTED = ('accepted: a compact .safetensors checkpoint written by restore_dhp (e.g. weights/*.safetensors, '
             'experiments/<name>/models/net_g_<iter>.safetensors); from a training state .pth make one with '
             '"python -m restore_dhp.checkpoint convert STATE.pth OUT.safetensors --arch srresnet|dncnn"')
+# Sane bounds on the structure a file may describe, checked before anything is built: far above any
+# restoration network (SRResNet/DnCNN use 64 channels, EDSR 256; 16-17 blocks or layers), far below what
+# would exhaust memory (one 4096-channel 3x3 conv is 600 MB).
+MAX_CHANNELS = 4096          # widths, num_feat, in_channels, embedding_dim
+MAX_DEPTH = 256              # num_blocks, num_layers
+MAX_SCALE = 8
+DEPTH_KEYS = ('num_blocks', 'num_layers')
 
 
 class CheckpointError(ValueError):
@@ -56,13 +64,8 @@ def save_compact(model: nn.Module, path: str | os.PathLike, info: dict[str, Any]
                 'widths': json.dumps(desc['widths'], sort_keys=True),
                 'info': json.dumps(info or {}, sort_keys=True)}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp'
-    save_file(tensors, tmp, metadata=metadata)
-    os.replace(tmp, path)  # never leave a half-written checkpoint under the real name
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)  # ordinary file permissions (the writer's temporary file is private)
+    with atomic_path(path) as tmp:  # never a half-written checkpoint under the real name
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def _open(path) -> Any:
@@ -89,7 +92,26 @@ def _parse_metadata(path, raw: Mapping[str, str] | None) -> dict[str, Any]:
         meta['scale'] = int(raw['scale'])
     except (KeyError, ValueError) as e:
         raise CheckpointError(f'{path}: corrupt metadata ({e})') from None
+    _check_structure(meta, path)
     return meta
+
+
+def _bounded(path, name: str, value, top: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+        raise CheckpointError(f'{path}: metadata {name}={value!r} is not an integer in [1, {top}]; '
+                              'the file is damaged or not made by restore_dhp')
+
+
+def _check_structure(meta: Mapping[str, Any], path) -> None:
+    """Every width, channel and block count of the metadata is an integer under the sane bounds."""
+    if not isinstance(meta['arch_kwargs'], dict) or not isinstance(meta['widths'], dict):
+        raise CheckpointError(f'{path}: corrupt metadata (arch_kwargs and widths must be mappings)')
+    _bounded(path, 'scale', meta['scale'], MAX_SCALE)
+    for key, value in meta['arch_kwargs'].items():
+        top = MAX_SCALE if key == 'scale' else MAX_DEPTH if key in DEPTH_KEYS else MAX_CHANNELS
+        _bounded(path, f'arch_kwargs.{key}', value, top)
+    for group, width in meta['widths'].items():
+        _bounded(path, f'widths.{group}', width, MAX_CHANNELS)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -121,28 +143,48 @@ def build_from_metadata(meta: Mapping[str, Any], path='checkpoint') -> nn.Module
         raise CheckpointError(f'{path}: {e}') from None
 
 
-def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], path) -> None:
-    """Load ``state`` into ``model``, naming the file and the first problem on any mismatch."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+def check_shapes(model: nn.Module, shapes: Mapping[str, tuple], path) -> None:
+    """The tensor names and shapes of a file (``shapes``) are exactly ``model``'s (which may live on the meta
+    device); else a :class:`CheckpointError` naming the file and the first difference."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     if missing or unexpected:
         raise CheckpointError(f'{path}: tensors do not match {type(model).__name__}: '
                               f'missing {missing[:3]}{"..." if len(missing) > 3 else ""}, '
                               f'unexpected {unexpected[:3]}{"..." if len(unexpected) > 3 else ""}')
+    for name, shape in shapes.items():
+        if tuple(shape) != expected[name]:
+            raise CheckpointError(f'{path}: tensor {name} has shape {tuple(shape)}, the widths in the '
+                                  f'metadata need {expected[name]}')
+
+
+def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], path) -> None:
+    """Load ``state`` into ``model``, naming the file and the first problem on any mismatch."""
+    check_shapes(model, {k: tuple(v.shape) for k, v in state.items()}, path)
     for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
-            raise CheckpointError(f'{path}: tensor {name} has shape {tuple(tensor.shape)}, the widths in the '
-                                  f'metadata need {tuple(expected[name].shape)}')
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f'{path}: tensor {name} holds NaN or infinite values')
     model.load_state_dict(state, strict=True)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = 'cpu') -> LoadedCheckpoint:
-    """Read the metadata once, build the network it describes, load and check the tensors: ``(model, meta)``."""
+    """Read the metadata once, build the network it describes, load and check the tensors: ``(model, meta)``.
+
+    Nothing is allocated before the file is known to agree with itself: the metadata's widths, channels
+    and block counts are bounded (:data:`MAX_CHANNELS`, :data:`MAX_DEPTH`), and the network they describe,
+    built on the meta device, must have exactly the tensor names and shapes the file's header lists.
+    The network then takes the memory of the file's tensors, no more.
+    """
     with _open(path) as f:
         meta = _parse_metadata(path, f.metadata())
+        with torch.device('meta'):
+            skeleton = build_from_metadata(meta, path)
+        try:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f'{path}: tensors cannot be read ({e})') from None
+        check_shapes(skeleton, shapes, path)
         model = build_from_metadata(meta, path)
         try:
             state = {k: f.get_tensor(k) for k in f.keys()}
@@ -169,9 +211,13 @@ def _widths_from_shapes(net: nn.Module, state: Mapping[str, torch.Tensor], path)
 
 
 def convert_training_state(state_path: str | os.PathLike, out_path: str | os.PathLike, arch: str,
-                           **arch_kwargs) -> nn.Module:
+                           overwrite: bool = False, **arch_kwargs) -> nn.Module:
     """Write the compact checkpoint of a BasicSR network state (``{'params': ...}``): a plain network's
-    (widths read from the tensor shapes) or a DHP search state's (compacted with its masks)."""
+    (widths read from the tensor shapes) or a DHP search state's (compacted with its masks).
+
+    ``out_path`` must not be ``state_path``, and must not exist unless ``overwrite``
+    (:func:`restore_dhp.fileio.check_output`, checked before anything is read)."""
+    check_output(out_path, [state_path], overwrite, 'output')
     try:
         loaded = torch.load(str(state_path), map_location='cpu', weights_only=True)
     except Exception as e:  # torch.load raises many types for a foreign file
@@ -202,10 +248,11 @@ def main(argv=None) -> int:
     convert.add_argument('out')
     convert.add_argument('--arch', required=True, choices=sorted(ARCH_ALIASES))
     convert.add_argument('--arch-kwargs', default='{}', help='structure arguments as JSON, e.g. \'{"num_blocks": 16}\'')
+    convert.add_argument('--overwrite', action='store_true', help='replace OUT if it exists (never STATE)')
     args = parser.parse_args(argv)
     try:
         kwargs = json.loads(args.arch_kwargs)
-        model = convert_training_state(args.state, args.out, args.arch, **kwargs)
+        model = convert_training_state(args.state, args.out, args.arch, args.overwrite, **kwargs)
     except (CheckpointError, ValueError, TypeError, RuntimeError) as e:
         print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
         return 2

@@ -7,9 +7,9 @@ Kept free of Gradio so it can be tested and reused directly:
   and ``weights/dncnn_s70_{...}.safetensors``) ONCE, with the FLOPs and parameter counts
   of its metadata, prepares each in its inference-ready form (:func:`restore_dhp.deploy.prepare`),
   and records which files are missing or unusable.
-* :func:`decode_upload` decodes an upload with the project's one decoder
-  (:func:`restore_dhp.data.imageio.decode_image`: its size checked from the header
-  first) into an 8-bit array, bounding its size.
+* :func:`restore_dhp.uploads.uploaded_file` accepts only files the web framework stored as
+  uploads, and :func:`restore_dhp.uploads.decode_upload` decodes them with the project's one
+  decoder, bounding their size (both re-exported here).
 * :func:`process_request` prepares the model input for a task and mode, runs
   every loaded model of that task on it, times only the forward pass
   (:func:`restore_dhp.timing.measure` on a prepared tensor), scores against a
@@ -28,19 +28,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from . import tasks
 from .catalogue import TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import metadata_complexity
-from .data.imageio import ImageReadError, decode_image, to_uint8
+from .data.imageio import to_uint8
 from .deploy import DeployedModel, DeployError
 from .deploy import prepare as deploy
 from .examples import EXAMPLES, UPLOAD_NOISE_NAME, write_examples  # noqa: F401  (the app takes them from here)
 from .run_model import resolve_device, tensor_to_image
 from .tasks import InputError, size_text
 from .timing import measure
+from .uploads import MAX_DECODE_BYTES, UPLOAD_REFUSED, decode_upload, uploaded_file  # noqa: F401  (re-exported)
 
 MODES = ('simulate', 'restore')
 DEFAULT_REPEATS = 3
@@ -51,7 +51,6 @@ DEFAULT_REPEATS = 3
 DEFAULT_MAX_PIXELS = {'cpu': {'sr': 64 * 64, 'denoise': 160 * 160},
                       'cuda': {'sr': 256 * 256, 'denoise': 1024 * 1024}}
 MIN_SIDE = 8                      # smallest network input side accepted
-MAX_DECODE_BYTES = 256 * 2**20    # refuse, from the header, any upload whose decoded pixels take more
 
 
 class NoWeightsError(RuntimeError):
@@ -163,44 +162,12 @@ def load_registry(weights_dir: str | os.PathLike, device: str | torch.device | N
 
 
 # ----------------------------------------------------------------------------- decoding
-def _sentence(notice: str) -> str:
-    return notice[0].upper() + notice[1:] + ('' if notice.endswith('.') else '.')
-
-
 def pixel_limit_text(pixels: int) -> str:
     """A pixel budget as W×H of the equal square, or as megapixels when it is large (e.g. '64×64', '1.0 MP')."""
     if pixels >= 1_000_000:
         return f'{pixels / 1e6:.1f} MP'
     side = math.isqrt(pixels)
     return size_text(side, side) if side * side == pixels else f'{pixels:,} pixels'
-
-
-def decode_upload(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[np.ndarray, list[str]]:
-    """Read an uploaded file with the project's one decoder as uint8 (H x W gray or H x W x 3 RGB), with notices.
-
-    The decoded size (pixels × bytes per pixel) is checked from the header before any pixel is
-    decoded (:data:`MAX_DECODE_BYTES`).  ``max_pixels``: then downscaled (Lanczos) so H*W <= max_pixels.
-    Raises :class:`InputError` for anything that is not a readable still image.
-    """
-    if not path or not os.path.isfile(path):
-        raise InputError('No image received (the upload is missing); please upload an image file.')
-    name = Path(str(path)).name
-    try:
-        decoded = decode_image(path, max_bytes=MAX_DECODE_BYTES)
-    except ImageReadError as e:
-        reason = str(e).split(': ', 1)[-1]
-        raise InputError(f'"{name}": {reason}.') from None
-    notices = list(decoded.notices)
-    img = to_uint8(decoded.pixels, notices)
-    notices = [_sentence(n) for n in notices]
-    h, w = img.shape[:2]
-    if max_pixels and w * h > max_pixels:
-        f = math.sqrt(max_pixels / (w * h))
-        nw, nh = max(1, int(w * f)), max(1, int(h * f))
-        img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.LANCZOS, reducing_gap=3.0))
-        notices.append(f'Large input {size_text(w, h)} was downscaled to {size_text(nw, nh)} '
-                       f'(this demo caps the size so a request stays fast on this machine).')
-    return img, notices
 
 
 # ----------------------------------------------------------------------------- requests
@@ -241,7 +208,9 @@ class RequestResult:
 
 
 def prepare(task: str, mode: str, img: np.ndarray, seed: int, device: torch.device) -> Prepared:
-    """Build the network input for ``task``/``mode`` from a decoded uint8 image (:meth:`Task.upload_item`)."""
+    """Build the network input for ``task``/``mode`` from a decoded image (:meth:`Task.upload_item`).
+
+    uint8, or uint16 in restore mode (restored at 16-bit precision)."""
     kind, spec = tasks.get(task), TASKS[task]
     item, notices = kind.upload_item(img, mode == 'simulate', UPLOAD_NOISE_NAME, seed, spec.scale, spec.sigma_255,
                                      MIN_SIDE)
@@ -315,9 +284,9 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
     limit = tasks.get(task).upload_pixels(limits[task], TASKS[task].scale, mode == 'simulate')
     if not image:
         raise InputError('No image: upload one or pick an example.')
-    img, notices = decode_upload(image, limit)
+    img, notices = decode_upload(image, limit, keep_16bit=(mode == 'restore'))
     prep = prepare(task, mode, img, seed, registry.device)
-    results, meas = _run_models(task, models, prep, repeats)
+    results, meas = _run_models(task, models, prep, repeats, img.dtype)
     cols = table_columns(task, prep.reference is not None)
     rows = [[format_cell(c, r.row.get(c)) for c in cols] for r in results]
     if prep.reference is not None:  # the no-network reference row: bicubic upscaling / the noisy input itself
@@ -336,14 +305,17 @@ def _scores(task: str, out: np.ndarray, reference: np.ndarray) -> dict[str, floa
     return {col: met[key] for col, key in zip(columns, keys)}
 
 
-def _run_models(task: str, models: list[LoadedModel], prep: Prepared, repeats: int):
-    """Every model on the prepared input, one at a time: its output, time, memory and scores."""
+def _run_models(task: str, models: list[LoadedModel], prep: Prepared, repeats: int, dtype=np.uint8):
+    """Every model on the prepared input, one at a time: its output, time, memory and scores.
+
+    ``dtype``: the upload's; a 16-bit upload is restored at 16-bit precision, then shown as 8-bit.
+    """
     results, meas = [], None
     with _RUN_LOCK, torch.no_grad():
         for lm in models:
             y = lm.runner(prep.x)                     # the output; doubles as the warm-up run
             meas = measure(lm.runner, prep.x, repeats=repeats, warmup=0)
-            out = tensor_to_image(y)
+            out = to_uint8(tensor_to_image(y, dtype))
             row = {'Model': lm.name, 'GFLOPs (128×128)': lm.gflops,
                    'FLOPs (% of baseline)': 100 * lm.flops_ratio, 'Parameters': int(lm.params),
                    'Runtime (ms)': meas.median_ms, 'Peak memory (MB)': meas.peak_memory_mb,

@@ -224,7 +224,6 @@ def _build_fused(source: nn.Module, device: torch.device, dtype: torch.dtype, th
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # process-wide: each captured shape gets cuDNN's fastest algorithms
         return _CudaGraphRunner(module, dtype, torch.channels_last), 'channels_last'
-    reuse_freed_memory()
     return _TorchRunner(module, dtype, torch.channels_last), 'channels_last'
 
 
@@ -256,12 +255,13 @@ class Backend:
     runs_torch_module: bool = True     # a torch module runs (per-layer and kernel profiles, torch memory)
     slow_start_on: tuple = ()          # device types where its first call takes tens of seconds (compiling)
     allocator: str | None = None       # the runtime that allocates outside torch (memory not measurable)
+    cpu_heap_reuse: bool = False       # on the CPU, runs faster with freed memory kept (reuse_freed_memory)
 
 
 BACKEND_TABLE: dict[str, Backend] = {b.name: b for b in (
     Backend('eager', _build_eager),
-    Backend('fused', _build_fused, labels=_fused_labels),
-    Backend('compiled', _build_compiled, labels=_fused_labels, slow_start_on=('cpu',)),
+    Backend('fused', _build_fused, labels=_fused_labels, cpu_heap_reuse=True),
+    Backend('compiled', _build_compiled, labels=_fused_labels, slow_start_on=('cpu',), cpu_heap_reuse=True),
     Backend('onnxruntime', _build_ort, _ort_missing, {'cpu': ('fp32',), 'cuda': ('fp32',)},
             lambda runner, device: [runner.session.get_providers()[0]], runs_torch_module=False,
             allocator='ONNX Runtime'),
@@ -330,8 +330,11 @@ class DeployedModel:
 
 
 def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: str = 'fp32',
-            threads: int | None = None) -> DeployedModel:
+            threads: int | None = None, heap_reuse: bool = True) -> DeployedModel:
     """The inference-ready form of a compact network (the caller's ``model`` is left as it is).
+
+    ``heap_reuse``: on the CPU, keep freed memory for reuse (:func:`reuse_freed_memory`: faster, but the
+    process keeps its peak heap); ``infer`` turns it off to keep peak memory low on large images.
 
     ``device``: where it runs (default: where ``model`` is).  ``threads``: CPU threads for torch
     (process-wide, ``torch.set_num_threads``) and for the ONNX Runtime session.
@@ -356,6 +359,9 @@ def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: st
     source = copy.deepcopy(model).float().eval()
     weight_bytes = sum(t.numel() * PRECISIONS[precision].itemsize for t in source.state_dict().values()
                        if t.is_floating_point())
-    runner, layout = BACKEND_TABLE[backend].build(source, device, PRECISIONS[precision], threads)
+    row = BACKEND_TABLE[backend]
+    if heap_reuse and row.cpu_heap_reuse and device.type == 'cpu':
+        reuse_freed_memory()
+    runner, layout = row.build(source, device, PRECISIONS[precision], threads)
     return DeployedModel(runner, scale=source.scale, in_channels=source.in_channels, backend=backend,
                          precision=precision, device=device, layout=layout, weight_bytes=weight_bytes)

@@ -13,6 +13,7 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from .data.imageio import add_fixed_noise, matlab_resize, to_gray
+from .fileio import atomic_path
 
 UPLOAD_NOISE_NAME = 'upload'   # the demo's simulated noise depends only on the seed shown on the page
 #: per task: (example name, mode) rows of the page's example list
@@ -41,9 +42,8 @@ def write_examples(folder: str | os.PathLike) -> dict[str, Path]:
     def save(name, arr):
         p = folder / f'{name}.png'
         if not p.exists() or not _same_pixels(p, arr):  # (re)written when missing or from an older version
-            tmp = folder / f'.{name}.{os.getpid()}.png'
-            Image.fromarray(arr).save(tmp)
-            os.replace(tmp, p)
+            with atomic_path(p) as tmp:
+                Image.fromarray(arr).save(tmp)
         out[name] = p
 
     astro = skimage_data.astronaut()

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_compact
+from .fileio import OutputError, check_output, write_bytes
 
 try:
     import onnx
@@ -98,18 +99,16 @@ def main(argv=None) -> int:
     p.add_argument('--weights', required=True, help='compact checkpoint (.safetensors)')
     p.add_argument('--onnx', required=True, help='output file (.onnx)')
     p.add_argument('--opset', type=int, default=OPSET, help=f'ONNX opset (default {OPSET})')
+    p.add_argument('--overwrite', action='store_true', help='replace --onnx if it exists (never --weights)')
     args = p.parse_args(argv)
     try:
+        check_output(args.onnx, [args.weights], args.overwrite, '--onnx')
         model = load_compact(args.weights, 'cpu')
         data = onnx_model_bytes(model, args.opset)
-        os.makedirs(os.path.dirname(os.path.abspath(args.onnx)), exist_ok=True)
-        tmp = f'{args.onnx}.tmp'
-        with open(tmp, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, args.onnx)
+        write_bytes(args.onnx, data)
         parity = f'max |onnxruntime - torch| = {parity_error(model, data):.2e}' if ort is not None else \
             'onnxruntime not installed: no parity check'
-    except (CheckpointError, ExportError, OSError) as e:
+    except (CheckpointError, ExportError, OutputError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
         return EXIT_ERROR
     meta = onnx_metadata(model)

@@ -5,7 +5,9 @@
 Inputs: a file or a folder of images (PNG, JPEG, BMP, TIFF, WebP, GIF, PPM),
 decoded with the project's one policy (restore_dhp/data/imageio.py): gray
 stays gray, palettes become RGB, transparency is composited on white (with a
-notice), 16-bit images stay 16-bit and are written back as 16-bit PNG.  An RGB
+notice), EXIF orientation is applied (with a notice), 16-bit images are
+restored at 16-bit precision and written back as 16-bit PNG (with a notice;
+the demo restores them the same way and shows them reduced to 8-bit).  An RGB
 image given to a gray denoiser is converted to gray (BT.601 luma, with a
 notice); a gray image given to an RGB model is replicated to RGB and the
 result is written as gray again.  Outputs are PNG files named after the inputs.
@@ -17,7 +19,14 @@ output's size.
 
 Your files are safe: an output folder that would replace any input file is
 refused, and existing outputs are replaced only with ``--overwrite`` (both
-checked before anything is written).
+checked before anything is written); the output folder is created and tried
+before any image is computed.
+
+Memory is budgeted before anything is computed: each image's need (decoded
+input, output, one tile's working memory) is estimated from its header, and an
+image over ``--max-memory-gb`` (default: 90% of the memory available when the
+command starts) is refused in one line.  SR x4 of a 4000x4000 photo with the
+default tile peaks under 3 GB in all (scripts/benchmark_memory.py).
 
 A file that cannot be read or processed is reported on one line and skipped;
 the others are still written.  The exit code is 0 when every file was
@@ -28,17 +37,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .complexity import build_meta
 from .deploy import DeployError
 from .deploy import prepare as deploy
-from .data.imageio import IMG_EXTENSIONS, ImageReadError, decode_image, write_png
-from .run_model import (DEFAULT_OVERLAP, DEFAULT_TILE, DEVICE_CHOICES, ImageFormatError, resolve_device,
-                        restore_image)
+from .data.imageio import IMG_EXTENSIONS, NOTICE_16BIT, ImageReadError, decode_image, read_file_header, write_png
+from .run_model import (DEFAULT_OVERLAP, DEFAULT_TILE, DEVICE_CHOICES, ImageFormatError, estimate_memory,
+                        resolve_device, restore_image)
 
 EXIT_OK, EXIT_FAILED = 0, 2
 
@@ -89,6 +100,43 @@ def plan_outputs(files: list[Path], out_dir: Path, overwrite: bool) -> dict[Path
     return targets
 
 
+def default_memory_limit() -> int:
+    """90% of the memory available now (Linux ``MemAvailable``; elsewhere the physical memory), in bytes."""
+    try:
+        with open('/proc/meminfo') as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith('MemAvailable:'))
+        return int(0.9 * kib * 1024)
+    except (OSError, StopIteration, ValueError):
+        return int(0.9 * os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'))
+
+
+def check_memory(files: list[Path], meta: dict, tile: int | None, overlap: int, limit: int) -> None:
+    """Refuse, before anything is computed, an image whose estimated need (from its header) exceeds ``limit``."""
+    net = build_meta(meta['arch'], meta['widths'], **meta['arch_kwargs'])
+    for f in files:
+        try:
+            header = read_file_header(f)
+        except ImageReadError:
+            continue  # reported when its turn comes
+        need = estimate_memory(header, net, tile, overlap)
+        if need['total'] > limit:
+            gb = {k: v / 1e9 for k, v in need.items()}
+            raise InputError(f"{f}: {header.width}×{header.height} needs about {gb['total']:.1f} GB (output "
+                             f"{gb['output']:.1f} GB, input {gb['input']:.1f} GB, one tile {gb['tile']:.1f} GB), "
+                             f'over the memory limit of {limit / 1e9:.1f} GB; raise it with --max-memory-gb '
+                             f"{max(1, -(-need['total'] * 1.2 // 1e9)):.0f} if this machine has the memory")
+
+
+def prepare_output_folder(out_dir: Path) -> None:
+    """Create ``out_dir`` and try writing in it, so a folder that cannot hold the outputs fails before any work."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise InputError(f'--output {out_dir}: cannot write there ({e.strerror or e})') from None
+
+
 def channel_notices(image: np.ndarray, in_channels: int) -> list[str]:
     if in_channels == 1 and image.ndim == 3:
         return ['RGB input converted to gray (BT.601 luma) for this gray-image model']
@@ -109,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f'input tile side in pixels (default {DEFAULT_TILE}; 0 = whole image in one pass)')
     p.add_argument('--overlap', type=int, default=DEFAULT_OVERLAP,
                    help=f'context pixels around each tile (default {DEFAULT_OVERLAP})')
+    p.add_argument('--max-memory-gb', type=float, default=None,
+                   help='refuse images estimated to need more memory than this, in GB (default: 90%% of the '
+                        'memory available at start)')
     p.add_argument('--device', choices=DEVICE_CHOICES, default='auto')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
@@ -123,7 +174,7 @@ def restore_files(model, targets: dict[Path, Path], tile: int | None, overlap: i
             decoded = decode_image(f)
             notices = decoded.notices + channel_notices(decoded.pixels, model.in_channels)
             if decoded.pixels.dtype == np.uint16:
-                notices.append('16-bit input: output written as 16-bit PNG')
+                notices.append(f'{NOTICE_16BIT}; written as 16-bit PNG')
             write_png(target, restore_image(model, decoded.pixels, tile, overlap))
             for n in notices:
                 tqdm.write(f'note: {f.name}: {n}', file=sys.stderr)
@@ -138,20 +189,22 @@ def restore_files(model, targets: dict[Path, Path], tile: int | None, overlap: i
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.tile < 0 or args.overlap < 0:
-        print('error: --tile and --overlap must be non-negative', file=sys.stderr)
+    if args.tile < 0 or args.overlap < 0 or (args.max_memory_gb is not None and args.max_memory_gb <= 0):
+        print('error: --tile and --overlap must be non-negative, --max-memory-gb positive', file=sys.stderr)
         return EXIT_FAILED
     out_dir = Path(args.output)
+    limit = default_memory_limit() if args.max_memory_gb is None else int(args.max_memory_gb * 1e9)
     try:
         files = list_inputs(args.input)
         targets = plan_outputs(files, out_dir, args.overwrite)
         device = resolve_device(args.device)
         loaded = load_checkpoint(args.weights, device)
-        model = deploy(loaded.model, device)  # fp32
+        check_memory(files, loaded.meta, args.tile or None, args.overlap, limit)
+        prepare_output_folder(out_dir)
+        model = deploy(loaded.model, device, heap_reuse=False)  # fp32; memory over speed: freed tiles go back
     except (InputError, CheckpointError, DeployError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return EXIT_FAILED
-    out_dir.mkdir(parents=True, exist_ok=True)
     print(f"{len(files)} image(s); {loaded.meta['task']} x{model.scale} model, {model.in_channels} channel(s), "
           f'{model.describe()}', file=sys.stderr)
     failures = restore_files(model, targets, args.tile or None, args.overlap, args.quiet)

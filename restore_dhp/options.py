@@ -7,21 +7,34 @@ after it has created the experiments folder; here, before anything is written:
   (each type lists its keys in ``OPTION_KEYS``), with the nearest known key;
 * wrong types, and numbers that YAML reads as text (``lr: 2e-4``: YAML 1.1 needs
   a dot in a number with an exponent, so BasicSR would get the string ``'2e-4'``);
+* every value training reads against its rule (:data:`RULES`, one table: positive integers, ranges,
+  booleans, the registered or supported types of scheduler, optimizer, loss, network, dataset and
+  model, ``name`` a plain folder name, ``num_gpu`` no more than this machine has);
 * unknown registry names and a bad ``dhp`` section;
-* dataset folders that are missing or hold no images, and files named in
-  ``path`` (``pretrain_network_g``, ``resume_state``) that do not exist.
+* dataset folders that are missing or hold no images, a ``gt_size`` larger than every image, files
+  named in ``path`` (``pretrain_network_g``, ``resume_state``) that do not exist or are not
+  checkpoints, and ``logger.wandb`` without wandb installed.
+
+``--force_yml key:sub=value`` overrides are applied here as BasicSR applies them
+(:func:`restore_dhp.force_yml.apply_force_yml`) and the result is checked like the file; a key that is not a plain name
+or a value BasicSR would ``eval`` is refused.  To add a rule, add a line to :data:`RULES`.
 """
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import inspect
 import os
 import re
+import zipfile
+from typing import Any, Callable, Iterator, NamedTuple
 
 import yaml
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
-from .data.imageio import list_images
+from .checkpoint import MAX_CHANNELS, MAX_DEPTH, MAX_SCALE, CheckpointError, read_metadata
+from .data.imageio import ImageReadError, list_images, read_file_header
+from .force_yml import apply_force_yml
 
 from .models.dhp_model import OptionError, SearchOptions
 from .models.restoration_model import with_compact_pretrain
@@ -37,9 +50,6 @@ SECTIONS = {
     'val': {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics'},
     'logger': {'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'},
 }
-TYPES = {'name': str, 'model_type': str, 'scale': int, 'manual_seed': int, 'train.total_iter': int,
-         'train.warmup_iter': int, 'train.freeze_bn_iter': int, 'train.ema_decay': (int, float),
-         'val.val_freq': (int, float), 'logger.print_freq': int, 'logger.save_checkpoint_freq': (int, float)}
 REQUIRED_TRAIN = ('name', 'model_type', 'network_g', 'datasets', 'train', 'path', 'logger')
 # dataset keys BasicSR itself reads (options parser, build_dataloader, train loop), for every dataset type
 BASICSR_DATASET_KEYS = frozenset({'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu',
@@ -63,14 +73,126 @@ def load_yaml(path: str) -> dict:
     return opt
 
 
-def _check_type(key: str, value) -> None:
-    kind = TYPES.get(key)
-    if kind is None or value is None:
+# ----------------------------------------------------------------------------- value rules
+class Rule(NamedTuple):
+    """A value is accepted when ``accepts(value)``; else the message says the key ``must be <requirement>``."""
+    accepts: Callable[[Any], bool]
+    requirement: str | Callable[[Any], str]   # a callable (of the bad value) for registries, read at check time
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Rule:
+    text = ('a positive integer' if lo == 1 and hi is None else 'a non-negative integer' if lo == 0 and hi is None
+            else f'an integer in [{lo}, {hi}]' if hi is not None else f'an integer >= {lo}')
+    return Rule(lambda v: _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi), text)
+
+
+def number(lo: float, hi: float | None = None, lo_open: bool = False) -> Rule:
+    low = f'> {lo:g}' if lo_open else f'>= {lo:g}'
+    text = f'a number {low}' + (f' and <= {hi:g}' if hi is not None else '')
+    return Rule(lambda v: _is_number(v) and (v > lo if lo_open else v >= lo) and (hi is None or v <= hi), text)
+
+
+def one_of(*values) -> Rule:
+    return Rule(lambda v: not isinstance(v, (dict, list)) and v in values and type(v) in {type(x) for x in values},
+                'one of ' + ', '.join(str(x).lower() if isinstance(x, bool) else str(x) for x in values))
+
+
+def registered(registry, what: str) -> Rule:
+    def requirement(value) -> str:
+        close = difflib.get_close_matches(str(value), sorted(registry._obj_map), n=1, cutoff=0.6)
+        return f'a registered {what}' + (f' (did you mean {close[0]}?)' if close else
+                                          f' ({", ".join(sorted(registry._obj_map)[:12])}, ...)')
+    return Rule(lambda v: isinstance(v, str) and v in registry._obj_map, requirement)
+
+
+BOOLEAN = Rule(lambda v: isinstance(v, bool), 'true or false')
+FOLDER_NAME = Rule(lambda v: isinstance(v, str) and re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._+-]{0,99}', v) is not None,
+                   'a plain folder name (letters, digits, . _ + -; no / or leading dot; at most 100 characters)')
+# BasicSR 1.4.2 builds only these (BaseModel.get_optimizer, BaseModel.setup_schedulers)
+OPTIMIZERS = ('Adam',)
+SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
+POSITIVE, NON_NEGATIVE = integer(1), integer(0)
+#: what training reads, key by key ('*' matches any dataset phase); the first bad value is reported
+RULES: dict[str, Rule] = {
+    'name': FOLDER_NAME,
+    'model_type': registered(MODEL_REGISTRY, 'model'),
+    'scale': integer(1, MAX_SCALE),
+    'manual_seed': integer(0, 2 ** 32 - 1),
+    'find_unused_parameters': BOOLEAN,
+    'network_g.type': registered(ARCH_REGISTRY, 'architecture'),
+    'network_g.num_feat': integer(1, MAX_CHANNELS),
+    'network_g.num_blocks': integer(1, MAX_DEPTH),
+    'network_g.num_layers': integer(1, MAX_DEPTH),
+    'network_g.in_channels': one_of(1, 3),
+    'network_g.scale': integer(1, MAX_SCALE),
+    'network_g.embedding_dim': integer(1, MAX_CHANNELS),
+    'datasets.*.type': registered(DATASET_REGISTRY, 'dataset'),
+    'datasets.*.batch_size_per_gpu': POSITIVE,
+    'datasets.*.num_worker_per_gpu': NON_NEGATIVE,
+    'datasets.*.dataset_enlarge_ratio': POSITIVE,
+    'datasets.*.scale': integer(1, MAX_SCALE),
+    'datasets.*.gt_size': POSITIVE,
+    'datasets.*.sigma': number(0, 255),
+    'datasets.*.noise_seed': NON_NEGATIVE,
+    'datasets.*.repeat': POSITIVE,
+    'datasets.*.cache': one_of(True, False, 'gpu'),
+    'datasets.*.use_hflip': BOOLEAN,
+    'datasets.*.use_flip': BOOLEAN,
+    'datasets.*.use_rot': BOOLEAN,
+    'datasets.*.use_shuffle': BOOLEAN,
+    'datasets.*.pin_memory': BOOLEAN,
+    'datasets.*.persistent_workers': BOOLEAN,
+    'path.strict_load_g': BOOLEAN,
+    'train.total_iter': POSITIVE,
+    'train.warmup_iter': integer(-1),
+    'train.freeze_bn_iter': NON_NEGATIVE,
+    'train.ema_decay': number(0, 1),
+    'train.optim_g.type': one_of(*OPTIMIZERS),
+    'train.optim_g.lr': number(0, lo_open=True),
+    'train.optim_g.weight_decay': number(0),
+    'train.scheduler.type': one_of(*SCHEDULERS),
+    'train.scheduler.gamma': number(0, lo_open=True),
+    'train.pixel_opt.type': registered(LOSS_REGISTRY, 'loss'),
+    'train.pixel_opt.loss_weight': number(0),
+    'train.perceptual_opt.type': registered(LOSS_REGISTRY, 'loss'),
+    'val.val_freq': number(0, lo_open=True),
+    'val.save_img': BOOLEAN,
+    'val.pbar': BOOLEAN,
+    'logger.print_freq': POSITIVE,
+    'logger.save_checkpoint_freq': number(0, lo_open=True),
+    'logger.use_tb_logger': BOOLEAN,
+}
+
+
+def _values(node, parts: list[str], where: str = '') -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` of every present key matching ``parts`` ('*' matches any key)."""
+    if not parts or not isinstance(node, dict):
         return
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        names = ' or '.join(k.__name__ for k in kinds)
-        raise OptionError(f'option {key} must be {names}, got {value!r}')
+    head, rest = parts[0], parts[1:]
+    for key in (node if head == '*' else [head] if head in node else []):
+        name = f'{where}.{key}' if where else str(key)
+        if rest:
+            yield from _values(node[key], rest, name)
+        else:
+            yield name, node[key]
+
+
+def _check_rules(opt: dict) -> None:
+    for pattern, rule in RULES.items():
+        for key, value in _values(opt, pattern.split('.')):
+            if value is None and not pattern.endswith('.type') and pattern != 'name':
+                continue  # BasicSR's default
+            if not rule.accepts(value):
+                need = rule.requirement(value) if callable(rule.requirement) else rule.requirement
+                raise OptionError(f'option {key} must be {need}, got {value!r}')
 
 
 def _arch_keys(cls) -> set[str]:
@@ -111,8 +233,6 @@ def _check_sections(opt: dict, is_train: bool) -> None:
     for key in REQUIRED_TRAIN if is_train else ('name', 'model_type', 'network_g', 'datasets'):
         if key not in opt:
             raise OptionError(f'option {key} is required')
-    for key, value in opt.items():
-        _check_type(key, value)
     for section, known in SECTIONS.items():
         body = opt.get(section)
         if body is None:
@@ -122,17 +242,10 @@ def _check_sections(opt: dict, is_train: bool) -> None:
         for key, value in body.items():
             if key not in known:
                 raise _unknown_key(f'{section}.', key, known)
-            _check_type(f'{section}.{key}', value)
 
 
 def _check_network(opt: dict) -> None:
-    if opt['model_type'] not in MODEL_REGISTRY._obj_map:
-        raise OptionError(f"option model_type: unknown model {opt['model_type']!r}")
     net = opt['network_g']
-    if not isinstance(net, dict) or 'type' not in net:
-        raise OptionError('option network_g.type is required')
-    if net['type'] not in ARCH_REGISTRY._obj_map:
-        raise OptionError(f"option network_g.type: unknown architecture {net['type']!r}")
     allowed = _arch_keys(ARCH_REGISTRY.get(net['type']))
     if 'checkpoint' in net:
         with_compact_pretrain(opt)  # raises: says what to write instead
@@ -146,23 +259,16 @@ def _check_training(opt: dict) -> None:
         parse_step_options(opt['train'])
     except ValueError as e:
         raise OptionError(str(e)) from None
-    if not isinstance(opt['train'].get('total_iter'), int) or opt['train']['total_iter'] < 1:
-        raise OptionError('option train.total_iter must be a positive integer')
-    freeze = opt['train'].get('freeze_bn_iter')
-    if freeze is not None and freeze < 0:
-        raise OptionError(f'option train.freeze_bn_iter must be >= 0 (BatchNorm frozen after that iteration), '
-                          f'got {freeze}')
+    for key in ('total_iter', 'scheduler'):
+        if opt['train'].get(key) is None:
+            raise OptionError(f'option train.{key} is required')
     if 'optim_g' not in opt['train'] or 'type' not in opt['train']['optim_g']:
         raise OptionError('option train.optim_g.type is required')
     if 'train' not in opt['datasets']:
         raise OptionError('option datasets.train is required for training')
 
 
-def _check_dataset(phase: str, ds, check_paths: bool) -> None:
-    if not isinstance(ds, dict) or 'type' not in ds:
-        raise OptionError(f'option datasets.{phase}.type is required')
-    if ds['type'] not in DATASET_REGISTRY._obj_map:
-        raise OptionError(f"option datasets.{phase}.type: unknown dataset {ds['type']!r}")
+def _check_dataset(phase: str, ds: dict, check_paths: bool, scale: int) -> None:
     known = getattr(DATASET_REGISTRY.get(ds['type']), 'OPTION_KEYS', None)  # only our types list theirs
     for key, value in ds.items():
         if known is not None and key not in known | BASICSR_DATASET_KEYS:
@@ -176,20 +282,77 @@ def _check_dataset(phase: str, ds, check_paths: bool) -> None:
                 if not list_images(folder):
                     raise OptionError(f'option datasets.{phase}.{key}: folder {folder} holds no images '
                                       '(see README: python -m restore_dhp.prepare_data)')
-    for key in ('batch_size_per_gpu', 'num_worker_per_gpu'):
-        if key in ds and (isinstance(ds[key], bool) or not isinstance(ds[key], int) or ds[key] < 0):
-            raise OptionError(f'option datasets.{phase}.{key} must be a non-negative integer, got {ds[key]!r}')
+    gt_size, scale = ds.get('gt_size'), ds.get('scale') or scale
+    if gt_size is not None and gt_size % scale:
+        raise OptionError(f'option datasets.{phase}.gt_size={gt_size} must be a multiple of scale={scale}')
+    if gt_size is not None and check_paths and ds.get('dataroot_gt'):
+        _check_patch_fits(f'datasets.{phase}.gt_size', gt_size, ds['dataroot_gt'])
+
+
+def _check_patch_fits(key: str, gt_size: int, roots) -> None:
+    """Some training image is at least ``gt_size`` on its shorter side (sizes read from the file headers)."""
+    largest, folder = 0, None
+    for folder in roots if isinstance(roots, list) else [roots]:
+        for path in list_images(os.path.expanduser(str(folder))):
+            try:
+                header = read_file_header(path)
+            except ImageReadError:
+                continue  # the dataset reports unreadable files itself
+            largest = max(largest, min(header.width, header.height))
+            if largest >= gt_size:
+                return
+    raise OptionError(f'option {key}={gt_size} is larger than every training image (the largest has a '
+                      f'shorter side of {largest} px in {folder}); use a smaller patch')
+
+
+def _check_path_files(opt: dict) -> None:
+    """``path.pretrain_network_g`` and ``path.resume_state`` exist and are checkpoints (a header check)."""
+    for key in PATH_FILES:
+        path = (opt.get('path') or {}).get(key)
+        if not path:
+            continue
+        path = os.path.expanduser(str(path))
+        if not os.path.isfile(path):
+            raise OptionError(f'option path.{key}: file {path} does not exist')
+        if path.endswith('.safetensors'):
+            try:
+                read_metadata(path)
+            except CheckpointError as e:
+                raise OptionError(f'option path.{key}: {e}') from None
+        elif not zipfile.is_zipfile(path):  # what torch.save writes (.pth, .state)
+            raise OptionError(f'option path.{key}: {path} is neither a compact .safetensors checkpoint nor a '
+                              'PyTorch file written by training (.pth, .state)')
+
+
+def _check_machine(opt: dict) -> None:
+    """What this machine must provide: the GPUs asked for, and wandb when ``logger.wandb`` is used."""
+    num_gpu = opt.get('num_gpu')
+    if num_gpu is not None and num_gpu != 'auto':
+        import torch
+        available = torch.cuda.device_count()
+        if not _is_int(num_gpu) or not 0 <= num_gpu <= available:
+            raise OptionError(f'option num_gpu must be auto or an integer in [0, {available}] (this machine has '
+                              f'{available} CUDA device(s); 0 trains on the CPU), got {num_gpu!r}')
+    wandb = (opt.get('logger') or {}).get('wandb')
+    if isinstance(wandb, dict) and wandb.get('project') is not None and importlib.util.find_spec('wandb') is None:
+        raise OptionError('option logger.wandb: wandb is not installed; pip install wandb, or remove logger.wandb')
 
 
 def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None:
-    """Raise :class:`OptionError` naming the first bad key of ``opt`` (``check_paths``: files and folders exist)."""
+    """Raise :class:`OptionError` naming the first bad key of ``opt`` (``check_paths``: files and folders exist,
+    and this machine has what the options ask for)."""
     _check_numbers_as_text(opt)
     _check_sections(opt, is_train)
+    if not isinstance(opt['datasets'], dict) or not all(isinstance(d, dict) for d in opt['datasets'].values()):
+        raise OptionError('option datasets must be a mapping of phases (train, val, ...) to datasets')
+    for where, node in (('network_g', opt['network_g']),
+                        *((f'datasets.{phase}', ds) for phase, ds in opt['datasets'].items())):
+        if not isinstance(node, dict) or 'type' not in node:
+            raise OptionError(f'option {where}.type is required')
+    _check_rules(opt)
     if check_paths:
-        for key in PATH_FILES:
-            path = (opt.get('path') or {}).get(key)
-            if path and not os.path.isfile(os.path.expanduser(str(path))):
-                raise OptionError(f'option path.{key}: file {path} does not exist')
+        _check_path_files(opt)
+        _check_machine(opt)
     _check_network(opt)
     if is_train:
         _check_training(opt)
@@ -197,16 +360,18 @@ def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None
         SearchOptions.from_opt(opt.get('dhp'))
     elif 'dhp' in opt:
         raise OptionError(f"option dhp is only used by model_type DHPSearchModel, not {opt['model_type']}")
-    if not isinstance(opt['datasets'], dict):
-        raise OptionError('option datasets must be a mapping of phases (train, val, ...) to datasets')
     for phase, ds in opt['datasets'].items():
-        _check_dataset(phase, ds, check_paths)
+        _check_dataset(phase, ds, check_paths, opt.get('scale') or 1)
 
 
-def validate_file(path: str, is_train: bool = True, check_paths: bool = True) -> dict:
+def validate_file(path: str, is_train: bool = True, check_paths: bool = True,
+                  force_yml: list[str] | None = None) -> dict:
+    """The options of ``path`` with ``force_yml`` applied (:func:`apply_force_yml`), checked by :func:`validate`."""
     opt = load_yaml(path)
+    where = f'{path} with --force_yml' if force_yml else path
     try:
+        opt = apply_force_yml(opt, force_yml)
         validate(opt, is_train, check_paths)
     except OptionError as e:
-        raise OptionError(f'{path}: {e}') from None
+        raise OptionError(f'{where}: {e}') from None
     return opt

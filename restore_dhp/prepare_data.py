@@ -45,6 +45,7 @@ from pathlib import Path
 
 from restore_dhp.data.imageio import (bicubic_downscale, is_image_file, list_images, lr_candidates, modcrop,
                                       read_image, write_png)
+from restore_dhp.fileio import write_text
 from restore_dhp.data.sets import SETS, SetSpec, holdout_split, link_sr291, where_to_get
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def extract_archives(source: Path, workdir: Path) -> list[Path]:
                         tf.extractall(target, members=members)
             except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
                 raise ValueError(f'Cannot extract archive {p}: {e}') from None
-            done.write_text(str(p))
+            write_text(done, str(p))
         out.append(target)
     return out
 
@@ -258,7 +259,7 @@ def _update_manifest(dest: Path, files: list[Path]) -> None:
                 entries[rel] = h
     for f in files:
         entries[f.relative_to(dest).as_posix()] = _sha256(f)
-    path.write_text(''.join(f'{h}  {rel}\n' for rel, h in sorted(entries.items())))
+    write_text(path, ''.join(f'{h}  {rel}\n' for rel, h in sorted(entries.items())))
 
 
 # ----------------------------------------------------------------------------- check

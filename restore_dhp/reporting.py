@@ -29,6 +29,7 @@ import torch
 
 from . import tasks
 from .catalogue import PAPER_REFERENCE
+from .fileio import atomic_path, write_text
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
@@ -98,7 +99,7 @@ def csv_columns(task: str, sets: list[str], rows: list[dict]) -> list[str]:
 
 def write_csv(path: Path, task: str, sets: list[str], rows: list[dict], device: dict, timing: dict) -> None:
     cols = csv_columns(task, sets, rows)
-    with open(path, 'w', newline='') as f:
+    with atomic_path(path) as tmp, open(tmp, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         for r in rows:
@@ -116,9 +117,7 @@ def write_csv(path: Path, task: str, sets: list[str], rows: list[dict], device: 
 
 
 def write_json(path: Path, payload: dict) -> None:
-    tmp = Path(f'{path}.tmp')
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(payload, indent=2, default=_json_default))
 
 
 def _json_default(o):
@@ -232,8 +231,11 @@ def plot_psnr_vs_flops(path: Path, task: str, first_set: str, rows: list[dict], 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc='lower right')
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
 
 
 def write_all(out_dir: str | os.PathLike, task: str, sets: list[str], rows: list[dict], device: dict,
@@ -247,7 +249,7 @@ def write_all(out_dir: str | os.PathLike, task: str, sets: list[str], rows: list
     paths = {'md': out / 'report.md', 'csv': out / 'report.csv', 'json': out / 'report.json',
              'png': out / 'psnr_vs_flops.png'}
     notes = list(notes or [])
-    paths['md'].write_text(markdown(task, sets, rows, device, timing, run, notes))
+    write_text(paths['md'], markdown(task, sets, rows, device, timing, run, notes))
     write_csv(paths['csv'], task, sets, rows, device, timing)
     payload = {'task': task, 'sets': sets, 'software': software_versions(), 'device': device,
                'timing': timing, 'results': rows, 'notes': notes, **payload_extra,

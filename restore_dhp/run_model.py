@@ -5,12 +5,13 @@ Images are numpy arrays as :func:`restore_dhp.data.imageio.decode_image` gives t
 (``uint8`` or ``uint16``, ``HxW`` gray or ``HxWx3`` RGB); models take ``N x C x H x W``
 float32 tensors in the 0-1 range.
 
-Memory: :func:`restore_image` runs large inputs in overlapping tiles and writes each
-tile's output, already converted to the final dtype, into one preallocated output
-array, so beyond the model's working memory a request needs about the input as
-float32 plus the output at its final size.  Each tile's output is cropped to its
-core before it is placed, so seams come only from the receptive field beyond the
-overlap.
+Memory: :func:`restore_image` runs large inputs in overlapping tiles, converting each
+tile's input to float32 on its own, and writes each tile's output, already converted
+to the final dtype, into one preallocated output array, so beyond the model's working
+memory for one tile a request needs the decoded input plus the output at its final
+size; :func:`estimate_memory` says how much from the image header alone, before
+anything is decoded.  Each tile's output is cropped to its core before it is placed,
+so seams come only from the receptive field beyond the overlap.
 """
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ from torch import nn
 from .data.imageio import to_gray
 from .deploy import DeployedModel
 
-DEFAULT_TILE = 256      # input pixels per tile side
+# input pixels per tile side.  Peak memory of SR x4 with DHP-20 on the CPU above the process's fixed cost
+# (scripts/benchmark_memory.py-style probe, 1000x1000 input): tile 256 1.23 GB, 192 0.48 GB, 128 0.26 GB;
+# 192 keeps a 4000x4000 input under 3 GB at a modest cost in overlap (1.8x the pixels of the cores at 192,
+# 1.6x at 256).
+DEFAULT_TILE = 192
 DEFAULT_OVERLAP = 32    # input pixels of context on each side of a tile
 DEVICE_CHOICES = ('auto', 'cpu', 'cuda')
 
@@ -134,17 +139,55 @@ def restore_image(model: nn.Module | DeployedModel, img: np.ndarray, tile: int |
     device = model_device(model)
     dtype, scale = img.dtype, int(model.scale)
     _peak(dtype)
-    x = image_to_tensor(img, model.in_channels, device)
-    h, w = x.shape[2:]
+    h, w = img.shape[:2]
     gray_out = img.ndim == 2 or model.in_channels == 1
     out = np.empty((h * scale, w * scale) if gray_out else (h * scale, w * scale, 3), dtype)
     windows = [(slice(0, h), slice(0, w), slice(0, h), slice(0, w))] if tile is None or (h <= tile and w <= tile) \
         else tile_grid(h, w, tile, overlap)
     for rows, cols, core_r, core_c in windows:
-        y = model(x[:, :, rows, cols])[:, :, _scaled(core_r, scale), _scaled(core_c, scale)]
+        x = image_to_tensor(img[rows, cols], model.in_channels, device)   # one tile as float32 at a time
+        y = model(x)[:, :, _scaled(core_r, scale), _scaled(core_c, scale)]
+        del x
         part = tensor_to_image(y, dtype)
         del y
         if gray_out and part.ndim == 3:
             part = to_gray(part)
         out[_scaled(core_r, scale, rows.start), _scaled(core_c, scale, cols.start)] = part
     return out
+
+
+# ----------------------------------------------------------------------------- memory budget
+#: one tile's peak working memory on the CPU, as a multiple of its largest activation (measured for SR x4
+#: DHP-20 at tiles 128-256: 4.6-7.8x; the allocator's caching and oneDNN's scratch space come on top of the
+#: tensors themselves)
+ACTIVATION_FACTOR = 6
+
+
+def largest_activation_bytes(net: nn.Module, channels: int, height: int, width: int) -> int:
+    """Bytes of the largest tensor ``net`` produces on a ``height x width`` input, from a forward on the meta
+    device (``net`` built there, e.g. :func:`restore_dhp.complexity.build_meta`): nothing is allocated."""
+    sizes = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() * out.element_size()))
+             for m in net.modules() if not any(True for _ in m.children())]
+    try:
+        with torch.no_grad():
+            net(torch.empty(1, channels, height, width, device='meta'))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return max(sizes, default=0)
+
+
+def estimate_memory(header, net: nn.Module, tile: int | None, overlap: int = DEFAULT_OVERLAP) -> dict[str, int]:
+    """Bytes :func:`restore_image` needs for an image of ``header`` (:class:`~restore_dhp.data.imageio.ImageHeader`)
+    beyond the process's fixed cost: ``input`` (decoded pixels), ``output`` (at its final size and dtype),
+    ``tile`` (one tile's working memory) and ``total``, the peak (decoding briefly holds a second copy).
+    ``net``: the model on the meta device (its ``in_channels`` and ``scale``)."""
+    h, w, scale = header.height, header.width, int(net.scale)
+    pixels = h * w * (1 if header.gray else 3) * header.bytes_per_sample
+    out_channels = 1 if header.gray or net.in_channels == 1 else 3
+    output = h * scale * w * scale * out_channels * header.bytes_per_sample
+    win_h, win_w = (h, w) if tile is None else (min(h, tile + 2 * overlap), min(w, tile + 2 * overlap))
+    work = ACTIVATION_FACTOR * largest_activation_bytes(net, net.in_channels, win_h, win_w)
+    total = max(2 * header.decoded_bytes, pixels + output + work)
+    return {'input': pixels, 'output': output, 'tile': work, 'total': total}

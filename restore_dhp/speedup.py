@@ -38,6 +38,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import ARCH_ALIASES, build_meta, count_flops
 from .deploy import BACKEND_TABLE, BACKENDS, PRECISIONS, DeployError, precision_problem, prepare, usable_backends
 from .profiling import PROFILE_ROWS, profile_kernels, profile_layers  # noqa: F401  (PROFILE_ROWS: re-exported)
+from .fileio import write_text
 from .timing import device_name, measure_side_by_side
 
 DEFAULT_SIZES = {'sr': ['64x64', '170x256'], 'denoise': ['128x128', '321x481']}
@@ -315,8 +316,7 @@ def main(argv=None) -> int:
         print(f'error: {e}', file=sys.stderr)
         return 2
     if args.out:
-        with open(args.out, 'w') as f:
-            f.write('\n'.join(lines).lstrip('\n') + '\n')
+        write_text(args.out, '\n'.join(lines).lstrip('\n') + '\n')
     return 0
 
 

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from .data import testsets
-from .data.imageio import add_fixed_noise, bicubic_downscale, matlab_resize, modcrop, to_gray, to_rgb3
+from .data.imageio import add_fixed_noise, bicubic_downscale, matlab_resize, modcrop, to_gray, to_rgb3, to_uint8
 from .metrics import denoise_metrics, sr_metrics
 
 
@@ -97,10 +97,17 @@ class Task(ABC):
     @abstractmethod
     def upload_item(self, img: np.ndarray, simulate: bool, name: str, seed: int, scale: int, sigma_255: float,
                     min_side: int) -> tuple[tuple, list[str]]:
-        """An uploaded uint8 image as an item (degraded first when ``simulate``), and notices for the page.
+        """An uploaded image (uint8, or uint16 when not ``simulate``) as an item (degraded first when
+        ``simulate``), and notices for the page.
 
         Raises :class:`InputError` for an image too small for the network (``min_side`` input pixels).
         """
+
+
+
+def unit_range(img: np.ndarray) -> np.ndarray:
+    """A uint8 or uint16 image as float32 in [0, 1]."""
+    return img.astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
 
 
 class SRTask(Task):
@@ -113,10 +120,10 @@ class SRTask(Task):
         return self.floor_name if scale is None else f'{self.floor_name} ×{scale}'
 
     def model_input(self, item) -> np.ndarray:
-        return (item[1].astype(np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
+        return (unit_range(item[1])).transpose(2, 0, 1)[None].copy()
 
     def floor_output(self, item, scale: int) -> np.ndarray:
-        return matlab_resize(item[1], float(scale))
+        return matlab_resize(to_uint8(item[1]), float(scale))
 
     def metrics(self, out_u8, ref_u8, scale):
         return dict(sr_metrics(out_u8, ref_u8, scale=scale))
@@ -178,7 +185,7 @@ class DenoiseTask(Task):
         notices = ['Converted to gray (the DnCNN models are gray-level).'] if img.ndim == 3 else []
         gray = to_gray(img)
         if not simulate:
-            return (name, gray.astype(np.float32) / 255.0, None), notices
+            return (name, unit_range(gray), None), notices
         notices.append(f'Noise: σ={sigma_255:g}, seed {seed}.')
         return (name, add_fixed_noise(gray, sigma_255, name, seed), gray), notices
 

@@ -17,6 +17,7 @@ requests give identical figures.  A backend whose runtime allocates outside torc
 """
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -24,6 +25,12 @@ from dataclasses import dataclass
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+# The profiler (kineto) prints its progress ('USDT: profiler_start', 'STAGE: ...') and, on a machine
+# without a GPU, 'gpuGetDeviceCount failed' to stderr on every use; level 6 keeps it quiet.  Kineto reads
+# the variable when it first logs, so setting it here (before any profile) is enough; a user's own
+# KINETO_LOG_LEVEL wins.
+os.environ.setdefault('KINETO_LOG_LEVEL', '6')
 
 METHOD_CPU = ('CPU wall time (perf_counter); memory: weights + input + peak allocated by the forward '
               '(torch.profiler allocator events)')

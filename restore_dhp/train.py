@@ -22,9 +22,10 @@ from .options import OptionError, validate_file
 def check_options(argv, is_train: bool) -> int:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt', required=True)
+    parser.add_argument('--force_yml', nargs='+', default=None)  # BasicSR applies them: checked with the file
     args, _ = parser.parse_known_args(argv)
     try:
-        validate_file(args.opt, is_train)
+        validate_file(args.opt, is_train, force_yml=args.force_yml)
     except OptionError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ the two largest cases the peak should grow by no more than the output does.
     python scripts/benchmark_memory.py                                   # SR x4, DHP-20, 2000² and 4000²
     python scripts/benchmark_memory.py --weights weights/srresnet_x4_baseline.safetensors --sizes 1000 2000
 
-Target (issue 14): at most 3 GB for a 4000×4000 input with the shipped DHP-20 weights.
+Target (issues 14 and 21): at most 3 GB for a 4000×4000 input with the shipped DHP-20 weights.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.data.imageio import write_png
+from restore_dhp.run_model import DEFAULT_TILE
 
 REFERENCE_SIDE = 64   # the small case: fixed cost of the process
 
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--weights', default='weights/srresnet_x4_dhp20.safetensors')
     p.add_argument('--sizes', type=int, nargs='+', default=[2000, 4000], help='input sides in pixels')
-    p.add_argument('--tile', type=int, default=256, help='infer --tile')
+    p.add_argument('--tile', type=int, default=DEFAULT_TILE, help=f'infer --tile (default {DEFAULT_TILE}, as infer)')
     p.add_argument('--target-gb', type=float, default=3.0, help='peak allowed for the largest case')
     args = p.parse_args(argv)
     meta = read_metadata(args.weights)

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from restore_dhp.data.sets import holdout_split
+from restore_dhp.fileio import atomic_path, write_text
 
 STUBS = {
     'lmdb.py': '"""Stub: BasicSR imports lmdb at import time; these runs never read LMDB."""\n',
@@ -38,7 +39,8 @@ STUBS = {
 def lossless_webp(src: Path, dst: Path) -> int:
     im = Image.open(src)
     im.load()
-    im.save(dst, 'WEBP', lossless=True, method=0, quality=0)
+    with atomic_path(dst) as tmp:
+        im.save(tmp, 'WEBP', lossless=True, method=0, quality=0)
     if not np.array_equal(np.asarray(Image.open(dst).convert(im.mode)), np.asarray(im)):
         raise SystemExit(f'{src}: the WebP copy differs')
     return dst.stat().st_size
@@ -61,8 +63,7 @@ def main(argv=None) -> int:
     for package in ('basicsr', 'addict'):  # located, not imported (BasicSR needs restore_dhp's alias first)
         shutil.copytree(Path(importlib.util.find_spec(package).origin).parent, site / package, ignore=ignore)
     for name, text in STUBS.items():
-        (site / name).parent.mkdir(parents=True, exist_ok=True)
-        (site / name).write_text(text)
+        write_text(site / name, text)
     data = out / 'datasets'
     for name in ('Set5', 'Set12', 'Train400'):
         shutil.copytree(src / name, data / name)
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
             break
         lossless_webp(p, hr / (p.stem + '.webp'))
     # the split is this machine's (every 20th of all BSD200 images), not recomputed from the subset there
-    (data / 'SR291_val.txt').write_text(''.join(Path(v).stem + '.webp\n' for v in val))
+    write_text(data / 'SR291_val.txt', ''.join(Path(v).stem + '.webp\n' for v in val))
     print(f'{out}: {len(list(hr.iterdir()))} of {len(images)} "291" images, {folder_bytes(out) / 1e6:.1f} MB')
     return 0
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import yaml
 
+from restore_dhp.fileio import write_text
+
 ITER_LINE = re.compile(r'iter:\s*([\d,]+).*?time \(data\): ([\d.]+)')
 VAL_LINE = re.compile(r'# (\w+): ([\d.]+)')
 SAFETY = 0.9  # fraction of the wall time the real runs are planned to fill
@@ -47,7 +49,7 @@ def launch(opt_file: str, name: str, force: list[str], python: str) -> tuple[sub
     log = Path('logs') / f'{name}.log'
     log.parent.mkdir(exist_ok=True)
     cmd = [python, '-m', 'restore_dhp.train', '-opt', opt_file, '--auto_resume', '--force_yml', f'name={name}', *force]
-    return subprocess.Popen(cmd, stdout=log.open('w'), stderr=subprocess.STDOUT), log
+    return subprocess.Popen(cmd, stdout=log.open('w'), stderr=subprocess.STDOUT), log  # a live log, not a result
 
 
 def wait_all(procs: list[tuple[str, subprocess.Popen, Path]]) -> list[str]:
@@ -122,8 +124,7 @@ def write_summary(path: str, runs: list[tuple[str, Path]]) -> None:
         by_iter = {i: v for i, _, v in curve}
         lines.append(f'| {name} | ' + ' | '.join(f'{by_iter[i]:.2f}' if i in by_iter else '' for i in iters) + ' |')
     metric = next((m for c in curves.values() for _, m, _ in c), 'psnr')
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(f'Validation {metric} (dB) by iteration, from each run\'s BasicSR log.\n\n' + '\n'.join(lines) + '\n')
+    write_text(path, f'Validation {metric} (dB) by iteration, from each run\'s BasicSR log.\n\n' + '\n'.join(lines) + '\n')
     print('\n'.join(lines))
 
 

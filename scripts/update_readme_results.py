@@ -13,6 +13,8 @@ import pathlib
 import re
 import sys
 
+from restore_dhp.fileio import write_text
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 REPORTS = (('sr', 'Super-resolution ×4 (SRResNet)'), ('denoise', 'Denoising σ=70 (DnCNN)'))
@@ -42,7 +44,7 @@ def main() -> int:
         return 2
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
-    readme.write_text(head + BEGIN + '\n' + '\n\n'.join(parts) + '\n' + END + tail)
+    write_text(readme, head + BEGIN + '\n' + '\n\n'.join(parts) + '\n' + END + tail)
     print(f'updated {readme}')
     return 0
 

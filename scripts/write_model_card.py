@@ -27,6 +27,7 @@ from restore_dhp import tasks
 from restore_dhp.catalogue import TASKS, VARIANT_LABELS
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.complexity import checkpoint_complexity
+from restore_dhp.fileio import write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTRO_TEMPLATE = os.path.join(ROOT, 'scripts', 'model_card_intro.md')   # the prose; {budgets} is filled in
@@ -294,8 +295,7 @@ def main(argv=None) -> int:
         same = os.path.exists(out) and open(out).read() == text
         print(f'{out} is ' + ('up to date' if same else 'out of date: run python scripts/write_model_card.py'))
         return 0 if same else 1
-    with open(out, 'w') as f:
-        f.write(text)
+    write_text(out, text)
     print(f'wrote {out}')
     return 0
 

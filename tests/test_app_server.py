@@ -167,6 +167,8 @@ def test_odd_formats_are_converted(client, tmp_path):
     rgb16 = tmp_path / 'rgb16.png'
     cv2.imwrite(str(rgb16), np.random.default_rng(8).integers(0, 65536, (24, 20, 3)).astype(np.uint16))
     out = _call(client, 'sr', 'restore', rgb16)
+    assert out[0].startswith('**Done') and '16-bit image restored at 16-bit precision' in out[0], out[0]
+    out = _call(client, 'denoise', 'simulate', rgb16)   # simulation and scores work in 8 bit
     assert out[0].startswith('**Done') and '16-bit image reduced to 8-bit' in out[0], out[0]
 
     gray = _img(tmp_path / 'gray.png', _rand((40, 40), 10))
@@ -263,3 +265,67 @@ def test_limits_read_as_sizes_and_grow_on_a_gpu():
     assert demo.pixel_limit_text(5000) == '5,000 pixels'
     cpu, gpu = demo.default_max_pixels(torch.device('cpu')), demo.default_max_pixels(torch.device('cuda'))
     assert all(gpu[task] >= 16 * cpu[task] for task in cpu)
+
+
+def _raw_call(url, data):
+    """POST /gradio_api/call/restore with ``data`` as sent (no client-side upload), return the outputs."""
+    import json
+    import urllib.request
+    req = urllib.request.Request(url.rstrip('/') + '/gradio_api/call/restore', method='POST',
+                                 data=json.dumps({'data': data}).encode(), headers={'Content-Type': 'application/json'})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        event = json.load(r)['event_id']
+    with urllib.request.urlopen(f"{url.rstrip('/')}/gradio_api/call/restore/{event}", timeout=180) as r:
+        text = r.read().decode()
+    assert 'event: complete' in text, text
+    return json.loads(text.split('event: complete', 1)[1].split('data:', 1)[1].strip().splitlines()[0])
+
+
+def test_api_cannot_read_server_files(demo_app, tmp_path):
+    """A file-data dict naming a server path is refused in one line, the same whether the file exists or not."""
+    url, weights, _ = demo_app
+    existing = _img(tmp_path / 'secret.png', _rand((32, 32, 3), 12))
+    outs = {name: _raw_call(url, ['sr', 'restore', {'path': path}, 0])
+            for name, path in (('existing', existing), ('missing', str(tmp_path / 'missing.png')),
+                               ('weights', str(weights / 'srresnet_x4_baseline.safetensors')))}
+    from restore_dhp.demo import UPLOAD_REFUSED
+    for name, out in outs.items():
+        assert out[0] == f'⚠️ {UPLOAD_REFUSED}', (name, out[0])
+        assert all(o is None for o in out[3:]), name   # no image comes back
+    from gradio.utils import get_upload_folder
+    escape = str(Path(get_upload_folder()) / '..' / Path(existing).relative_to('/'))
+    assert _raw_call(url, ['sr', 'restore', {'path': escape}, 0])[0] == f'⚠️ {UPLOAD_REFUSED}'
+
+
+def test_examples_are_served_from_the_upload_cache(demo_app):
+    """The page's examples are copies Gradio keeps in its cache, so choosing one still works."""
+    import json
+    import urllib.request
+    url, _, _ = demo_app
+    with urllib.request.urlopen(url.rstrip('/') + '/config', timeout=60) as r:
+        config = json.load(r)
+    samples = [c['props']['samples'] for c in config['components'] if c.get('type') in ('dataset', 'examples')]
+    first = samples[0][0][0]
+    out = _raw_call(url, ['sr', 'simulate', first, 0])
+    assert out[0].startswith('**Done'), out[0]
+
+
+def test_16bit_input_is_restored_alike_by_infer_and_the_demo(client, demo_app, tmp_path, capsys):
+    """The same 16-bit RGB file: the demo shows exactly infer's 16-bit result reduced to 8-bit, same notice."""
+    from restore_dhp.data.imageio import NOTICE_16BIT, to_uint8
+    from restore_dhp.infer import main as infer_main
+    _, weights, _ = demo_app
+    rgb16 = tmp_path / 'in' / 'rgb16.png'
+    rgb16.parent.mkdir()
+    cv2.imwrite(str(rgb16), np.random.default_rng(13).integers(0, 65536, (24, 20, 3)).astype(np.uint16))
+    assert infer_main(['--weights', str(weights / 'srresnet_x4_baseline.safetensors'), '--input', str(rgb16),
+                       '--output', str(tmp_path / 'out'), '--device', 'cpu', '--quiet']) == 0
+    assert NOTICE_16BIT in capsys.readouterr().err
+    written = cv2.imread(str(tmp_path / 'out' / 'rgb16.png'), cv2.IMREAD_UNCHANGED)
+    assert written.dtype == np.uint16
+    from_infer = to_uint8(cv2.cvtColor(written, cv2.COLOR_BGR2RGB))
+    out = _call(client, 'sr', 'restore', rgb16)
+    assert NOTICE_16BIT in out[0], out[0]
+    from_demo = _load(_sliders(out, 'sr')[0][1])
+    diff = np.abs(from_demo.astype(int) - from_infer.astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.999, (diff.max(), (diff == 0).mean())

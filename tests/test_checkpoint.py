@@ -182,3 +182,60 @@ def test_aliases_and_forms_come_from_the_registry():
     assert archs.dhp_class_of('dncnn') is DnCNNDHP and archs.dhp_class_of('SRResNetCompact') is SRResNetDHP
     with pytest.raises(KeyError):
         archs.compact_class('edsr')
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'arch_kwargs': {'num_blocks': 2, 'num_feat': 20000}}, r'arch_kwargs\.num_feat=20000 is not an integer in \[1, 4096\]'),
+    ({'arch_kwargs': {'num_blocks': 100000, 'num_feat': 12}}, r'arch_kwargs\.num_blocks=100000 is not an integer'),
+    ({'widths': {'trunk': 6, 'block00': -4, 'block01': 9}}, r'widths\.block00=-4'),
+    ({'arch_kwargs': {'num_blocks': 2, 'num_feat': 'many'}}, r"arch_kwargs\.num_feat='many'"),
+    ({'arch_kwargs': {'num_blocks': 40, 'num_feat': 12}}, r'tensors do not match SRResNetCompact: missing'),
+    ({'arch_kwargs': {'num_blocks': 2, 'num_feat': 4000},
+      'widths': {'trunk': 4000, 'block00': 4000, 'block01': 4000}}, r'tensor convs\.\w+\.(weight|bias) has shape'),
+])
+def test_crafted_metadata_is_refused_before_anything_is_built(sr_ckpt, tmp_path, monkeypatch, change, message):
+    """Widths, channels and block counts are bounded and must agree with the tensor shapes before a module is
+    built: a crafted file gets one line (and no real-device constructor ever runs)."""
+    _, path = sr_ckpt
+    meta, tensors = _raw(path)
+    meta = dict(meta, **{k: json.dumps(v) for k, v in change.items()})
+    bad = tmp_path / 'crafted.safetensors'
+    save_file(tensors, str(bad), metadata=meta)
+    built = []
+    original = SRResNetCompact.__init__
+
+    def spy(self, *a, **kw):
+        built.append(torch.empty(0).device.type)   # the default device the module is built on
+        original(self, *a, **kw)
+    monkeypatch.setattr(SRResNetCompact, '__init__', spy)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_compact(bad)
+    assert '\n' not in str(err.value) and 'crafted.safetensors' in str(err.value)
+    assert all(device == 'meta' for device in built), built
+
+
+def test_a_crafted_file_allocates_no_more_than_its_tensors(sr_ckpt, tmp_path):
+    """In a fresh process, loading a file that claims 4000-channel convs (1.2 GB if built) over tiny tensors
+    peaks no higher than loading the genuine file does (within 64 MB)."""
+    import os
+    import subprocess
+    import sys
+    _, path = sr_ckpt
+    meta, tensors = _raw(path)
+    bad = tmp_path / 'crafted.safetensors'
+    save_file(tensors, str(bad), metadata=dict(meta, arch_kwargs=json.dumps({'num_blocks': 2, 'num_feat': 4000}),
+                                             widths=json.dumps({'trunk': 4000, 'block00': 4000, 'block01': 4000})))
+    code = ('import sys, restore_dhp\nfrom restore_dhp.checkpoint import CheckpointError, load_compact\n'
+            'try:\n    load_compact(sys.argv[1])\nexcept CheckpointError as e:\n    print(e)\n')
+
+    def peak(file):
+        proc = subprocess.Popen([sys.executable, '-c', code, str(file)], stdout=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        out = proc.stdout.read().decode()
+        proc.stdout.close()
+        assert os.waitstatus_to_exitcode(status) == 0
+        return usage.ru_maxrss * 1024, out
+    genuine, _ = peak(path)
+    crafted, message = peak(bad)
+    assert 'has shape' in message
+    assert crafted < genuine + 64 * 2**20, (genuine / 2**20, crafted / 2**20)

@@ -133,3 +133,34 @@ def test_write_png_round_trips_and_leaves_the_array_unchanged(tmp_path, dtype):
     write_png(tmp_path / 'v.png', rgb[:, ::2])                  # a view: written through a copy
     assert np.array_equal(decode_image(tmp_path / 'v.png').pixels, rgb[:, ::2])
     assert sorted(p.name for p in tmp_path.iterdir()) == ['sub', 'v.png']  # no temporary file left
+
+
+def _with_orientation(im: Image.Image, path, orientation: int, **kw):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    im.save(path, exif=exif.tobytes(), **kw)
+    return path
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_exif_orientation_is_applied_as_a_viewer_does(tmp_path, orientation):
+    from PIL import ImageOps
+    rgb = np.random.default_rng(orientation).integers(0, 256, (5, 8, 3), dtype=np.uint8)
+    path = _with_orientation(Image.fromarray(rgb), tmp_path / 'o.png', orientation)   # PNG eXIf: lossless
+    d = decode_image(path)
+    with Image.open(path) as im:
+        shown = np.asarray(ImageOps.exif_transpose(im))
+    assert np.array_equal(d.pixels, shown)
+    assert d.notices == ([] if orientation == 1 else
+                         [f'EXIF orientation {orientation} applied (rotated/mirrored as the camera recorded)'])
+
+
+def test_exif_orientation_6_jpeg_is_upright(tmp_path):
+    """The phone-photo case: stored landscape, orientation 6 (rotate 90° clockwise to show)."""
+    img = np.zeros((40, 64, 3), np.uint8)
+    img[:, :8] = 255                                   # a white band on the stored left edge
+    path = _with_orientation(Image.fromarray(img), tmp_path / 'phone.jpg', 6, quality=95)
+    d = decode_image(path)
+    assert d.pixels.shape == (64, 40, 3)               # shown portrait
+    assert d.pixels[:8].mean() > 200 and d.pixels[-8:].mean() < 50   # the band is now on top
+    assert any('EXIF orientation 6 applied' in n for n in d.notices)

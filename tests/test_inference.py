@@ -243,3 +243,59 @@ def test_gray_input_to_rgb_model_is_luma_of_outputs(sr_ckpt):
     out = restore_image(model, gray, tile=8, overlap=4)
     assert out.shape == (80, 96)
     assert np.array_equal(out, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+
+
+def _one_error_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith('error: ') and 'Traceback' not in err[0], err
+    return err[0]
+
+
+def test_memory_is_budgeted_from_the_header_before_anything_runs(tmp_path, sr_ckpt, capsys):
+    """A 20000×20000 PNG (only its header is real) is refused in one line naming the limit and the flag."""
+    from test_imageio import png_header_only
+    (tmp_path / 'in').mkdir()
+    (tmp_path / 'in' / 'huge.png').write_bytes(png_header_only(20000, 20000))
+    _write(tmp_path / 'in' / 'small.png', _rand((8, 8, 3)))
+    args = ['--weights', str(sr_ckpt), '--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'out'),
+            '--device', 'cpu', '--quiet']
+    assert infer_main(args + ['--max-memory-gb', '8']) == 2
+    line = _one_error_line(capsys)
+    assert 'huge.png: 20000×20000 needs about' in line and 'over the memory limit of 8.0 GB' in line, line
+    assert 'raise it with --max-memory-gb' in line, line
+    assert not (tmp_path / 'out').exists()      # nothing created, nothing computed
+    (tmp_path / 'in' / 'huge.png').write_bytes(png_header_only(60000, 60000))   # ~170 GB: over any default
+    assert infer_main(args) == 2
+    assert 'over the memory limit of' in _one_error_line(capsys)
+
+
+def test_memory_estimate_grows_with_the_output_and_the_tile():
+    from restore_dhp.complexity import build_meta
+    from restore_dhp.data.imageio import ImageHeader
+    from restore_dhp.run_model import estimate_memory
+    net = build_meta('SRResNetCompact', None, num_blocks=2, num_feat=16)
+    small, large = (estimate_memory(ImageHeader(s, s, 3, 1, False), net, 64) for s in (1000, 2000))
+    assert large['output'] == 4 * small['output'] == 4 * (4000 * 4000 * 3)
+    assert large['tile'] == small['tile'] > 0          # one tile's working memory does not grow with the image
+    assert estimate_memory(ImageHeader(1000, 1000, 3, 1, False), net, 128)['tile'] > small['tile']
+    assert estimate_memory(ImageHeader(1000, 1000, 3, 2, False), net, 64)['output'] == 2 * small['output']
+
+
+@pytest.mark.parametrize('where', ['under_a_file', 'proc', 'unwritable'])
+def test_output_folder_that_cannot_be_made_fails_before_any_image(tmp_path, dn_ckpt, capsys, monkeypatch, where):
+    import restore_dhp.infer as infer
+    _write(tmp_path / 'a.png', _rand((8, 8)))
+    (tmp_path / 'file').write_text('x')
+    out = {'under_a_file': tmp_path / 'file' / 'sub', 'proc': '/proc/self/restore_dhp_out',
+           'unwritable': tmp_path / 'ro'}[where]
+    if where == 'unwritable':   # as root a read-only mode does not stop writes; make the probe fail instead
+        def refuse(*a, **k):
+            raise PermissionError(13, 'Permission denied')
+        monkeypatch.setattr(infer.tempfile, 'TemporaryFile', refuse)
+    computed = []
+    monkeypatch.setattr(infer, 'restore_image', lambda *a, **k: computed.append(1))
+    assert infer_main(['--weights', str(dn_ckpt), '--input', str(tmp_path / 'a.png'), '--output', str(out),
+                       '--device', 'cpu', '--quiet']) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f'error: --output {out}: cannot write there ('), line
+    assert computed == []

@@ -90,3 +90,120 @@ def test_a_list_of_folders_is_checked_folder_by_folder(tmp_path, capsys):
     (tmp_path / 'second').mkdir()
     opt['datasets']['train']['dataroot_gt'] = [str(make_images(tmp_path / 'first')), str(tmp_path / 'second')]
     _fails_before_training(tmp_path, write_options(tmp_path, opt), capsys, str(tmp_path / 'second'), 'no images')
+
+
+def _set(path, value):
+    """An edit of the options: ``path`` as 'a.b.c' set to ``value``."""
+    def edit(opt):
+        *parents, last = path.split('.')
+        node = opt
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return edit
+
+
+def _garbage_pretrain(opt, root):
+    (root / 'garbage.pth').write_bytes(b'this is not a checkpoint' * 10)
+    opt['path']['pretrain_network_g'] = str(root / 'garbage.pth')
+
+
+# the issue's table: each impossible value is refused in one line naming the key, before anything is created
+IMPOSSIBLE = [
+    ('sr', _set('datasets.train.batch_size_per_gpu', 0), 'option datasets.train.batch_size_per_gpu must be a positive integer, got 0'),
+    ('sr', _set('datasets.train.gt_size', 0), 'option datasets.train.gt_size must be a positive integer, got 0'),
+    ('sr', _set('datasets.train.gt_size', 400), 'option datasets.train.gt_size=400 is larger than every training image'),
+    ('sr', _set('datasets.train.gt_size', 18), 'option datasets.train.gt_size=18 must be a multiple of scale=4'),
+    ('dn', _set('datasets.train.sigma', 'abc'), "option datasets.train.sigma must be a number >= 0 and <= 255, got 'abc'"),
+    ('dn', _set('datasets.train.sigma', -70), 'option datasets.train.sigma must be a number >= 0 and <= 255, got -70'),
+    ('sr', _set('train.optim_g.lr', 'fast'), "option train.optim_g.lr must be a number > 0, got 'fast'"),
+    ('sr', _garbage_pretrain, 'option path.pretrain_network_g: '),
+    ('sr', _set('train.scheduler.type', 'StepLR'), "option train.scheduler.type must be one of MultiStepLR, "
+                                                   "MultiStepRestartLR, CosineAnnealingRestartLR, got 'StepLR'"),
+    ('sr', _set('train.optim_g.type', 'Adamm'), "option train.optim_g.type must be one of Adam, got 'Adamm'"),
+    ('sr', _set('train.pixel_opt.type', 'L1Los'), "option train.pixel_opt.type must be a registered loss (did you "
+                                                  "mean L1Loss?), got 'L1Los'"),
+    ('sr', _set('network_g.num_feat', 0), 'option network_g.num_feat must be an integer in [1, 4096], got 0'),
+    ('dn', _set('network_g.num_layers', -3), 'option network_g.num_layers must be an integer in [1, 256], got -3'),
+    ('sr', _set('datasets.train.cache', 'yes please'), "option datasets.train.cache must be one of true, false, gpu, "
+                                                       "got 'yes please'"),
+    ('sr', _set('name', '../../x'), "option name must be a plain folder name"),
+    ('sr', _set('name', '/tmp/x'), "option name must be a plain folder name"),
+    ('sr', _set('datasets.train.use_rot', 'yes'), "option datasets.train.use_rot must be true or false, got 'yes'"),
+    ('sr', _set('network_g.type', 'SRResNetDH'), 'option network_g.type must be a registered architecture (did you '
+                                                 'mean SRResNetDHP?)'),
+    ('sr', _set('datasets.val.type', 'Nope'), 'option datasets.val.type must be a registered dataset'),
+    ('sr', _set('logger.print_freq', 0), 'option logger.print_freq must be a positive integer, got 0'),
+]
+
+
+@pytest.mark.parametrize('kind, edit, message', IMPOSSIBLE, ids=[m.split(' must')[0].split(':')[0].split('=')[0]
+                                                                 + f'-{i}' for i, (_, _, m) in enumerate(IMPOSSIBLE)])
+def test_impossible_values_are_refused_naming_the_key(tmp_path, capsys, kind, edit, message):
+    opt = sr_options(tmp_path) if kind == 'sr' else dncnn_options(tmp_path)
+    if edit is _garbage_pretrain:
+        edit(opt, tmp_path)
+    else:
+        edit(opt)
+    _fails_before_training(tmp_path, write_options(tmp_path, opt), capsys, message)
+
+
+def test_more_gpus_than_the_machine_has_are_refused(tmp_path, capsys):
+    import torch
+    opt = sr_options(tmp_path)
+    opt['num_gpu'] = torch.cuda.device_count() + 3
+    _fails_before_training(tmp_path, write_options(tmp_path, opt), capsys, 'option num_gpu must be auto or an integer in '
+                           f'[0, {torch.cuda.device_count()}]', f'got {opt["num_gpu"]}')
+
+
+def test_wandb_without_the_package_is_refused(tmp_path, capsys, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'wandb' else real(name, *a))
+    opt = sr_options(tmp_path)
+    opt['logger']['wandb'] = {'project': 'dhp', 'resume_id': None}
+    _fails_before_training(tmp_path, write_options(tmp_path, opt), capsys,
+                           'option logger.wandb: wandb is not installed; pip install wandb, or remove logger.wandb')
+
+
+def _train_with(root, opt_path, capsys, *extra):
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        code = train_main(['-opt', str(opt_path), *extra])
+    finally:
+        os.chdir(cwd)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    return code, err
+
+
+@pytest.mark.parametrize('force, message', [
+    (['datasets:train:batch_size_per_gpu=0'], 'option datasets.train.batch_size_per_gpu must be a positive integer'),
+    (['name=../escaped'], 'option name must be a plain folder name'),
+    (['train:optim_g:lr=fast'], "option train.optim_g.lr must be a number > 0, got 'fast'"),
+    (['train:scheduler:milestones=[__import__("os").getpid()]'], 'a list must be a literal'),
+    (['name"]=1;import os;x=opt["name'], 'write key:subkey=value (one =)'),
+    (['name"][0:0]+__import__("os").getcwd()+opt["name=x'], 'the key must be plain names'),
+    (['nosuch:key=1'], 'option nosuch is not a section'),
+])
+def test_force_yml_values_are_checked_and_nothing_is_renamed(tmp_path, capsys, force, message):
+    """--force_yml overrides are checked like the file, before BasicSR archives the previous run's folder."""
+    previous = tmp_path / 'experiments' / 'tiny_sr'
+    previous.mkdir(parents=True)
+    (previous / 'train.log').write_text('the previous run')
+    code, err = _train_with(tmp_path, write_options(tmp_path, sr_options(tmp_path)), capsys, '--force_yml', *force)
+    assert code == 2 and len(err) == 1 and message in err[0] and 'with --force_yml' in err[0], err
+    assert sorted(p.name for p in (tmp_path / 'experiments').iterdir()) == ['tiny_sr']   # not *_archived_*
+    assert (previous / 'train.log').read_text() == 'the previous run'
+
+
+def test_force_yml_applies_values_as_basicsr_does(tmp_path):
+    from restore_dhp.options import apply_force_yml
+    opt = sr_options(tmp_path)
+    forced = apply_force_yml(opt, ['train:ema_decay=0.999', 'train:scheduler:milestones=[10, 20]', 'val:save_img=true',
+                                   'path:resume_state=~', 'train:total_iter=7'])
+    assert forced['train']['ema_decay'] == 0.999 and forced['train']['scheduler']['milestones'] == [10, 20]
+    assert forced['val']['save_img'] is True and forced['path']['resume_state'] is None
+    assert forced['train']['total_iter'] == 7 and opt['train']['total_iter'] == 12   # the original is unchanged
+    path = write_options(tmp_path, opt)
+    assert validate_file(path, force_yml=['train:total_iter=3'])['train']['total_iter'] == 3

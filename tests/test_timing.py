@@ -71,3 +71,17 @@ def test_checkpoint_measured_in_a_fresh_process(tmp_path):
     assert abs(here['peak_memory_mb'] - there['peak_memory_mb']) <= 0.05 * here['peak_memory_mb']
     with pytest.raises(Exception, match='no such file'):
         measure_checkpoint_isolated(str(tmp_path / 'missing.safetensors'), inputs, 'cpu', 1, 0)
+
+
+def test_profiler_is_quiet_on_stderr():
+    """No kineto 'USDT'/'STAGE' progress lines, no 'gpuGetDeviceCount failed' on a CPU machine (issue 21)."""
+    import subprocess
+    import sys
+    code = ('import torch\nfrom restore_dhp.timing import measure\n'
+            'm = measure(torch.nn.Conv2d(3, 3, 3), torch.rand(1, 3, 16, 16), repeats=1, warmup=0)\n'
+            'assert m.peak_memory_bytes\n')
+    env = {k: v for k, v in os.environ.items() if k != 'KINETO_LOG_LEVEL'}
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, env=env,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0, r.stderr
+    assert 'USDT' not in r.stderr and 'gpuGetDeviceCount' not in r.stderr and 'STAGE' not in r.stderr, r.stderr

@@ -216,8 +216,8 @@ def test_two_process_gloo_training(tmp_path):
 
 @pytest.mark.parametrize('edit,message', [
     (lambda o: o.update(bogus=1), 'unknown option bogus'),
-    (lambda o: o['train'].update(total_iter='ten'), 'train.total_iter must be int'),
-    (lambda o: o['train'].update(freeze_bn_iter=-1), 'train.freeze_bn_iter must be >= 0'),
+    (lambda o: o['train'].update(total_iter='ten'), 'train.total_iter must be a positive integer'),
+    (lambda o: o['train'].update(freeze_bn_iter=-1), 'train.freeze_bn_iter must be a non-negative integer'),
     (lambda o: o['datasets']['train'].update(dataroot_gt='/no/such/folder'), 'datasets.train.dataroot_gt'),
     (lambda o: o['dhp'].update(target_ratio=1.5), r'dhp.target_ratio must be in (0, 1]'),
     (lambda o: o['dhp'].update(target_ratio=0), r'dhp.target_ratio must be in (0, 1]'),

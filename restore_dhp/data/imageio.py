@@ -14,10 +14,14 @@ any pixel is decoded):
 * palette images are expanded to RGB;
 * transparency (RGBA, gray + alpha, palette or colour-key transparency) is
   composited on white, with the notice ``transparency composited on white``;
-* 16-bit files stay 16-bit; a consumer that works in 8 bit reduces them with
-  :func:`to_uint8` (``round(v / 257)``), with the notice ``16-bit image reduced to 8-bit``;
+* 16-bit files stay 16-bit: ``infer`` and the demo's *restore* mode run the model on them at
+  16-bit precision (notice :data:`NOTICE_16BIT`); ``infer`` writes a 16-bit PNG, the demo shows the
+  result reduced to 8 bit.  A consumer that works in 8 bit (training sets, benchmarks, the demo's
+  *simulate* mode) reduces them with :func:`to_uint8` (``round(v / 257)``), with the notice
+  ``16-bit image reduced to 8-bit``;
 * an animated or multi-page file gives its first frame, with a notice;
-* EXIF orientation is not applied: pixels are used as stored.
+* EXIF orientation (JPEG, TIFF, WebP, PNG ``eXIf``) is applied, as a photo viewer shows the
+  image, with the notice ``EXIF orientation N applied (rotated/mirrored as the camera recorded)``.
 
 Conventions: images are numpy ``uint8`` (or ``uint16``) arrays, RGB channel
 order, ``HxWx3`` (or ``HxW`` for gray).  Gray conversion uses BT.601 luma
@@ -42,6 +46,9 @@ import cv2
 import numpy as np
 from basicsr.utils.matlab_functions import imresize
 from PIL import Image, UnidentifiedImageError
+
+from ..fileio import atomic_path
+from .orientation import apply_orientation, exif_orientation, notice_orientation, orientation_of
 
 logger = logging.getLogger(__name__)
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.ppm', '.pgm', '.webp', '.gif')
@@ -78,6 +85,7 @@ class ImageHeader:
     bytes_per_sample: int   # 1 or 2
     gray: bool
     frames: int = 1
+    orientation: int = 1    # EXIF orientation tag (1 = as stored)
 
     @property
     def decoded_bytes(self) -> int:
@@ -94,9 +102,11 @@ def read_header(data: bytes, name: str = 'image') -> ImageHeader:
         width, height = int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
         depth, colour = data[24], data[25]
         channels, gray = _PNG_COLOUR.get(colour, (4, False))
-        if b'tRNS' in data[:max(data.find(b'IDAT'), 0)]:
+        chunks = data[:max(data.find(b'IDAT'), 0)]
+        if b'tRNS' in chunks:
             channels = 4  # transparency chunk: decoded with an alpha channel
-        return ImageHeader(width, height, channels, 2 if depth == 16 else 1, gray)
+        orientation = exif_orientation(data) if b'eXIf' in chunks else 1
+        return ImageHeader(width, height, channels, 2 if depth == 16 else 1, gray, orientation=orientation)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', Image.DecompressionBombWarning)
@@ -104,7 +114,7 @@ def read_header(data: bytes, name: str = 'image') -> ImageHeader:
                 bands = 4 if im.mode in ('P', 'PA') else len(im.getbands())  # palettes decode to BGR(A)
                 wide = im.mode.startswith('I;16') or im.mode in ('I', 'F')
                 return ImageHeader(im.width, im.height, bands, 2 if wide else 1, im.mode in GRAY_MODES,
-                                   getattr(im, 'n_frames', 1))
+                                   getattr(im, 'n_frames', 1), orientation_of(im))
     except Image.DecompressionBombError:
         raise ImageReadError(f'{name}: image dimensions are implausibly large (over '
                              f'{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels)') from None
@@ -112,9 +122,27 @@ def read_header(data: bytes, name: str = 'image') -> ImageHeader:
         raise ImageReadError(f'{name}: not a readable image (corrupt or unsupported format)') from None
 
 
+def read_file_header(path: str | os.PathLike, prefix_bytes: int = 1 << 20) -> ImageHeader:
+    """:func:`read_header` of a file, from its first ``prefix_bytes`` (the whole file only if the header
+    is not in them, e.g. a TIFF whose directory is at the end).  Raises :class:`ImageReadError`."""
+    path = str(path)
+    try:
+        with open(path, 'rb') as f:
+            data = f.read(prefix_bytes)
+            try:
+                return read_header(data, path)
+            except ImageReadError:
+                if len(data) < prefix_bytes:
+                    raise
+                return read_header(data + f.read(), path)
+    except OSError as e:
+        raise ImageReadError(f'{path}: cannot be read ({e.strerror or e})') from None
+
+
 GRAY_MODES = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')
 NOTICE_ALPHA = 'transparency composited on white'
 NOTICE_16BIT_TO_8BIT = '16-bit image reduced to 8-bit'
+NOTICE_16BIT = '16-bit image restored at 16-bit precision'
 NOTICE_FIRST_FRAME = 'animated or multi-page image: only the first frame is used'
 
 
@@ -152,6 +180,9 @@ def decode_image(path: str | os.PathLike, max_bytes: int | None = None) -> Decod
             img = composite_on_white(img)
             notices.append(NOTICE_ALPHA)
         img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY if header.gray else cv2.COLOR_BGR2RGB)
+    if header.orientation != 1:
+        img = apply_orientation(img, header.orientation)
+        notices.append(notice_orientation(header.orientation))
     return DecodedImage(np.ascontiguousarray(img), notices)
 
 
@@ -205,22 +236,17 @@ def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
     ``path``.  Memory: OpenCV streams the PNG to the file, and a writable RGB array is swapped to
     OpenCV's BGR order in place for the write and back afterwards, so no second full-size copy is made.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp.png')  # OpenCV picks the format by extension
     in_place = img.ndim == 3 and img.flags.writeable and img.flags.c_contiguous
     bgr = img if img.ndim == 2 or in_place else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     if in_place:
         cv2.cvtColor(img, cv2.COLOR_RGB2BGR, dst=img)
     try:
-        ok = cv2.imwrite(str(tmp), bgr)
+        with atomic_path(path) as tmp:  # the temporary name ends in .png: OpenCV picks the format by extension
+            if not cv2.imwrite(str(tmp), bgr):
+                raise ValueError(f'Cannot write PNG {path}')
     finally:
         if in_place:
             cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
-    if not ok:
-        tmp.unlink(missing_ok=True)
-        raise ValueError(f'Cannot write PNG {path}')
-    os.replace(tmp, path)
 
 
 def to_rgb3(img: np.ndarray) -> np.ndarray:

@@ -44,6 +44,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..checkpoint import read_metadata, save_compact
 from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES, DHPPruner
+from ..fileio import write_text
 from .restoration_model import OptionError, RestorationModel
 
 COMPACT_FILE = 'compact_search.safetensors'
@@ -252,8 +253,7 @@ class DHPSearchModel(RestorationModel):
         models_dir = self.opt['path']['models']
         info = {'experiment': self.opt['name'], 'stage': 'search', **self.search_record}
         save_compact(compact, os.path.join(models_dir, COMPACT_FILE), info=info)
-        with open(os.path.join(models_dir, SUMMARY_FILE), 'w') as f:
-            json.dump(self.search_record, f, indent=2)
+        write_text(os.path.join(models_dir, SUMMARY_FILE), json.dumps(self.search_record, indent=2))
 
     def save_safetensors(self, current_iter, info=None):
         if self.phase != 'finetune':

@@ -43,6 +43,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..archs.forms import CompactForm
 from ..checkpoint import load_state_checked, read_metadata, read_tensors, save_compact
+from ..fileio import atomic_path
 from ..timing import device_name
 from .train_step import TrainStep, parse_step_options
 
@@ -238,6 +239,5 @@ class RestorationModel(SRModel):
 
 
 def _atomic_save(obj, path: str) -> None:
-    tmp = f'{path}.tmp'
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
