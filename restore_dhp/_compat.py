@@ -1,35 +1,81 @@
-"""Small, documented fixes that let BasicSR 1.4.2 run on current torchvision.
+"""Small, documented fixes that let BasicSR 1.4.2 run on current torchvision, and start quickly.
 
 BasicSR 1.4.2 (the latest release on PyPI) imports
 ``torchvision.transforms.functional_tensor``, a private module that
 torchvision 0.17 renamed to ``torchvision.transforms._functional_tensor``; the
-old name was removed in 0.19.  Importing BasicSR then fails.  We register the
-old name as an alias of the new module *before* BasicSR is first imported (the
-function is called at the top of :mod:`restore_dhp`).  Nothing of BasicSR is
-copied or patched on disk; when a BasicSR release fixes the import, the alias
-is simply unused.
+old name was removed in 0.19.  Importing BasicSR then fails.  We let the old
+name resolve to the new module: :func:`install_torchvision_alias` adds an
+import finder (called at the top of :mod:`restore_dhp`) that answers only
+that one name, only when torchvision itself lacks it, and only when something
+imports it, so nothing of torchvision is loaded in advance.  Nothing of
+BasicSR is copied or patched on disk; when a BasicSR release fixes the import,
+the finder is simply never asked.
+
+BasicSR's package ``__init__`` imports all of BasicSR (every architecture,
+torchvision's model zoo, losses, models): seconds before a command can print
+its ``--help``.  Our architectures and datasets need only its registries, and
+the image code its MATLAB-style ``imresize``, two files that import nothing of
+BasicSR.  :func:`basicsr_module` loads such a file under its own name without
+running the package ``__init__``; a later full ``import basicsr`` (training,
+BasicSR's test pipeline) finds the same module object in ``sys.modules``, so
+what was registered stays registered.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import os
 import sys
+from pathlib import Path
+from types import ModuleType
 
 _OLD = 'torchvision.transforms.functional_tensor'
 _NEW = 'torchvision.transforms._functional_tensor'
+#: BasicSR files that import nothing of BasicSR, so they load without its package ``__init__``
+BASICSR_LEAVES = ('basicsr.utils.registry', 'basicsr.utils.matlab_functions')
+
+
+class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolves :data:`_OLD` to :data:`_NEW` when the real finders (asked first) do not find it."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        return importlib.util.spec_from_loader(fullname, self) if fullname == _OLD else None
+
+    def create_module(self, spec):
+        return importlib.import_module(_NEW)
+
+    def exec_module(self, module):
+        pass
 
 
 def install_torchvision_alias() -> bool:
-    """Make ``torchvision.transforms.functional_tensor`` importable. Returns True if an alias was added."""
-    if _OLD in sys.modules:
+    """Make ``torchvision.transforms.functional_tensor`` importable (on first use). True if the finder was added."""
+    if any(isinstance(f, _AliasFinder) for f in sys.meta_path):
         return False
-    try:
-        importlib.import_module(_OLD)
-        return False
-    except ImportError:
-        pass
-    sys.modules[_OLD] = importlib.import_module(_NEW)
+    sys.meta_path.append(_AliasFinder())  # last: torchvision's own module wins where it still exists
     return True
+
+
+def basicsr_module(name: str) -> ModuleType:
+    """A module of :data:`BASICSR_LEAVES`, loaded without BasicSR's package ``__init__`` if that has not run."""
+    if name not in BASICSR_LEAVES:
+        raise ValueError(f'{name} is not one of the BasicSR files that load on their own: {BASICSR_LEAVES}')
+    if name in sys.modules or 'basicsr' in sys.modules:
+        return importlib.import_module(name)
+    spec = importlib.util.find_spec('basicsr')
+    if spec is None or spec.origin is None:
+        raise ImportError('BasicSR is not installed: pip install --no-deps basicsr==1.4.2 (see README)')
+    file = Path(spec.origin).parent.joinpath(*name.split('.')[1:]).with_suffix('.py')
+    leaf = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(leaf)
+    sys.modules[name] = module
+    try:
+        leaf.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def _load_state(path: str) -> dict:

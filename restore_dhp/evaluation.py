@@ -22,9 +22,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from basicsr.utils.matlab_functions import imresize
 from tqdm import tqdm
 
+from ._compat import basicsr_module
 from .catalogue import model_label
 from .checkpoint import load_compact, read_metadata
 from .complexity import metadata_complexity
@@ -33,6 +33,8 @@ from .deploy import prepare
 from .metrics import denoise_metrics, sr_metrics
 from .run_model import forward_tiled, tensor_to_image
 from .timing import measure
+
+imresize = basicsr_module('basicsr.utils.matlab_functions').imresize  # without importing all of BasicSR
 
 EVAL_OVERLAP = 32  # input pixels of context around each tile when evaluating in tiles
 

@@ -43,6 +43,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from restore_dhp.cli import prog
 from restore_dhp.data.imageio import (bicubic_downscale, is_image_file, list_images, lr_candidates, modcrop,
                                       read_image, write_png)
 from restore_dhp.data.sets import SETS, SetSpec, holdout_split, link_sr291, where_to_get
@@ -314,7 +315,7 @@ def verify_manifest(dest: Path) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog='python -m restore_dhp.prepare_data', description=__doc__.split('\n\n')[0],
+    ap = argparse.ArgumentParser(prog=prog('prepare_data'), description=__doc__.split('\n\n')[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--source', help='folder with downloaded archives and/or extracted image folders')
     ap.add_argument('--dest', required=True, help='output root (e.g. datasets/)')

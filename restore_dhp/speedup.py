@@ -36,6 +36,7 @@ from torch import fx, nn
 
 from .catalogue import PAPER_REFERENCE, TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
+from .cli import prog
 from .complexity import ARCH_ALIASES, build_meta, count_flops
 from .deploy import BACKENDS, PRECISIONS, DeployError, ort, prepare
 from .timing import device_name, measure_side_by_side
@@ -317,7 +318,7 @@ def _conv_macs(conv: nn.Conv2d, out_shape: tuple) -> int:
 
 # ----------------------------------------------------------------------------- entry
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m restore_dhp.speedup', description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(prog=prog('speedup'), description=__doc__.split('\n')[0],
                                 epilog='\n'.join(__doc__.split('\n')[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
