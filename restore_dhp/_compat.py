@@ -130,6 +130,10 @@ def install_basicsr_cpu_fixes() -> None:
       file exists.  (Our models also write both atomically: see
       :class:`restore_dhp.models.restoration_model.RestorationModel`.)
 
+    * ``basicsr.utils.MessageLogger`` (as imported by ``basicsr.train``) estimates the time left as
+      ``(total_iter - iter - 1)`` iterations, so the last log line of a run read ``eta: -1 day, 23:59:..``;
+      ours never counts below zero iterations.
+
     DDP wrapping without CUDA device ids is handled in ``RestorationModel`` too.
     BasicSR and torch are imported here, not at the top: this module must run before BasicSR's first import.
     """
@@ -149,6 +153,48 @@ def install_basicsr_cpu_fixes() -> None:
             raise ValueError(f'launcher {launcher!r} needs CUDA; use --launcher pytorch (torchrun) on CPU')
         dist.init_process_group(backend='gloo', **kwargs)
 
+    class MessageLogger(bsr_train.MessageLogger):
+        def __call__(self, log_vars):
+            total = self.max_iters
+            self.max_iters = max(total, log_vars['iter'] + 1)  # ETA 0 on the last iteration, not -1 iteration
+            try:
+                super().__call__(log_vars)
+            finally:
+                self.max_iters = total
+
     bsr_options.init_dist = init_dist
     bsr_train.load_resume_state = _load_resume_state
+    bsr_train.MessageLogger = MessageLogger
     bsr_options._restore_dhp_patched = True
+
+
+def install_safetensors_loading() -> None:
+    """Let BasicSR's own models (``model_type: SRModel``, ...) load compact ``.safetensors`` checkpoints.
+
+    BasicSR's ``BaseModel.load_network`` reads with ``torch.load(path, map_location=<a function>)``, which
+    current torch refuses for safetensors files ("Loading safetensors file with callable map_location is
+    not supported").  The replacement reads a ``.safetensors`` path with the project's checked loader
+    and hands every other path to BasicSR's own.  Installed when :mod:`restore_dhp.models` is imported.
+    BasicSR's ``SRModel`` builds ``network_g`` from the option file, so a pruned file needs its widths
+    there; ``RestorationModel`` takes them from the file (a mismatch says so).
+    """
+    from basicsr.models.base_model import BaseModel
+    from basicsr.utils import get_root_logger
+
+    if getattr(BaseModel.load_network, '_restore_dhp', False):
+        return
+    original = BaseModel.load_network
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        if not str(load_path).endswith('.safetensors'):
+            return original(self, net, load_path, strict, param_key)
+        from .checkpoint import CheckpointError, load_state_checked, read_tensors
+        try:
+            load_state_checked(self.get_bare_model(net), read_tensors(load_path), load_path)
+        except CheckpointError as e:
+            raise CheckpointError(f'{e}; BasicSR\'s {type(self).__name__} builds network_g at the option file\'s '
+                                  'widths: use model_type: RestorationModel, which reads them from the file') from None
+        get_root_logger().info(f'Loaded compact checkpoint {load_path}')
+
+    load_network._restore_dhp = True
+    BaseModel.load_network = load_network

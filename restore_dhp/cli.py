@@ -36,7 +36,8 @@ def usage() -> str:
     from . import __version__
     width = max(map(len, COMMANDS))
     lines = [f'usage: restore-dhp COMMAND [ARGS]   (restore_dhp {__version__}; "restore-dhp COMMAND --help" for '
-             'its options)', '', __doc__.split('\n')[0], '', 'commands:']
+             'its options)', '', 'Each command is also "python -m restore_dhp.<module>" (prepare-data: prepare_data).',
+             '', 'commands:']
     lines += [f'  {name:<{width}}  {text}' for name, (_, text) in COMMANDS.items()]
     return '\n'.join(lines)
 

@@ -51,7 +51,7 @@ def _onnx():
     try:
         import onnx
     except ImportError:  # optional: only export needs it
-        raise ExportError('ONNX export needs the onnx package: pip install "restore_dhp[deploy]"') from None
+        raise ExportError('ONNX export needs the onnx package: pip install onnx') from None
     return onnx
 
 
