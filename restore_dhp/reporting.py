@@ -147,6 +147,11 @@ def _intro(task: str, device: dict, timing: dict, run: dict) -> str:
                        'cropped')
     else:
         metric_desc = f'PSNR in dB on gray images, Gaussian noise σ={run["sigma_255"]:g} (0–255 scale)'
+    head = (f'**Measured on {device["label"]}.** {metric_desc}. GFLOPs and parameters at a 128×128 input '
+            '(paper convention: conv multiply-accumulates + activations/BN, for SR the low-resolution '
+            'input). FLOPs ratio = model FLOPs / the same architecture at full width. Runtime: ')
+    if not timing.get('num_images'):  # --no-timing
+        return f"{head}not measured ({timing.get('set_reason') or 'no images timed'}), nor memory."
     runtime = (f"{_count(timing.get('warmup'), 'warm-up run')}, then the median of "
                f"{_count(timing.get('repeats'), 'timed run')} per image, averaged over "
                f"{timing.get('num_images', 0)} image(s) of {timing.get('set')} ({timing.get('set_reason', '')}); "
@@ -155,10 +160,7 @@ def _intro(task: str, device: dict, timing: dict, run: dict) -> str:
     if len(others) > 1:
         runtime += ' (the fastest exact backend here; all models in total: ' + ', '.join(
             f'{b} {ms:.0f} ms' for b, ms in others.items()) + ')'
-    return (f'**Measured on {device["label"]}.** {metric_desc}. GFLOPs and parameters at a 128×128 input '
-            '(paper convention: conv multiply-accumulates + activations/BN, for SR the low-resolution '
-            'input). FLOPs ratio = model FLOPs / the same architecture at full width. Runtime: '
-            f"{runtime}; {timing.get('isolation', '')}. All runtime and memory figures are "
+    return (f"{head}{runtime}; {timing.get('isolation', '')}. All runtime and memory figures are "
             f'**{device["type"].upper()}** figures ({timing.get("method", "")}).')
 
 
