@@ -67,22 +67,26 @@ def onnx_metadata(model: nn.Module) -> dict[str, str]:
 
 
 def inline_shared_initializers(graph) -> int:
-    """Feed each ``Identity`` of an initializer's consumers from the initializer itself; returns how many.
+    """Feed the consumers of each ``Identity`` of an initializer from the initializer itself; returns how many.
 
-    The TorchScript exporter writes a parameter used by two layers (SRResNet's shared upsampler PReLU)
-    once and passes it to the second through an ``Identity`` node, which OpenCV DNN's parser refuses.
+    The TorchScript exporter writes a parameter used by several layers (SRResNet's shared PReLU) once and
+    passes it on through ``Identity`` nodes (chains of them), which OpenCV DNN's current parser refuses.
     """
     initializers = {t.name for t in graph.initializer}
     outputs = {o.name for o in graph.output}
-    dropped = [n for n in graph.node if n.op_type == 'Identity' and n.input[0] in initializers
-               and n.output[0] not in outputs]
-    renames = {n.output[0]: n.input[0] for n in dropped}
-    for node in dropped:
-        graph.node.remove(node)
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            node.input[i] = renames.get(name, name)
-    return len(dropped)
+    dropped = 0
+    while True:
+        found = [n for n in graph.node if n.op_type == 'Identity' and n.input[0] in initializers
+                 and n.output[0] not in outputs]
+        if not found:
+            return dropped
+        renames = {n.output[0]: n.input[0] for n in found}
+        for node in found:
+            graph.node.remove(node)
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                node.input[i] = renames.get(name, name)
+        dropped += len(found)
 
 
 def onnx_model_bytes(model: nn.Module, opset: int = OPSET) -> bytes:

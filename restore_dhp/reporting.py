@@ -23,14 +23,10 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import torch
 
 from .catalogue import PAPER_REFERENCE
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 # per task: (key in the metrics dicts, column label) - the first one is the table's headline metric
 METRIC_COLUMNS = {
@@ -209,6 +205,10 @@ def markdown(task: str, sets: list[str], rows: list[dict], device: dict, timing:
 
 def plot_psnr_vs_flops(path: Path, task: str, first_set: str, rows: list[dict], device: dict) -> None:
     """PSNR on ``first_set`` against GFLOPs: measured points solid, the paper's hollow with a dashed line."""
+    import matplotlib  # here, not at the top: only the plot needs it (most of a second to import)
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
     head = primary_metric(task)
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     by_arch: dict[str, list] = {}
