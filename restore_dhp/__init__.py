@@ -6,25 +6,27 @@ Library use (images are numpy arrays: ``uint8``/``uint16``, ``HxW`` gray or ``Hx
     out = restore_dhp.restore('photo.png', weights='weights/srresnet_x4_dhp40.safetensors')
 
 Importing the package is cheap: it loads nothing of torch or BasicSR.  Its
-architectures register in BasicSR's ``ARCH_REGISTRY`` when :mod:`restore_dhp.archs`
-is imported (every loader does that); :func:`register` registers the
-architectures, datasets and BasicSR models at once, as the ``train`` and
-``test`` entries do before BasicSR reads an option file.
+architectures, datasets and BasicSR models register in BasicSR's registries
+when :func:`register` runs: the ``train`` and ``test`` entries call it, and so
+does the first lookup of a name a registry does not hold (so ``import
+restore_dhp`` then BasicSR's ``build_network``/``build_dataset``/``build_model``
+works as with any BasicSR extension).  Importing :mod:`restore_dhp.archs`
+registers the architectures alone (every checkpoint loader does that).
 """
-from ._compat import BASICSR_LEAVES, basicsr_module, install_torchvision_alias
+from ._compat import install_torchvision_alias, register_on_lookup
 
 __version__ = '0.1.0'  # the one place: pyproject.toml reads it (dynamic version), ONNX metadata writes it
-
-install_torchvision_alias()
-basicsr_module(BASICSR_LEAVES[0])  # BasicSR's registries, without importing all of BasicSR
-
-_LAZY = {'restore': 'restore_dhp.api', 'load_checkpoint': 'restore_dhp.checkpoint',
-         'load_compact': 'restore_dhp.checkpoint'}
 
 
 def register() -> None:
     """Register restore_dhp's architectures, datasets and models in BasicSR's registries (imports BasicSR)."""
     from . import archs, data, models  # noqa: F401
+
+
+install_torchvision_alias()
+register_on_lookup(register)  # loads BasicSR's registries without importing all of BasicSR
+_LAZY = {'restore': 'restore_dhp.api', 'load_checkpoint': 'restore_dhp.checkpoint',
+         'load_compact': 'restore_dhp.checkpoint'}
 
 
 def __getattr__(name: str):

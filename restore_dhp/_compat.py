@@ -78,6 +78,27 @@ def basicsr_module(name: str) -> ModuleType:
     return module
 
 
+def register_on_lookup(register) -> None:
+    """Make BasicSR's registries call ``register()`` (once) when asked for a name they do not hold.
+
+    Importing restore_dhp stays cheap (registering the BasicSR models imports all of BasicSR), while
+    ``import restore_dhp`` followed by BasicSR's ``build_network``/``build_dataset``/``build_model``
+    finds our architectures, datasets and models as a BasicSR extension's import would register them.
+    """
+    registry = basicsr_module('basicsr.utils.registry').Registry
+    if getattr(registry.get, '_restore_dhp', False):
+        return
+    original, pending = registry.get, [True]
+
+    def get(self, name, *args, **kwargs):
+        if pending and name not in self._obj_map:
+            pending.clear()  # once, and not again from inside register()
+            register()
+        return original(self, name, *args, **kwargs)
+
+    get._restore_dhp = True
+    registry.get = get
+
 def _load_state(path: str) -> dict:
     import torch
     location = f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else 'cpu'

@@ -44,3 +44,12 @@ def test_only_self_contained_basicsr_files_load_alone():
 def test_alias_is_idempotent():
     from restore_dhp._compat import install_torchvision_alias
     assert install_torchvision_alias() is False  # already installed by the package import
+
+
+def test_import_then_basicsr_build_finds_our_components():
+    """As with any BasicSR extension: import the package, then BasicSR's builders know its names."""
+    code = ('import restore_dhp; from basicsr.models import build_model; from basicsr.archs import build_network; '
+            'from basicsr.utils.registry import MODEL_REGISTRY, DATASET_REGISTRY; '
+            'print(type(build_network({"type": "DnCNNCompact", "num_feat": 8})).__name__, '
+            'MODEL_REGISTRY.get("DHPSearchModel").__name__, DATASET_REGISTRY.get("SRBicubicDataset").__name__)')
+    assert _run(code) == 'DnCNNCompact DHPSearchModel SRBicubicDataset'
