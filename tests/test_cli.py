@@ -1,4 +1,5 @@
 """The restore-dhp command, start-up without BasicSR's heavy parts, and `python -m restore_dhp.X` without warnings."""
+import re
 import subprocess
 import sys
 import tomllib
@@ -72,3 +73,18 @@ print(sorted(m for m in {HEAVY!r} if m in sys.modules))
 def test_python_m_runs_without_runpy_warning(entry):
     done = _python('-W', 'error::RuntimeWarning', '-m', entry, '--help')
     assert done.returncode == 0 and 'RuntimeWarning' not in done.stderr, done.stderr
+
+
+def test_packaging_metadata_has_one_version_a_licence_and_extras():
+    project = tomllib.loads((REPO / 'pyproject.toml').read_text())
+    assert 'version' not in project['project'] and project['project']['dynamic'] == ['version']
+    assert project['tool']['setuptools']['dynamic']['version'] == {'attr': 'restore_dhp.__version__'}
+    assert project['project']['license'] == 'Apache-2.0' and project['project']['license-files'] == ['LICENSE']
+    assert 'Apache License' in (REPO / 'LICENSE').read_text() and 'Version 2.0' in (REPO / 'LICENSE').read_text()
+    deps = ' '.join(project['project']['dependencies'])
+    assert 'torch' in deps and 'basicsr' not in deps  # BasicSR goes in with --no-deps (requirements-nodeps.txt)
+    assert set(project['project']['optional-dependencies']) == {'demo', 'test'}
+    pins = {line.split('==')[0].lower() for line in (REPO / 'requirements.txt').read_text().splitlines()
+            if '==' in line and not line.startswith('#')}
+    declared = {re.split(r'[<>=\[ ]', d)[0].lower() for d in project['project']['dependencies']}
+    assert declared <= pins, declared - pins  # every dependency has its tested pin
