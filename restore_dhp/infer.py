@@ -11,8 +11,9 @@ image given to a gray denoiser is converted to gray (BT.601 luma, with a
 notice); a gray image given to an RGB model is replicated to RGB and the
 result is written as gray again.  Outputs are named after the inputs
 (``<stem>[_<suffix>].<ext>``; ``--ext png``, ``jpg`` or ``webp``; JPEG and WebP
-hold 8 bits, so a 16-bit result is reduced to 8 bits there, with a notice).  ``--outscale`` resizes the
-result to that factor of the input (Lanczos), as Real-ESRGAN's flag does.
+hold 8 bits, so a 16-bit result is reduced to 8 bits there, with a notice).
+``--outscale`` resizes the result to that factor of the input (Lanczos), as
+Real-ESRGAN's flag does.
 The device is chosen automatically (CUDA when available, else CPU; ``--device
 cuda:1`` picks a GPU); the model runs in its inference-ready form
 (restore_dhp.deploy: ``--backend`` fused by default, ``--precision`` fp32;

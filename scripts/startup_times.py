@@ -3,9 +3,9 @@
     python scripts/startup_times.py                      # this checkout, 5 rounds
     python scripts/startup_times.py --roots . /tmp/old   # two checkouts in the same loop (before/after)
 
-Each round runs ``import torch``, then every command's ``--help`` and ``infer`` on one 32x32 image
-(DnCNN DHP-20 from ``weights/``), each in a fresh process, for every root in turn; the order within
-a round is fixed, so a busy machine slows all of them alike.  Prints the median wall time of each and
+Each round runs, for every root in turn, ``import torch``, then every command's ``--help`` and ``infer``
+on one 32x32 image (DnCNN DHP-20 from ``weights/``), each in a fresh process; the order within a round
+is fixed, so a busy machine slows all of them alike.  Prints the median wall time of each and
 its ratio to the median ``import torch`` (the target: under 2x).
 """
 from __future__ import annotations
@@ -56,8 +56,8 @@ def main(argv=None) -> int:
         work = Path(tmp)
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)).save(work / 'in.png')
         for _ in range(args.rounds):
-            times.setdefault(('-', 'import torch'), []).append(wall(['-c', 'import torch'], roots[0]))
             for root in roots:
+                times.setdefault(('-', 'import torch'), []).append(wall(['-c', 'import torch'], root))
                 for name, cmd in commands(root, work).items():
                     times.setdefault((str(root), name), []).append(wall(cmd, root))
     torch_s = statistics.median(times[('-', 'import torch')])
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     for (root, name), values in times.items():
         if root != '-':
             med = statistics.median(values)
-            print(f'{root:<30} {name:<16} {med:6.2f} s  {med / torch_s:4.2f}x import torch')
+            print(f'{root:<30} {name:<20} {med:6.2f} s  {med / torch_s:4.2f}x import torch')
     return 0
 
 
