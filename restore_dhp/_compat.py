@@ -99,6 +99,7 @@ def register_on_lookup(register) -> None:
     get._restore_dhp = True
     registry.get = get
 
+
 def _load_state(path: str) -> dict:
     import torch
     location = f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else 'cpu'
