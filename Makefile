@@ -11,12 +11,14 @@ PORT ?= 7860
 
 .PHONY: install demo test browser gpu-check clean
 
-$(STAMP): requirements.txt requirements-nodeps.txt
+# pyproject.toml declares the dependencies (and the demo/test extras); requirements.txt pins the tested
+# versions and is applied as constraints; BasicSR goes in without its own metadata's dependencies
+# (requirements-nodeps.txt says why). The same two pip commands as the README's.
+$(STAMP): pyproject.toml requirements.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=77"
+	$(PY) -m pip install --quiet --no-build-isolation -c requirements.txt -e ".[demo,test]"
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)

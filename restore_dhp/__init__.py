@@ -1,12 +1,40 @@
 """restore_dhp: Differentiable Meta Pruning via HyperNetworks (DHP) for image restoration, on BasicSR.
 
-Importing the package registers its architectures, models and datasets in
-BasicSR's registries (after installing the torchvision alias BasicSR needs).
+Library use (images are numpy arrays: ``uint8``/``uint16``, ``HxW`` gray or ``HxWx3`` RGB)::
+
+    import restore_dhp
+    out = restore_dhp.restore('photo.png', weights='weights/srresnet_x4_dhp40.safetensors')
+
+Importing the package is cheap: it loads nothing of torch or BasicSR.  Its
+architectures, datasets and BasicSR models register in BasicSR's registries
+when :func:`register` runs: the ``train`` and ``test`` entries call it, and so
+does the first lookup of a name a registry does not hold (so ``import
+restore_dhp`` then BasicSR's ``build_network``/``build_dataset``/``build_model``
+works as with any BasicSR extension).  Importing :mod:`restore_dhp.archs`
+registers the architectures alone (every checkpoint loader does that).
 """
-from ._compat import install_torchvision_alias
+from ._compat import install_torchvision_alias, register_on_lookup
+
+__version__ = '0.1.0'  # the one place: pyproject.toml reads it (dynamic version), ONNX metadata writes it
+
+
+def register() -> None:
+    """Register restore_dhp's architectures, datasets and models in BasicSR's registries (imports BasicSR)."""
+    from . import archs, data, models  # noqa: F401
+
 
 install_torchvision_alias()
+register_on_lookup(register)  # loads BasicSR's registries without importing all of BasicSR
+_LAZY = {'restore': 'restore_dhp.api', 'load_checkpoint': 'restore_dhp.checkpoint',
+         'load_compact': 'restore_dhp.checkpoint'}
 
-from . import archs, data, models  # noqa: E402,F401  (registers into BasicSR's registries)
 
-__version__ = '0.1.0'
+def __getattr__(name: str):
+    """``restore_dhp.restore`` and the loaders, imported on first use (so ``import restore_dhp`` stays fast)."""
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+__all__ = ['restore', 'load_checkpoint', 'load_compact', 'register', '__version__']

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from . import reporting, tasks
 from .catalogue import TASKS, default_weights
 from .checkpoint import CheckpointError, load_compact
+from .cli import prog
 from .deploy import BACKEND_TABLE, BACKENDS, DeployError, prepare, usable_backends
 from .evaluation import (EvaluationError, describe_checkpoint, evaluate, evaluate_floor, load_set,
                          measure_checkpoint, measure_checkpoint_isolated)
@@ -47,7 +48,7 @@ def default_backends(device: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m restore_dhp.benchmark', description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(prog=prog('benchmark'), description=__doc__.split('\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog='\n'.join(__doc__.split('\n')[1:]))
     p.add_argument('--task', choices=sorted(TASKS), required=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .complexity import metadata_complexity
+from .cli import prog
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def run_names(tasks: list[str], suffix: str = '') -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='python -m restore_dhp.catalogue', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog=prog('catalogue'), description=__doc__.split('\n')[0])
     p.add_argument('what', choices=('runs', 'files'))
     p.add_argument('--task', choices=sorted(TASKS), action='append', help='only this task (repeatable)')
     p.add_argument('--suffix', default='', help="appended to each run name (e.g. '_bnfreeze')")

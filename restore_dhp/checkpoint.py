@@ -26,6 +26,7 @@ from torch import nn
 
 from . import archs  # (importing it registers the architectures)
 from .archs.forms import CompactForm
+from .cli import prog
 from .fileio import atomic_path, check_output
 
 FORMAT = 'restore_dhp.compact.v1'
@@ -240,7 +241,7 @@ def convert_training_state(state_path: str | os.PathLike, out_path: str | os.Pat
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m restore_dhp.checkpoint',
+    parser = argparse.ArgumentParser(prog=prog('checkpoint'),
                                      description='Convert a training state (.pth) to a compact checkpoint.')
     sub = parser.add_subparsers(dest='command', required=True)
     convert = sub.add_parser('convert', help='net_g_<iter>.pth or net_g_search_<iter>.pth -> .safetensors')

@@ -28,6 +28,7 @@ from torch import nn
 
 from . import archs
 from .checkpoint import ARCH_ALIASES, CheckpointError, read_metadata
+from .cli import prog
 from .dhp import FlopsTable
 
 _ACTIVATIONS = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU)
@@ -117,7 +118,7 @@ def checkpoint_complexity(path: str, size: int = 128) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m restore_dhp.complexity', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog=prog('complexity'), description=__doc__.split('\n')[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--arch', choices=sorted(ARCH_ALIASES), help='baseline architecture at full width')
     source.add_argument('--weights', help='a compact checkpoint (.safetensors)')

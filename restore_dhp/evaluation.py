@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from . import tasks
+from ._compat import basicsr_module
 from .catalogue import model_label
 from .checkpoint import load_compact, read_metadata
 from .complexity import metadata_complexity
@@ -31,6 +32,8 @@ from .deploy import prepare
 from .tasks import Task
 from .run_model import forward_tiled, tensor_to_image
 from .timing import measure
+
+imresize = basicsr_module('basicsr.utils.matlab_functions').imresize  # without importing all of BasicSR
 
 EVAL_OVERLAP = 32  # input pixels of context around each tile when evaluating in tiles
 

@@ -4,8 +4,13 @@ The graph takes ``image`` (N x C x H x W float32, 0-1) and returns ``restored`` 
 with batch, height and width dynamic.  BatchNorm is folded into the convs (the model is exported in
 eval mode).  The file is validated with the onnx checker and describes itself in its
 ``metadata_props``: ``format``, ``arch``, ``task``, ``scale``, ``arch_kwargs`` and ``widths`` (JSON),
-as the safetensors checkpoint does.  With onnxruntime installed, the export is checked against
-torch on a random input and the largest absolute difference is printed.
+as the safetensors checkpoint does, and how to feed it: ``input_range`` (``0-1``: divide 8-bit
+pixels by 255), ``channel_order`` (``RGB`` or ``gray``; NCHW, no mean shift), ``clamp`` (``none``:
+the output is not clipped in the graph, as torch's is not, so clip it to 0-1 before quantising)
+and ``restore_dhp_version``.  OpenCV DNN loads the files with its current parser (a parameter
+shared by two layers, SRResNet's upsampler PReLU, is stored once instead of through an Identity
+node).  With onnxruntime installed, the export is checked against torch on a random input and the
+largest absolute difference is printed.
 """
 from __future__ import annotations
 
@@ -22,12 +27,9 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_compact
+from .cli import prog
 from .fileio import OutputError, check_output, write_bytes
 
-try:
-    import onnx
-except ImportError:  # optional: only export needs it
-    onnx = None
 try:
     import onnxruntime as ort
 except ImportError:  # optional: only the parity check needs it
@@ -36,6 +38,8 @@ except ImportError:  # optional: only the parity check needs it
 FORMAT = 'restore_dhp.onnx.v1'
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = 'image', 'restored'
+INPUT_RANGE = '0-1'  # float32 pixels divided by their peak (255 for 8-bit), no mean shift
+CLAMP = 'none'       # the graph does not clip its output (torch's forward does not either): clip to 0-1 yourself
 EXIT_ERROR = 2
 
 
@@ -43,18 +47,53 @@ class ExportError(ValueError):
     """An export that cannot be done; the message is one line."""
 
 
+def _onnx():
+    """The onnx package, imported on first use (it takes most of a second)."""
+    try:
+        import onnx
+    except ImportError:  # optional: only export needs it
+        raise ExportError('ONNX export needs the onnx package: pip install onnx') from None
+    return onnx
+
+
 def onnx_metadata(model: nn.Module) -> dict[str, str]:
-    """What the ONNX file says about itself (string values, JSON for the structured ones)."""
+    """What the ONNX file says about itself and how to feed it (string values, JSON for the structured ones)."""
+    from . import __version__
     desc = model.describe()
     return {'format': FORMAT, 'arch': desc['arch'], 'task': desc['task'], 'scale': str(desc['scale']),
             'arch_kwargs': json.dumps(desc['arch_kwargs'], sort_keys=True),
-            'widths': json.dumps(desc['widths'], sort_keys=True)}
+            'widths': json.dumps(desc['widths'], sort_keys=True),
+            'input_range': INPUT_RANGE, 'channel_order': 'RGB' if model.in_channels == 3 else 'gray',
+            'clamp': CLAMP, 'restore_dhp_version': __version__}
+
+
+def inline_shared_initializers(graph) -> int:
+    """Feed the consumers of each ``Identity`` of an initializer from the initializer itself; returns how many.
+
+    The TorchScript exporter writes a parameter used by several layers (SRResNet's shared PReLU) once and
+    passes it on through ``Identity`` nodes (chains of them), which OpenCV DNN's current parser refuses.
+    """
+    initializers = {t.name for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    dropped = 0
+    while True:
+        found = [n for n in graph.node if n.op_type == 'Identity' and n.input[0] in initializers
+                 and n.output[0] not in outputs]
+        if not found:
+            return dropped
+        renames = {n.output[0]: n.input[0] for n in found}
+        for node in found:
+            graph.node.remove(node)
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                node.input[i] = renames.get(name, name)
+        dropped += len(found)
 
 
 def onnx_model_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
     """The serialised, checked ONNX model of a compact network (baseline or pruned) in eval mode."""
-    if onnx is None:
-        raise ExportError('ONNX export needs the onnx package: pip install -r requirements.txt')
+    from . import __version__
+    onnx = _onnx()
     source = copy.deepcopy(model).float().cpu().eval()
     example = torch.rand(1, source.in_channels, 16, 16)
     axes = {0: 'batch', 2: 'height', 3: 'width'}
@@ -65,18 +104,17 @@ def onnx_model_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
                           output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
                           do_constant_folding=True)
     proto = onnx.load_from_string(buf.getvalue())
+    inline_shared_initializers(proto.graph)
     for key, value in onnx_metadata(source).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.producer_name = 'restore_dhp'
+    proto.producer_name, proto.producer_version = 'restore_dhp', __version__
     onnx.checker.check_model(proto, full_check=True)
     return proto.SerializeToString()
 
 
 def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
-    if onnx is None:
-        raise ExportError('reading ONNX files needs the onnx package: pip install -r requirements.txt')
-    proto = onnx.load(str(path), load_external_data=False)
+    proto = _onnx().load(str(path), load_external_data=False)
     return {p.key: p.value for p in proto.metadata_props}
 
 
@@ -93,7 +131,7 @@ def parity_error(model: nn.Module, data: bytes, height: int = 48, width: int = 4
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='python -m restore_dhp.export', description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(prog=prog('export'), description=__doc__.split('\n')[0],
                                 epilog='\n'.join(__doc__.split('\n')[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--weights', required=True, help='compact checkpoint (.safetensors)')

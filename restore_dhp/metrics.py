@@ -24,15 +24,8 @@ from typing import Callable
 import cv2
 import numpy as np
 import torch
-import torchvision
 
 from .data.imageio import to_rgb3
-
-try:
-    import lpips
-    _LPIPS_IMPORT_ERROR = None
-except Exception as e:  # pragma: no cover - depends on environment; LPIPS is an optional column
-    lpips, _LPIPS_IMPORT_ERROR = None, e
 
 logger = logging.getLogger(__name__)
 
@@ -154,24 +147,34 @@ def denoise_metrics(output_u8: np.ndarray, clean_u8: np.ndarray, crop_border: in
 
 # ----------------------------------------------------------------------------- LPIPS (optional)
 ALEXNET_WEIGHTS = 'alexnet-owt-7be5be79.pth'
+ALEXNET_URL = f'https://download.pytorch.org/models/{ALEXNET_WEIGHTS}'  # torchvision's AlexNet (IMAGENET1K_V1)
 
 
 def _alexnet_cache_path() -> str:
     return os.path.join(torch.hub.get_dir(), 'checkpoints', ALEXNET_WEIGHTS)
 
 
+def _import_lpips():
+    """The lpips package (imported on first use: it imports torchvision, seconds), or the ImportError."""
+    try:
+        import lpips
+        return lpips
+    except Exception as e:  # pragma: no cover - depends on environment; LPIPS is an optional column
+        return e
+
+
 def lpips_unavailable_reason() -> str | None:
-    """``None`` if LPIPS can be built offline, else one line saying why not."""
-    if lpips is None:
-        e = _LPIPS_IMPORT_ERROR
-        return f'LPIPS column left out: the lpips package is not importable ({e.__class__.__name__}: {e}).'
+    """``None`` if LPIPS can be built offline, else one line saying why not (and where the weights go)."""
+    lpips = _import_lpips()
+    if isinstance(lpips, Exception):
+        return f'LPIPS column left out: the lpips package is not importable ({type(lpips).__name__}: {lpips}).'
     lin = os.path.join(os.path.dirname(lpips.__file__), 'weights', 'v0.1', 'alex.pth')
     if not os.path.isfile(lin):
         return f'LPIPS column left out: lpips linear-layer weights missing ({lin}).'
     backbone = _alexnet_cache_path()
     if not os.path.isfile(backbone):
         return (f'LPIPS column left out: AlexNet backbone weights not in the torch hub cache ({backbone}); '
-                'no download is attempted.')
+                f'no download is attempted (put {ALEXNET_URL} there).')
     return None
 
 
@@ -185,6 +188,9 @@ class LPIPS:
         reason = lpips_unavailable_reason()
         if reason is not None:
             raise RuntimeError(reason)
+        import lpips
+        import torchvision
+
         # Build with a random backbone (no download), then load the cached AlexNet weights ourselves.
         with warnings.catch_warnings():  # torchvision's 'pretrained' deprecation notices
             warnings.simplefilter('ignore', UserWarning)

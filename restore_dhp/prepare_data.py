@@ -26,6 +26,11 @@ bicubic (:func:`restore_dhp.data.imageio.bicubic_downscale`).  A Set14-style
 SelfExSR layout (``image_SRF_4/img_001_SRF_4_HR.png`` + ``..._LR.png``) is
 understood too.
 
+Exit codes: preparing exits 0 when every set found in ``--source`` was written in full, even if
+other sets are absent (they are listed at the end, with where to get them); 1 when a set found is
+incomplete, or a set named with ``--sets`` was not found; 2 for a bad ``--source``.  ``--check``
+exits 0 when every set asked for is present, else 1.
+
 Checksums: the download archives could not be fetched on the machine this was
 written on, so **no archive checksums are listed ("not verified offline")**.
 Instead ``DEST/MANIFEST.sha256`` (``sha256sum`` format) records the SHA-256 of
@@ -43,6 +48,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from restore_dhp.cli import prog
 from restore_dhp.data.imageio import (bicubic_downscale, is_image_file, list_images, lr_candidates, modcrop,
                                       read_image, write_png)
 from restore_dhp.fileio import write_text
@@ -315,7 +321,7 @@ def verify_manifest(dest: Path) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog='python -m restore_dhp.prepare_data', description=__doc__.split('\n\n')[0],
+    ap = argparse.ArgumentParser(prog=prog('prepare_data'), description=__doc__.split('\n\n')[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--source', help='folder with downloaded archives and/or extracted image folders')
     ap.add_argument('--dest', required=True, help='output root (e.g. datasets/)')
@@ -329,24 +335,30 @@ def main(argv=None) -> int:
         for name, spec in SETS.items():
             print(f'{name:12s} {spec.count:4d} {spec.kind:5s} sha256: {spec.sha256}\n    {where_to_get(name)}')
         return 0
+    written = {}
     if not args.check:
         if not args.source:
             ap.error('--source is required unless --check or --list is given')
         try:
-            prepare(args.source, args.dest, args.sets)
+            written = prepare(args.source, args.dest, args.sets)
         except (FileNotFoundError, ValueError) as e:
             print(f'error: {e}', file=sys.stderr)
             return 2
     report = check(args.dest, args.sets)
-    ok = True
+    # --check judges every set asked for; preparing judges the sets the source held and those named with --sets
+    judged = set(report) if args.check else set(args.sets or ()) | {n for n, count in written.items() if count}
     for name, r in report.items():
         line = f'{name:12s} {r["status"]:8s} {r["detail"]}'
         if r['status'] != 'present':
-            ok = False
             line += f'\n{"":12s} get it from: {where_to_get(name)}'
         print(line)
-    return 0 if ok else 1
-
+    failed = sorted(n for n in judged if n in report and report[n]['status'] != 'present')
+    absent = [n for n, r in report.items() if n not in judged and r['status'] != 'present']
+    if absent:
+        print(f'not in --source, skipped: {", ".join(absent)} (where to get them: above)')
+    if failed:
+        print(f'incomplete or not found: {", ".join(failed)}', file=sys.stderr)
+    return 1 if failed else 0
 
 if __name__ == '__main__':
     sys.exit(main())

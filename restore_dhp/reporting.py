@@ -23,7 +23,6 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import torch
 
@@ -31,8 +30,6 @@ from . import tasks
 from .catalogue import PAPER_REFERENCE
 from .fileio import atomic_path, write_text
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 
 def primary_metric(task: str) -> str:
@@ -141,6 +138,11 @@ def _timing_label(timing: dict) -> str:
 
 def _intro(task: str, device: dict, timing: dict, run: dict) -> str:
     metric_desc = tasks.get(task).metric_description(run)
+    head = (f'**Measured on {device["label"]}.** {metric_desc}. GFLOPs and parameters at a 128×128 input '
+            '(paper convention: conv multiply-accumulates + activations/BN, for SR the low-resolution '
+            'input). FLOPs ratio = model FLOPs / the same architecture at full width. Runtime: ')
+    if not timing.get('num_images'):  # --no-timing
+        return f"{head}not measured ({timing.get('set_reason') or 'no images timed'}), nor memory."
     runtime = (f"{_count(timing.get('warmup'), 'warm-up run')}, then the median of "
                f"{_count(timing.get('repeats'), 'timed run')} per image, averaged over "
                f"{timing.get('num_images', 0)} image(s) of {timing.get('set')} ({timing.get('set_reason', '')}); "
@@ -149,10 +151,7 @@ def _intro(task: str, device: dict, timing: dict, run: dict) -> str:
     if len(others) > 1:
         runtime += ' (the fastest exact backend here; all models in total: ' + ', '.join(
             f'{b} {ms:.0f} ms' for b, ms in others.items()) + ')'
-    return (f'**Measured on {device["label"]}.** {metric_desc}. GFLOPs and parameters at a 128×128 input '
-            '(paper convention: conv multiply-accumulates + activations/BN, for SR the low-resolution '
-            'input). FLOPs ratio = model FLOPs / the same architecture at full width. Runtime: '
-            f"{runtime}; {timing.get('isolation', '')}. All runtime and memory figures are "
+    return (f"{head}{runtime}; {timing.get('isolation', '')}. All runtime and memory figures are "
             f'**{device["type"].upper()}** figures ({timing.get("method", "")}).')
 
 
@@ -201,6 +200,10 @@ def markdown(task: str, sets: list[str], rows: list[dict], device: dict, timing:
 
 def plot_psnr_vs_flops(path: Path, task: str, first_set: str, rows: list[dict], device: dict) -> None:
     """PSNR on ``first_set`` against GFLOPs: measured points solid, the paper's hollow with a dashed line."""
+    import matplotlib  # here, not at the top: only the plot needs it (most of a second to import)
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
     head = primary_metric(task)
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     by_arch: dict[str, list] = {}

@@ -15,7 +15,9 @@ so seams come only from the receptive field beyond the overlap.
 """
 from __future__ import annotations
 
-from typing import Iterator
+import argparse
+import re
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -30,20 +32,31 @@ from .deploy import DeployedModel
 # 1.6x at 256).
 DEFAULT_TILE = 192
 DEFAULT_OVERLAP = 32    # input pixels of context on each side of a tile
-DEVICE_CHOICES = ('auto', 'cpu', 'cuda')
+DEVICE_CHOICES = ('auto', 'cpu', 'cuda', 'cuda:N')
 
 
 class ImageFormatError(ValueError):
     """An image the model cannot take (wrong dtype, channel count, size)."""
 
 
+def device_arg(text: str) -> str:
+    """An argparse ``type`` for ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (checked when resolved)."""
+    if text in ('auto', 'cpu', 'cuda') or re.fullmatch(r'cuda:\d+', text):
+        return text
+    raise argparse.ArgumentTypeError(f'{text!r}: choose auto, cpu, cuda or cuda:N')
+
+
 def resolve_device(name: str | torch.device | None = 'auto') -> torch.device:
-    """``'auto'``/``None``: CUDA when available, else the CPU; ``'cuda'`` without CUDA: a one-line ``ValueError``."""
+    """``'auto'``/``None``: CUDA when available, else the CPU; ``'cuda'``/``'cuda:N'`` without that device: a
+    one-line ``ValueError``."""
     if name is None or str(name) == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     device = torch.device(name)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f'device {name}: no CUDA device is available (use auto or cpu)')
+    if device.type == 'cuda' and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f'device {name}: there are {torch.cuda.device_count()} CUDA device(s), cuda:0 to '
+                         f'cuda:{torch.cuda.device_count() - 1}')
     return device
 
 
@@ -105,6 +118,11 @@ def tile_grid(h: int, w: int, tile: int, overlap: int) -> Iterator[tuple[slice, 
                    slice(top - t0, bottom - t0), slice(left - l0, right - l0))
 
 
+def tile_count(h: int, w: int, tile: int | None) -> int:
+    """How many tiles :func:`restore_image` runs for an ``h x w`` input (1: one pass)."""
+    return 1 if tile is None or (h <= tile and w <= tile) else -(-h // tile) * -(-w // tile)
+
+
 def _scaled(s: slice, scale: int, offset: int = 0) -> slice:
     """``s`` shifted by ``offset`` input pixels, in output pixels."""
     return slice((s.start + offset) * scale, (s.stop + offset) * scale)
@@ -129,12 +147,13 @@ def forward_tiled(model: nn.Module | DeployedModel, x: torch.Tensor, scale: int,
 
 @torch.no_grad()
 def restore_image(model: nn.Module | DeployedModel, img: np.ndarray, tile: int | None = DEFAULT_TILE,
-                  overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+                  overlap: int = DEFAULT_OVERLAP, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Restore one image with a loaded or deployed model (``in_channels``, ``scale``); returns the input's dtype.
 
     Gray input gives gray output (for an RGB model: the BT.601 luma of its three
     output channels, which all saw the same input); RGB input gives the model's
     channels.  Tiles are written, already converted, into one preallocated array.
+    ``on_tile(done, total)`` is called after each tile (progress for large inputs).
     """
     device = model_device(model)
     dtype, scale = img.dtype, int(model.scale)
@@ -142,9 +161,9 @@ def restore_image(model: nn.Module | DeployedModel, img: np.ndarray, tile: int |
     h, w = img.shape[:2]
     gray_out = img.ndim == 2 or model.in_channels == 1
     out = np.empty((h * scale, w * scale) if gray_out else (h * scale, w * scale, 3), dtype)
-    windows = [(slice(0, h), slice(0, w), slice(0, h), slice(0, w))] if tile is None or (h <= tile and w <= tile) \
-        else tile_grid(h, w, tile, overlap)
-    for rows, cols, core_r, core_c in windows:
+    total = tile_count(h, w, tile)
+    windows = [(slice(0, h), slice(0, w), slice(0, h), slice(0, w))] if total == 1 else tile_grid(h, w, tile, overlap)
+    for done, (rows, cols, core_r, core_c) in enumerate(windows, 1):
         x = image_to_tensor(img[rows, cols], model.in_channels, device)   # one tile as float32 at a time
         y = model(x)[:, :, _scaled(core_r, scale), _scaled(core_c, scale)]
         del x
@@ -153,6 +172,8 @@ def restore_image(model: nn.Module | DeployedModel, img: np.ndarray, tile: int |
         if gray_out and part.ndim == 3:
             part = to_gray(part)
         out[_scaled(core_r, scale, rows.start), _scaled(core_c, scale, cols.start)] = part
+        if on_tile is not None:
+            on_tile(done, total)
     return out
 
 

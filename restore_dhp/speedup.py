@@ -35,6 +35,7 @@ from torch import nn
 from . import archs
 from .catalogue import PAPER_REFERENCE, TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
+from .cli import prog
 from .complexity import ARCH_ALIASES, build_meta, count_flops
 from .deploy import BACKEND_TABLE, BACKENDS, PRECISIONS, DeployError, precision_problem, prepare, usable_backends
 from .profiling import PROFILE_ROWS, profile_kernels, profile_layers  # noqa: F401  (PROFILE_ROWS: re-exported)
@@ -224,7 +225,7 @@ def run_all(groups: dict[str, list[Entry]], args, emit) -> None:
 
 # ----------------------------------------------------------------------------- entry
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m restore_dhp.speedup', description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(prog=prog('speedup'), description=__doc__.split('\n')[0],
                                 epilog='\n'.join(__doc__.split('\n')[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)

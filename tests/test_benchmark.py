@@ -177,6 +177,8 @@ def test_denoise_report_reads_sigma_from_the_run(tmp_path, dn_data, dn_weights):
                      '--out', str(out), '--quiet', '--no-lpips', '--no-timing', '--max-images', '1'])
     md = (out / 'report.md').read_text()
     assert rc == 0 and 'σ=25' in md and 'σ=70' not in md.split('## Paper')[0]
+    assert 'Runtime: not measured (timing skipped (--no-timing)), nor memory.' in md  # not 'over 0 image(s) of None'
+    assert 'of None' not in md and '0 image(s)' not in md
 
 
 def test_speedup_random_widths(tmp_path, capsys):

@@ -1,3 +1,4 @@
+import shutil
 import tarfile
 import zipfile
 
@@ -123,3 +124,19 @@ def test_sr291_links_both_training_sets(tmp_path):
     assert names == ['BSD200_0.png', 'BSD200_1.png', 'T91_t0.png', 'T91_t1.png', 'T91_t2.png']
     assert np.array_equal(read_image(dest / 'SR291' / 'HR' / 'T91_t1.png'), read_image(dest / 'T91' / 't1.png'))
     assert pd.link_sr291(dest) == 5  # idempotent
+
+
+def test_exit_code_when_some_sets_are_absent(tmp_path, capsys):
+    """All sets in the source written in full, others absent: exit 0, the absent ones named; a set the source
+    holds only in part, or one named with --sets and absent: exit 1."""
+    src = _make_sources(tmp_path)
+    shutil.rmtree(src / 'DIV2K_valid_HR')
+    (src / 'Set14_SR.zip').unlink()  # left: Set5 (5/5) and Set12 (12/12), both complete
+    assert pd.main(['--source', str(src), '--dest', str(tmp_path / 'all')]) == 0
+    out = capsys.readouterr().out
+    assert 'not in --source, skipped:' in out and 'DIV2K' in out.split('skipped:')[1] and 'Set5,' not in out
+    assert pd.main(['--source', str(src), '--dest', str(tmp_path / 'named'), '--sets', 'Set5', 'BSD68']) == 1
+    assert 'incomplete or not found: BSD68' in capsys.readouterr().err
+    src2 = _make_sources(tmp_path / 'again')  # Set14 holds 2 of 14 images
+    assert pd.main(['--source', str(src2), '--dest', str(tmp_path / 'partial')]) == 1
+    assert 'Set14' in capsys.readouterr().err

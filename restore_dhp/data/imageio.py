@@ -44,11 +44,13 @@ from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
-from basicsr.utils.matlab_functions import imresize
 from PIL import Image, UnidentifiedImageError
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, write_bytes
 from .orientation import apply_orientation, exif_orientation, notice_orientation, orientation_of
+from .._compat import basicsr_module
+
+imresize = basicsr_module('basicsr.utils.matlab_functions').imresize  # without importing all of BasicSR
 
 logger = logging.getLogger(__name__)
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.ppm', '.pgm', '.webp', '.gif')
@@ -247,6 +249,32 @@ def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
     finally:
         if in_place:
             cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
+
+
+#: output formats :func:`write_image` writes (by file suffix), and the encoder quality for the lossy ones
+WRITE_FORMATS = ('png', 'jpg', 'webp')
+_QUALITY_FLAG = {'.jpg': cv2.IMWRITE_JPEG_QUALITY, '.jpeg': cv2.IMWRITE_JPEG_QUALITY, '.webp': cv2.IMWRITE_WEBP_QUALITY}
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, quality: int = 95) -> None:
+    """Write an image in the format its suffix names: PNG (8/16-bit, :func:`write_png`), JPEG or WebP (8-bit).
+
+    Encoded in memory, then written atomically (:func:`restore_dhp.fileio.write_bytes`), as :func:`write_png` is.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == '.png':
+        return write_png(path, img)
+    if suffix not in _QUALITY_FLAG:
+        raise ValueError(f'{path}: cannot write {suffix or "a file without suffix"}; use one of '
+                         f'{", ".join(WRITE_FORMATS)}')
+    if img.dtype != np.uint8:
+        raise ValueError(f'{path}: {suffix[1:].upper()} holds 8-bit images only (this one is {img.dtype}); use PNG')
+    bgr = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(suffix, bgr, [_QUALITY_FLAG[suffix], int(quality)])
+    if not ok:
+        raise ValueError(f'Cannot encode {path}')
+    write_bytes(path, encoded.tobytes())
 
 
 def to_rgb3(img: np.ndarray) -> np.ndarray:

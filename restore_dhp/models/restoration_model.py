@@ -42,7 +42,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..archs.forms import CompactForm
-from ..checkpoint import load_state_checked, read_metadata, read_tensors, save_compact
+from ..checkpoint import read_metadata, save_compact
 from ..fileio import atomic_path
 from ..timing import device_name
 from .train_step import TrainStep, parse_step_options
@@ -100,13 +100,6 @@ class RestorationModel(SRModel):
         self._wall_before = 0.0
         self._started = time.monotonic()
         super().__init__(opt)
-
-    def load_network(self, net, load_path, strict=True, param_key='params'):
-        """BasicSR's loader for ``.pth`` states; compact ``.safetensors`` tensors are loaded and checked."""
-        if not str(load_path).endswith('.safetensors'):
-            return super().load_network(net, load_path, strict, param_key)
-        load_state_checked(self.get_bare_model(net), read_tensors(load_path), load_path)
-        get_root_logger().info(f'Loaded compact checkpoint {load_path}')
 
     def optimize_parameters(self, current_iter):
         self._last_iter = current_iter
