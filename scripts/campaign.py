@@ -164,7 +164,8 @@ def main(argv=None) -> int:
     force = tiny if dry else 'train:amp=bf16'
     env = dict(os.environ, BUDGET='gpu-continue', PY=args.python, FORCE=force, BATCH=str(2 if dry else batch),
                SKIP_REPORTS='1' if args.skip_reports or dry else '0')
-    print(f'campaign: {iters} iterations each at batch {env["BATCH"]}, {len(runs)} models, {left:.0f} s left', flush=True)
+    print(f'campaign: {iters} iterations each at batch {env["BATCH"]}, {len(runs)} models, {left:.0f} s left',
+          flush=True)
     cmd = ['timeout', str(max(int(left), 1)), 'bash', str(ROOT / 'scripts' / 'train_weights.sh'), '--iters', str(iters),
            *(run for run, _ in runs)]
     code = subprocess.run(cmd, env=env, cwd=ROOT).returncode

@@ -355,6 +355,11 @@ fast path (`cache: gpu`, captured step), so 300,000 iterations cost about 40 min
 about 3.5 GPU-hours for the five SR models and under 3 for the four DnCNN, run one after another
 (side by side they share the GPU and start slowly). DnCNN: the same longer schedule closes the
 baseline's gap to the paper; keep the BatchNorm-frozen final stretch (`train.freeze_bn_iter`).
+`scripts/campaign.py` spends each lent GPU on that: all nine models continued by equal iteration
+budgets, one after another, each installed here as it finishes. Its plan (`python scripts/campaign.py
+--plan`, from the patches each checkpoint's provenance records and the rates above) puts 300,000
+batch-16 iterations per model at 17 ten-minute leases at batch 64, where the step costs what it
+costs at batch 16 (the first call of a lease measures that), and 66 at batch 16.
 
 **Earlier weights, replaced.** Until this set, the shipped weights were CPU-trained with the
 `_cpu` option files (SR 1,600 iterations at batch 8: Set5 29.11 dB baseline; DnCNN 400 iterations

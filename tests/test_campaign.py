@@ -13,19 +13,21 @@ from train_helpers import REPO, env, make_images
 sys.path.insert(0, os.path.join(REPO, 'scripts'))
 import arms_table  # noqa: E402
 
-LOG = """2026-12-03 INFO: [sr_ar..][epoch:  0, iter:     200, lr:(1.000e-03,)] [eta: 0:01:00, time (data): 0.500 (0.001)]
-2026-12-03 INFO: Validation SR291_val\n\t # psnr: {a:.4f}\tBest: {a:.4f} @ 200 iter
-2026-12-03 INFO: [sr_ar..][epoch:  0, iter:     400, lr:(1.000e-03,)] [eta: 0:01:00, time (data): 0.500 (0.001)]
-2026-12-03 INFO: Validation SR291_val\n\t # psnr: {b:.4f}\tBest: {b:.4f} @ 400 iter
-{end}"""
+
+def _log(a, b, end):
+    """A BasicSR training log with validations at iterations 200 and 400."""
+    it = '2026-12-03 INFO: [sr_ar..][epoch:  0, iter:     {}, lr:(1.000e-03,)] [time (data): 0.500 (0.001)]\n'
+    val = '2026-12-03 INFO: Validation SR291_val\n\t # psnr: {0:.4f}\tBest: {0:.4f} @ {1} iter\n'
+    return it.format(200) + val.format(a, 200) + it.format(400) + val.format(b, 400) + end
 
 
 def test_arms_table_replaces_its_section(tmp_path):
     logs = tmp_path / 'logs'
     logs.mkdir()
-    for name, a, b, end in [('plain_s10', 24.0, 24.25, 'End of training.'), ('plain_s11', 24.1, 24.35, 'End of training.'),
+    done = 'End of training.'
+    for name, a, b, end in [('plain_s10', 24.0, 24.25, done), ('plain_s11', 24.1, 24.35, done),
                             ('plain_ema_s10', 24.2, 24.5, '')]:
-        (logs / f'sr_arm_{name}.log').write_text(LOG.format(a=a, b=b, end=end))
+        (logs / f'sr_arm_{name}.log').write_text(_log(a, b, end))
     report = tmp_path / 'report.md'
     report.write_text('# Report\n\ntext\n')
     assert arms_table.main(['--logs', str(logs), '--report', str(report)]) == 0
@@ -34,7 +36,7 @@ def test_arms_table_replaces_its_section(tmp_path):
     assert '| plain, seed 10 | 24.00 | 24.25 |' in first and '| plain_ema, seed 10 | 24.20 | 24.50 |' in first
     assert '| plain | 2 | 24.30 | 0.10 |' in first                  # the mean of the seeds' last values
     assert 'Not finished (partial curves): sr_arm_plain_ema_s10.log' in first
-    (logs / 'sr_arm_plain_ema_s10.log').write_text(LOG.format(a=24.2, b=24.6, end='End of training.'))
+    (logs / 'sr_arm_plain_ema_s10.log').write_text(_log(24.2, 24.6, done))
     arms_table.main(['--logs', str(logs), '--report', str(report)])
     second = report.read_text()
     assert second.count('## The arms of issue 23') == 1 and '24.60' in second and 'Not finished' not in second
