@@ -2,11 +2,6 @@
 the body convs' initial scale, and the large-batch fast recipes (run and resume after a kill on the CPU)."""
 import glob
 import os
-import re
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -19,7 +14,7 @@ from restore_dhp.checkpoint import read_metadata, read_tensors
 from restore_dhp.models.restoration_model import OptionError, weight_decay_groups
 
 from test_training import _build_resumed_model
-from train_helpers import REPO, env, run_train, sr_options, write_options
+from train_helpers import REPO, kill_and_resume, run_train, sr_options, write_options
 
 
 def _models(root, name):
@@ -77,7 +72,7 @@ def _load_pth(root, name, it):
     return torch.load(os.path.join(_models(root, name), f'net_g_{it}.pth'), weights_only=True)
 
 
-def test_ema_validates_saves_and_resumes(tmp_path):
+def test_ema_validates_saves_and_resumes(tmp_path, monkeypatch):
     root = str(tmp_path)
     opt_path = write_options(root, _plain(root, 'tiny_ema', ema_decay=0.9))
     run_train(root, opt_path)
@@ -92,12 +87,8 @@ def test_ema_validates_saves_and_resumes(tmp_path):
     assert read_metadata(os.path.join(_models(root, 'tiny_ema'), 'net_g_6.safetensors'))['info']['ema_decay'] == 0.9
     # a resume reads the average back from the .pth (params_ema), not a copy of the trained network
     state = os.path.join(root, 'experiments', 'tiny_ema', 'training_states', '3.state')
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        model, _ = _build_resumed_model(root, opt_path, state)
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(root)
+    model, _ = _build_resumed_model(root, opt_path, state)
     at3 = _load_pth(root, 'tiny_ema', 3)['params_ema']
     restored = model.net_g_ema.state_dict()
     assert all(torch.equal(restored[k], at3[k]) for k in at3)
@@ -178,23 +169,6 @@ def _toy_fast(root, path, total_iter):
 @pytest.mark.parametrize('path', FAST, ids=os.path.basename)
 def test_fast_recipe_runs_and_resumes_after_a_kill(tmp_path, path):
     root = str(tmp_path)
-    opt_path = _toy_fast(root, path, total_iter=400)
-    name = yaml.safe_load(open(opt_path))['name']
-    proc = subprocess.Popen([sys.executable, '-m', 'restore_dhp.train', '-opt', opt_path], cwd=root, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    states = os.path.join(root, 'experiments', name, 'training_states')
-    deadline = time.time() + 240
-    while time.time() < deadline and not os.path.exists(os.path.join(states, '6.state')):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = max(int(f[:-len('.state')]) for f in os.listdir(states) if f.endswith('.state'))
-    assert done >= 6
-    opt = yaml.safe_load(open(opt_path))
-    opt['train']['total_iter'] = done + 2
-    write_options(root, opt)
-    out = run_train(root, opt_path, '--auto_resume')
-    log = out.stdout + out.stderr
-    assert re.search(rf'Resuming training from epoch: \d+, iter: {done}\b', log), log[-2000:]
-    assert f'iter:{done + 2:,},' in log.replace(' ', '')
-    assert os.path.exists(os.path.join(_models(root, name), 'net_g_latest.safetensors'))
+    opt = yaml.safe_load(open(_toy_fast(root, path, total_iter=400)))
+    kill_and_resume(root, opt)
+    assert os.path.exists(os.path.join(_models(root, opt['name']), 'net_g_latest.safetensors'))
