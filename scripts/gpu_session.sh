@@ -88,6 +88,8 @@ if [ "${SKIP_CONT:-0}" != 1 ]; then
   echo "   continuation exit $?"; tail -n 14 "$OUT/continue.txt"
 fi
 
+# CAMPAIGN=1 (with SKIP_EXP=1 SKIP_FULL=1 SKIP_CONT=1: the lease's plan of issue 23): measure, then all nine continued
+[ "${CAMPAIGN:-0}" = 1 ] && $PY scripts/campaign.py --deadline "$(limit 600)" --skip-reports 2>&1 | tee "$OUT/campaign.txt"
 kill $tests 2>/dev/null; wait $tests; tail -n 3 "$OUT/cuda_tests.txt"
 if [ "${SKIP_WIDTHS:-0}" != 1 ] && [ "${DRY:-0}" != 1 ]; then  # this GPU's width-latency curve (issue 11)
   echo "== $(date -u +%T) width-latency curve"

@@ -67,8 +67,9 @@ def seconds_per_iter(log: Path) -> float | None:
     return times[-1] if times else None
 
 
-def calibrate(opts: list[str], iters: int, python: str) -> tuple[float, float, float]:
-    """(slowest seconds per iteration, start-up seconds, wall seconds) of all runs trained side by side for ``iters``."""
+def calibrate(opts: list[str], iters: int, python: str, extra=lambda opt: []) -> tuple[float, float, float]:
+    """(slowest seconds per iteration, start-up seconds, wall seconds) of all runs trained side by side for ``iters``
+    (``extra(opt)``: the further settings the real run gets)."""
     start = time.monotonic()
     force = [f'train:total_iter={iters}', f'logger:print_freq={max(iters // 2, 1)}', 'val:val_freq=1000000000',
              'logger:save_checkpoint_freq=1000000000']
@@ -76,7 +77,7 @@ def calibrate(opts: list[str], iters: int, python: str) -> tuple[float, float, f
     for opt in opts:
         name = f"{read_opt(opt)['name']}_calib"
         shutil.rmtree(Path('experiments') / name, ignore_errors=True)
-        procs.append((name, *launch(opt, name, force, python)))
+        procs.append((name, *launch(opt, name, extra(read_opt(opt)) + force, python)))
     if wait_all(procs):
         raise SystemExit('calibration failed; see the logs named above')
     wall = time.monotonic() - start
@@ -101,6 +102,14 @@ def plan_force(total: int, opt: dict) -> list[str]:
     if opt['train'].get('warmup_iter', -1) > 0:
         force.append(f'train:warmup_iter={max(total // 20, 1)}')
     return force
+
+
+def batch_force(batch: int, opt: dict) -> list[str]:
+    """``--force_yml`` settings for training ``opt`` at ``batch``: the learning rate scaled by the square root of the
+    batch ratio (the rule for Adam; the fast recipes' ``*_fast_gpu.yml``), reached through the file's warm-up."""
+    own = opt['datasets']['train']['batch_size_per_gpu']
+    lr = float(opt['train']['optim_g']['lr']) * (batch / own) ** 0.5
+    return [f'datasets:train:batch_size_per_gpu={batch}', f'train:optim_g:lr=!!float{lr:.3e}']
 
 
 def validation_curve(log: Path) -> list[tuple[int, str, float]]:
@@ -154,15 +163,20 @@ def main(argv=None) -> int:
     p.add_argument('--install-weights', action='store_true',
                    help="copy each result over its path.pretrain_network_g checkpoint")
     p.add_argument('--summary', help='write the validation curves here (Markdown)')
+    p.add_argument('--batch', type=int,
+                   help="train every run at this batch, each file's lr scaled by the square root of the batch ratio")
     p.add_argument('--force', nargs='+', default=[], metavar='KEY=VALUE',
                    help="more BasicSR --force_yml settings for every run (e.g. datasets:train:dataroot_gt=...)")
     p.add_argument('--python', default=sys.executable)
     args = p.parse_args(argv)
     opts = {f: read_opt(f) for f in args.opts}
     total = args.iters
+
+    def extra(opt: dict) -> list[str]:
+        return (batch_force(args.batch, opt) if args.batch else []) + args.force
     if args.minutes is not None:
         groups = [[f] for f in opts] if args.one_at_a_time else [list(opts)]
-        calibrations = [calibrate(group, args.calib_iters, args.python) for group in groups]
+        calibrations = [calibrate(group, args.calib_iters, args.python, extra) for group in groups]
         total = iterations_to_fill(args.minutes * 60, calibrations, args.one_at_a_time)
         print(f"calibration ({'one at a time' if args.one_at_a_time else 'side by side'}): "
               f"{', '.join(f'{c[0] * 1e3:.1f} ms/iter' for c in calibrations)} -> {total} iterations each "
@@ -170,7 +184,7 @@ def main(argv=None) -> int:
     procs, failed = [], []
     start = time.monotonic()
     for opt_file, opt in opts.items():
-        force = (plan_force(total, opt) if total else []) + args.force
+        force = (plan_force(total, opt) if total else []) + extra(opt)
         procs.append((opt['name'], *launch(opt_file, opt['name'], force, args.python)))
         if args.one_at_a_time:  # each result is installed as soon as it exists: a later cut loses no finished run
             failed += wait_all(procs[-1:])

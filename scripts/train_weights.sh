@@ -8,6 +8,8 @@
 #       weights/<run>.safetensors (the shipped file's history stays under `parent`; SR then gets its 200-iteration
 #       BatchNorm-frozen stage, <run>_bnfreeze_gpu.yml), then re-runs the benchmark
 #       and regenerates the model card and the README results (SKIP_REPORTS=1: not here, e.g. on the GPU machine).
+#       BATCH=64: the continuation at that batch, lr scaled by the square root of the batch ratio (the fast recipe);
+#       FORCE="key=value ...": more BasicSR --force_yml settings for both stages (e.g. train:amp=bf16).
 # Runs default to the catalogue's (python -m restore_dhp.catalogue runs); with BUDGET=gpu the four DnCNN runs then get their second stage,
 # dncnn_s70_<variant>_bnfreeze (BatchNorm frozen, continuing from the first stage's result), which
 # writes weights/dncnn_s70_<variant>.safetensors. PARALLEL=1/0 overrides side by side / one after another.
@@ -35,8 +37,11 @@ if [ "$BUDGET" = gpu-continue ]; then
   [ ${#fill[@]} -eq 2 ] || { echo "BUDGET=gpu-continue needs --minutes M (the wall time to fill) or --iters N" >&2; exit 2; }
   opts=()
   for run in "${runs[@]}"; do opts+=("options/train/${run}_continue_gpu.yml"); done
+  extra=() force=()
+  [ -n "${BATCH:-}" ] && extra=(--batch "$BATCH")
+  [ -n "${FORCE:-}" ] && read -ra force <<< "--force $FORCE"
   $PY scripts/run_side_by_side.py --opts "${opts[@]}" "${fill[@]}" --one-at-a-time --install-weights \
-    --summary logs/continue_gpu_validation.md --python "$PY" || exit 1
+    --summary logs/continue_gpu_validation.md --python "$PY" "${extra[@]}" "${force[@]}" || exit 1
   # then a run whose continuation trains BatchNorm gets its BatchNorm-frozen stage (SR: <run>_bnfreeze_gpu.yml,
   # 200 iterations; the DnCNN continuation files freeze BatchNorm themselves)
   frozen=()
@@ -46,7 +51,7 @@ if [ "$BUDGET" = gpu-continue ]; then
   done
   if [ ${#frozen[@]} -gt 0 ]; then
     $PY scripts/run_side_by_side.py --opts "${frozen[@]}" --one-at-a-time --install-weights \
-      --summary logs/bnfreeze_gpu_validation.md --python "$PY" || exit 1
+      --summary logs/bnfreeze_gpu_validation.md --python "$PY" "${force[@]}" || exit 1
   fi
   [ "${SKIP_REPORTS:-0}" = 1 ] && exit 0
   exec bash scripts/update_reports.sh

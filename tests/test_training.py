@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import torch
 import restore_dhp  # noqa: F401
 from restore_dhp.checkpoint import load_compact, read_metadata
 
-from train_helpers import dncnn_options, env, run_train, sr_options, write_options
+from train_helpers import dncnn_options, env, kill_and_resume, run_train, sr_options, write_options
 
 
 def _models(root, name):
@@ -163,27 +162,7 @@ def test_resume_restores_exact_state(tmp_path, phase):
 
 
 def test_kill_and_auto_resume_continues(tmp_path):
-    root = str(tmp_path)
-    opt = sr_options(root, total_iter=400, save_freq=3)
-    opt_path = write_options(root, opt)
-    proc = subprocess.Popen([sys.executable, '-m', 'restore_dhp.train', '-opt', opt_path], cwd=root, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    states = os.path.join(root, 'experiments', 'tiny_sr', 'training_states')
-    deadline = time.time() + 240
-    while time.time() < deadline and not os.path.exists(os.path.join(states, '6.state')):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    # a kill can land mid-save, leaving '<iter>.state.tmp' behind: only finished states count
-    done = max(int(f[:-len('.state')]) for f in os.listdir(states) if f.endswith('.state'))
-    assert done >= 6
-    opt['train']['total_iter'] = done + 2
-    write_options(root, opt)
-    out = run_train(root, opt_path, '--auto_resume')
-    log = out.stdout + out.stderr
-    import re
-    assert re.search(rf'Resuming training from epoch: \d+, iter: {done}\b', log), log[-2000:]
-    assert f'iter:{done + 2:,},' in log.replace(' ', '')  # trained on to the new total
+    kill_and_resume(str(tmp_path), sr_options(str(tmp_path), total_iter=400, save_freq=3))
 
 
 def test_two_process_gloo_training(tmp_path):

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -81,3 +84,26 @@ def run_train(root, opt_path, *extra, check=True, timeout=300):
     if check and out.returncode != 0:
         raise AssertionError(f'training failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}')
     return out
+
+
+def kill_and_resume(root, opt, state=6):
+    """Train ``opt`` (written to ``root/opt.yml``), kill it once ``<state>.state`` exists, then resume with
+    ``--auto_resume`` for two more iterations; returns the last finished state's iteration and the resumed log."""
+    opt_path = write_options(root, opt)
+    proc = subprocess.Popen([sys.executable, '-m', 'restore_dhp.train', '-opt', opt_path], cwd=root, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    states = os.path.join(root, 'experiments', opt['name'], 'training_states')
+    deadline = time.time() + 240
+    while time.time() < deadline and not os.path.exists(os.path.join(states, f'{state}.state')):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # a kill can land mid-save, leaving '<iter>.state.tmp' behind: only finished states count
+    done = max(int(f[:-len('.state')]) for f in os.listdir(states) if f.endswith('.state'))
+    assert done >= state
+    write_options(root, {**opt, 'train': {**opt['train'], 'total_iter': done + 2}})
+    log = run_train(root, opt_path, '--auto_resume')
+    log = log.stdout + log.stderr
+    assert re.search(rf'Resuming training from epoch: \d+, iter: {done}\b', log), log[-2000:]
+    assert f'iter:{done + 2:,},' in log.replace(' ', '')  # trained on to the new total
+    return done, log

@@ -41,12 +41,14 @@ class DnCNN(PrunableNet):
     # training L1 after 160 iterations was 0.069 from it and 0.086 from He init.
     plain_init = 'default'
 
-    def __init__(self, widths=None, dhp=False, num_feat=64, num_layers=17, in_channels=1, embedding_dim=8):
+    def __init__(self, widths=None, dhp=False, num_feat=64, num_layers=17, in_channels=1, embedding_dim=8,
+                 body_init_scale=None):
         super().__init__()
         self.in_channels, self.num_layers = in_channels, num_layers
         self.act = nn.ReLU(inplace=False)
         self._build(dncnn_spec(num_feat, num_layers, in_channels), widths, dhp,
-                    dict(num_feat=num_feat, num_layers=num_layers, in_channels=in_channels), embedding_dim)
+                    dict(num_feat=num_feat, num_layers=num_layers, in_channels=in_channels), embedding_dim,
+                    body_init_scale)
 
     def forward_structure(self, x):
         h = self.mask('feat00', self.conv('head', x))

@@ -60,7 +60,7 @@ class SRResNet(PrunableNet):
     plain_init = 'he'  # the shipped baseline was trained from He init
 
     def __init__(self, widths=None, dhp=False, num_feat=64, num_blocks=16, in_channels=3, scale=4,
-                 embedding_dim=8):
+                 embedding_dim=8, body_init_scale=None):
         super().__init__()
         self.scale, self.in_channels, self.num_blocks = scale, in_channels, num_blocks
         self.num_upsample = _upsample_stages(scale)
@@ -70,7 +70,7 @@ class SRResNet(PrunableNet):
         self.shuffle = nn.PixelShuffle(2)
         self._build(srresnet_spec(num_feat, num_blocks, in_channels, scale), widths, dhp,
                     dict(num_feat=num_feat, num_blocks=num_blocks, in_channels=in_channels, scale=scale),
-                    embedding_dim)
+                    embedding_dim, body_init_scale)
 
     def forward_structure(self, x):
         feat = self.mask('trunk', self.head_act(self.conv('head', x)))

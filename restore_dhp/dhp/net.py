@@ -21,6 +21,7 @@ changing the output (no bias contribution of a pruned channel is lost).
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import torch
@@ -55,7 +56,13 @@ class PrunableNet(nn.Module):
     scale: int = 1
 
     def _build(self, spec: ArchSpec, widths: Mapping[str, int] | None, dhp: bool,
-               arch_kwargs: dict, embedding_dim: int = 8) -> None:
+               arch_kwargs: dict, embedding_dim: int = 8, body_init_scale: float | None = None) -> None:
+        """``body_init_scale`` (plain form only; an initialisation, not stored in ``arch_kwargs``): the
+        body convs' weights start normal with std x sqrt(fan-in) equal to it (He init: sqrt(2))."""
+        if body_init_scale is not None and (dhp or isinstance(body_init_scale, bool)
+                                            or not isinstance(body_init_scale, (int, float)) or body_init_scale <= 0):
+            raise ValueError(f'body_init_scale must be a positive number and applies to the plain form only, '
+                             f'got {body_init_scale!r}' + (' for a DHP network' if dhp else ''))
         self.spec = spec
         self.dhp = dhp
         self.arch_kwargs = dict(arch_kwargs)
@@ -73,6 +80,8 @@ class PrunableNet(nn.Module):
             conv = nn.Conv2d(cin, cout * c.out_per_channel, c.kernel_size, padding=c.kernel_size // 2)
             if self.plain_init == 'he':
                 nn.init.kaiming_normal_(conv.weight, mode='fan_in', nonlinearity='relu')
+            if body_init_scale is not None and name in spec.body_convs:
+                nn.init.normal_(conv.weight, std=body_init_scale / math.sqrt(conv.weight[0].numel()))
             self.convs[name] = conv
 
     def _build_dhp(self, embedding_dim: int) -> None:

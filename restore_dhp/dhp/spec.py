@@ -49,6 +49,13 @@ class ArchSpec:
                 raise ValueError(f'{kind} {name!r} uses width group {group!r}, which the spec does not define')
 
     @property
+    def body_convs(self) -> list[str]:
+        """The body convs: prunable to prunable, one output per channel (in SRResNet and DnCNN exactly the
+        convs that feed a BatchNorm, so only the direction of their weights matters)."""
+        return [n for n, c in self.convs.items() if c.out_per_channel == 1
+                and c.in_group not in self.fixed_groups and c.out_group not in self.fixed_groups]
+
+    @property
     def prunable_groups(self) -> list[str]:
         return [g for g in self.group_widths if g not in self.fixed_groups]
 

@@ -24,6 +24,11 @@ One run does search -> compaction -> fine-tuning:
    current iteration (same learning-rate schedule); every save writes
    ``models/net_g_<iter>.safetensors``.
 
+With ``train.ema_decay`` the average (``net_g_ema``) follows the search network, and at compaction it
+restarts from the compact network: averaging the hypernetworks' parameters is not averaging the weights they
+generate, and the proximal step keeps shrinking the latents the average lags behind.  The fine-tuning's
+validations and checkpoints then use the average of the compact network.
+
 Resume (BasicSR's ``--auto_resume`` or ``path.resume_state``) works in either
 phase: a resume state saved after compaction rebuilds the compact network from
 ``compact_search.safetensors`` before loading its weights.
@@ -45,7 +50,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from ..checkpoint import read_metadata, save_compact
 from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES, DHPPruner
 from ..fileio import write_text
-from .restoration_model import OptionError, RestorationModel
+from .restoration_model import OptionError, RestorationModel, weight_decay_groups
 
 COMPACT_FILE = 'compact_search.safetensors'
 SUMMARY_FILE = 'search_summary.json'
@@ -114,9 +119,6 @@ class DHPSearchModel(RestorationModel):
 
     def __init__(self, opt):
         self.search = SearchOptions.from_opt(opt.get('dhp'))
-        if opt['is_train'] and float(opt['train'].get('ema_decay', 0) or 0) > 0:
-            raise OptionError('option train.ema_decay must be 0 for DHPSearchModel (the network changes '
-                              'shape at compaction); use EMA when fine-tuning the compact model')
         self._train_opt = copy.deepcopy(opt.get('train'))
         self.phase = 'search'
         self.search_record: dict | None = None
@@ -178,8 +180,11 @@ class DHPSearchModel(RestorationModel):
         if self.phase == 'search':
             self.latent_params = {'params': net.latent_parameters(), 'weight_decay': 0.0}
             params = [{'params': [p for p in net.hypernetwork_parameters() if p.requires_grad]}, self.latent_params]
+            if optim.pop('weight_decay_params', 'all') != 'all':
+                raise OptionError('option train.optim_g.weight_decay_params must be all for DHPSearchModel '
+                                  '(the search network generates its conv weights)')
         else:
-            params = [p for p in net.parameters() if p.requires_grad]
+            params = weight_decay_groups(net, optim)
         self.optimizer_g = self.get_optimizer(optim_type, params, **optim)
         self.optimizers = [self.optimizer_g]
 
@@ -236,6 +241,8 @@ class DHPSearchModel(RestorationModel):
         compact = self.pruner.compact().train()
         self._write_search_results(compact)
         self.net_g = self.model_to_device(compact)
+        if hasattr(self, 'net_g_ema'):  # the average restarts from the compact network (see the module)
+            self.net_g_ema = copy.deepcopy(compact).eval()
         self.phase, self.pruner = 'finetune', None
         self.reset_step()
         self.opt['train'] = copy.deepcopy(self._train_opt)  # BasicSR's setup pops 'type' from its sections

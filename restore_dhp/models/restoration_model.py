@@ -21,6 +21,13 @@ and as the base of the DHP search model.  Differences from ``SRModel``:
 * the step is :class:`~restore_dhp.models.train_step.TrainStep`: ``train.amp``
   (``bf16``/``fp16``) and ``train.capture: cuda_graph`` (see that module); the
   losses stay on the device until BasicSR logs them (every ``print_freq``);
+* ``train.ema_decay: d`` (BasicSR's key, e.g. 0.999): ``net_g_ema`` keeps an exponential moving average of the
+  parameters (one fused update per step) and a copy of the buffers (BatchNorm statistics, DHP masks; BasicSR
+  leaves them at their initial values); validation runs it, the compact checkpoints hold it (their
+  metadata says ``ema_decay``), and a resume reads it back from ``net_g_<iter>.pth`` (``params_ema``);
+* ``train.optim_g.type`` may be ``Adam`` or ``AdamW``; ``train.optim_g.weight_decay_params: body`` applies
+  ``weight_decay`` to the body convs' weights only (``ArchSpec.body_convs``: the convs that feed a BatchNorm),
+  ``all`` (the default) to every parameter;
 * ``train.freeze_bn_iter: N`` (optional): after iteration N every BatchNorm layer
   runs in eval mode while training: it normalises with, and no longer updates,
   its running statistics; its scale and shift still train.  A final stretch
@@ -114,6 +121,36 @@ class RestorationModel(SRModel):
                          else OrderedDict((k, v.detach()) for k, v in losses.items()))
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    @torch.no_grad()
+    def model_ema(self, decay=0.999):
+        """``net_g_ema``'s parameters moved towards ``net_g``'s by ``1 - decay`` (``decay=0``: copied), its
+        buffers copied (BasicSR's own update leaves BatchNorm statistics and DHP masks at their initial values)."""
+        net = self.get_bare_model(self.net_g)
+        cached = getattr(self, '_ema_pairs', None)
+        if cached is None or cached[0] is not net or cached[1] is not self.net_g_ema:
+            live = {**dict(net.named_parameters()), **dict(net.named_buffers())}
+            params = [(p, live[k]) for k, p in self.net_g_ema.named_parameters()]
+            buffers = [(b, live[k]) for k, b in self.net_g_ema.named_buffers()]
+            self._ema_pairs = cached = (net, self.net_g_ema, [list(t) for t in zip(*params)],
+                                        [list(t) for t in zip(*buffers)])
+        (ema_params, live_params), buffers = cached[2], cached[3]
+        torch._foreach_lerp_(ema_params, live_params, 1 - decay)
+        if buffers:
+            torch._foreach_copy_(*buffers)
+
+    def get_optimizer(self, optim_type, params, lr, **kwargs):
+        optimizers = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW}
+        if optim_type not in optimizers:
+            raise OptionError(f"option train.optim_g.type must be one of {', '.join(optimizers)}, got {optim_type!r}")
+        return optimizers[optim_type](params, lr, **kwargs)
+
+    def setup_optimizers(self):
+        optim = dict(self.opt['train']['optim_g'])
+        optim_type = optim.pop('type')
+        self.optimizer_g = self.get_optimizer(optim_type, weight_decay_groups(self.get_bare_model(self.net_g), optim),
+                                              **optim)
+        self.optimizers = [self.optimizer_g]
 
     def _losses(self, output, gt):
         """SRModel's losses: ``(total, {'l_pix': ..., 'l_percep': ..., 'l_style': ...})``."""
@@ -210,7 +247,7 @@ class RestorationModel(SRModel):
 
     @master_only
     def save_safetensors(self, current_iter, info: dict | None = None) -> str | None:
-        net = self.get_bare_model(self.net_g)
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
         if not isinstance(net, CompactForm):
             return None
         label = 'latest' if current_iter == -1 else current_iter
@@ -223,12 +260,32 @@ class RestorationModel(SRModel):
                       'iterations_run': self._last_iter,
                       'trained_on': device_name(self.device), 'torch': torch.__version__,
                       'wall_time_s': self._wall_time(), 'validation': self._validation}
+        if hasattr(self, 'net_g_ema'):
+            provenance['ema_decay'] = self.ema_decay
         if self._parent:
             provenance['parent'] = self._parent
         provenance.update(info or {})
         save_compact(net, path, info=provenance)
         get_root_logger().info(f'Saved compact checkpoint {path}')
         return path
+
+
+def weight_decay_groups(net, optim: dict) -> list:
+    """The parameters to optimise, in groups for ``optim``'s ``weight_decay_params`` (popped from ``optim``):
+    ``all`` (default) one group; ``body`` the body convs' weights (with ``optim``'s weight decay) and the rest
+    (none)."""
+    which = optim.pop('weight_decay_params', 'all')
+    params = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+    if which == 'all':
+        return [p for _, p in params]
+    if which != 'body':
+        raise OptionError(f"option train.optim_g.weight_decay_params must be all or body, got {which!r}")
+    if getattr(net, 'dhp', True):
+        raise OptionError('option train.optim_g.weight_decay_params: body needs a plain network '
+                          f'(the DHP form generates its conv weights), got {type(net).__name__}')
+    body = {f'convs.{name}.weight' for name in net.spec.body_convs}
+    return [{'params': [p for name, p in params if name in body]},
+            {'params': [p for name, p in params if name not in body], 'weight_decay': 0.0}]
 
 
 def _atomic_save(obj, path: str) -> None:

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The arms of issue 23 on the CPU (options/experiments/sr_arm_<arm>_s10/_s11.yml: the CPU recipe on SR291_train,
+# validated on the held-out SR291_val): each arm's two seeds side by side (scripts/run_side_by_side.py), the arms one
+# after another, then their table into reports/sr_inversion.md (scripts/arms_table.py).
+#   bash scripts/run_arms.sh                       all arms (ARMS to choose, REPORT for another report file)
+#   bash scripts/run_arms.sh --iters 4 --force network_g:num_feat=8 ...   extra arguments go to run_side_by_side.py
+# A run whose log says it finished is not run again, so after a kill the same command goes on (unfinished runs
+# resume from their last saved state). Needs datasets/ prepared (python -m restore_dhp.prepare_data; it makes the
+# SR291_train / SR291_val split). On the 2-core CPU machine a seed pair takes about 40 min (plain) to 50 min (DHP).
+set -u
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+ARMS=${ARMS:-plain plain_wd plain_init plain_ema dhp60 dhp60_ema}
+REPORT=${REPORT:-reports/sr_inversion.md}
+status=0
+for arm in $ARMS; do
+  opts=()
+  for opt in options/experiments/sr_arm_${arm}_s1?.yml; do
+    [ -f "$opt" ] || { echo "no option files options/experiments/sr_arm_${arm}_s1?.yml" >&2; exit 2; }
+    grep -qs 'End of training' "logs/$(basename "$opt" .yml).log" || opts+=("$opt")
+  done
+  [ ${#opts[@]} -eq 0 ] && { echo "== $arm: done before"; continue; }
+  echo "== $(date -u +%T) $arm: ${opts[*]}"
+  $PY scripts/run_side_by_side.py --opts "${opts[@]}" --python "$PY" "$@" || status=1
+done
+$PY scripts/arms_table.py --report "$REPORT" || status=1
+exit $status

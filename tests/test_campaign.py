@@ -1,0 +1,113 @@
+"""The issue-23 scripts at toy size on the CPU: the arms runner and its table, and the campaign's plan and DRY run."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from restore_dhp.checkpoint import read_metadata
+
+from train_helpers import REPO, env, make_images
+
+sys.path.insert(0, os.path.join(REPO, 'scripts'))
+import arms_table  # noqa: E402
+
+
+def _log(a, b, end):
+    """A BasicSR training log with validations at iterations 200 and 400."""
+    it = '2026-12-03 INFO: [sr_ar..][epoch:  0, iter:     {}, lr:(1.000e-03,)] [time (data): 0.500 (0.001)]\n'
+    val = '2026-12-03 INFO: Validation SR291_val\n\t # psnr: {0:.4f}\tBest: {0:.4f} @ {1} iter\n'
+    return it.format(200) + val.format(a, 200) + it.format(400) + val.format(b, 400) + end
+
+
+def test_arms_table_replaces_its_section(tmp_path):
+    logs = tmp_path / 'logs'
+    logs.mkdir()
+    done = 'End of training.'
+    for name, a, b, end in [('plain_s10', 24.0, 24.25, done), ('plain_s11', 24.1, 24.35, done),
+                            ('plain_ema_s10', 24.2, 24.5, '')]:
+        (logs / f'sr_arm_{name}.log').write_text(_log(a, b, end))
+    report = tmp_path / 'report.md'
+    report.write_text('# Report\n\ntext\n')
+    assert arms_table.main(['--logs', str(logs), '--report', str(report)]) == 0
+    first = report.read_text()
+    assert first.startswith('# Report\n\ntext\n\n## The arms of issue 23')
+    assert '| plain, seed 10 | 24.00 | 24.25 |' in first and '| plain_ema, seed 10 | 24.20 | 24.50 |' in first
+    assert '| plain | 2 | 24.30 | 0.10 |' in first                  # the mean of the seeds' last values
+    assert 'Not finished (partial curves): sr_arm_plain_ema_s10.log' in first
+    (logs / 'sr_arm_plain_ema_s10.log').write_text(_log(24.2, 24.6, done))
+    arms_table.main(['--logs', str(logs), '--report', str(report)])
+    second = report.read_text()
+    assert second.count('## The arms of issue 23') == 1 and '24.60' in second and 'Not finished' not in second
+    assert arms_table.main(['--logs', str(tmp_path / 'none'), '--report', str(report)]) == 2
+
+
+def _checkout(tmp_path, weights=()):
+    """A copy of the scripts, options and some weights, with tiny datasets where the option files look."""
+    root = tmp_path / 'co'
+    for folder in ('scripts', 'options'):
+        shutil.copytree(os.path.join(REPO, folder), root / folder)
+    (root / 'weights').mkdir()
+    for name in weights:
+        shutil.copy(os.path.join(REPO, 'weights', name), root / 'weights' / name)
+    (root / 'reports').mkdir()
+    (root / 'reports' / 'sr_inversion.md').write_text('# SR inversion\n')
+    data = root / 'datasets'
+    for folder, gray in [('SR291/HR', False), ('SR291_train/HR', False), ('Train400', True), ('Set12', True)]:
+        make_images(str(data / folder), count=4, size=48, gray=gray)
+    make_images(str(data / 'SR291_val/HR'), count=1, size=32, seed=1)
+    e = env()
+    e.update(PY=sys.executable, PYTHONPATH=REPO)
+    return root, e
+
+
+def _run(cmd, root, e, **extra):
+    out = subprocess.run(cmd, cwd=root, env={**e, **extra}, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    return out.stdout
+
+
+def test_run_arms_runs_both_seeds_and_writes_the_table(tmp_path):
+    root, e = _checkout(tmp_path)
+    tiny = ['--iters', '2', '--force', 'network_g:num_feat=8', 'network_g:num_blocks=2', 'datasets:train:gt_size=16',
+            'datasets:train:batch_size_per_gpu=2']
+    _run(['bash', 'scripts/run_arms.sh', *tiny], root, e, ARMS='plain_ema')
+    report = (root / 'reports' / 'sr_inversion.md').read_text()
+    assert '| plain_ema, seed 10 |' in report and '| plain_ema, seed 11 |' in report
+    assert read_metadata(str(root / 'experiments/sr_arm_plain_ema_s11/models/net_g_latest.safetensors'))['info'][
+        'ema_decay'] == 0.999
+    again = _run(['bash', 'scripts/run_arms.sh', *tiny], root, e, ARMS='plain_ema')  # finished runs are not rerun
+    assert '== plain_ema: done before' in again
+
+
+def test_campaign_plan_and_dry_run_install_each_result(tmp_path):
+    runs = ['srresnet_x4_dhp20', 'dncnn_s70_dhp20']
+    root, e = _checkout(tmp_path, [f'{r}.safetensors' for r in runs])
+    plan = _run([sys.executable, 'scripts/campaign.py', '--plan'], root, e)
+    assert 'leases to reach the targets' in plan and '| srresnet_x4_dhp20 | 0.21 M |' in plan
+    assert 'dncnn_s70_baseline' not in plan  # only the models shipped here
+    out = _run([sys.executable, 'scripts/campaign.py', '--deadline', '500'], root, e, DRY='1')
+    assert 'campaign: 4 iterations each at batch 2, 2 models' in out
+    for run in runs:
+        info = read_metadata(str(root / 'weights' / f'{run}.safetensors'))['info']
+        stages = [info['experiment'], info['parent']['experiment']]
+        expected = {'srresnet_x4_dhp20': ['srresnet_x4_dhp20_bnfreeze_gpu', 'srresnet_x4_dhp20_continue_gpu'],
+                    'dncnn_s70_dhp20': ['dncnn_s70_dhp20_continue_gpu', 'dncnn_s70_dhp20_bnfreeze_gpu']}[run]
+        assert stages == expected, (run, stages)
+        assert info['iterations_run'] == 4
+
+
+@pytest.mark.parametrize('rates,batch', [
+    ({'sr': {16: 100.0, 64: 390.0}, 'denoise': {16: 100.0, 64: 250.0}}, 64),
+    ({'sr': {16: 100.0, 64: 390.0}, 'denoise': {16: 100.0, 64: 150.0}}, 16),
+    ({}, 16),
+])
+def test_campaign_takes_batch_64_only_where_it_pays(rates, batch):
+    import campaign
+    chosen, s_per_iter = campaign.choose(rates)
+    assert chosen == batch
+    if rates:
+        assert s_per_iter['sr'] == pytest.approx(1.25 * batch / rates['sr'][batch])
+    else:
+        assert s_per_iter == campaign.RECORDED_S_PER_ITER
