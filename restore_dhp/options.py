@@ -37,7 +37,7 @@ from .data.imageio import ImageReadError, list_images, read_file_header
 from .force_yml import apply_force_yml
 
 from .models.dhp_model import OptionError, SearchOptions
-from .models.restoration_model import with_compact_pretrain
+from .models.restoration_model import OPTIMIZERS, WEIGHT_DECAY_PARAMS, with_compact_pretrain
 from .models.train_step import parse_step_options
 
 TOP_LEVEL = {'name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'network_g', 'path', 'train',
@@ -116,8 +116,7 @@ def registered(registry, what: str) -> Rule:
 BOOLEAN = Rule(lambda v: isinstance(v, bool), 'true or false')
 FOLDER_NAME = Rule(lambda v: isinstance(v, str) and re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._+-]{0,99}', v) is not None,
                    'a plain folder name (letters, digits, . _ + -; no / or leading dot; at most 100 characters)')
-# BasicSR 1.4.2 builds only these (BaseModel.get_optimizer, BaseModel.setup_schedulers)
-OPTIMIZERS = ('Adam',)
+# BasicSR 1.4.2 builds only these schedulers (BaseModel.setup_schedulers); our models' optimizers: OPTIMIZERS
 SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
 POSITIVE, NON_NEGATIVE = integer(1), integer(0)
 #: what training reads, key by key ('*' matches any dataset phase); the first bad value is reported
@@ -134,6 +133,7 @@ RULES: dict[str, Rule] = {
     'network_g.in_channels': one_of(1, 3),
     'network_g.scale': integer(1, MAX_SCALE),
     'network_g.embedding_dim': integer(1, MAX_CHANNELS),
+    'network_g.body_init_scale': number(0, lo_open=True),
     'datasets.*.type': registered(DATASET_REGISTRY, 'dataset'),
     'datasets.*.batch_size_per_gpu': POSITIVE,
     'datasets.*.num_worker_per_gpu': NON_NEGATIVE,
@@ -158,6 +158,7 @@ RULES: dict[str, Rule] = {
     'train.optim_g.type': one_of(*OPTIMIZERS),
     'train.optim_g.lr': number(0, lo_open=True),
     'train.optim_g.weight_decay': number(0),
+    'train.optim_g.weight_decay_params': one_of(*WEIGHT_DECAY_PARAMS),
     'train.scheduler.type': one_of(*SCHEDULERS),
     'train.scheduler.gamma': number(0, lo_open=True),
     'train.pixel_opt.type': registered(LOSS_REGISTRY, 'loss'),

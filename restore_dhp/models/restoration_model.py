@@ -88,6 +88,11 @@ def with_compact_pretrain(opt: dict) -> tuple[dict, dict | None]:
     return {**opt, 'network_g': {**net, **fields}}, parent
 
 
+#: ``train.optim_g.type`` -> the optimizer our models build (BasicSR's own builds Adam only)
+OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW}
+#: ``train.optim_g.weight_decay_params``: every parameter (default) or the body convs' weights only
+WEIGHT_DECAY_PARAMS = ('all', 'body')
+
 @MODEL_REGISTRY.register()
 class RestorationModel(SRModel):
     #: record the provenance of a compact ``path.pretrain_network_g`` in saved checkpoints (the DHP
@@ -140,10 +145,9 @@ class RestorationModel(SRModel):
             torch._foreach_copy_(*buffers)
 
     def get_optimizer(self, optim_type, params, lr, **kwargs):
-        optimizers = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW}
-        if optim_type not in optimizers:
-            raise OptionError(f"option train.optim_g.type must be one of {', '.join(optimizers)}, got {optim_type!r}")
-        return optimizers[optim_type](params, lr, **kwargs)
+        if optim_type not in OPTIMIZERS:
+            raise OptionError(f"option train.optim_g.type must be one of {', '.join(OPTIMIZERS)}, got {optim_type!r}")
+        return OPTIMIZERS[optim_type](params, lr, **kwargs)
 
     def setup_optimizers(self):
         optim = dict(self.opt['train']['optim_g'])
@@ -274,11 +278,11 @@ def weight_decay_groups(net, optim: dict) -> list:
     """The parameters to optimise, in groups for ``optim``'s ``weight_decay_params`` (popped from ``optim``):
     ``all`` (default) one group; ``body`` the body convs' weights (with ``optim``'s weight decay) and the rest
     (none)."""
-    which = optim.pop('weight_decay_params', 'all')
+    which = optim.pop('weight_decay_params', WEIGHT_DECAY_PARAMS[0])
     params = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
     if which == 'all':
         return [p for _, p in params]
-    if which != 'body':
+    if which not in WEIGHT_DECAY_PARAMS:
         raise OptionError(f"option train.optim_g.weight_decay_params must be all or body, got {which!r}")
     if getattr(net, 'dhp', True):
         raise OptionError('option train.optim_g.weight_decay_params: body needs a plain network '
