@@ -181,6 +181,18 @@ def _check_dataset(phase: str, ds, check_paths: bool) -> None:
             raise OptionError(f'option datasets.{phase}.{key} must be a non-negative integer, got {ds[key]!r}')
 
 
+def _check_dhp(opt: dict, check_paths: bool) -> None:
+    """The ``dhp`` section (:meth:`SearchOptions.from_opt`), and the latency table it names (``check_paths``)."""
+    if opt['model_type'] != 'DHPSearchModel':
+        if 'dhp' in opt:
+            raise OptionError(f"option dhp is only used by model_type DHPSearchModel, not {opt['model_type']}")
+        return
+    search = SearchOptions.from_opt(opt.get('dhp'))
+    if check_paths and search.target and not os.path.isfile(os.path.expanduser(search.target['table'])):
+        raise OptionError(f"option dhp.target.table: file {search.target['table']} does not exist (build it: "
+                          'python -m restore_dhp.latency profile ..., see README)')
+
+
 def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None:
     """Raise :class:`OptionError` naming the first bad key of ``opt`` (``check_paths``: files and folders exist)."""
     _check_numbers_as_text(opt)
@@ -193,10 +205,7 @@ def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None
     _check_network(opt)
     if is_train:
         _check_training(opt)
-    if opt['model_type'] == 'DHPSearchModel':
-        SearchOptions.from_opt(opt.get('dhp'))
-    elif 'dhp' in opt:
-        raise OptionError(f"option dhp is only used by model_type DHPSearchModel, not {opt['model_type']}")
+    _check_dhp(opt, check_paths)
     if not isinstance(opt['datasets'], dict):
         raise OptionError('option datasets must be a mapping of phases (train, val, ...) to datasets')
     for phase, ds in opt['datasets'].items():
