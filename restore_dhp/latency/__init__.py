@@ -71,7 +71,8 @@ def _slug(text: str) -> str:
 
 def table_path(arch: str, device: str, backend: str, precision: str, threads: int | None,
                size: tuple[int, int], root: str = TABLES_DIR) -> str:
-    """Where the table of these settings is kept, e.g. ``latency_tables/cpu-amd-epyc-1t/srresnet_fused_fp32_170x256.json``."""
+    """Where the table of these settings is kept, e.g.
+    ``latency_tables/cpu-amd-epyc-1t/srresnet_fused_fp32_170x256.json``."""
     folder = f'{device}-{_slug(device_label(device))}' + (f'-{threads}t' if device == 'cpu' else '')
     return os.path.join(root, folder, f'{arch}_{backend}_{precision}_{size[0]}x{size[1]}.json')
 
