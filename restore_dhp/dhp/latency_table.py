@@ -101,6 +101,7 @@ class LatencyTable(WidthCost):
 
     def describe(self) -> dict:
         d = self.data
-        return {'kind': 'latency', 'table': self.source, 'device': d.get('device'), 'backend': d.get('backend'),
+        return {'kind': 'latency', 'table': self.source, 'device': d.get('device'), 'device_name': d.get('device_name'),
+                'backend': d.get('backend'),
                 'precision': d.get('precision'), 'threads': d.get('threads'), 'size': list(d['size']),
                 'width_step': self.width_step, **super().describe()}

@@ -69,20 +69,32 @@ class ConvProbe(nn.Module):
 
 def time_us(model: nn.Module, settings: Settings, height: int, width: int) -> float:
     """Median microseconds of one forward of ``model``'s deployed form on a 1 x C x height x width input."""
-    s = settings
-    deployed = prepare(model, s.device, s.backend, s.precision, s.threads)
-    x = torch.rand(1, model.in_channels, height, width, device=s.device)
-    run = deployed
-    if deployed.module is not None and deployed.device.type == 'cpu':  # no layout conversion in the timing
-        module = deployed.module
-        fmt = torch.channels_last if deployed.layout == 'channels_last' else torch.contiguous_format
-        x = x.to(dtype=PRECISIONS[s.precision], memory_format=fmt)
+    return statistics.median(side_by_side_us({'model': model}, settings, height, width)['model'])
 
-        def run(inp):
-            with torch.inference_mode():
-                return module(inp)
-    runs = measure_side_by_side({'model': run}, x, s.rounds, s.warmup)['model']
-    return statistics.median(runs) * 1e3
+
+def side_by_side_us(models: dict, settings: Settings, height: int, width: int) -> dict[str, list[float]]:
+    """Microseconds of every round of each model's deployed form, interleaved (one input, all same channels)."""
+    s = settings
+    x = torch.rand(1, next(iter(models.values())).in_channels, height, width, device=s.device)
+    runners = {}
+    for name, model in models.items():
+        runners[name], inp = _runner(prepare(model, s.device, s.backend, s.precision, s.threads), x)
+    runs = measure_side_by_side(runners, inp, s.rounds, s.warmup)
+    return {name: [ms * 1e3 for ms in values] for name, values in runs.items()}
+
+
+def _runner(deployed, x: torch.Tensor):
+    """What to time and on what: on the CPU, a torch backend's module on an input already in its dtype and
+    memory format (no conversion in the timing); otherwise the deployed model itself."""
+    if deployed.module is None or deployed.device.type != 'cpu':
+        return deployed, x
+    module = deployed.module
+    fmt = torch.channels_last if deployed.layout == 'channels_last' else torch.contiguous_format
+
+    def run(inp):
+        with torch.inference_mode():
+            return module(inp)
+    return run, x.to(dtype=PRECISIONS[deployed.precision], memory_format=fmt)
 
 
 def width_grid(full: int, step: int) -> list[int]:
