@@ -126,3 +126,5 @@ def test_detect_step_finds_the_block_and_smooth_curves():
     assert detect_step(widths, [100.0 * -(-w // 8) for w in widths]) == 8
     assert detect_step(widths, [3.0 * w + 0.1 * (w % 2) for w in widths]) == 1
     assert detect_step([1, 2, 3], [1.0, 2.0, 3.0]) == 1
+    coarse = list(range(4, 65, 4))  # a sweep every 4 widths still finds a step of 16
+    assert detect_step(coarse, [100.0 * -(-w // 16) for w in coarse]) == 16

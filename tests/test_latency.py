@@ -105,3 +105,20 @@ def test_search_to_a_latency_target_records_table_and_prediction(tmp_path):
     assert all(w % data['width_step'] == 0 or w == 8 for w in summary['widths'].values())
     final = read_metadata(os.path.join(models, 'net_g_latest.safetensors'))
     assert final['info']['search']['predicted_latency_us'] == summary['predicted_latency_us']
+
+
+def test_device_script_builds_and_checks_tables_in_its_dry_mode(tmp_path):
+    """scripts/device_search.sh tables, DRY=1, one network and backend (each start of Python costs seconds here)."""
+    import subprocess
+    import sys
+
+    from train_helpers import REPO, env
+    work = tmp_path / 'dry'
+    out = subprocess.run(['bash', os.path.join(REPO, 'scripts', 'device_search.sh'), 'tables'], cwd=REPO,
+                         env={**env(), 'DRY': '1', 'DRY_DIR': str(work), 'PY': sys.executable, 'NETS': 'dncnn_s70',
+                              'BACKENDS': 'fused'},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    tables = sorted(p.name for p in (work / 'latency_tables').glob('*/*.json'))
+    assert tables == ['dncnn_fused_fp32_12x12.check.json', 'dncnn_fused_fp32_12x12.json']
+    assert out.stdout.count('median relative error') == 1

@@ -102,17 +102,19 @@ def width_grid(full: int, step: int) -> list[int]:
 
 
 def detect_step(widths: list[int], us: list[float]) -> int:
-    """The width step of a one-width sweep: the largest candidate step at whose multiples at least 3/4 of
-    the big jumps in latency happen (at least two of them); 1 when latency grows smoothly."""
-    incs = [(widths[i - 1], us[i] - us[i - 1]) for i in range(1, len(widths)) if widths[i] - widths[i - 1] == 1]
-    if len(incs) < 4:
+    """The width step of a sweep at evenly spaced widths: the largest candidate step (a multiple of the spacing)
+    at whose multiples at least 3/4 of the big jumps in latency happen (at least two of them); 1 when latency
+    grows smoothly."""
+    if len(widths) < 5:
         return 1
+    spacing = widths[1] - widths[0]
+    incs = [(widths[i - 1], us[i] - us[i - 1]) for i in range(1, len(widths)) if widths[i] - widths[i - 1] == spacing]
     typical = statistics.median(abs(d) for _, d in incs)
     threshold = max(4 * typical, 0.25 * max(d for _, d in incs))
     jumps = [w for w, d in incs if d > threshold]
     if len(jumps) < 2:
         return 1
-    for step in STEP_CANDIDATES:
+    for step in (c for c in STEP_CANDIDATES if c % spacing == 0):
         if sum(w % step == 0 for w in jumps) >= 0.75 * len(jumps):
             return step
     return 1
@@ -136,7 +138,8 @@ class Profiler:
                        w * c.scale)
 
     def sweep(self, sweep_step: int) -> dict:
-        """Input width = output width = w, every ``sweep_step`` up to full width, for the largest free class."""
+        """Input width = output width = w for every w up to full width (``sweep_step`` > 1: its multiples),
+        for the free class with the most convs."""
         spec = self.spec
         free = [k for k, names in self.classes.items() if all(
             g not in spec.fixed_groups for g in (spec.convs[names[0]].in_group, spec.convs[names[0]].out_group))]
@@ -145,7 +148,7 @@ class Profiler:
         layer = max(free, key=lambda k: len(self.classes[k]))
         conv = spec.convs[self.classes[layer][0]]
         full = min(spec.group_widths[conv.in_group], spec.group_widths[conv.out_group])
-        widths = list(range(1, full + 1, sweep_step))
+        widths = list(range(sweep_step, full + 1, sweep_step)) if sweep_step > 1 else list(range(1, full + 1))
         us = [self.conv_us(self.classes[layer][0], w, w) for w in widths]
         return {'layer': layer, 'widths': widths, 'us': us}
 
