@@ -1,6 +1,7 @@
 """The device report: latency-targeted against FLOPs-targeted models, measured side by side on the table's device.
 
-    python -m restore_dhp.device_report --task sr --table latency_tables/cpu-amd-epyc-1t/srresnet_fused_fp32_170x256.json \\
+    python -m restore_dhp.device_report --task sr \\
+        --table latency_tables/cpu-amd-epyc-1t/srresnet_fused_fp32_170x256.json \\
         --weights weights/srresnet_x4_baseline.safetensors weights/device/srresnet_x4_*.safetensors \\
         --quality reports/device/quality_sr/report.json --out reports/device
 
@@ -123,7 +124,8 @@ def markdown(result: dict) -> str:
              f"Measured side by side ({result['rounds']} interleaved rounds, median) as the table "
              f"`{result['table']}` was: {t['device_name']}, {t['backend']} {t['precision']}, {t['threads']} thread(s), "
              f"input {t['size'][0]}x{t['size'][1]}. {control_line(result['control_speedup'])}.", '',
-             '| model | family | target | FLOPs ratio | predicted ms | measured ms | latency ratio | target met (±15%) | '
+             '| model | family | target | FLOPs ratio | predicted ms | measured ms | latency ratio '
+             '| target met (±15%) | '
              + ' | '.join(f'{metric} {s}' for s in sets) + ' |',
              '|---' * (8 + len(sets)) + '|']
     for r in models:

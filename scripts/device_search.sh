@@ -70,9 +70,9 @@ tables() {
         table=$(table_of "$net" "$backend" "$precision")
         if [ ! -f "$table" ] || [ "${REBUILD:-0}" = 1 ]; then
           echo "== $(date -u +%T) profile $table"
-          $PY -m restore_dhp.latency profile --arch "${ARCH[$net]}" --arch-kwargs "${KWARGS[$net]}" --device "$MEASURE" \
-            --backend "$backend" --precision "$precision" --threads "$THREADS" --size "${SIZE[$net]}" --out "$table" \
-            "${fast[@]}"
+          $PY -m restore_dhp.latency profile --arch "${ARCH[$net]}" --arch-kwargs "${KWARGS[$net]}" \
+            --device "$MEASURE" --backend "$backend" --precision "$precision" --threads "$THREADS" \
+            --size "${SIZE[$net]}" --out "$table" "${fast[@]}"
         fi
         echo "== $(date -u +%T) check $table"
         $PY -m restore_dhp.latency check --table "$table" "${check[@]}" --out "${table%.json}.check.json" | tail -n 1
@@ -130,11 +130,13 @@ report() {
              weights/device/${net}_dhp[0-9]*.safetensors)
     echo "== $(date -u +%T) quality of ${weights[*]}"
     # shellcheck disable=SC2086  # SETS holds several names
-    $PY -m restore_dhp.benchmark --task "${TASK[$net]}" --data-root datasets --sets ${SETS[$net]} --weights "${weights[@]}" \
-      --no-timing --no-lpips --quiet --in-process --out "reports/device/quality_${TASK[$net]}" "${bench[@]}" > /dev/null
+    $PY -m restore_dhp.benchmark --task "${TASK[$net]}" --data-root datasets --sets ${SETS[$net]} \
+      --weights "${weights[@]}" --no-timing --no-lpips --quiet --in-process \
+      --out "reports/device/quality_${TASK[$net]}" "${bench[@]}" > /dev/null
     echo "== $(date -u +%T) latency side by side"
-    $PY -m restore_dhp.device_report --task "${TASK[$net]}" --table "$(table_of "$net" fused fp32)" --weights "${weights[@]}" \
-      --quality "reports/device/quality_${TASK[$net]}/report.json" --out reports/device "${report_rounds[@]}" | tail -n 6
+    $PY -m restore_dhp.device_report --task "${TASK[$net]}" --table "$(table_of "$net" fused fp32)" \
+      --weights "${weights[@]}" --quality "reports/device/quality_${TASK[$net]}/report.json" --out reports/device \
+      "${report_rounds[@]}" | tail -n 6
   done
   $PY -m restore_dhp.device_report --join --out reports/device
 }

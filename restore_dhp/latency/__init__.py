@@ -62,7 +62,11 @@ def cpu_model() -> str:
 
 def device_label(device: str) -> str:
     """The CPU model or GPU name a table is measured on."""
-    return torch.cuda.get_device_name(0) if device == 'cuda' else cpu_model()
+    if device != 'cuda':
+        return cpu_model()
+    if not torch.cuda.is_available():
+        raise LatencyError('device cuda: no CUDA device is available')
+    return torch.cuda.get_device_name(0)
 
 
 def _slug(text: str) -> str:

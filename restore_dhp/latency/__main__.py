@@ -99,10 +99,10 @@ def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     _check_positive(p, args, ('threads', 'grid_step', 'sweep_step', 'fit_points', 'rounds', 'warmup', 'sets'))
-    if args.command == 'where':
-        print(table_path(args.arch, args.device, args.backend, args.precision, args.threads, args.size))
-        return 0
     try:
+        if args.command == 'where':
+            print(table_path(args.arch, args.device, args.backend, args.precision, args.threads, args.size))
+            return 0
         return profile(args) if args.command == 'profile' else check(args)
     except (LatencyError, DeployError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
