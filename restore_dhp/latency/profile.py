@@ -31,7 +31,7 @@ from ..deploy import PRECISIONS, ort, prepare
 from ..dhp.latency_table import LatencyTable, elementwise_elements, layer_class
 from ..speedup import build_plain
 from ..timing import measure_side_by_side
-from . import FORMAT, device_label
+from . import FORMAT, LatencyError, device_label
 
 STEP_CANDIDATES = (64, 32, 16, 8, 4, 2)
 
@@ -125,7 +125,10 @@ class Profiler:
 
     def __init__(self, arch: str, arch_kwargs: dict, settings: Settings, log=None):
         self.arch, self.arch_kwargs, self.settings = arch, dict(arch_kwargs), settings
-        self.spec = build_meta(arch, None, **arch_kwargs).spec
+        try:
+            self.spec = build_meta(arch, None, **arch_kwargs).spec
+        except (TypeError, ValueError) as e:
+            raise LatencyError(f'{arch} with arguments {arch_kwargs}: {e}') from None
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.classes: dict[str, list[str]] = {}
         for name in self.spec.convs:
