@@ -339,6 +339,18 @@ def _check_machine(opt: dict) -> None:
         raise OptionError('option logger.wandb: wandb is not installed; pip install wandb, or remove logger.wandb')
 
 
+def _check_dhp(opt: dict, check_paths: bool) -> None:
+    """The ``dhp`` section (:meth:`SearchOptions.from_opt`), and the latency table it names (``check_paths``)."""
+    if opt['model_type'] != 'DHPSearchModel':
+        if 'dhp' in opt:
+            raise OptionError(f"option dhp is only used by model_type DHPSearchModel, not {opt['model_type']}")
+        return
+    search = SearchOptions.from_opt(opt.get('dhp'))
+    if check_paths and search.target and not os.path.isfile(os.path.expanduser(search.target['table'])):
+        raise OptionError(f"option dhp.target.table: file {search.target['table']} does not exist (build it: "
+                          'python -m restore_dhp.latency profile ..., see README)')
+
+
 def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None:
     """Raise :class:`OptionError` naming the first bad key of ``opt`` (``check_paths``: files and folders exist,
     and this machine has what the options ask for)."""
@@ -357,10 +369,7 @@ def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None
     _check_network(opt)
     if is_train:
         _check_training(opt)
-    if opt['model_type'] == 'DHPSearchModel':
-        SearchOptions.from_opt(opt.get('dhp'))
-    elif 'dhp' in opt:
-        raise OptionError(f"option dhp is only used by model_type DHPSearchModel, not {opt['model_type']}")
+    _check_dhp(opt, check_paths)
     for phase, ds in opt['datasets'].items():
         _check_dataset(phase, ds, check_paths, opt.get('scale') or 1)
 

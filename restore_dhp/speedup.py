@@ -5,9 +5,13 @@ For every compact model: its FLOPs ratio to the full-width baseline, its time, t
 speedup / (1 / FLOPs ratio): 1.0 means the FLOPs saving is fully realised.  Within one thread
 count and input size, all models in all backends are timed interleaved (one run of each per round,
 order rotated; :func:`restore_dhp.timing.measure_side_by_side`) and the median over rounds is
-reported, so the ratios are side by side.  A last table compares each backend's baseline with eager.
+reported, so the ratios are side by side.  Each table has a control row (the baseline timed again,
+which must read 1.00; a table whose control is more than 5% off is flagged) and shows each speedup's
+interquartile range over the rounds (:mod:`restore_dhp.speed_tables`); ``--settle N`` adds rounds until
+the controls read 1.00 within 3% (at most N rounds).  A last table compares each backend's baseline with eager.
 
     python -m restore_dhp.speedup --weights weights/srresnet_x4_*.safetensors --threads 1 2
+    python -m restore_dhp.speedup --weights weights/srresnet_x4_*.safetensors --backends fused --settle 200   # quiet
     python -m restore_dhp.speedup --weights weights/*.safetensors --device cuda --precisions fp32 fp16 bf16
     python -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --backends fused compiled --sizes 1080
     python -m restore_dhp.speedup --random-widths 0.6 0.4 0.2 --round-to 8   # are odd widths slow here?
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 from dataclasses import dataclass, field
 
@@ -38,12 +41,12 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .cli import prog
 from .complexity import ARCH_ALIASES, build_meta, count_flops
 from .deploy import BACKEND_TABLE, BACKENDS, PRECISIONS, DeployError, precision_problem, prepare, usable_backends
-from .profiling import PROFILE_ROWS, profile_kernels, profile_layers  # noqa: F401  (PROFILE_ROWS: re-exported)
 from .fileio import write_text
+from .profiling import PROFILE_ROWS, profile_kernels, profile_layers  # noqa: F401  (PROFILE_ROWS: re-exported)
+from .speed_tables import CONTROL_TOLERANCE, backend_table, settled, table, with_control
 from .timing import device_name, measure_side_by_side
 
 DEFAULT_SIZES = {'sr': ['64x64', '170x256'], 'denoise': ['128x128', '321x481']}
-TARGET_EFFICIENCY = {'cpu': 0.9, 'cuda': None}
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Entry:
     is_baseline: bool = False
     task: str = ''
     arch_kwargs: dict = field(default_factory=dict)
+    is_control: bool = False  # the baseline timed again (restore_dhp.speed_tables)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -163,46 +167,19 @@ def flops_at(entry: Entry, size: tuple[int, int]) -> int:
                        *size)['flops']
 
 
-def summarise_widths(widths: dict) -> str:
-    vals = list(widths.values())
-    return f'{min(vals)}-{max(vals)} ({sum(v % 8 != 0 for v in vals)}/{len(vals)} not /8)'
-
-
-def compare(entries: list[Entry], forms: list[tuple[str, str]], size, args) -> dict:
-    """Median ms of every (model, backend, precision), all interleaved in one side-by-side run."""
+def compare(entries: list[Entry], forms: list[tuple[str, str]], size, args) -> tuple[dict, dict]:
+    """ms of every round of every (model, backend, precision), all interleaved in one side-by-side run; with
+    ``args.settle``, blocks of ``args.repeats`` more rounds until the controls read 1.00 (at most ``settle``)."""
     deployed = {(e.label, b, p): prepare(e.model, args.device, b, p) for e in entries for b, p in forms}
     x = input_for(entries[0], size, args.device)
     runs = measure_side_by_side(deployed, x, args.repeats, args.warmup)
-    return {key: statistics.median(ms) for key, ms in runs.items()}, {k: d.describe() for k, d in deployed.items()}
-
-
-def table(title: str, entries: list[Entry], ms: dict, form: tuple[str, str], size, device: str) -> list[str]:
-    base = next(e for e in entries if e.is_baseline)
-    flops = {e.label: flops_at(e, size) for e in entries}
-    target = TARGET_EFFICIENCY[device]
-    head = (f'{"model":<26}{"widths (min-max)":>22}{"GFLOPs":>9}{"FLOPs ratio":>13}{"ms (median)":>13}'
-            f'{"ms/GFLOP":>10}{"speedup":>9}{"ideal":>7}{"speedup/ideal":>15}')
-    lines = ['', title, head, '-' * len(head)]
-    for e in entries:
-        t = ms[(e.label, *form)]
-        t_base = ms[(base.label, *form)]
-        ratio = flops[e.label] / flops[base.label]
-        eff = (t_base / t) * ratio
-        mark = '' if e.is_baseline or target is None else ('  ok' if eff >= target else f'  < {target}')
-        lines.append(f'{e.label:<26}{summarise_widths(e.widths):>22}{flops[e.label] / 1e9:>9.3f}{ratio:>13.3f}'
-                     f'{t:>13.2f}{t / (flops[e.label] / 1e9):>10.2f}{t_base / t:>9.2f}{1 / ratio:>7.2f}'
-                     f'{eff:>15.2f}{mark}')
-    return lines
-
-
-def backend_table(entries: list[Entry], ms: dict, forms: list[tuple[str, str]]) -> list[str]:
-    base = next(e for e in entries if e.is_baseline)
-    eager = ms.get((base.label, 'eager', 'fp32'))
-    lines = ['', f'{base.label}: each deployed form against eager fp32' + ('' if eager else ' (eager fp32 not run)')]
-    for b, p in forms:
-        t = ms[(base.label, b, p)]
-        lines.append(f'  {b + " " + p:<22}{t:>10.2f} ms' + (f'{eager / t:>8.2f}x' if eager else ''))
-    return lines
+    base = next(e for e in entries if e.is_baseline).label
+    control = next((e.label for e in entries if e.is_control), None)
+    pairs = ([(base, *f) for f in forms], [(control, *f) for f in forms])
+    while control and len(runs[pairs[0][0]]) < args.settle and not settled(runs, *pairs):
+        for key, ms in measure_side_by_side(deployed, x, args.repeats, 0).items():
+            runs[key].extend(ms)
+    return runs, {k: d.describe() for k, d in deployed.items()}
 
 
 def run_all(groups: dict[str, list[Entry]], args, emit) -> None:
@@ -213,14 +190,17 @@ def run_all(groups: dict[str, list[Entry]], args, emit) -> None:
             torch.set_num_threads(threads)
         dev = device_name(torch.device(args.device))
         for title, entries in groups.items():
+            timed = with_control(entries)
             for size in args.sizes or [parse_size(s) for s in DEFAULT_SIZES[entries[0].task]]:
-                ms, described = compare(entries, forms, size, args)
+                runs, described = compare(timed, forms, size, args)
+                rounds = len(runs[(timed[0].label, *forms[0])])
                 for form in forms:
                     form_desc = described[(entries[0].label, *form)]
                     emit(table(f'{title}: input 1x{entries[0].model.in_channels}x{size[0]}x{size[1]}, {dev}, '
-                               f'{form_desc}; median of {args.repeats} interleaved rounds after {args.warmup}',
-                               entries, ms, form, size, args.device))
-                emit(backend_table(entries, ms, forms))
+                               f'{form_desc}; median of {rounds} interleaved rounds after {args.warmup}',
+                               timed, runs, form, {e.label: flops_at(e, size) for e in timed}, args.device,
+                               args.control_tolerance))
+                emit(backend_table(entries, runs, forms))
 
 
 # ----------------------------------------------------------------------------- entry
@@ -245,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--threads', nargs='+', type=int, default=[1], help='CPU thread counts (default 1)')
     p.add_argument('--repeats', type=int, default=10, help='timed interleaved rounds (default 10)')
     p.add_argument('--warmup', type=int, default=3, help='untimed rounds first (default 3)')
+    p.add_argument('--settle', type=int, default=0, metavar='N',
+                   help='add --repeats rounds at a time until every control row reads 1.00 within 3%% (at most N '
+                        'rounds in all; default 0: --repeats rounds only)')
+    p.add_argument('--control-tolerance', type=float, default=CONTROL_TOLERANCE, metavar='F',
+                   help='flag a table whose control row is more than F from 1.00 (default 0.05)')
     p.add_argument('--round-to', type=int, default=0, metavar='N',
                    help='also time each pruned model with widths rounded to a multiple of N')
     p.add_argument('--pad-to', nargs='+', type=int, default=[], metavar='N',
@@ -260,8 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(p: argparse.ArgumentParser, args) -> None:
-    if args.repeats < 1 or args.warmup < 0 or args.round_to < 0 or min(args.threads) < 1:
-        p.error('--repeats and --threads must be positive, --warmup and --round-to non-negative')
+    if args.repeats < 1 or args.warmup < 0 or args.round_to < 0 or min(args.threads) < 1 or args.settle < 0:
+        p.error('--repeats and --threads must be positive, --warmup, --round-to and --settle non-negative')
+    if not 0 < args.control_tolerance < 1:
+        p.error('--control-tolerance must be in (0, 1)')
     if any(n < 1 for n in args.pad_to) or (args.pad_to and not args.weights):
         p.error('--pad-to takes positive multiples and applies to --weights')
     if args.random_widths and not all(0 < r <= 1 for r in args.random_widths):
@@ -311,8 +298,9 @@ def main(argv=None) -> int:
             paper = ', '.join(f"{TASKS[t].network} {PAPER_REFERENCE[t]['dhp20_gpu_speedup']}x" for t in TASKS)
             target = ('CPU target: speedup/ideal >= 0.9.' if args.device == 'cpu' else
                       f"DHP-20's GPU speedup reported in the paper: {paper}.")
-            emit(['', 'speedup = baseline ms / model ms in the same backend and precision; ideal = 1 / FLOPs '
-                  f'ratio. {target}'])
+            emit(['', 'speedup = baseline ms / model ms in the same backend and precision (medians over rounds); '
+                  'IQR = interquartile range of the per-round speedups; ideal = 1 / FLOPs ratio; the control row is '
+                  f'the baseline timed again. {target}'])
     except (CheckpointError, DeployError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

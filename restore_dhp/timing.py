@@ -6,6 +6,8 @@
   model once (order rotated), so drift in clock speed or load hits all of them alike.
   (:func:`restore_dhp.evaluation.measure_checkpoint` applies :func:`measure` to a checkpoint's
   deployed form, in this process or a fresh one.)
+* :func:`paired_ratios`, :func:`quartiles` -- the spread of a speed ratio over the rounds of a
+  side-by-side run (each round's ratio, then their interquartile range).
 
 Time: CUDA events around each run (synchronised) on a GPU; ``time.perf_counter`` on the CPU, with
 the thread count recorded.  Memory: the weights as held for inference + the input + the peak of what
@@ -144,3 +146,19 @@ def _cpu_peak_bytes(model, x: torch.Tensor) -> int | None:
         running += e.nbytes()
         peak = max(peak, running)
     return weight_bytes(model) + x.numel() * x.element_size() + peak
+
+
+# ----------------------------------------------------------------------------- ratios over rounds
+def paired_ratios(base_runs: list[float], runs: list[float]) -> list[float]:
+    """``base / model`` of each round of a side-by-side run (round i of both): drift between rounds cancels."""
+    if len(base_runs) != len(runs):
+        raise ValueError('paired ratios need the same number of rounds of both models')
+    return [b / m for b, m in zip(base_runs, runs)]
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """First quartile, median and third quartile (the interquartile range is q1-q3); one value: itself thrice."""
+    if len(values) < 2:
+        return (values[0],) * 3
+    q1, q2, q3 = statistics.quantiles(values, n=4, method='inclusive')
+    return q1, q2, q3

@@ -26,7 +26,7 @@ import restore_dhp  # noqa: F401  (registries)
 from restore_dhp.archs.dncnn_arch import DnCNNCompact, DnCNNDHP
 from restore_dhp.archs.srresnet_arch import SRResNetCompact, SRResNetDHP
 from restore_dhp.complexity import remaining_flops_ratio
-from restore_dhp.dhp import DHPPruner
+from restore_dhp.dhp import DHPPruner, KeepRule
 from restore_dhp.models.train_step import TrainStep
 
 ARCHS = {'srresnet': (SRResNetCompact, SRResNetDHP, 24), 'dncnn': (DnCNNCompact, DnCNNDHP, 40)}
@@ -78,7 +78,7 @@ def pruner_costs(arch, dhp_cls):
     """Seconds for one refilling mask check, 100 random-width FLOPs ratios, and one compaction."""
     torch.manual_seed(0)
     net = dhp_cls().eval()
-    pruner = DHPPruner(net, target_ratio=0.5, round_to=8)
+    pruner = DHPPruner(net, target_ratio=0.5, rule=KeepRule(round_to=8))
     pruner.check()                       # the first check records the latents the refill ranks by
     with torch.no_grad():                # then prune far past the target at once
         for z in net.group_latents().values():

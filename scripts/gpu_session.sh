@@ -11,10 +11,14 @@
 #   4. the continuation of every shipped model, CONT_ITERS iterations each, one after another
 #      (BUDGET=gpu-continue scripts/train_weights.sh --iters), results over weights/ (history under `parent`);
 #   5. this GPU's width-latency curve (speedup --uniform-widths, fused fp32/fp16); optionally (SPEED=1) the inference speed tables and training-step benchmark (scripts/gpu_check.sh);
-#   6. results packed under $OUT (weights, validation curves, logs) for the machine that asked.
-# Each part has a time limit (EXP_LIMIT, FULL_LIMIT, CONT_LIMIT, WIDTH_LIMIT seconds), cut further so that everything
+#   6. pruning for this GPU (issue 20; DEVICE=cuda scripts/device_search.sh): latency tables of SRResNet at 170x256 and
+#      DnCNN at 321x481, fused fp16 and fp32, batch 1 (latency_tables/cuda-<gpu>/), the searches to 60/40/20% of the
+#      fp16 table's full-width latency (options/train/<net>_gpu{60,40,20}_gpu.yml, side by side; LAT_FORCE="train:total_iter=N
+#      dhp:max_search_iter=M" shortens them), and their speedup over the baseline in every GPU backend;
+#   7. results packed under $OUT (weights, validation curves, logs, latency tables and reports) for the machine that asked.
+# Each part has a time limit (EXP_LIMIT, FULL_LIMIT, CONT_LIMIT, WIDTH_LIMIT, LAT_LIMIT seconds), cut further so that everything
 # is packed DEADLINE seconds after the start; the continuation installs each model's result as soon as it exists.
-# Usage there: OUT=/path bash scripts/gpu_session.sh      (SKIP_EXP=1 / SKIP_FULL=1 / SKIP_CONT=1 leave parts out)
+# Usage there: OUT=/path bash scripts/gpu_session.sh      (SKIP_EXP=1 / SKIP_FULL=1 / SKIP_CONT=1 / SKIP_LAT=1 leave parts out)
 # DRY=1: a few iterations of every part, a CPU check of this script in a copy of the checkout without datasets/.
 set -u
 cd "$(dirname "$0")/.."
@@ -99,12 +103,22 @@ if [ "${SKIP_WIDTHS:-0}" != 1 ] && [ "${DRY:-0}" != 1 ]; then  # this GPU's widt
 fi
 [ "${SPEED:-0}" = 1 ] && OUT=$OUT/check PY=$PY SKIP_TESTS=1 timeout "$(limit ${CHECK_LIMIT:-240})" bash scripts/gpu_check.sh
 
+if [ "${SKIP_LAT:-0}" != 1 ]; then  # issue 20: this GPU's latency tables, searches to its latency targets, their speedup
+  echo "== $(date -u +%T) latency tables and GPU latency searches"
+  lat_dry=()
+  [ "${DRY:-0}" = 1 ] && lat_dry=(DRY=1 NETS=dncnn_s70)   # on the CPU: toy size, one network
+  env DEVICE=cuda PY="$PY" TRAIN_FORCE="${LAT_FORCE:-}" "${lat_dry[@]}" timeout "$(limit ${LAT_LIMIT:-300})" \
+    bash scripts/device_search.sh > "$OUT/device_search.txt" 2>&1
+  echo "   exit $?"; grep -E "^(== |   |.*median relative error|.*control)" "$OUT/device_search.txt" | tail -n 30
+fi
+
 cat "$OUT/sr_inversion_validation.md" logs/continue_gpu_validation.md 2>/dev/null
 # what comes back (at most 8 files of at most 16 MiB): the weights in three archives, everything else in a fourth
 tar czf "$OUT/weights_sr_full.tgz" weights/srresnet_x4_baseline.safetensors weights/srresnet_x4_dhp100.safetensors
 tar czf "$OUT/weights_sr_pruned.tgz" weights/srresnet_x4_dhp[0-9]0.safetensors
 tar czf "$OUT/weights_denoise.tgz" weights/dncnn_s70_*.safetensors
+tar czf "$OUT/weights_device.tgz" weights/device 2>/dev/null
 tar czf "$OUT/results.tgz" --exclude='*.tgz' "$OUT" logs experiments/*/train_*.log \
-  experiments/*/models/search_summary.json 2>/dev/null
+  experiments/*/models/search_summary.json latency_tables reports/device 2>/dev/null
 find "$OUT" -mindepth 1 ! -name '*.tgz' -delete
 ls -la "$OUT"

@@ -5,7 +5,7 @@ import torch
 import restore_dhp  # noqa: F401
 from restore_dhp.archs.dncnn_arch import DnCNNDHP
 from restore_dhp.archs.srresnet_arch import SRResNetCompact, SRResNetDHP
-from restore_dhp.dhp import (ArchSpec, ConvSpec, GroupLayout, HyperConvBank, LayerSpec, fill_to_target,
+from restore_dhp.dhp import (ArchSpec, ConvSpec, GroupLayout, HyperConvBank, KeepRule, LayerSpec, fill_to_target,
                              grouped_proximal_step, proximal_step)
 
 
@@ -249,10 +249,10 @@ def test_masks_only_shrink_and_can_round_widths():
     with torch.no_grad():
         latents['feat01'][:9] = 0.0
         latents['feat01'][9:] = torch.arange(1.0, 8.0)
-    assert net.update_masks(round_to=4)['feat01'] == 8
+    assert net.update_masks(KeepRule(round_to=4))['feat01'] == 8
     kept = net.group_masks()['feat01'] > 0
     assert kept[9:].all() and kept[:9].sum() == 1  # the 7 alive plus the largest pruned one
-    assert net.update_masks(round_to=4)['feat02'] == 16
+    assert net.update_masks(KeepRule(round_to=4))['feat02'] == 16
 
 
 def test_dhp_net_rejects_plain_only_calls():

@@ -229,7 +229,8 @@ def test_shipped_option_files_are_valid():
     for path in files:
         opt = validate_file(path, is_train='/train/' in path, check_paths=False)
         if opt['model_type'] == 'DHPSearchModel':
-            assert 0 < opt['dhp']['target_ratio'] <= 1
+            target = opt['dhp'].get('target_ratio') or opt['dhp']['target']['latency']
+            assert 0 < target <= 1
             assert opt['network_g']['type'].endswith('DHP')
 
 

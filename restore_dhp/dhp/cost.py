@@ -1,6 +1,15 @@
-"""FLOPs of an architecture at any widths, in closed form from its :class:`~restore_dhp.dhp.spec.ArchSpec`.
+"""What a set of widths costs, as a fraction of full width: the one question the pruner asks of a cost.
 
-Paper convention (Li et al.): conv multiply-accumulates without the bias, +1
+A cost (:class:`WidthCost`) prices the widths of an architecture's prunable
+groups, absolutely (:meth:`~WidthCost.cost`, in its ``unit``) and as a fraction
+of the full-width network (:meth:`~WidthCost.ratio`).  Two costs answer it:
+
+* :class:`FlopsTable` -- FLOPs in closed form from the :class:`~restore_dhp.dhp.spec.ArchSpec`;
+* :class:`LatencyTable` -- microseconds on one device and backend, from per-layer latencies measured
+  over a grid of widths (``python -m restore_dhp.latency profile``), summed, plus an elementwise term
+  and a constant.
+
+FLOPs, paper convention (Li et al.): conv multiply-accumulates without the bias, +1
 per output element of each activation, +2 per element of each batch-norm;
 pixel shuffle and residual additions are free.  Each layer contributes
 ``coefficient * width(group_a) [* width(group_b)]``, so the table is a short
@@ -15,8 +24,26 @@ from typing import Mapping
 from .spec import ArchSpec
 
 
-class FlopsTable:
+class WidthCost:
+    """Cost of per-group widths: ``cost(widths)`` in ``unit``, ``ratio(widths)`` = cost / cost at full width."""
+    unit = ''
+    full = 1.0
+
+    def cost(self, widths: Mapping[str, int] | None) -> float:
+        raise NotImplementedError
+
+    def ratio(self, widths: Mapping[str, int] | None) -> float:
+        """Cost at ``widths`` (prunable groups; missing ones at full width) over the cost at full width."""
+        return self.cost(widths) / self.full
+
+    def describe(self) -> dict:
+        """What the cost is, for a checkpoint's metadata."""
+        return {'unit': self.unit, 'full': self.full}
+
+
+class FlopsTable(WidthCost):
     """Per-layer FLOPs terms of ``spec`` for a ``size x size`` input (for SR: the low-resolution image)."""
+    unit = 'FLOPs'
 
     def __init__(self, spec: ArchSpec, size: int = 128):
         self.spec = spec
@@ -29,7 +56,7 @@ class FlopsTable:
             for s in layers.values():
                 terms.append((per_element * (size * s.scale) ** 2, s.group, None))
         self.terms = terms
-        self.full_flops = self.flops(None)
+        self.full_flops = self.full = self.flops(None)
 
     def flops(self, widths: Mapping[str, int] | None) -> int:
         """FLOPs at ``widths`` (prunable groups; missing ones at full width)."""
@@ -37,6 +64,7 @@ class FlopsTable:
         w.update(widths or {})
         return sum(coef * w[a] * (w[b] if b is not None else 1) for coef, a, b in self.terms)
 
-    def ratio(self, widths: Mapping[str, int] | None) -> float:
-        """FLOPs at ``widths`` over FLOPs at full width."""
-        return self.flops(widths) / self.full_flops
+    cost = flops
+
+    def describe(self) -> dict:
+        return {'kind': 'flops', 'input_size': self.size, **super().describe()}

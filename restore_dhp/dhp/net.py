@@ -30,10 +30,10 @@ from torch.nn import functional as F
 
 from .groups import GroupLayout
 from .hyperconv import HyperConvBank
+from .keep import KeepRule
 from .proximal import grouped_proximal_step
 from .spec import ArchSpec
 
-DEFAULT_KEEP_THRESHOLD = 5e-3
 _HYPER_PARAMS = ('bias0', 'weight1', 'bias1', 'weight2', 'bias2', 'bias')
 
 
@@ -172,33 +172,21 @@ class PrunableNet(nn.Module):
         return [p for p in self.parameters() if id(p) not in latent_ids]
 
     @torch.no_grad()
-    def proximal_step(self, amount: float | torch.Tensor, *, prox: str = 'l1', min_width: int = 4,
-                      threshold: float = DEFAULT_KEEP_THRESHOLD) -> None:
-        """The proximal operator with step ``amount = lambda * lr`` on every group at once (no host sync)."""
+    def proximal_step(self, amount: float | torch.Tensor, *, prox: str = 'l1', rule: KeepRule = KeepRule()) -> None:
+        """The proximal operator with step ``amount = lambda * lr`` on every group at once (no host sync);
+        ``rule`` gives the keep threshold and the width no group falls below."""
         self._require_dhp()
         self.latents.copy_(grouped_proximal_step(self.latents, self.layout, amount, prox=prox,
-                                                 min_width=min_width, threshold=threshold))
+                                                 min_width=rule.min_width, threshold=rule.threshold))
 
     @torch.no_grad()
-    def update_masks(self, threshold: float = DEFAULT_KEEP_THRESHOLD, round_to: int = 1) -> dict[str, int]:
-        """Recompute the masks from the latents: keep channels with ``|z| >= threshold``.
+    def update_masks(self, rule: KeepRule = KeepRule()) -> dict[str, int]:
+        """Recompute the masks from the latents by ``rule`` (:meth:`KeepRule.keep`) and return the kept widths.
 
-        Masks only ever shrink (a pruned channel is gone for good).  With
-        ``round_to > 1`` the kept count is rounded up to a multiple of it
-        (capped at the channels still alive), keeping the largest ``|z|``:
-        hardware runs such widths faster.  Returns the kept width per group.
+        Masks only ever shrink (a pruned channel is gone for good).
         """
         self._require_dhp()
-        layout, alive = self.layout, self.masks > 0
-        magnitude = self.latents.abs()
-        keep = (magnitude >= threshold) & alive
-        if round_to > 1:
-            counts = torch.minimum(torch.div(layout.counts(keep) + round_to - 1, round_to, rounding_mode='floor')
-                                   * round_to, layout.counts(alive))
-            score = layout.padded(torch.where(alive, magnitude, torch.full_like(magnitude, -1.0)), -2.0)
-            rank = score.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
-            keep = layout.unpad(rank < counts.unsqueeze(1))
-        self.masks.copy_(keep.to(self.masks.dtype))
+        self.masks.copy_(rule.keep(self.latents, self.masks > 0, self.layout).to(self.masks.dtype))
         return self.kept_widths()
 
     @torch.no_grad()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from .groups import GroupLayout
+from .keep import DEFAULT_KEEP_THRESHOLD
 
 PROX_TYPES = ('l1', 'l2')
 
@@ -34,7 +35,8 @@ def check_prox(prox: str) -> None:
 
 @torch.no_grad()
 def grouped_proximal_step(z: torch.Tensor, layout: GroupLayout, amount: float | torch.Tensor, *,
-                          prox: str = 'l1', min_width: int = 4, threshold: float = 5e-3) -> torch.Tensor:
+                          prox: str = 'l1', min_width: int = 4,
+                          threshold: float = DEFAULT_KEEP_THRESHOLD) -> torch.Tensor:
     """``prox(z)`` for the flat latent vector ``z`` of ``layout``'s groups, step ``amount = lambda * lr``.
 
     ``amount`` may be a 0-d tensor on ``z``'s device (a captured step reads it there).
@@ -62,7 +64,7 @@ def grouped_proximal_step(z: torch.Tensor, layout: GroupLayout, amount: float | 
 
 
 def proximal_step(z: torch.Tensor, amount: float, *, prox: str = 'l1', min_width: int = 4,
-                  threshold: float = 5e-3) -> torch.Tensor:
+                  threshold: float = DEFAULT_KEEP_THRESHOLD) -> torch.Tensor:
     """``prox(z)`` of one latent vector (a single group), keeping at least ``min_width`` entries."""
     return grouped_proximal_step(z, GroupLayout({'z': z.numel()}), amount, prox=prox, min_width=min_width,
                                  threshold=threshold)

@@ -1,4 +1,4 @@
-"""Landing a search on its FLOPs target when one mask update prunes past it.
+"""Landing a search on its cost target (FLOPs or measured latency) when one mask update prunes past it.
 
 Between two mask checks the proximal step can push many latents under the
 keep threshold at once; with coupled groups (SRResNet's ``trunk`` feeds the
@@ -25,7 +25,7 @@ def fill_to_target(kept: Mapping[str, torch.Tensor], candidates: Mapping[str, to
     A chunk is the next ``round_to`` candidates of one group in score order (or
     fewer when they complete the group's full width); chunks of all groups are
     tried in the order of their best score.  ``ratio_of`` maps per-group widths
-    to the FLOPs ratio.  A chunk that would overshoot is skipped and cheaper,
+    to the cost ratio (the pruner's cost: FLOPs or latency).  A chunk that would overshoot is skipped and cheaper,
     lower-ranked ones are still tried: one channel of a coupled group can cost
     as much as many channels elsewhere.
     """

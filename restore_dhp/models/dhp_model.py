@@ -5,7 +5,9 @@ One run does search -> compaction -> fine-tuning:
 1. **search**: an ordinary training step of the hypernetwork-generated network,
    then the proximal step on every latent vector with the current learning
    rate (``z <- prox_{lambda * lr}(z)``); every ``mask_interval`` iterations the
-   masks are recomputed and the remaining FLOPs ratio and widths are logged.
+   masks are recomputed and the remaining cost ratio and widths are logged:
+   FLOPs (``dhp.target_ratio``) or the latency predicted by a measured table
+   (``dhp.target: {latency: 0.4, table: FILE}``, :mod:`restore_dhp.latency`).
    The search itself (prox, mask check, refill, compaction) is a
    :class:`restore_dhp.dhp.DHPPruner`; this model only calls it;
 2. when the ratio is at most ``target_ratio + ratio_tolerance`` (if one check
@@ -48,8 +50,9 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..checkpoint import read_metadata, save_compact
-from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES, DHPPruner
+from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES, DHPPruner, FlopsTable, KeepRule, WidthCost
 from ..fileio import write_text
+from ..latency import LatencyError, file_sha256, read_table
 from .restoration_model import OptionError, RestorationModel, weight_decay_groups
 
 COMPACT_FILE = 'compact_search.safetensors'
@@ -58,7 +61,8 @@ SUMMARY_FILE = 'search_summary.json'
 
 @dataclass(frozen=True)
 class SearchOptions:
-    target_ratio: float
+    target_ratio: float | None = None  # a fraction of the baseline's FLOPs (or give `target`)
+    target: dict | None = None         # {latency: fraction, table: FILE}: a fraction of the full width's latency there
     ratio_tolerance: float = 0.02
     regularization: float = 0.1        # lambda of the l1 (or l2) penalty on the latents
     prox: str = 'l1'
@@ -67,21 +71,34 @@ class SearchOptions:
     mask_interval: int = 100
     max_search_iter: int | None = None  # default: the whole run may search
     min_search_iter: int = 0           # search at least this long, even once the target is reached
-    round_to: int = 1                  # round kept widths up to a multiple of this
+    round_to: int | str = 1            # round kept widths up to a multiple of this; 'auto': the table's width step
     flops_input_size: int = 128
+
+    @property
+    def ratio(self) -> float:
+        """The target as a fraction of the full width's cost (FLOPs, or latency on the table)."""
+        return self.target['latency'] if self.target else self.target_ratio
 
     @classmethod
     def from_opt(cls, section) -> 'SearchOptions':
         if not isinstance(section, dict):
-            raise OptionError("option 'dhp' must be a mapping with at least 'target_ratio'")
+            raise OptionError("option 'dhp' must be a mapping with 'target_ratio' or 'target'")
         fields = cls.__dataclass_fields__
         unknown = sorted(set(section) - set(fields))
         if unknown:
             raise OptionError(f"unknown option dhp.{unknown[0]}; known: {', '.join(fields)}")
-        if 'target_ratio' not in section:
-            raise OptionError('option dhp.target_ratio is required (e.g. 0.4 for DHP-40)')
-        values = {}
+        if ('target_ratio' in section) == ('target' in section):
+            raise OptionError('option dhp needs one of target_ratio (e.g. 0.4 for DHP-40) and target '
+                              '(e.g. {latency: 0.4, table: FILE})')
+        values = {'target': check_latency_target(section['target'])} if 'target' in section else {}
+        if section.get('round_to') == 'auto':
+            if 'target' not in section:
+                raise OptionError('option dhp.round_to: auto takes the width step of a latency table; '
+                                  'give dhp.target or a number')
+            values['round_to'] = 'auto'
         for name, value in section.items():
+            if name in values:
+                continue
             kind = float if name in ('target_ratio', 'ratio_tolerance', 'regularization', 'keep_threshold') else (
                 str if name == 'prox' else int)
             if value is None and name == 'max_search_iter':
@@ -93,7 +110,7 @@ class SearchOptions:
                 raise OptionError(f'option dhp.{name} must be {kind.__name__}, got {value!r}')
             values[name] = float(value) if kind is float else value
         opts = cls(**values)
-        if not 0 < opts.target_ratio <= 1:
+        if opts.target is None and not 0 < opts.target_ratio <= 1:
             raise OptionError(f'option dhp.target_ratio must be in (0, 1], got {opts.target_ratio}')
         if opts.prox not in PROX_TYPES:
             raise OptionError(f'option dhp.prox must be one of {PROX_TYPES}, got {opts.prox!r}')
@@ -101,7 +118,7 @@ class SearchOptions:
             if getattr(opts, name) < 0:
                 raise OptionError(f'option dhp.{name} must be >= 0')
         for name in ('min_width', 'mask_interval', 'round_to', 'flops_input_size'):
-            if getattr(opts, name) < 1:
+            if getattr(opts, name) != 'auto' and getattr(opts, name) < 1:
                 raise OptionError(f'option dhp.{name} must be >= 1')
         if opts.max_search_iter is not None and opts.max_search_iter < 1:
             raise OptionError('option dhp.max_search_iter must be >= 1')
@@ -111,6 +128,32 @@ class SearchOptions:
             raise OptionError(f'option dhp.min_search_iter ({opts.min_search_iter}) must be <= '
                               f'dhp.max_search_iter ({opts.max_search_iter})')
         return opts
+
+    def cost(self, net) -> WidthCost:
+        """What the search prices widths by: the latency table of ``target``, else FLOPs."""
+        if self.target is None:
+            return FlopsTable(net.spec, self.flops_input_size)
+        try:
+            return read_table(self.target['table'], net.spec)
+        except LatencyError as e:
+            raise OptionError(f'option dhp.target.table: {e}') from None
+
+    def keep_rule(self, cost: WidthCost) -> KeepRule:
+        round_to = cost.width_step if self.round_to == 'auto' else self.round_to
+        return KeepRule(self.keep_threshold, round_to, self.min_width)
+
+
+def check_latency_target(target) -> dict:
+    """``dhp.target``: ``{latency: fraction in (0, 1], table: FILE}`` (the file is read when the search starts)."""
+    if not isinstance(target, dict) or set(target) != {'latency', 'table'}:
+        raise OptionError(f'option dhp.target must be a mapping {{latency: 0.4, table: FILE}}, got {target!r}')
+    latency, table = target['latency'], target['table']
+    if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not 0 < latency <= 1:
+        raise OptionError(f'option dhp.target.latency must be a fraction in (0, 1] of the full width\'s latency, '
+                          f'got {latency!r}')
+    if not isinstance(table, str) or not table:
+        raise OptionError(f'option dhp.target.table must be the path of a latency table, got {table!r}')
+    return {'latency': float(latency), 'table': table}
 
 
 @MODEL_REGISTRY.register()
@@ -137,10 +180,10 @@ class DHPSearchModel(RestorationModel):
             self.search = SearchOptions(**{**asdict(self.search), 'max_search_iter': self._train_opt['total_iter']})
         if self.phase == 'search':
             s = self.search
-            self.pruner = DHPPruner(net, s.target_ratio, ratio_tolerance=s.ratio_tolerance,
-                                    regularization=s.regularization, prox=s.prox, min_width=s.min_width,
-                                    keep_threshold=s.keep_threshold, round_to=s.round_to,
-                                    input_size=s.flops_input_size)
+            cost = s.cost(net)
+            self.pruner = DHPPruner(net, s.ratio, ratio_tolerance=s.ratio_tolerance, regularization=s.regularization,
+                                    prox=s.prox, rule=s.keep_rule(cost), cost=cost)
+            self.flops = cost if isinstance(cost, FlopsTable) else FlopsTable(net.spec, s.flops_input_size)
 
     # ------------------------------------------------------------------ resume
     @staticmethod
@@ -204,13 +247,14 @@ class DHPSearchModel(RestorationModel):
     def _check_search(self, current_iter):
         check = self.pruner.check()
         logger = get_root_logger()
+        kind = 'FLOPs' if self.search.target is None else 'latency'
         if check.refilled_from is not None:
-            logger.info(f'DHP search iter {current_iter}: FLOPs ratio fell to {check.refilled_from:.4f}, below target '
-                        f'{self.search.target_ratio}; channels pruned since the last check refilled to {check.ratio:.4f}')
+            logger.info(f'DHP search iter {current_iter}: {kind} ratio fell to {check.refilled_from:.4f}, below target '
+                        f'{self.search.ratio}; channels pruned since the last check refilled to {check.ratio:.4f}')
         self._check_ranks_agree()
-        self.log_dict['flops_ratio'] = check.ratio
-        logger.info(f'DHP search iter {current_iter}: FLOPs ratio {check.ratio:.4f} '
-                    f'(target {self.search.target_ratio}), widths {check.widths}')
+        self.log_dict[f'{kind.lower()}_ratio'] = check.ratio
+        logger.info(f'DHP search iter {current_iter}: {kind} ratio {check.ratio:.4f} '
+                    f'(target {self.search.ratio}), widths {check.widths}')
         reason = None
         if check.target_reached and current_iter >= self.search.min_search_iter:
             reason = 'target_reached'
@@ -232,11 +276,12 @@ class DHPSearchModel(RestorationModel):
             raise RuntimeError('DHP latents or masks differ between ranks')
 
     def _compact_and_switch(self, current_iter, reason, ratio, widths):
-        self.search_record = {'iteration': current_iter, 'stop_reason': reason, 'flops_ratio': ratio,
+        flops_ratio = self.flops.ratio(widths)
+        self.search_record = {'iteration': current_iter, 'stop_reason': reason, 'flops_ratio': flops_ratio,
                               'target_ratio': self.search.target_ratio, 'widths': widths,
-                              'search_options': asdict(self.search)}
-        get_root_logger().info(f'DHP search stopped at iter {current_iter} ({reason}): FLOPs ratio {ratio:.4f}; '
-                               'compacting and fine-tuning the compact network')
+                              'search_options': asdict(self.search), **self._latency_record(ratio, widths)}
+        get_root_logger().info(f'DHP search stopped at iter {current_iter} ({reason}): cost ratio {ratio:.4f}, '
+                               f'FLOPs ratio {flops_ratio:.4f}; compacting and fine-tuning the compact network')
         self.save_network(self.net_g, 'net_g_search', current_iter)  # the full search state
         compact = self.pruner.compact().train()
         self._write_search_results(compact)
@@ -254,6 +299,15 @@ class DHPSearchModel(RestorationModel):
             for scheduler in self.schedulers:
                 for _ in range(current_iter):
                     scheduler.step()
+
+    def _latency_record(self, ratio: float, widths: dict) -> dict:
+        """For a latency target: the target, the table (what it was measured on, its SHA-256), the predicted latency."""
+        if self.search.target is None:
+            return {}
+        cost = self.pruner.cost
+        return {'target': self.search.target, 'latency_table': {**cost.describe(), 'sha256': file_sha256(cost.source)},
+                'predicted_latency_us': cost.cost(widths), 'predicted_latency_ratio': ratio,
+                'round_to': self.pruner.rule.round_to}
 
     @master_only
     def _write_search_results(self, compact):

@@ -1,0 +1,107 @@
+"""A measured latency table as a cost: microseconds of any widths on one device, backend and input size.
+
+The table (built by ``python -m restore_dhp.latency profile``; a JSON file, see that module for its
+fields) models a network as the sum of its layers plus a constant:
+
+    latency(widths) = sum over convs  layer_us[class of conv](width in, width out)
+                    + elementwise_us_per_element * sum over activations  (width * pixels at its scale)
+                    + constant_us
+
+Convs of one *class* (kernel size, spatial scale, sub-pixel outputs, which of their widths are fixed
+image channels, whether input and output are the same width group) share one measured grid: a 2-D
+grid over input and output widths, or a 1-D one where a width is fixed or input and output are tied.
+Between grid widths a lookup takes the next measured width up (``interpolation: ceil``, for a device
+whose kernels work in blocks of ``width_step`` channels: a width costs what the next block does) or
+interpolates linearly (``linear``).  Nothing here measures or reads files: the table arrives as a
+mapping, checked against the architecture's :class:`~restore_dhp.dhp.spec.ArchSpec`.
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Mapping, Sequence
+
+from .cost import WidthCost
+from .spec import ArchSpec
+
+INTERPOLATIONS = ('ceil', 'linear')
+
+
+def layer_class(spec: ArchSpec, conv: str) -> str:
+    """The name of the measured grid that prices conv ``conv`` of ``spec`` (see the module docstring)."""
+    c = spec.convs[conv]
+
+    def side(group: str) -> str:
+        return f'{spec.group_widths[group]}' if group in spec.fixed_groups else 'w'
+
+    tied = '_tied' if c.in_group == c.out_group and c.in_group not in spec.fixed_groups else ''
+    sub = f'x{c.out_per_channel}' if c.out_per_channel > 1 else ''
+    return f'k{c.kernel_size}_s{c.scale}_in{side(c.in_group)}_out{side(c.out_group)}{sub}{tied}'
+
+
+def elementwise_elements(spec: ArchSpec, widths: Mapping[str, int], pixels: int) -> int:
+    """Elements the activations of ``spec`` write at ``widths`` for an input of ``pixels`` pixels."""
+    return sum(widths[s.group] * pixels * s.scale ** 2 for s in spec.activations.values())
+
+
+def lookup(grid: Sequence[int], values: Sequence[float], width: int, interpolation: str) -> float:
+    """The value at ``width`` on a sorted ``grid`` (ceil: the next grid width up; linear: between neighbours)."""
+    i = bisect.bisect_left(grid, width)
+    if i == len(grid):
+        raise ValueError(f'width {width} is above the table grid (largest {grid[-1]})')
+    if grid[i] == width or i == 0 or interpolation == 'ceil':
+        return values[i]
+    lo, hi = grid[i - 1], grid[i]
+    return values[i - 1] + (values[i] - values[i - 1]) * (width - lo) / (hi - lo)
+
+
+class LatencyTable(WidthCost):
+    """Microseconds of ``spec``'s network at any widths, from a measured table ``data`` (a parsed JSON)."""
+    unit = 'us'
+
+    def __init__(self, spec: ArchSpec, data: Mapping, source: str | None = None):
+        self.spec, self.data, self.source = spec, data, source
+        self.interpolation = data.get('interpolation', 'linear')
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f'latency table interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}')
+        self.width_step = int(data.get('width_step', 1))
+        self.height, self.width = data['size']
+        self.constant_us = float(data['constant_us'])
+        self.elementwise_us = float(data['elementwise_us_per_element'])
+        self.layers = data['layers']
+        self._check(spec)
+        self.full = self.cost(None)  # also checks that every grid reaches the full widths
+
+    def _check(self, spec: ArchSpec) -> None:
+        convs = self.data['convs']
+        if set(convs) != set(spec.convs):
+            missing = sorted(set(spec.convs) ^ set(convs))
+            raise ValueError(f'latency table {self.source or ""} does not match the architecture: '
+                             f'convs {missing} are in one and not the other')
+        for name in spec.convs:
+            key = layer_class(spec, name)
+            if convs[name] != key or key not in self.layers:
+                raise ValueError(f'latency table {self.source or ""}: conv {name!r} needs the grid {key!r}')
+
+    def layer_us(self, conv: str, widths: Mapping[str, int]) -> float:
+        """Measured microseconds of conv ``conv`` at ``widths`` (all groups)."""
+        c, layer = self.spec.convs[conv], self.layers[self.data['convs'][conv]]
+        if 'widths' in layer:  # one free width: tied input and output, or one side fixed
+            free = c.out_group if c.in_group in self.spec.fixed_groups else c.in_group
+            return lookup(layer['widths'], layer['us'], widths[free], self.interpolation)
+        row = [lookup(layer['out_widths'], r, widths[c.out_group], self.interpolation) for r in layer['us']]
+        return lookup(layer['in_widths'], row, widths[c.in_group], self.interpolation)
+
+    def cost(self, widths: Mapping[str, int] | None) -> float:
+        """Predicted microseconds of one forward at ``widths`` (prunable groups; missing ones at full width)."""
+        w = dict(self.spec.group_widths)
+        w.update(widths or {})  # unchecked, as FlopsTable: a refill prices trial widths, a group may be empty
+        layers = sum(self.layer_us(name, w) for name in self.spec.convs)
+        elements = elementwise_elements(self.spec, w, self.height * self.width)
+        return layers + self.elementwise_us * elements + self.constant_us
+
+    def describe(self) -> dict:
+        d = self.data
+        return {'kind': 'latency', 'table': self.source, 'device': d.get('device'), 'device_name': d.get('device_name'),
+                'backend': d.get('backend'),
+                'precision': d.get('precision'), 'threads': d.get('threads'), 'size': list(d['size']),
+                'width_step': self.width_step, **super().describe()}

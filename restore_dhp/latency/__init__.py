@@ -1,0 +1,122 @@
+"""Measured latency tables: what widths cost on one device, backend, precision, thread count and input size.
+
+    python -m restore_dhp.latency profile --arch srresnet --device cpu --backend fused --threads 1 --size 170x256
+    python -m restore_dhp.latency check --table latency_tables/cpu-amd-epyc-1t/srresnet_fused_fp32_170x256.json
+
+``profile`` (:mod:`.profile`) measures every conv class of the architecture alone, in the project's
+deployed form (:func:`restore_dhp.deploy.prepare`), over a grid of input and output widths, then the
+whole network at a few uniform widths to fit an elementwise term and a constant; ``check``
+(:mod:`.check`) compares the table's prediction with the measured whole network at random widths.
+A search reads the table as its cost (:class:`restore_dhp.dhp.LatencyTable`, option
+``dhp.target: {latency: 0.4, table: FILE}``).
+
+A table is a JSON file; its fields:
+
+* ``format`` (``restore_dhp.latency.v1``), ``arch``, ``arch_kwargs``: the network it prices;
+* ``device`` (``cpu`` / ``cuda``), ``device_name`` (the CPU model or GPU name), ``backend``, ``precision``,
+  ``threads`` (``null`` on CUDA), ``size`` ([H, W] of the input; LR for SR), ``torch``, ``onnxruntime``,
+  ``created`` (UTC), ``warmup``, ``rounds`` (untimed and timed runs per point; the median is kept);
+* ``unit`` (``us``), ``interpolation`` (``ceil`` or ``linear``), ``width_step`` (the widths where latency steps:
+  ``round_to: auto``), ``sweep`` (``{layer, widths, us}``: the one-width sweep the step was read from);
+* ``layers``: ``{class: {kernel_size, scale, out_per_channel, widths, us}}`` for a class with one free width, or
+  ``{..., in_widths, out_widths, us: [[...] per input width]}``; ``convs``: ``{conv name: class}``;
+* ``elementwise_us_per_element``, ``constant_us`` and ``fit`` (the uniform widths, measured and layer-sum
+  microseconds they were fitted on).
+
+Committed tables live under ``latency_tables/<device>-<model>-<threads>t/`` (CPU) or
+``latency_tables/cuda-<gpu>/`` (:func:`table_path`), named ``<arch>_<backend>_<precision>_<H>x<W>.json``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+
+import torch
+
+from ..checkpoint import ARCH_ALIASES
+from ..complexity import build_meta
+from ..dhp import LatencyTable
+
+FORMAT = 'restore_dhp.latency.v1'
+TABLES_DIR = 'latency_tables'
+
+
+class LatencyError(ValueError):
+    """A table that cannot be read or used, or settings that cannot be measured; the message is one line."""
+
+
+def cpu_model() -> str:
+    """The CPU's model string (``/proc/cpuinfo``'s model name where there is one)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_label(device: str) -> str:
+    """The CPU model or GPU name a table is measured on."""
+    if device != 'cuda':
+        return cpu_model()
+    if not torch.cuda.is_available():
+        raise LatencyError('device cuda: no CUDA device is available')
+    return torch.cuda.get_device_name(0)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r'[^a-z0-9]+', '-', text.lower()).strip('-')
+
+
+def table_path(arch: str, device: str, backend: str, precision: str, threads: int | None,
+               size: tuple[int, int], root: str = TABLES_DIR) -> str:
+    """Where the table of these settings is kept, e.g.
+    ``latency_tables/cpu-amd-epyc-1t/srresnet_fused_fp32_170x256.json``."""
+    folder = f'{device}-{_slug(device_label(device))}' + (f'-{threads}t' if device == 'cpu' else '')
+    return os.path.join(root, folder, f'{arch}_{backend}_{precision}_{size[0]}x{size[1]}.json')
+
+
+def load_data(path: str) -> dict:
+    """The parsed JSON of a latency table (checked format)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise LatencyError(f'latency table {path} does not exist (build it: python -m restore_dhp.latency '
+                           'profile ...)') from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise LatencyError(f'latency table {path} cannot be read: {e}') from None
+    if not isinstance(data, dict) or data.get('format') != FORMAT:
+        raise LatencyError(f'{path} is not a latency table (format {FORMAT})')
+    return data
+
+
+def read_table(path: str, spec=None) -> LatencyTable:
+    """The table at ``path`` as a cost for ``spec`` (default: its own architecture's spec)."""
+    data = load_data(path)
+    if spec is None:
+        spec = build_meta(ARCH_ALIASES.get(data['arch'], data['arch']), None, **data['arch_kwargs']).spec
+    try:
+        return LatencyTable(spec, data, source=path)
+    except (KeyError, TypeError, ValueError) as e:
+        raise LatencyError(f'latency table {path}: {e}') from None
+
+
+def file_sha256(path: str) -> str:
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def write_json(data: dict, path: str) -> None:
+    """Write ``data`` to ``path`` whole or not at all."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(data, f, indent=1)
+        f.write('\n')
+    os.replace(tmp, path)

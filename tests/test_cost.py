@@ -1,0 +1,130 @@
+"""The pruner's cost part (FLOPs or a measured latency table) and its keep rule."""
+import pytest
+import torch
+
+import restore_dhp  # noqa: F401
+from restore_dhp.archs.dncnn_arch import DnCNNDHP, dncnn_spec
+from restore_dhp.archs.srresnet_arch import srresnet_spec
+from restore_dhp.dhp import DHPPruner, FlopsTable, GroupLayout, KeepRule, LatencyTable
+from restore_dhp.dhp.latency_table import elementwise_elements, layer_class, lookup
+from restore_dhp.latency.profile import detect_step
+
+
+def synthetic_table(spec, us_of, step=4, constant=7.0, per_element=0.0, size=(4, 4)) -> dict:
+    """A table whose conv grids hold ``us_of(cin, cout, conv spec)`` at every multiple of ``step``."""
+    layers, convs = {}, {}
+    for name, c in spec.convs.items():
+        key = layer_class(spec, name)
+        convs[name] = key
+        fin, fout = c.in_group in spec.fixed_groups, c.out_group in spec.fixed_groups
+        grid_in = sorted({*range(step, spec.group_widths[c.in_group] + 1, step), spec.group_widths[c.in_group]})
+        grid_out = sorted({*range(step, spec.group_widths[c.out_group] + 1, step), spec.group_widths[c.out_group]})
+        if key.endswith('_tied'):
+            layers[key] = {'widths': grid_in, 'us': [us_of(w, w, c) for w in grid_in]}
+        elif fin:
+            layers[key] = {'widths': grid_out, 'us': [us_of(spec.group_widths[c.in_group], w, c) for w in grid_out]}
+        elif fout:
+            layers[key] = {'widths': grid_in, 'us': [us_of(w, spec.group_widths[c.out_group], c) for w in grid_in]}
+        else:
+            layers[key] = {'in_widths': grid_in, 'out_widths': grid_out,
+                           'us': [[us_of(i, o, c) for o in grid_out] for i in grid_in]}
+    return {'size': list(size), 'constant_us': constant, 'elementwise_us_per_element': per_element,
+            'interpolation': 'ceil', 'width_step': step, 'layers': layers, 'convs': convs}
+
+
+def macs(cin, cout, c):
+    return cin * cout * c.out_per_channel * c.kernel_size ** 2 * c.scale ** 2
+
+
+def test_keep_rule_thresholds_rounds_and_validates():
+    layout = GroupLayout({'a': 6, 'b': 4})
+    z = torch.tensor([0.9, 0.001, 0.5, 0.002, 0.3, 0.0, 0.1, 0.2, 0.001, 0.4])
+    alive = torch.ones(10, dtype=torch.bool)
+    assert KeepRule().keep(z, alive, layout).tolist() == [True, False, True, False, True, False,
+                                                          True, True, False, True]
+    rounded = KeepRule(round_to=4).keep(z, alive, layout)
+    assert layout.counts(rounded).tolist() == [4, 4]  # a: 3 kept -> 4 (its best pruned one comes back)
+    assert rounded[3] and not rounded[1]               # 0.002 ranks above 0.001
+    dead = alive.clone()
+    dead[3] = False
+    assert not KeepRule(round_to=4).keep(z, dead, layout)[3]  # a pruned channel stays pruned
+    for bad in ({'round_to': 0}, {'min_width': 0}, {'threshold': -1.0}, {'round_to': 2.0}):
+        with pytest.raises(ValueError):
+            KeepRule(**bad)
+
+
+def test_flops_table_is_a_cost():
+    spec = dncnn_spec(num_feat=8, num_layers=4)
+    table = FlopsTable(spec, 16)
+    assert table.unit == 'FLOPs' and table.cost(None) == table.full == table.full_flops
+    half = {g: 4 for g in spec.prunable_groups}
+    assert table.ratio(half) == pytest.approx(table.flops(half) / table.full_flops)
+    assert table.describe()['kind'] == 'flops'
+
+
+def test_lookup_ceil_and_linear():
+    grid, us = [4, 8, 12], [10.0, 20.0, 40.0]
+    assert lookup(grid, us, 8, 'ceil') == 20.0
+    assert lookup(grid, us, 9, 'ceil') == 40.0
+    assert lookup(grid, us, 10, 'linear') == pytest.approx(30.0)
+    assert lookup(grid, us, 2, 'linear') == 10.0  # below the grid: its first value
+    with pytest.raises(ValueError, match='above the table grid'):
+        lookup(grid, us, 13, 'ceil')
+
+
+@pytest.mark.parametrize('spec', [dncnn_spec(num_feat=8, num_layers=5),
+                                  srresnet_spec(num_feat=8, num_blocks=2, scale=4)])
+def test_latency_table_sums_its_layers(spec):
+    """On a grid multiple, the prediction is the sum of the measured layers + elementwise term + constant."""
+    table = LatencyTable(spec, synthetic_table(spec, lambda i, o, c: float(macs(i, o, c)), per_element=0.5))
+    widths = {g: 4 for g in spec.prunable_groups}
+    full_widths = spec.resolve_widths(widths)
+    layer_sum = sum(macs(full_widths[c.in_group], full_widths[c.out_group], c) for c in spec.convs.values())
+    expected = layer_sum + 0.5 * elementwise_elements(spec, full_widths, 16) + 7.0
+    assert table.cost(widths) == pytest.approx(expected)
+    assert table.ratio(None) == pytest.approx(1.0) and table.unit == 'us'
+    # ceil: a conv at width 5 costs what it does at the next grid width (8); the elementwise term is exact
+    five = {g: 5 for g in spec.prunable_groups}
+    elements_saved = (elementwise_elements(spec, spec.group_widths, 16)
+                      - elementwise_elements(spec, spec.resolve_widths(five), 16))
+    assert table.cost(five) == pytest.approx(table.cost(None) - 0.5 * elements_saved)
+
+
+def test_latency_table_rejects_another_architecture():
+    data = synthetic_table(dncnn_spec(num_feat=8, num_layers=4), lambda i, o, c: 1.0)
+    with pytest.raises(ValueError, match='does not match'):
+        LatencyTable(dncnn_spec(num_feat=8, num_layers=5), data)
+    with pytest.raises(ValueError, match='above the table grid'):
+        LatencyTable(dncnn_spec(num_feat=16, num_layers=4), data)
+
+
+def test_pruner_lands_on_a_latency_target_priced_by_the_table():
+    """Latency that steps every 4 channels: the refill keeps widths where the table says they are cheap."""
+    torch.manual_seed(0)
+    net = DnCNNDHP(num_feat=16, num_layers=5)
+    spec = net.spec
+
+    def stepped(cin, cout, c):  # a device whose kernels work in blocks of 4 channels
+        return float(macs(-(-cin // 4) * 4, -(-cout // 4) * 4, c))
+
+    table = LatencyTable(spec, synthetic_table(spec, stepped, step=4, constant=0.0))
+    pruner = DHPPruner(net, 0.5, ratio_tolerance=0.0, rule=KeepRule(round_to=table.width_step), cost=table)
+    pruner.check()
+    with torch.no_grad():
+        net.latents[torch.rand_like(net.latents) < 0.9] = 0.0  # prune far past the target at once
+    check = pruner.check()
+    assert check.refilled_from is not None and check.refilled_from < 0.5
+    assert check.ratio == pytest.approx(table.ratio(check.widths)) and check.ratio <= 0.5
+    assert all(w % 4 == 0 for w in check.widths.values()), check.widths
+    assert pruner.cost_ratio() == check.ratio
+
+
+def test_detect_step_finds_the_block_and_smooth_curves():
+    widths = list(range(1, 65))
+    blocks = [100.0 * -(-w // 16) + 0.01 * (w % 3) for w in widths]
+    assert detect_step(widths, blocks) == 16
+    assert detect_step(widths, [100.0 * -(-w // 8) for w in widths]) == 8
+    assert detect_step(widths, [3.0 * w + 0.1 * (w % 2) for w in widths]) == 1
+    assert detect_step([1, 2, 3], [1.0, 2.0, 3.0]) == 1
+    coarse = list(range(4, 65, 4))  # a sweep every 4 widths still finds a step of 16
+    assert detect_step(coarse, [100.0 * -(-w // 16) for w in coarse]) == 16
