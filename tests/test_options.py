@@ -120,7 +120,7 @@ IMPOSSIBLE = [
     ('sr', _garbage_pretrain, 'option path.pretrain_network_g: '),
     ('sr', _set('train.scheduler.type', 'StepLR'), "option train.scheduler.type must be one of MultiStepLR, "
                                                    "MultiStepRestartLR, CosineAnnealingRestartLR, got 'StepLR'"),
-    ('sr', _set('train.optim_g.type', 'Adamm'), "option train.optim_g.type must be one of Adam, got 'Adamm'"),
+    ('sr', _set('train.optim_g.type', 'Adamm'), "option train.optim_g.type must be one of Adam, AdamW, got 'Adamm'"),
     ('sr', _set('train.pixel_opt.type', 'L1Los'), "option train.pixel_opt.type must be a registered loss (did you "
                                                   "mean L1Loss?), got 'L1Los'"),
     ('sr', _set('network_g.num_feat', 0), 'option network_g.num_feat must be an integer in [1, 4096], got 0'),

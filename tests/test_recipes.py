@@ -55,7 +55,7 @@ def test_weight_decay_groups():
     assert rest['weight_decay'] == 0.0 and len(rest['params']) == len(list(net.parameters())) - 3
     optim = {'weight_decay_params': 'all', 'lr': 1.0}
     assert len(weight_decay_groups(net, optim)) == len(list(net.parameters())) and optim == {'lr': 1.0}
-    with pytest.raises(OptionError, match='weight_decay_params must be all or body'):
+    with pytest.raises(OptionError, match='weight_decay_params must be one of all, body'):
         weight_decay_groups(net, {'weight_decay_params': 'convs'})
     with pytest.raises(OptionError, match='needs a plain network'):
         weight_decay_groups(DnCNNDHP(num_feat=8, num_layers=5), {'weight_decay_params': 'body'})
@@ -125,7 +125,7 @@ def test_weight_decay_on_body_convs_reaches_the_optimizer(tmp_path):
     opt['train']['optim_g']['weight_decay_params'] = 'everything'
     opt['name'] = 'tiny_wd_bad'
     out = run_train(root, write_options(root, opt), check=False)
-    assert out.returncode != 0 and 'weight_decay_params must be all or body' in out.stdout + out.stderr
+    assert out.returncode != 0 and 'weight_decay_params must be one of all, body' in out.stdout + out.stderr
 
 
 # ---------------------------------------------------------------- the large-batch fast recipes (item 2)

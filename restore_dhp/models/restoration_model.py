@@ -283,7 +283,8 @@ def weight_decay_groups(net, optim: dict) -> list:
     if which == 'all':
         return [p for _, p in params]
     if which not in WEIGHT_DECAY_PARAMS:
-        raise OptionError(f"option train.optim_g.weight_decay_params must be all or body, got {which!r}")
+        raise OptionError('option train.optim_g.weight_decay_params must be one of '
+                          f"{', '.join(WEIGHT_DECAY_PARAMS)}, got {which!r}")
     if getattr(net, 'dhp', True):
         raise OptionError('option train.optim_g.weight_decay_params: body needs a plain network '
                           f'(the DHP form generates its conv weights), got {type(net).__name__}')
