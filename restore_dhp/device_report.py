@@ -33,7 +33,7 @@ from .complexity import metadata_complexity
 from .latency import LatencyError, read_table, write_json
 from .latency.check import settings_of
 from .latency.profile import side_by_side_us
-from .reporting import METRIC_COLUMNS
+from .reporting import metric_label, primary_metric
 from .speed_tables import control_line
 
 matplotlib.use('Agg')
@@ -57,7 +57,7 @@ def quality_by_checkpoint(path: str | None, task: str) -> tuple[list[str], dict[
     """The sets and ``{checkpoint file name: {set: headline metric}}`` of a benchmark report.json (none without)."""
     if not path:
         return [], {}
-    key = METRIC_COLUMNS[task][0][0]
+    key = primary_metric(task)
     report = json.loads(Path(path).read_text())
     return report['sets'], {Path(r['checkpoint']).name: {s: m[key] for s, m in r['metrics'].items()}
                             for r in report['results'] if r.get('checkpoint')}
@@ -118,7 +118,7 @@ def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
 
 def markdown(result: dict) -> str:
     task, models, sets = result['task'], result['models'], result['sets']
-    metric = METRIC_COLUMNS[task][0][1]
+    metric = metric_label(task, primary_metric(task))
     t = result['table_settings']
     lines = [f'## {TASKS[task].network}: latency-targeted vs FLOPs-targeted', '',
              f"Measured side by side ({result['rounds']} interleaved rounds, median) as the table "
@@ -158,7 +158,7 @@ def plot(result: dict, path: Path) -> None:
                     label=f'{kind}-targeted' if kind != 'baseline' else 'baseline')
     ax.set_xlabel(f"measured latency (ms), {result['table_settings']['backend']}, "
                   f"{result['table_settings']['threads']} thread(s)")
-    ax.set_ylabel(f"{METRIC_COLUMNS[result['task']][0][1]} on {sets[0]} (dB)")
+    ax.set_ylabel(f"{metric_label(result['task'], primary_metric(result['task']))} on {sets[0]} (dB)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
