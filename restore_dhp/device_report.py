@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ from .complexity import metadata_complexity
 from .latency import LatencyError, read_table, write_json
 from .latency.check import settings_of
 from .latency.profile import side_by_side_us
+from .fileio import write_text
 from .reporting import metric_label, primary_metric
 from .speed_tables import control_line
 
@@ -174,14 +174,8 @@ def join(out: Path) -> Path:
             'Both families trained with the CPU recipes\' budget and seeds (options/train/*_cpu.yml and '
             '*_cpu{60,40,20}_cpu.yml), which is not the budget of the main weights under weights/.\n\n'
             + '\n'.join(parts) + '\n' + '\n'.join(plots) + '\n')
-    return write_text(out / 'report.md', text)
-
-
-def write_text(path: Path, text: str) -> Path:
-    tmp = Path(f'{path}.tmp')
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    write_text(out / 'report.md', text)
+    return out / 'report.md'
 
 
 def main(argv=None) -> int:

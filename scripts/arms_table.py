@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_side_by_side import validation_curve  # noqa: E402
+from restore_dhp.fileio import write_text  # noqa: E402
 
 BEGIN, END = '<!-- arms:begin -->', '<!-- arms:end -->'
 LOG_NAME = re.compile(r'sr_arm_(\w+)_s(\d+)\.log$')
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
     if unfinished:
         body += f"\nNot finished (partial curves): {', '.join(unfinished)}.\n"
     report = Path(args.report)
-    report.write_text(splice(report.read_text() if report.exists() else '', body))
+    write_text(report, splice(report.read_text() if report.exists() else '', body))
     print(body)
     return 0
 

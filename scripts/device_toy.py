@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import yaml
 
+from restore_dhp.fileio import write_text
+
 TINY = {'SRResNetDHP': {'num_feat': 8, 'num_blocks': 2}, 'DnCNNDHP': {'num_feat': 8, 'num_layers': 4}}
 FOLDERS = {'datasets/SR291/HR': (6, 48, False), 'datasets/Set5/HR': (2, 32, False), 'datasets/Set14/HR': (2, 32, False),
            'datasets/Train400': (6, 48, True), 'datasets/Set12': (2, 32, True), 'datasets/BSD68': (2, 32, True)}
@@ -57,9 +59,7 @@ def toy_options(src: str, dst: str, table: str | None) -> None:
         opt['dhp']['target']['table'] = table
     opt['val']['val_freq'] = 4
     opt['logger'].update(print_freq=1, save_checkpoint_freq=4, use_tb_logger=False)
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    with open(dst, 'w') as f:
-        yaml.safe_dump(opt, f, sort_keys=False)
+    write_text(dst, yaml.safe_dump(opt, sort_keys=False))
 
 
 def main(argv=None) -> int:

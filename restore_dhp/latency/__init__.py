@@ -38,6 +38,7 @@ import torch
 
 from ..checkpoint import ARCH_ALIASES
 from ..complexity import build_meta
+from ..fileio import write_text
 from ..dhp import LatencyTable
 
 FORMAT = 'restore_dhp.latency.v1'
@@ -114,9 +115,4 @@ def file_sha256(path: str) -> str:
 
 def write_json(data: dict, path: str) -> None:
     """Write ``data`` to ``path`` whole or not at all."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=1)
-        f.write('\n')
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=1) + '\n')
