@@ -14,6 +14,7 @@ user passed ``--overwrite``.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +51,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_DEBRIS = re.compile(r'\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp(?P<ext>\.[^.]*)?')
+
+
+def remove_write_debris(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_path` leaves in ``folder`` when its process is killed
+    (SIGKILL, power loss: no ``except`` runs); returns what was removed.  Only names of that exact form are
+    touched, and only in ``folder`` itself (a missing folder is fine)."""
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for entry in os.scandir(folder):
+        match = _DEBRIS.fullmatch(entry.name)
+        if match and entry.is_file(follow_symlinks=False) and match['name'].endswith(match['ext'] or ''):
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+    return removed
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

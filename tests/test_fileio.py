@@ -11,7 +11,7 @@ import restore_dhp  # noqa: F401
 from restore_dhp.archs.srresnet_arch import SRResNetCompact
 from restore_dhp.checkpoint import main as checkpoint_main
 from restore_dhp.checkpoint import read_metadata, save_compact
-from restore_dhp.fileio import OutputError, atomic_path, check_output, write_bytes, write_text
+from restore_dhp.fileio import OutputError, atomic_path, check_output, remove_write_debris, write_bytes, write_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,6 +37,20 @@ def test_interrupt_leaves_no_temporary_file(tmp_path):
             tmp.write_bytes(b'partial')
             raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writers_temporary_is_recognised_and_nothing_else(tmp_path):
+    """A SIGKILL runs no ``except``: the temporary stays, and resume removes it (only names atomic_path makes)."""
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / '12.state') as tmp:
+        left = tmp  # the name a kill at this point would leave behind
+        raise KeyboardInterrupt
+    left.write_bytes(b'half')
+    kept = [tmp_path / n for n in ('12.state', 'notes.tmp', '.hidden.state', '.12.state.short.tmp.state')]
+    for k in kept:
+        k.write_bytes(b'x')
+    assert remove_write_debris(tmp_path) == [left]
+    assert not left.exists() and all(k.exists() for k in kept)
+    assert remove_write_debris(tmp_path / 'missing') == []
 
 
 def test_check_output_refuses_inputs_and_existing_files(tmp_path):

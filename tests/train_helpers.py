@@ -98,12 +98,15 @@ def kill_and_resume(root, opt, state=6):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # a kill can land mid-save, leaving '<iter>.state.tmp' behind: only finished states count
-    done = max(int(f[:-len('.state')]) for f in os.listdir(states) if f.endswith('.state'))
+    # a kill can land mid-save, leaving '.<iter>.state.<random>.tmp.state' behind: only finished states count
+    done = max(int(f[:-len('.state')]) for f in os.listdir(states) if re.fullmatch(r'\d+\.state', f))
     assert done >= state
     write_options(root, {**opt, 'train': {**opt['train'], 'total_iter': done + 2}})
     log = run_train(root, opt_path, '--auto_resume')
     log = log.stdout + log.stderr
     assert re.search(rf'Resuming training from epoch: \d+, iter: {done}\b', log), log[-2000:]
     assert f'iter:{done + 2:,},' in log.replace(' ', '')  # trained on to the new total
+    models = os.path.join(root, 'experiments', opt['name'], 'models')
+    debris = [f for d in (states, models) for f in os.listdir(d) if '.tmp' in f]
+    assert not debris, f'the resumed run left the killed run\'s temporaries: {debris}'
     return done, log
