@@ -95,8 +95,9 @@ def measure(model, x: torch.Tensor, repeats: int = 5, warmup: int = 2) -> Measur
 
 
 @torch.no_grad()
-def measure_side_by_side(models: dict, x: torch.Tensor, repeats: int, warmup: int) -> dict[str, list[float]]:
-    """ms of every run of each model, rounds interleaved (one run of every model per round, order rotated)."""
+def measure_side_by_side(models: dict, x: torch.Tensor | dict, repeats: int, warmup: int) -> dict[str, list[float]]:
+    """ms of every run of each model, rounds interleaved (one run of every model per round, order rotated);
+    ``x`` is the input of all of them, or a mapping from each model's name to its own input."""
     if repeats < 1 or warmup < 0:
         raise ValueError('repeats must be >= 1 and warmup >= 0')
     names = list(models)
@@ -104,7 +105,7 @@ def measure_side_by_side(models: dict, x: torch.Tensor, repeats: int, warmup: in
     for r in range(warmup + repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            ms = _time_one(models[name], x)
+            ms = _time_one(models[name], x[name] if isinstance(x, dict) else x)
             if r >= warmup:
                 runs[name].append(ms)
     return runs

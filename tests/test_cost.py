@@ -7,7 +7,7 @@ from restore_dhp.archs.dncnn_arch import DnCNNDHP, dncnn_spec
 from restore_dhp.archs.srresnet_arch import srresnet_spec
 from restore_dhp.dhp import DHPPruner, FlopsTable, GroupLayout, KeepRule, LatencyTable
 from restore_dhp.dhp.latency_table import elementwise_elements, layer_class, lookup
-from restore_dhp.latency.profile import detect_step
+from restore_dhp.latency.profile import detect_step, fit_network, off_step_factors
 
 
 def synthetic_table(spec, us_of, step=4, constant=7.0, per_element=0.0, size=(4, 4)) -> dict:
@@ -128,3 +128,43 @@ def test_detect_step_finds_the_block_and_smooth_curves():
     assert detect_step([1, 2, 3], [1.0, 2.0, 3.0]) == 1
     coarse = list(range(4, 65, 4))  # a sweep every 4 widths still finds a step of 16
     assert detect_step(coarse, [100.0 * -(-w // 16) for w in coarse]) == 16
+
+
+def dips(w: int) -> float:
+    """This CPU's pattern (oneDNN, 1 thread): multiples of 8 run faster than the widths just below them."""
+    return 10.0 * w * w * (0.7 if w % 8 == 0 else 1.0)
+
+
+def test_detect_step_finds_dips_at_the_fast_widths():
+    widths = list(range(1, 65))
+    assert detect_step(widths, [dips(w) for w in widths]) == 8
+    smooth_noise = [10.0 * w * w * (1 + 0.02 * ((w * 7) % 3 - 1)) for w in widths]  # 2% wiggles are no dips
+    assert detect_step(widths, smooth_noise) == 1
+    factors = off_step_factors(widths, [dips(w) for w in widths], 8)
+    assert factors[63] == 1.0 and factors[62] == pytest.approx(63 * 63 / (0.7 * 64 * 64), abs=1e-3)
+    assert off_step_factors(widths[::4], [dips(w) for w in widths[::4]], 8) is None  # a sweep that skips widths
+
+
+def test_off_step_factor_prices_widths_between_grid_points():
+    spec = dncnn_spec(num_feat=16, num_layers=4)
+    data = synthetic_table(spec, lambda i, o, c: 0.7 * macs(i, o, c), step=8, constant=0.0)
+    plain = LatencyTable(spec, data)
+    factors = off_step_factors(list(range(1, 17)), [dips(w) for w in range(1, 17)], 8)
+    table = LatencyTable(spec, {**data, 'off_step_factor': factors})
+    on, off = {g: 8 for g in spec.prunable_groups}, {g: 7 for g in spec.prunable_groups}
+    assert table.cost(on) == pytest.approx(plain.cost(on))     # on the step: the grid as measured
+    assert plain.cost(off) == plain.cost(on)                   # ceil alone: 7 costs what 8 does
+    assert table.cost(off) > plain.cost(off)                   # 7 really costs more than 8 on such a device
+    tied = [n for n in spec.convs if layer_class(spec, n).endswith('_tied') or 'inw_outw' in layer_class(spec, n)]
+    name = tied[0]
+    assert table.layer_us(name, off) == pytest.approx(plain.layer_us(name, off) * factors[6])
+
+
+def test_network_fit_is_relative_and_non_negative():
+    """The whole-network fit (latency profile): scale, elementwise term and constant come back from exact
+    rows; a term that would come out negative is left at zero rather than bending the others."""
+    rows = [(u, 0.8 * 100.0 * u * u + 0.5 * 10.0 * u + 300.0, 100.0 * u * u, 10.0 * u) for u in (8, 24, 40, 48, 64)]
+    assert fit_network(rows) == pytest.approx((0.8, 0.5, 300.0), rel=1e-6)
+    shrinking = [(u, 0.9 * 100.0 * u * u - 2.0 * u, 100.0 * u * u, 10.0 * u) for u in (8, 24, 40, 48, 64)]
+    scale, per_element, constant = fit_network(shrinking)
+    assert per_element == 0.0 and constant >= 0.0 and 0.85 < scale < 0.95

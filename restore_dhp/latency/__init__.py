@@ -15,12 +15,15 @@ A table is a JSON file; its fields:
 * ``format`` (``restore_dhp.latency.v1``), ``arch``, ``arch_kwargs``: the network it prices;
 * ``device`` (``cpu`` / ``cuda``), ``device_name`` (the CPU model or GPU name), ``backend``, ``precision``,
   ``threads`` (``null`` on CUDA), ``size`` ([H, W] of the input; LR for SR), ``torch``, ``onnxruntime``,
-  ``created`` (UTC), ``warmup``, ``rounds`` (untimed and timed runs per point; the median is kept);
+  ``created`` (UTC), ``warmup``, ``rounds`` (untimed and timed runs per point, interleaved with
+  the other points; the median is kept);
 * ``unit`` (``us``), ``interpolation`` (``ceil`` or ``linear``), ``width_step`` (the widths where latency steps:
-  ``round_to: auto``), ``sweep`` (``{layer, widths, us}``: the one-width sweep the step was read from);
+  ``round_to: auto``), ``sweep`` (``{layer, widths, us}``: the one-width sweep the step was read from),
+  ``off_step_factor`` (optional: for each width 1..full of the sweep, its latency over that of the next
+  multiple of the step; prices widths off the step, see :mod:`restore_dhp.dhp.latency_table`);
 * ``layers``: ``{class: {kernel_size, scale, out_per_channel, widths, us}}`` for a class with one free width, or
   ``{..., in_widths, out_widths, us: [[...] per input width]}``; ``convs``: ``{conv name: class}``;
-* ``elementwise_us_per_element``, ``constant_us`` and ``fit`` (the uniform widths, measured and layer-sum
+* ``layer_scale`` (optional, default 1), ``elementwise_us_per_element``, ``constant_us`` and ``fit`` (the uniform widths, measured and layer-sum
   microseconds they were fitted on).
 
 Committed tables live under ``latency_tables/<device>-<model>-<threads>t/`` (CPU) or

@@ -86,10 +86,13 @@ def check(args) -> int:
     if warning:
         print(warning, file=sys.stderr)
     rows = check_table(table, args.sets, args.seed, args.rounds, args.warmup, log=print)
-    result = summary(rows)
+    result = summary(rows, table.width_step)
+    halves = ''.join(f', {result[k]:.1%} {what}' for k, what in (('median_abs_error_on_step', 'on the step'),
+                     ('median_abs_error_off_step', 'off it')) if result.get(k) is not None)
     print(f'{args.table}: {result["sets"]} random width sets, median relative error '
-          f'{result["median_abs_error"]:.1%}, worst {result["worst_abs_error"]:.1%} '
-          f'(mean signed {result["mean_error"]:+.1%}; target: median <= 10%)')
+          f'{result["median_abs_error"]:.1%}{halves}, worst {result["worst_abs_error"]:.1%} '
+          f'(mean signed {result["mean_error"]:+.1%}; target: median <= 10%); as a fraction of the full width: '
+          f'median {result["median_abs_ratio_error"]:.1%}, worst {result["worst_abs_ratio_error"]:.1%}')
     if args.out:
         write_json({'table': args.table, **result, 'rows': [vars(r) for r in rows]}, args.out)
     return 1 if args.max_median is not None and result['median_abs_error'] > args.max_median else 0
