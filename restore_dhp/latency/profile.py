@@ -7,7 +7,7 @@
    the next multiple (``off_step_factor``, from this sweep) prices widths between grid points;
 2. **layers**: every conv class (:func:`restore_dhp.dhp.latency_table.layer_class`) alone, as a one-conv
    network in the deployed form, at every width of the grid (multiples of ``grid_step``, default the
-   detected step when it is at least 4, else 8, and the full width): a 2-D grid over input and output
+   detected step when it is 4 to 16, else 8, and the full width): a 2-D grid over input and output
    width, or 1-D where one side is fixed or both are one group;
 3. **fit**: the whole network at a few uniform widths; the conv sum is scaled (``layer_scale``: what timing
    each conv alone gets wrong for all alike) and what it misses (activations, residual additions, pixel
@@ -44,6 +44,7 @@ from . import FORMAT, LatencyError, device_label
 
 STEP_CANDIDATES = (64, 32, 16, 8, 4, 2)
 CHUNK = 32  # probes timed together (their inputs and deployed forms are held at once)
+MAX_GRID_STEP = 16  # a coarser grid (2 points at full width 64) prices nothing between them
 SWEEP_ROUNDS = 3  # the sweep's rounds, as a multiple of the table's
 DIP = 0.97  # a multiple counts as a dip when it is more than 3% faster than the width below it
 
@@ -312,7 +313,7 @@ class Profiler:
         start, s = time.monotonic(), self.settings
         sweep = self.sweep(sweep_step)
         step = detect_step(sweep['widths'], sweep['us'])
-        grid_step = grid_step or (step if step >= 4 else 8)
+        grid_step = grid_step or (step if 4 <= step <= MAX_GRID_STEP else 8)
         self.log(f'sweep of {sweep["layer"]}: width step {step}; grid every {grid_step} '
                  f'({time.monotonic() - start:.0f} s)')
         table = {'format': FORMAT, 'arch': self.arch, 'arch_kwargs': self.arch_kwargs, 'device': s.device,
