@@ -281,9 +281,41 @@ def task_parts(task: str, title: str) -> list[str]:
     return parts
 
 
+def device_part() -> str | None:
+    """The weights of the device comparison (weights/device/, issue 20): their budget, family and search."""
+    paths = sorted(glob.glob(os.path.join(ROOT, 'weights', 'device', '*.safetensors')))
+    if not paths:
+        return None
+    rows = []
+    for path in paths:
+        info = read_metadata(path)['info']
+        search, opt_file = info['search'], info['option_file']
+        data = yaml.safe_load(open(os.path.join(ROOT, 'options', 'train', opt_file)))['datasets']['train']
+        if search.get('target'):
+            t = search['target']
+            family = (f"latency {t['latency']:g} of full width on `{t['table']}` "
+                      f"(predicted {search['predicted_latency_ratio']:.3f})")
+        else:
+            family = f"FLOPs {search['target_ratio']:g} (reached {search['flops_ratio']:.3f})"
+        widths = search['widths'].values()
+        rows.append(f"| `weights/device/{os.path.basename(path)}` | {family} | `{opt_file}`: {info['total_iter']:,} "
+                    f"iterations at batch {data['batch_size_per_gpu']}, patch {data['gt_size']} | "
+                    f"{search['iteration']} ({search['stop_reason']}) | {min(widths)}–{max(widths)} | "
+                    f"{_trained_on(info)} |")
+    return ('## Device-targeted weights (`weights/device/`)\n\n'
+            'These compare two ways of pruning at equal training: to a fraction of the full width\'s measured '
+            'latency on this project\'s CPU (1 thread, fused backend; `latency_tables/`), and to a FLOPs ratio as '
+            'before. They were trained with the CPU option files\' budget, far smaller than the budget of the '
+            'weights above, so their PSNR is lower. Use them to compare the two searches, not as the best '
+            'models. Measured latency and PSNR are in `reports/device/report.md`.\n\n'
+            '| checkpoint | pruned to | option file and budget | search stopped at | widths | trained on |\n'
+            '|---|---|---|---|---|---|\n' + '\n'.join(rows))
+
+
 def card_text() -> str:
     parts = [intro()] + [part for task, title in CARD_TASKS for part in task_parts(task, title)]
-    return '\n\n'.join(parts) + '\n'
+    device = device_part()
+    return '\n\n'.join(parts + ([device] if device else [])) + '\n'
 
 
 def main(argv=None) -> int:
