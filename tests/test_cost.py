@@ -168,3 +168,24 @@ def test_network_fit_is_relative_and_non_negative():
     shrinking = [(u, 0.9 * 100.0 * u * u - 2.0 * u, 100.0 * u * u, 10.0 * u) for u in (8, 24, 40, 48, 64)]
     scale, per_element, constant = fit_network(shrinking)
     assert per_element == 0.0 and constant >= 0.0 and 0.85 < scale < 0.95
+
+
+def test_a_reference_probe_in_every_chunk_cancels_the_drift_between_chunks(monkeypatch):
+    """interleaved_us: each chunk of probes runs at its own speed (a shared machine drifts); the reference timed
+    in every chunk brings them to one level, so the points' ratios are the true ones."""
+    from restore_dhp.latency import profile
+    chunks = []
+
+    def drifting(probes, settings):  # the n-th chunk runs n times slower
+        chunks.append(list(probes))
+        return {k: (10.0 if k == 'ref' else float(k)) * len(chunks) for k in probes}
+    monkeypatch.setattr(profile, '_time_chunk', drifting)
+    monkeypatch.setattr(profile, 'CHUNK', 4)
+    probes = {k: (profile.ConvProbe(1, 1, 3), 4, 4) for k in [1, 2, 3, 4, 5, 6, 7, 'ref']}
+    out = profile.interleaved_us(probes, profile.Settings(), reference='ref')
+    assert len(chunks) == 3 and all(c[-1] == 'ref' for c in chunks)
+    assert sorted(k for c in chunks for k in c if k != 'ref') == [1, 2, 3, 4, 5, 6, 7]
+    assert {k: v / out['ref'] for k, v in out.items()} == pytest.approx({**{k: k / 10 for k in range(1, 8)}, 'ref': 1})
+    chunks.clear()
+    plain = profile.interleaved_us(probes, profile.Settings())  # without one, the drift stays in the numbers
+    assert len({round(plain[k] / k, 6) for k in range(1, 8)}) > 1

@@ -46,7 +46,7 @@ STEP_CANDIDATES = (64, 32, 16, 8, 4, 2)
 CHUNK = 32  # probes timed together (their inputs and deployed forms are held at once)
 MAX_GRID_STEP = 16  # a coarser grid (2 points at full width 64) prices nothing between them
 SWEEP_ROUNDS = 3  # the sweep's rounds, as a multiple of the table's
-DIP = 0.97  # a multiple counts as a dip when it is more than 3% faster than the width below it
+DIP = 0.97  # a multiple counts as a dip when it is more than 3% faster than the mean of its two neighbours
 
 
 @dataclass(frozen=True)
@@ -80,27 +80,37 @@ class ConvProbe(nn.Module):
                 'arch_kwargs': {'cin': c.in_channels, 'cout': c.out_channels, 'kernel_size': c.kernel_size[0]}}
 
 
-def interleaved_us(probes: dict, settings: Settings, seed: int = 0) -> dict:
+def interleaved_us(probes: dict, settings: Settings, seed: int = 0, reference=None) -> dict:
     """Median microseconds of one forward of each probe ``key -> (model, height, width)``'s deployed form.
 
     The probes are shuffled (``seed``) and timed ``CHUNK`` at a time with their rounds interleaved (one run of
     each per round): a slow spell of a shared machine (1.2-1.4x, lasting seconds, on this project's CPU) then
-    falls on random points of every layer class rather than on one class or one end of a sweep."""
-    keys = list(probes)
+    falls on random points of every layer class rather than on one class or one end of a sweep.  With
+    ``reference`` (one of the keys), that probe is timed in every chunk and each chunk's times are scaled by
+    the reference's median over all chunks / its time in that chunk: the drift between chunks cancels, as a
+    speed table's control row shows it."""
+    keys = [k for k in probes if k != reference]
     random.Random(seed).shuffle(keys)
-    out = {}
-    for start in range(0, len(keys), CHUNK):
-        runners, inputs, made = {}, {}, {}
-        for key in keys[start:start + CHUNK]:
-            model, height, width = probes[key]
-            shape = (model.in_channels, height, width)
-            if shape not in made:
-                made[shape] = torch.rand(1, *shape, device=settings.device)
-            runners[key], inputs[key] = _runner(prepare(model, settings.device, settings.backend, settings.precision,
-                                                        settings.threads), made[shape])
-        runs = measure_side_by_side(runners, inputs, settings.rounds, settings.warmup)
-        out.update({key: statistics.median(ms) * 1e3 for key, ms in runs.items()})
-    return out
+    size = CHUNK - (reference is not None)
+    chunks = [keys[i:i + size] + ([reference] if reference is not None else []) for i in range(0, len(keys), size)]
+    timed = [_time_chunk({key: probes[key] for key in chunk}, settings) for chunk in chunks or [[reference]]]
+    if reference is None:
+        return {key: us for chunk in timed for key, us in chunk.items()}
+    level = statistics.median(chunk[reference] for chunk in timed)
+    out = {key: us * level / chunk[reference] for chunk in timed for key, us in chunk.items() if key != reference}
+    return {**out, reference: level}
+
+
+def _time_chunk(probes: dict, settings: Settings) -> dict:
+    runners, inputs, made = {}, {}, {}
+    for key, (model, height, width) in probes.items():
+        shape = (model.in_channels, height, width)
+        if shape not in made:
+            made[shape] = torch.rand(1, *shape, device=settings.device)
+        runners[key], inputs[key] = _runner(prepare(model, settings.device, settings.backend, settings.precision,
+                                                    settings.threads), made[shape])
+    runs = measure_side_by_side(runners, inputs, settings.rounds, settings.warmup)
+    return {key: statistics.median(ms) * 1e3 for key, ms in runs.items()}
 
 
 def side_by_side_us(models: dict, settings: Settings, height: int, width: int) -> dict[str, list[float]]:
@@ -245,7 +255,7 @@ class Profiler:
             return {'layer': None, 'widths': [], 'us': []}
         conv = self.classes[layer][0]  # the step rests on small differences: three times the rounds
         settings = dataclasses.replace(self.settings, rounds=SWEEP_ROUNDS * self.settings.rounds)
-        us = interleaved_us({w: self.conv_probe(conv, w, w) for w in widths}, settings)
+        us = interleaved_us({w: self.conv_probe(conv, w, w) for w in widths}, settings, reference=widths[-1])
         return {'layer': layer, 'widths': widths, 'us': [us[w] for w in widths]}
 
     def layer_points(self, key: str, grid_step: int) -> tuple[dict, list[tuple[int, int]]]:
@@ -272,7 +282,8 @@ class Profiler:
         plans = {key: self.layer_points(key, grid_step) for key in self.classes}
         probes = {(key, i, o): self.conv_probe(self.classes[key][0], i, o)
                   for key, (_, points) in plans.items() for i, o in points}
-        us = interleaved_us(probes, self.settings)
+        main = max(probes, key=lambda k: (len(self.classes[k[0]]), k[1], k[2]))  # the biggest class at full width
+        us = interleaved_us(probes, self.settings, reference=main)
         layers = {}
         for key, (entry, points) in plans.items():
             values = [us[(key, i, o)] for i, o in points]
@@ -283,10 +294,11 @@ class Profiler:
         return layers
 
     def networks_us(self, width_sets: list[dict]) -> list[float]:
-        """Microseconds of the whole network at each width set, timed together."""
+        """Microseconds of the whole network at each width set, timed together; the last set (the full width,
+        for the callers here) is the reference timed in every chunk."""
         h, w = self.settings.size
         us = interleaved_us({i: (build_plain(self.arch, widths, self.arch_kwargs), h, w)
-                             for i, widths in enumerate(width_sets)}, self.settings)
+                             for i, widths in enumerate(width_sets)}, self.settings, reference=len(width_sets) - 1)
         return [us[i] for i in range(len(width_sets))]
 
     def fit(self, table: dict, fit_points: int) -> dict:
