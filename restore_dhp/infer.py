@@ -123,7 +123,8 @@ def default_memory_limit() -> int:
         return int(0.9 * os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'))
 
 
-def check_memory(files: list[Path], meta: dict, tile: int | None, overlap: int, limit: int) -> None:
+def check_memory(files: list[Path], meta: dict, tile: int | None, overlap: int, limit: int,
+                 outscale: float | None = None) -> None:
     """Refuse, before anything is computed, an image whose estimated need (from its header) exceeds ``limit``."""
     net = build_meta(meta['arch'], meta['widths'], **meta['arch_kwargs'])
     for f in files:
@@ -131,11 +132,13 @@ def check_memory(files: list[Path], meta: dict, tile: int | None, overlap: int, 
             header = read_file_header(f)
         except ImageReadError:
             continue  # reported when its turn comes
-        need = estimate_memory(header, net, tile, overlap)
+        need = estimate_memory(header, net, tile, overlap, outscale)
         if need['total'] > limit:
             gb = {k: v / 1e9 for k, v in need.items()}
+            resized = f", resized to --outscale {outscale:g} {gb['resized']:.1f} GB" if outscale is not None else ''
             raise InputError(f"{f}: {header.width}×{header.height} needs about {gb['total']:.1f} GB (output "
-                             f"{gb['output']:.1f} GB, input {gb['input']:.1f} GB, one tile {gb['tile']:.1f} GB), "
+                             f"{gb['output']:.1f} GB, input {gb['input']:.1f} GB, one tile {gb['tile']:.1f} GB"
+                             f"{resized}), "
                              f'over the memory limit of {limit / 1e9:.1f} GB; raise it with --max-memory-gb '
                              f"{max(1, -(-need['total'] * 1.2 // 1e9)):.0f} if this machine has the memory")
 
@@ -247,7 +250,7 @@ def main(argv=None) -> int:
         targets = plan_outputs(files, out_dir, args.overwrite, args.suffix, args.ext)
         device = resolve_device(args.device)
         loaded = load_checkpoint(args.weights, device)
-        check_memory(files, loaded.meta, args.tile or None, args.overlap, limit)
+        check_memory(files, loaded.meta, args.tile or None, args.overlap, limit, args.outscale)
         prepare_output_folder(out_dir)
         model = deploy(loaded.model, device, args.backend, args.precision, heap_reuse=False)  # freed tiles go back
     except (InputError, CheckpointError, DeployError, ValueError) as e:

@@ -199,16 +199,20 @@ def largest_activation_bytes(net: nn.Module, channels: int, height: int, width: 
     return max(sizes, default=0)
 
 
-def estimate_memory(header, net: nn.Module, tile: int | None, overlap: int = DEFAULT_OVERLAP) -> dict[str, int]:
+def estimate_memory(header, net: nn.Module, tile: int | None, overlap: int = DEFAULT_OVERLAP,
+                    outscale: float | None = None) -> dict[str, int]:
     """Bytes :func:`restore_image` needs for an image of ``header`` (:class:`~restore_dhp.data.imageio.ImageHeader`)
-    beyond the process's fixed cost: ``input`` (decoded pixels), ``output`` (at its final size and dtype),
-    ``tile`` (one tile's working memory) and ``total``, the peak (decoding briefly holds a second copy).
-    ``net``: the model on the meta device (its ``in_channels`` and ``scale``)."""
+    beyond the process's fixed cost: ``input`` (decoded pixels), ``output`` (at the model's scale, in the image's
+    dtype), ``tile`` (one tile's working memory), ``resized`` (the output resized to ``outscale`` times the input,
+    as ``infer --outscale`` does; 0 without) and ``total``, the peak (decoding briefly holds a second copy; the
+    resize holds the output and its resized copy).  ``net``: the model on the meta device (``in_channels``, ``scale``)."""
     h, w, scale = header.height, header.width, int(net.scale)
     pixels = h * w * (1 if header.gray else 3) * header.bytes_per_sample
     out_channels = 1 if header.gray or net.in_channels == 1 else 3
     output = h * scale * w * scale * out_channels * header.bytes_per_sample
+    resized = 0 if outscale is None else (
+        max(1, round(h * outscale)) * max(1, round(w * outscale)) * out_channels * header.bytes_per_sample)
     win_h, win_w = (h, w) if tile is None else (min(h, tile + 2 * overlap), min(w, tile + 2 * overlap))
     work = ACTIVATION_FACTOR * largest_activation_bytes(net, net.in_channels, win_h, win_w)
-    total = max(2 * header.decoded_bytes, pixels + output + work)
-    return {'input': pixels, 'output': output, 'tile': work, 'total': total}
+    total = max(2 * header.decoded_bytes, pixels + output + max(work, resized))
+    return {'input': pixels, 'output': output, 'tile': work, 'resized': resized, 'total': total}

@@ -279,6 +279,22 @@ def test_memory_estimate_grows_with_the_output_and_the_tile():
     assert large['tile'] == small['tile'] > 0          # one tile's working memory does not grow with the image
     assert estimate_memory(ImageHeader(1000, 1000, 3, 1, False), net, 128)['tile'] > small['tile']
     assert estimate_memory(ImageHeader(1000, 1000, 3, 2, False), net, 64)['output'] == 2 * small['output']
+    resized = estimate_memory(ImageHeader(1000, 1000, 3, 1, False), net, 64, outscale=16)
+    assert resized['resized'] == 16000 * 16000 * 3 and small['resized'] == 0
+    assert resized['total'] >= small['input'] + small['output'] + resized['resized']
+
+
+def test_outscale_counts_in_the_memory_budget(tmp_path, sr_ckpt, capsys):
+    """--outscale 16 on a 4000×4000 input asks for a 64000×64000 result (12 GB): refused before anything runs."""
+    from test_imageio import png_header_only
+    (tmp_path / 'in').mkdir()
+    (tmp_path / 'in' / 'big.png').write_bytes(png_header_only(4000, 4000))
+    args = ['--weights', str(sr_ckpt), '--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'out'),
+            '--device', 'cpu', '--quiet', '--max-memory-gb', '4']
+    assert infer_main(args + ['--outscale', '16']) == 2
+    line = _one_error_line(capsys)
+    assert 'resized to --outscale 16 12.3 GB' in line and 'over the memory limit of 4.0 GB' in line, line
+    assert not (tmp_path / 'out').exists()
 
 
 @pytest.mark.parametrize('where', ['under_a_file', 'proc', 'unwritable'])
