@@ -205,7 +205,8 @@ def estimate_memory(header, net: nn.Module, tile: int | None, overlap: int = DEF
     beyond the process's fixed cost: ``input`` (decoded pixels), ``output`` (at the model's scale, in the image's
     dtype), ``tile`` (one tile's working memory), ``resized`` (the output resized to ``outscale`` times the input,
     as ``infer --outscale`` does; 0 without) and ``total``, the peak (decoding briefly holds a second copy; the
-    resize holds the output and its resized copy).  ``net``: the model on the meta device (``in_channels``, ``scale``)."""
+    resize holds the output and its resized copy).  ``net``: the model on the meta device (its ``in_channels``
+    and ``scale``)."""
     h, w, scale = header.height, header.width, int(net.scale)
     pixels = h * w * (1 if header.gray else 3) * header.bytes_per_sample
     out_channels = 1 if header.gray or net.in_channels == 1 else 3

@@ -16,7 +16,8 @@ interpolates linearly (``linear``).  Where the table has ``off_step_factor`` (th
 class at input = output width w: latency at w over latency at the next multiple of the step, for every
 w), a conv's lookup is multiplied by the square root of that factor for each of its free widths: widths
 off the step can cost more than the next multiple (on an AVX-512 CPU at 1 thread, 15 channels cost
-1.35x what 16 do, 63 cost 1.08x 64's), and the factor is taken to split evenly between a conv's input and output.  Nothing here measures or reads files: the table arrives as a
+1.35x what 16 do, 63 cost 1.08x 64's), and the factor is taken to split evenly between a conv's
+input and output.  Nothing here measures or reads files: the table arrives as a
 mapping, checked against the architecture's :class:`~restore_dhp.dhp.spec.ArchSpec`.
 """
 from __future__ import annotations

@@ -23,7 +23,8 @@ A table is a JSON file; its fields:
   multiple of the step; prices widths off the step, see :mod:`restore_dhp.dhp.latency_table`);
 * ``layers``: ``{class: {kernel_size, scale, out_per_channel, widths, us}}`` for a class with one free width, or
   ``{..., in_widths, out_widths, us: [[...] per input width]}``; ``convs``: ``{conv name: class}``;
-* ``layer_scale`` (optional, default 1), ``elementwise_us_per_element``, ``constant_us`` and ``fit`` (the uniform widths, measured and layer-sum
+* ``layer_scale`` (optional, default 1), ``elementwise_us_per_element``, ``constant_us`` and ``fit`` (the
+  uniform widths, measured and layer-sum
   microseconds they were fitted on).
 
 Committed tables live under ``latency_tables/<device>-<model>-<threads>t/`` (CPU) or

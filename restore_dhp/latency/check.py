@@ -4,7 +4,8 @@ Each random width set draws one keep fraction for the network and a per-group ji
 every other set is rounded up to the table's ``width_step`` (the widths a ``round_to: auto`` search
 produces), the rest are arbitrary widths (the interpolation between grid widths).  The sets are
 measured as the table was (same device, backend, precision, threads, input size, rounds; all sets
-together, rounds interleaved) and the relative error ``predicted / measured - 1`` reported; the target is a median of at most 10%.
+together, rounds interleaved) and the relative error ``predicted / measured - 1`` reported; the target
+is a median of at most 10%.
 
 The full-width network is timed in the same rounds, and each set's latency as a fraction of it (what a
 search's ``dhp.target.latency`` is) compared with the table's fraction as well: that error does not move
@@ -88,7 +89,7 @@ def check_table(table: LatencyTable, count: int = 20, seed: int = 0, rounds: int
 
 def summary(rows: list[CheckRow], step: int = 1) -> dict:
     """Median, worst and mean signed error; with ``step`` > 1 also the median of the sets on the step (every
-    width a multiple of it or full) and of the others, apart."""
+    width a multiple of it) and of the others, apart."""
     errors, ratio_errors = [abs(r.error) for r in rows], [abs(r.ratio_error) for r in rows]
     result = {'sets': len(rows), 'median_abs_error': statistics.median(errors), 'worst_abs_error': max(errors),
               'mean_error': statistics.fmean(r.error for r in rows),
