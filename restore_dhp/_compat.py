@@ -110,7 +110,7 @@ def _newest_loadable_state(opt: dict) -> dict | None:
     """For ``--auto_resume``: the newest ``.state`` that loads and whose network file exists (sets its path)."""
     state_dir = os.path.join('experiments', opt['name'], 'training_states')
     models_dir = os.path.join('experiments', opt['name'], 'models')
-    from restore_dhp.fileio import remove_write_debris  # saves a kill cut short leave their temporaries
+    from restore_dhp.fileio import remove_write_debris  # a save cut short by a kill leaves its temporary
     for folder in (state_dir, models_dir):
         remove_write_debris(folder)
     found = sorted((int(f[:-6]) for f in os.listdir(state_dir) if f[:-6].isdigit() and f.endswith('.state'))

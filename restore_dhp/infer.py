@@ -60,7 +60,7 @@ from .deploy import prepare as deploy
 from .data.imageio import (IMG_EXTENSIONS, NOTICE_16BIT, WRITE_FORMATS, ImageReadError, decode_image, read_file_header,
                            to_uint8, write_image)
 from .run_model import (DEFAULT_OVERLAP, DEFAULT_TILE, DEVICE_CHOICES, ImageFormatError, device_arg, estimate_memory,
-                        resolve_device, restore_image, tile_count)
+                        outscale_size, resolve_device, restore_image, tile_count)
 
 EXIT_OK, EXIT_FAILED = 0, 2
 
@@ -194,7 +194,7 @@ def resize_to_outscale(out: np.ndarray, in_shape: tuple[int, ...], outscale: flo
     """``out`` resized (Lanczos) to ``outscale`` times the input's size; as it is when that is already its size."""
     if outscale is None:
         return out
-    size = (max(1, round(in_shape[1] * outscale)), max(1, round(in_shape[0] * outscale)))  # (width, height)
+    size = outscale_size(in_shape[0], in_shape[1], outscale)[::-1]  # OpenCV's (width, height)
     return out if (out.shape[1], out.shape[0]) == size else cv2.resize(out, size, interpolation=cv2.INTER_LANCZOS4)
 
 

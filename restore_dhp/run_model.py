@@ -16,6 +16,7 @@ so seams come only from the receptive field beyond the overlap.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from typing import Callable, Iterator
 
@@ -199,6 +200,11 @@ def largest_activation_bytes(net: nn.Module, channels: int, height: int, width: 
     return max(sizes, default=0)
 
 
+def outscale_size(height: int, width: int, outscale: float) -> tuple[int, int]:
+    """(height, width) of a result resized to ``outscale`` times an input of ``height`` x ``width``."""
+    return max(1, round(height * outscale)), max(1, round(width * outscale))
+
+
 def estimate_memory(header, net: nn.Module, tile: int | None, overlap: int = DEFAULT_OVERLAP,
                     outscale: float | None = None) -> dict[str, int]:
     """Bytes :func:`restore_image` needs for an image of ``header`` (:class:`~restore_dhp.data.imageio.ImageHeader`)
@@ -211,8 +217,8 @@ def estimate_memory(header, net: nn.Module, tile: int | None, overlap: int = DEF
     pixels = h * w * (1 if header.gray else 3) * header.bytes_per_sample
     out_channels = 1 if header.gray or net.in_channels == 1 else 3
     output = h * scale * w * scale * out_channels * header.bytes_per_sample
-    resized = 0 if outscale is None else (
-        max(1, round(h * outscale)) * max(1, round(w * outscale)) * out_channels * header.bytes_per_sample)
+    bytes_per_pixel = out_channels * header.bytes_per_sample
+    resized = 0 if outscale is None else math.prod(outscale_size(h, w, outscale)) * bytes_per_pixel
     win_h, win_w = (h, w) if tile is None else (min(h, tile + 2 * overlap), min(w, tile + 2 * overlap))
     work = ACTIVATION_FACTOR * largest_activation_bytes(net, net.in_channels, win_h, win_w)
     total = max(2 * header.decoded_bytes, pixels + output + max(work, resized))

@@ -93,7 +93,9 @@ def interleaved_us(probes: dict, settings: Settings, seed: int = 0, reference=No
     random.Random(seed).shuffle(keys)
     size = CHUNK - (reference is not None)
     chunks = [keys[i:i + size] + ([reference] if reference is not None else []) for i in range(0, len(keys), size)]
-    timed = [_time_chunk({key: probes[key] for key in chunk}, settings) for chunk in chunks or [[reference]]]
+    if not keys and reference is not None:  # the reference alone
+        chunks = [[reference]]
+    timed = [_time_chunk({key: probes[key] for key in chunk}, settings) for chunk in chunks]
     if reference is None:
         return {key: us for chunk in timed for key, us in chunk.items()}
     level = statistics.median(chunk[reference] for chunk in timed)
@@ -102,6 +104,12 @@ def interleaved_us(probes: dict, settings: Settings, seed: int = 0, reference=No
 
 
 def _time_chunk(probes: dict, settings: Settings) -> dict:
+    return {key: statistics.median(us) for key, us in rounds_us(probes, settings).items()}
+
+
+def rounds_us(probes: dict, settings: Settings) -> dict[str, list[float]]:
+    """Microseconds of every round of each probe ``key -> (model, height, width)``'s deployed form, all rounds
+    interleaved (probes of one input shape share one input)."""
     runners, inputs, made = {}, {}, {}
     for key, (model, height, width) in probes.items():
         shape = (model.in_channels, height, width)
@@ -110,18 +118,12 @@ def _time_chunk(probes: dict, settings: Settings) -> dict:
         runners[key], inputs[key] = _runner(prepare(model, settings.device, settings.backend, settings.precision,
                                                     settings.threads), made[shape])
     runs = measure_side_by_side(runners, inputs, settings.rounds, settings.warmup)
-    return {key: statistics.median(ms) * 1e3 for key, ms in runs.items()}
+    return {key: [ms * 1e3 for ms in values] for key, values in runs.items()}
 
 
 def side_by_side_us(models: dict, settings: Settings, height: int, width: int) -> dict[str, list[float]]:
-    """Microseconds of every round of each model's deployed form, interleaved (one input, all same channels)."""
-    s = settings
-    x = torch.rand(1, next(iter(models.values())).in_channels, height, width, device=s.device)
-    runners, inputs = {}, {}
-    for name, model in models.items():
-        runners[name], inputs[name] = _runner(prepare(model, s.device, s.backend, s.precision, s.threads), x)
-    runs = measure_side_by_side(runners, inputs, s.rounds, s.warmup)
-    return {name: [ms * 1e3 for ms in values] for name, values in runs.items()}
+    """Microseconds of every round of each model's deployed form, interleaved, on one input size."""
+    return rounds_us({name: (model, height, width) for name, model in models.items()}, settings)
 
 
 def _runner(deployed, x: torch.Tensor):
