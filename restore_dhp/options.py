@@ -47,7 +47,7 @@ SECTIONS = {
               'freeze_bn_iter', 'amp', 'capture'},
     'path': {'pretrain_network_g', 'strict_load_g', 'resume_state', 'param_key_g', 'ignore_resume_networks',
              'experiments_root', 'results_root', 'models', 'training_states', 'log', 'visualization'},
-    'val': {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics'},
+    'val': {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics', 'also_live'},
     'logger': {'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'},
 }
 REQUIRED_TRAIN = ('name', 'model_type', 'network_g', 'datasets', 'train', 'path', 'logger')
@@ -167,6 +167,7 @@ RULES: dict[str, Rule] = {
     'val.val_freq': number(0, lo_open=True),
     'val.save_img': BOOLEAN,
     'val.pbar': BOOLEAN,
+    'val.also_live': BOOLEAN,
     'logger.print_freq': POSITIVE,
     'logger.save_checkpoint_freq': number(0, lo_open=True),
     'logger.use_tb_logger': BOOLEAN,

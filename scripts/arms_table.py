@@ -7,6 +7,9 @@
 The table has one row per run (its SR291_val curve) and one per arm (the mean of its seeds' last values), and
 replaces what lies between the report's ``<!-- arms:begin -->`` and ``<!-- arms:end -->`` markers (appended as a
 new section the first time). Runs without a finished log are listed as missing, not left out silently.
+An EMA arm's run (``<arm>_ema``, with ``val.also_live``) also gives its control ``<arm>``: the trained network's
+curve, logged beside the average's. The average does not feed back into training, so that network is the one
+the control's own run would train (tests/test_recipes.py checks it bit for bit).
 """
 from __future__ import annotations
 
@@ -21,15 +24,28 @@ from restore_dhp.fileio import write_text  # noqa: E402
 
 BEGIN, END = '<!-- arms:begin -->', '<!-- arms:end -->'
 LOG_NAME = re.compile(r'sr_arm_(\w+)_s(\d+)\.log$')
+EMA = '_ema'  # an arm with EMA of the weights; without the suffix, its control
+
+
+def curves_of(logs: list[Path]) -> dict[tuple[str, str], list]:
+    """(arm, seed) -> its validation curve; an EMA run's trained-network curve is its control arm's."""
+    curves = {}
+    for log in logs:
+        arm, seed = LOG_NAME.search(log.name).groups()
+        curves[arm, seed] = validation_curve(log)
+        if arm.endswith(EMA):
+            live = validation_curve(log, live=True)
+            if live:
+                curves[arm[:-len(EMA)], seed] = live
+    return dict(sorted(curves.items()))
 
 
 def table(logs: list[Path]) -> str:
-    curves = {log: validation_curve(log) for log in logs}
+    curves = curves_of(logs)
     iters = sorted({i for c in curves.values() for i, _, _ in c})
     lines = ['| run | ' + ' | '.join(f'@{i}' for i in iters) + ' |', '|---|' + '---|' * len(iters)]
     finals: dict[str, list[float]] = {}
-    for log, curve in curves.items():
-        arm, seed = LOG_NAME.search(log.name).groups()
+    for (arm, seed), curve in curves.items():
         by_iter = {i: v for i, _, v in curve}
         lines.append(f'| {arm}, seed {seed} | ' + ' | '.join(f'{by_iter[i]:.2f}' if i in by_iter else ''
                                                              for i in iters) + ' |')
@@ -38,7 +54,10 @@ def table(logs: list[Path]) -> str:
     means = ['| arm | seeds | last validation, mean (dB) | spread (dB) |', '|---|---|---|---|']
     for arm, values in finals.items():
         means.append(f'| {arm} | {len(values)} | {sum(values) / len(values):.2f} | {max(values) - min(values):.2f} |')
-    return ('Validation PSNR-Y on `SR291_val` (dB) by iteration, from each run\'s BasicSR log:\n\n'
+    derived = sorted({arm for arm, seed in curves if not arm.endswith(EMA) and (arm + EMA, seed) in curves})
+    note = (f" (the {', '.join(f'`{a}`' for a in derived)} rows are the trained networks of the "
+            f"{', '.join(f'`{a}{EMA}`' for a in derived)} runs)" if derived else '')
+    return (f'Validation PSNR-Y on `SR291_val` (dB) by iteration, from each run\'s BasicSR log{note}:\n\n'
             + '\n'.join(lines) + '\n\n' + '\n'.join(means) + '\n')
 
 

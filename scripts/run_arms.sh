@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The arms of issue 23 on the CPU (options/experiments/sr_arm_<arm>_s10/_s11.yml: the CPU recipe on SR291_train,
 # validated on the held-out SR291_val): each arm's two seeds side by side (scripts/run_side_by_side.py), the arms one
-# after another, then their table into reports/sr_inversion.md (scripts/arms_table.py).
+# after another, then their table into reports/sr_inversion.md (scripts/arms_table.py). The controls (plain, dhp60)
+# have no runs of their own: each EMA arm's run validates its trained network too (val.also_live), and that network
+# is the control's (the average does not feed back into training; tests/test_recipes.py checks it bit for bit).
 #   bash scripts/run_arms.sh                       all arms (ARMS to choose, REPORT for another report file)
 #   bash scripts/run_arms.sh --iters 4 --force network_g:num_feat=8 ...   extra arguments go to run_side_by_side.py
 # A run whose log says it finished is not run again, so after a kill the same command goes on (unfinished runs
 # resume from their last saved state). Needs datasets/ prepared (python -m restore_dhp.prepare_data; it makes the
-# SR291_train / SR291_val split). On the 2-core CPU machine a seed pair takes about 40 min (plain) to 50 min (DHP).
+# SR291_train / SR291_val split). On the 2-core CPU machine a seed pair takes about 40 min (plain) to 50 min (DHP):
+# about 3 hours for the four.
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-ARMS=${ARMS:-plain plain_wd plain_init plain_ema dhp60 dhp60_ema}
+ARMS=${ARMS:-plain_ema dhp60_ema plain_wd plain_init}
 REPORT=${REPORT:-reports/sr_inversion.md}
 status=0
 for arm in $ARMS; do

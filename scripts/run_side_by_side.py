@@ -34,9 +34,11 @@ from pathlib import Path
 import yaml
 
 from restore_dhp.fileio import write_text
+from restore_dhp.models.restoration_model import LIVE_SUFFIX
 
 ITER_LINE = re.compile(r'iter:\s*([\d,]+).*?time \(data\): ([\d.]+)')
 VAL_LINE = re.compile(r'# (\w+): ([\d.]+)')
+SET_LINE = re.compile(r'Validation (\S+)')
 SAFETY = 0.9  # fraction of the wall time the real runs are planned to fill
 
 
@@ -49,7 +51,9 @@ def launch(opt_file: str, name: str, force: list[str], python: str) -> tuple[sub
     log = Path('logs') / f'{name}.log'
     log.parent.mkdir(exist_ok=True)
     cmd = [python, '-m', 'restore_dhp.train', '-opt', opt_file, '--auto_resume', '--force_yml', f'name={name}', *force]
-    return subprocess.Popen(cmd, stdout=log.open('w'), stderr=subprocess.STDOUT), log  # a live log, not a result
+    # a run that resumes (its experiment exists: --auto_resume) keeps the validations it logged before the kill
+    mode = 'a' if (Path('experiments') / name).exists() else 'w'
+    return subprocess.Popen(cmd, stdout=log.open(mode), stderr=subprocess.STDOUT), log
 
 
 def wait_all(procs: list[tuple[str, subprocess.Popen, Path]]) -> list[str]:
@@ -112,15 +116,19 @@ def batch_force(batch: int, opt: dict) -> list[str]:
     return [f'datasets:train:batch_size_per_gpu={batch}', f'train:optim_g:lr=!!float{lr:.3e}']
 
 
-def validation_curve(log: Path) -> list[tuple[int, str, float]]:
-    """(iteration, metric, value) for every validation in a BasicSR log."""
-    curve, last_iter = [], 0
+def validation_curve(log: Path, live: bool = False) -> list[tuple[int, str, float]]:
+    """(iteration, metric, value) for every validation in a BasicSR log; ``live``: those of the trained network
+    that a run with EMA and ``val.also_live`` logs beside the average's (set ``<name>_live``), instead of the rest."""
+    curve, last_iter, live_set = [], 0, False
     for line in log.read_text(errors='replace').splitlines():
         m = ITER_LINE.search(line)
         if m:
             last_iter = int(m.group(1).replace(',', ''))
+        s = SET_LINE.search(line)
+        if s:
+            live_set = s.group(1).endswith(LIVE_SUFFIX)
         v = VAL_LINE.search(line)
-        if v and 'Best' in line:
+        if v and 'Best' in line and live_set == live:
             curve.append((last_iter, v.group(1), float(v.group(2))))
     return curve
 

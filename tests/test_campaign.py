@@ -14,29 +14,37 @@ sys.path.insert(0, os.path.join(REPO, 'scripts'))
 import arms_table  # noqa: E402
 
 
-def _log(a, b, end):
-    """A BasicSR training log with validations at iterations 200 and 400."""
+def _log(a, b, end, live=None):
+    """A BasicSR training log with validations at iterations 200 and 400 (``live``: the trained network's too,
+    as a run with EMA and val.also_live logs them)."""
     it = '2026-12-03 INFO: [sr_ar..][epoch:  0, iter:     {}, lr:(1.000e-03,)] [time (data): 0.500 (0.001)]\n'
-    val = '2026-12-03 INFO: Validation SR291_val\n\t # psnr: {0:.4f}\tBest: {0:.4f} @ {1} iter\n'
-    return it.format(200) + val.format(a, 200) + it.format(400) + val.format(b, 400) + end
+    val = '2026-12-03 INFO: Validation SR291_val{2}\n\t # psnr: {0:.4f}\tBest: {0:.4f} @ {1} iter\n'
+    out = ''
+    for i, v, lv in [(200, a, live and live[0]), (400, b, live and live[1])]:
+        out += it.format(i) + val.format(v, i, '') + (val.format(lv, i, '_live') if live else '')
+    return out + end
 
 
 def test_arms_table_replaces_its_section(tmp_path):
     logs = tmp_path / 'logs'
     logs.mkdir()
     done = 'End of training.'
-    for name, a, b, end in [('plain_s10', 24.0, 24.25, done), ('plain_s11', 24.1, 24.35, done),
-                            ('plain_ema_s10', 24.2, 24.5, '')]:
-        (logs / f'sr_arm_{name}.log').write_text(_log(a, b, end))
+    for name, a, b, end, live in [('plain_ema_s10', 24.2, 24.5, '', (24.0, 24.25)),
+                                  ('plain_ema_s11', 24.3, 24.6, done, (24.1, 24.35)),
+                                  ('plain_wd_s10', 24.4, 24.7, done, None)]:
+        (logs / f'sr_arm_{name}.log').write_text(_log(a, b, end, live))
     report = tmp_path / 'report.md'
     report.write_text('# Report\n\ntext\n')
     assert arms_table.main(['--logs', str(logs), '--report', str(report)]) == 0
     first = report.read_text()
     assert first.startswith('# Report\n\ntext\n\n## The arms of issue 23')
+    # the control's rows are the EMA runs' trained networks (SR291_val_live)
     assert '| plain, seed 10 | 24.00 | 24.25 |' in first and '| plain_ema, seed 10 | 24.20 | 24.50 |' in first
     assert '| plain | 2 | 24.30 | 0.10 |' in first                  # the mean of the seeds' last values
+    assert '| plain_ema | 2 | 24.55 | 0.10 |' in first and '| plain_wd | 1 | 24.70 | 0.00 |' in first
+    assert 'plain_wd, seed 10' in first and 'plain_wd, seed' not in first.replace('plain_wd, seed 10', '')
     assert 'Not finished (partial curves): sr_arm_plain_ema_s10.log' in first
-    (logs / 'sr_arm_plain_ema_s10.log').write_text(_log(24.2, 24.6, done))
+    (logs / 'sr_arm_plain_ema_s10.log').write_text(_log(24.2, 24.6, done, (24.0, 24.3)))
     arms_table.main(['--logs', str(logs), '--report', str(report)])
     second = report.read_text()
     assert second.count('## The arms of issue 23') == 1 and '24.60' in second and 'Not finished' not in second
@@ -75,6 +83,7 @@ def test_run_arms_runs_both_seeds_and_writes_the_table(tmp_path):
     _run(['bash', 'scripts/run_arms.sh', *tiny], root, e, ARMS='plain_ema')
     report = (root / 'reports' / 'sr_inversion.md').read_text()
     assert '| plain_ema, seed 10 |' in report and '| plain_ema, seed 11 |' in report
+    assert '| plain, seed 10 |' in report and '| plain, seed 11 |' in report  # val.also_live: the control
     assert read_metadata(str(root / 'experiments/sr_arm_plain_ema_s11/models/net_g_latest.safetensors'))['info'][
         'ema_decay'] == 0.999
     again = _run(['bash', 'scripts/run_arms.sh', *tiny], root, e, ARMS='plain_ema')  # finished runs are not rerun

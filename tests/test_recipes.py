@@ -72,10 +72,27 @@ def _load_pth(root, name, it):
     return torch.load(os.path.join(_models(root, name), f'net_g_{it}.pth'), weights_only=True)
 
 
+def _same_trained_network_without_ema(root, opt, name):
+    """Train ``opt`` again without EMA under ``name``; its trained network must be the EMA run's bit for bit (the
+    average never feeds back into training: the issue-23 arms take their controls from the EMA runs)."""
+    twin = {**opt, 'name': name, 'train': {**opt['train'], 'ema_decay': 0}, 'val': {**opt['val'], 'also_live': False}}
+    run_train(root, write_options(root, twin, f'{name}.yml'))
+    with_ema, without = _load_pth(root, opt['name'], 6)['params'], _load_pth(root, name, 6)['params']
+    assert with_ema.keys() == without.keys() and all(torch.equal(with_ema[k], without[k]) for k in without)
+
+
 def test_ema_validates_saves_and_resumes(tmp_path, monkeypatch):
     root = str(tmp_path)
-    opt_path = write_options(root, _plain(root, 'tiny_ema', ema_decay=0.9))
-    run_train(root, opt_path)
+    opt = _plain(root, 'tiny_ema', ema_decay=0.9)
+    opt['val'].update(val_freq=3, also_live=True)  # the average and the trained network, at 3 and 6
+    opt_path = write_options(root, opt)
+    out = run_train(root, opt_path)
+    log = out.stdout + out.stderr
+    assert log.count('Validation tinyval_live') == log.count('Validation tinyval\n') >= 2
+    history = read_metadata(os.path.join(_models(root, 'tiny_ema'), 'net_g_6.safetensors'))['info']['validation']
+    assert [(it, name) for it, name, _ in history] == [(3, 'tinyval'), (3, 'tinyval_live')]  # saved before 6's
+    assert history[0][2]['psnr'] != history[1][2]['psnr']
+    _same_trained_network_without_ema(root, opt, 'tiny_no_ema')
     saved = _load_pth(root, 'tiny_ema', 6)
     live, ema = saved['params'], saved['params_ema']
     compact = read_tensors(os.path.join(_models(root, 'tiny_ema'), 'net_g_6.safetensors'))
@@ -104,6 +121,7 @@ def test_dhp_search_with_ema_restarts_the_average_at_compaction(tmp_path):
     opt = sr_options(root, name='tiny_dhp_ema', total_iter=6, save_freq=6)
     opt['train']['ema_decay'] = 0.9
     run_train(root, write_options(root, opt))
+    _same_trained_network_without_ema(root, opt, 'tiny_dhp_no_ema')
     models = _models(root, 'tiny_dhp_ema')
     saved = _load_pth(root, 'tiny_dhp_ema', 6)
     compact = read_tensors(os.path.join(models, 'net_g_6.safetensors'))

@@ -28,6 +28,13 @@ def test_validation_curve_and_timing_from_a_basicsr_log(tmp_path):
     log = tmp_path / 'run.log'
     log.write_text(LOG)
     assert sbs.validation_curve(log) == [(400, 'psnr', 27.6941), (1000, 'psnr', 28.1)]
+    assert sbs.validation_curve(log, live=True) == []
+    live = LOG.replace('Validation SR291_val\n\t # psnr: 28.1000\tBest: 28.1000',
+                       'Validation SR291_val\n\t # psnr: 28.1000\tBest: 28.1000 @ 1000 iter\n'
+                       '2026-11-27 INFO: Validation SR291_val_live\n\t # psnr: 27.9000\tBest: 27.9000')
+    (tmp_path / 'live.log').write_text(live)
+    assert sbs.validation_curve(tmp_path / 'live.log') == [(400, 'psnr', 27.6941), (1000, 'psnr', 28.1)]
+    assert sbs.validation_curve(tmp_path / 'live.log', live=True) == [(1000, 'psnr', 27.9)]
     assert sbs.seconds_per_iter(log) == 4.5
     out = tmp_path / 'summary.md'
     sbs.write_summary(str(out), [('a', log)])

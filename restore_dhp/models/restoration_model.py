@@ -25,6 +25,8 @@ and as the base of the DHP search model.  Differences from ``SRModel``:
   parameters (one fused update per step) and a copy of the buffers (BatchNorm statistics, DHP masks; BasicSR
   leaves them at their initial values); validation runs it, the compact checkpoints hold it (their
   metadata says ``ema_decay``), and a resume reads it back from ``net_g_<iter>.pth`` (``params_ema``);
+  ``val.also_live: true`` validates the trained (live) network too, logged as set ``<name>_live``: the average
+  does not feed back into training, so one run with EMA gives both curves (the issue-23 arms rely on it);
 * ``train.optim_g.type`` may be ``Adam`` or ``AdamW``; ``train.optim_g.weight_decay_params: body`` applies
   ``weight_decay`` to the body convs' weights only (``ArchSpec.body_convs``: the convs that feed a BatchNorm),
   ``all`` (the default) to every parameter;
@@ -53,6 +55,9 @@ from ..checkpoint import read_metadata, save_compact
 from ..fileio import atomic_path
 from ..timing import device_name
 from .train_step import TrainStep, parse_step_options
+
+
+LIVE_SUFFIX = '_live'  # val.also_live: the set name the trained network's validation is logged under
 
 
 class OptionError(ValueError):
@@ -107,6 +112,7 @@ class RestorationModel(SRModel):
         self._step: TrainStep | None = None
         self._last_iter: int | None = None  # the iterations a run really took (BasicSR may stop short of total_iter)
         self._bn_frozen = False
+        self._testing_live = False  # validating net_g although net_g_ema exists (val.also_live)
         # what the checkpoint says of its own training: every validation, and the wall time of all segments
         self._validation: list = []
         self._wall_before = 0.0
@@ -199,7 +205,7 @@ class RestorationModel(SRModel):
         return net
 
     def test(self):
-        if hasattr(self, 'net_g_ema'):
+        if hasattr(self, 'net_g_ema') and not self._testing_live:
             return super().test()
         net = self.get_bare_model(self.net_g)
         net.eval()
@@ -242,7 +248,19 @@ class RestorationModel(SRModel):
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         if not isinstance(current_iter, int):  # BasicSR's test pipeline passes the set's name: not training
             return
-        self._validation.append([int(current_iter), dataloader.dataset.opt['name'],
+        self._record_validation(current_iter, dataloader.dataset.opt['name'])
+        if hasattr(self, 'net_g_ema') and (self.opt.get('val') or {}).get('also_live'):
+            dataset_opt = dataloader.dataset.opt
+            name = dataset_opt['name']
+            dataset_opt['name'], self._testing_live = name + LIVE_SUFFIX, True
+            try:
+                super().nondist_validation(dataloader, current_iter, tb_logger, False)
+                self._record_validation(current_iter, dataset_opt['name'])
+            finally:
+                dataset_opt['name'], self._testing_live = name, False
+
+    def _record_validation(self, current_iter, set_name):
+        self._validation.append([int(current_iter), set_name,
                                  {k: round(float(v), 4) for k, v in self.metric_results.items()}])
 
     def save(self, epoch, current_iter):
