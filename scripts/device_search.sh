@@ -10,7 +10,8 @@
 # 3. report: quality of both families and the baseline (restore_dhp.benchmark, no timing), then their latency side
 #    by side on the table's settings and the comparison (restore_dhp.device_report) -> reports/device/report.md.
 # Run it on a quiet machine (nothing else running: the tables and the report time the CPU) with datasets/ prepared;
-# safe to re-run after a kill (tables present are kept, training resumes).
+# safe to re-run after a kill (tables present are kept, training resumes, installed weights are not trained again:
+# delete one to retrain it).
 # DEVICE=cuda (on a lent GPU; scripts/gpu_session.sh runs it): fused fp16 and fp32 tables (PRECISIONS), the searches
 # to GPU latency targets on the fp16 table (options/train/<net>_gpu{60,40,20}_gpu.yml, side by side), no FLOPs
 # family (the shipped weights are it), and for the report the speedup tables of the results against the baseline
@@ -84,6 +85,8 @@ tables() {
 train_one() {  # train_one OPTION_FILE NAME OUT [KEY=VALUE ...]: the entries go to --force_yml with TRAIN_FORCE's
   local opt=$1 name=$2 out=$3; shift 3
   local entries=(${force[@]+"${force[@]}"} "$@")
+  # installed before: not trained again (a finished run resumed would only re-save its last checkpoint)
+  [ -f "weights/device/$out.safetensors" ] && { echo "== $name: weights/device/$out.safetensors is there"; return 0; }
   echo "== $(date -u +%T) train $name ($opt)"
   if ! $PY -m restore_dhp.train -opt "$opt" --auto_resume ${entries[@]+--force_yml "${entries[@]}"} \
       > "logs/$name.log" 2>&1; then
