@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import torch
 
 from .catalogue import TASKS
 from .checkpoint import CheckpointError, load_checkpoint
@@ -91,8 +92,17 @@ def measure(args) -> dict:
         if r['family'] == 'latency':
             r['target_met'] = abs(r['latency_ratio'] / r['target'] - 1) <= TARGET_WITHIN
     compare_at_equal_latency(records)
+    for r in records:  # a latency-targeted model the FLOPs search also found: a difference is training alone
+        twin = next((f for f in records if f['family'] == 'FLOPs' and f['widths'] == r['widths']), None)
+        if r['family'] == 'latency' and twin:
+            r['twin'] = {'name': twin['name'], 'identical': same_tensors(models[r['name']], models[twin['name']])}
     return {'task': args.task, 'table': args.table, 'table_settings': table.describe(), 'rounds': len(runs[CONTROL]),
             'control_speedup': ms[base['name']] / ms[CONTROL], 'sets': sets, 'models': records}
+
+
+def same_tensors(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def compare_at_equal_latency(records: list[dict]) -> None:
@@ -140,8 +150,13 @@ def markdown(result: dict) -> str:
         deltas = ', '.join(f'{s} {d:+.2f} dB' if d is not None else f'{s} outside the FLOPs family\'s range'
                            for s, d in r.get('vs_flops_db', {}).items()) or 'no quality measured'
         worse = [s for s, d in r.get('vs_flops_db', {}).items() if d is not None and d < 0]
+        twin = r.get('twin')
+        why = ('' if not twin else f" (identical to {twin['name']}: both searches kept the same widths, and the "
+               'trainings ran alike)' if twin['identical'] else
+               f" (the same widths as {twin['name']}: both searches kept them, so any difference between the two is "
+               'the training\'s, not the target\'s)')
         lines.append(f"- {r['name']} ({r['measured_ms']:.1f} ms): {deltas}"
-                     + (f' -- WORSE on {", ".join(worse)}: say why in the closing note' if worse else ''))
+                     + (f' -- WORSE on {", ".join(worse)}' if worse else '') + why)
     return '\n'.join(lines) + '\n'
 
 

@@ -49,9 +49,11 @@ def test_device_report_end_to_end(tmp_path, capsys):
     assert families == {'base': 'baseline', 'lat': 'latency', 'flops': 'FLOPs'}
     lat = next(m for m in result['models'] if m['family'] == 'latency')
     assert 'target_met' in lat and lat['psnr'] == {'Set12': 26.0} and result['rounds'] == 3
+    assert lat['twin'] == {'name': 'flops', 'identical': False}  # same widths, other weights
     assert (out / 'psnr_vs_latency_denoise.png').stat().st_size > 0
     text = (out / 'device_denoise.md').read_text()
     assert 'control (the baseline timed again) reads' in text and '| lat | latency | 0.50 |' in text
+    assert '(the same widths as flops: both searches kept them' in text
     assert report_main(['--join', '--out', str(out)]) == 0
     assert 'latency-targeted vs FLOPs-targeted' in (out / 'report.md').read_text()
     assert report_main(['--task', 'denoise', '--table', str(table), '--weights', str(paths['lat']),
