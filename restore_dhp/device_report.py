@@ -149,7 +149,7 @@ def markdown(result: dict) -> str:
     for r in (r for r in models if r['family'] == 'latency'):
         deltas = ', '.join(f'{s} {d:+.2f} dB' if d is not None else f'{s} outside the FLOPs family\'s range'
                            for s, d in r.get('vs_flops_db', {}).items()) or 'no quality measured'
-        worse = [s for s, d in r.get('vs_flops_db', {}).items() if d is not None and d < 0]
+        worse = [s for s, d in r.get('vs_flops_db', {}).items() if d is not None and round(d, 2) < 0]
         twin = r.get('twin')
         why = ('' if not twin else f" (identical to {twin['name']}: both searches kept the same widths, and the "
                'trainings ran alike)' if twin['identical'] else
