@@ -80,3 +80,15 @@ def test_iterations_to_fill_side_by_side_and_one_at_a_time():
     cal = [(0.1, 5.0, 8.0), (0.3, 5.0, 8.0)]
     assert sbs.iterations_to_fill(100.0, cal, one_at_a_time=True) == int((90 - 16 - 10) / 0.4)
     assert sbs.iterations_to_fill(1.0, cal, one_at_a_time=True) == 1  # never below one iteration
+
+
+def test_runs_side_by_side_share_the_cpu_cores(monkeypatch):
+    for var in sbs.THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(sbs.os, 'cpu_count', lambda: 16)
+    assert {sbs.child_env(8)[v] for v in sbs.THREAD_VARS} == {'2'}
+    assert {sbs.child_env(1)[v] for v in sbs.THREAD_VARS} == {'16'}
+    assert {sbs.child_env(32)[v] for v in sbs.THREAD_VARS} == {'1'}  # never below one thread
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')  # the caller's choice is kept
+    env = sbs.child_env(8)
+    assert env['OMP_NUM_THREADS'] == '3' and 'MKL_NUM_THREADS' not in env
