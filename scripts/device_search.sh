@@ -109,7 +109,7 @@ train() {
   local net t table pids=() status=0 pid
   # side by side, each run its share of the cores (as run_side_by_side.child_env does)
   local n=$(( $(wc -w <<< "$NETS") * 3 * ($([ "$DEVICE" = cpu ] && echo 2 || echo 1)) ))
-  [ "$PARALLEL" = 1 ] && export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / n > 1 ? $(nproc) / n : 1 ))}
+  [ "$PARALLEL" = 1 ] && local -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / n > 1 ? $(nproc) / n : 1 ))}
   for net in $NETS; do
     table=$(table_of "$net" fused "$SEARCH_PRECISION")
     for t in 60 40 20; do

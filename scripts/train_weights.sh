@@ -78,7 +78,7 @@ train_one() {
 train_all() {
   local status=0 pids=() run pid
   if [ "$PARALLEL" = 1 ]; then  # each run its share of the cores (as run_side_by_side.child_env does)
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / $# > 1 ? $(nproc) / $# : 1 ))}
+    local -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / $# > 1 ? $(nproc) / $# : 1 ))}
     for run in "$@"; do train_one "$run" & pids+=($!); done
     for pid in "${pids[@]}"; do wait "$pid" || status=1; done
   else
