@@ -14,8 +14,7 @@ works as with any BasicSR extension).  Importing :mod:`restore_dhp.archs`
 registers the architectures alone (every checkpoint loader does that).
 """
 from ._compat import install_torchvision_alias, register_on_lookup
-
-__version__ = '0.1.0'  # the one place: pyproject.toml reads it (dynamic version), ONNX metadata writes it
+from ._version import __version__
 
 
 def register() -> None:

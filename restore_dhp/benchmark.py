@@ -30,7 +30,7 @@ from tqdm import tqdm
 from . import reporting, tasks
 from .catalogue import TASKS, default_weights
 from .checkpoint import CheckpointError, load_compact
-from .cli import prog
+from .commands import prog
 from .deploy import BACKEND_TABLE, BACKENDS, DeployError, prepare, usable_backends
 from .evaluation import (EvaluationError, describe_checkpoint, evaluate, evaluate_floor, load_set,
                          measure_checkpoint, measure_checkpoint_isolated)

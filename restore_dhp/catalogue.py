@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .complexity import metadata_complexity
-from .cli import prog
+from .commands import prog
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,11 @@ from torch import nn
 
 from . import archs  # (importing it registers the architectures)
 from .archs.forms import CompactForm
-from .cli import prog
+from .commands import prog
 from .fileio import atomic_path, check_output
 
 FORMAT = 'restore_dhp.compact.v1'
 _JSON_KEYS = ('arch_kwargs', 'widths', 'info')
-#: short architecture names -> the registered plain class, read from the registry (:func:`restore_dhp.archs.aliases`)
-ARCH_ALIASES = archs.aliases()
 ACCEPTED = ('accepted: a compact .safetensors checkpoint written by restore_dhp (e.g. weights/*.safetensors, '
             'experiments/<name>/models/net_g_<iter>.safetensors); from a training state .pth make one with '
             '"python -m restore_dhp.checkpoint convert STATE.pth OUT.safetensors --arch srresnet|dncnn"')
@@ -247,7 +245,7 @@ def main(argv=None) -> int:
     convert = sub.add_parser('convert', help='net_g_<iter>.pth or net_g_search_<iter>.pth -> .safetensors')
     convert.add_argument('state')
     convert.add_argument('out')
-    convert.add_argument('--arch', required=True, choices=sorted(ARCH_ALIASES))
+    convert.add_argument('--arch', required=True, choices=sorted(archs.aliases()))
     convert.add_argument('--arch-kwargs', default='{}', help='structure arguments as JSON, e.g. \'{"num_blocks": 16}\'')
     convert.add_argument('--overwrite', action='store_true', help='replace OUT if it exists (never STATE)')
     args = parser.parse_args(argv)

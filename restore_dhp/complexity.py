@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from . import archs
-from .checkpoint import ARCH_ALIASES, CheckpointError, read_metadata
-from .cli import prog
+from .archs import aliases as arch_aliases
+from .checkpoint import CheckpointError, read_metadata
+from .commands import prog
 from .dhp import FlopsTable
 
 _ACTIVATIONS = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU)
@@ -95,7 +96,7 @@ def _flops_table(arch: str, size: int, arch_kwargs: str) -> FlopsTable:
 
 def flops_table(arch: str, size: int = 128, **arch_kwargs) -> FlopsTable:
     """The closed-form FLOPs table of ``arch`` (registry name or alias) for a size x size input (cached)."""
-    return _flops_table(ARCH_ALIASES.get(arch, arch), size, json.dumps(arch_kwargs, sort_keys=True))
+    return _flops_table(arch_aliases().get(arch, arch), size, json.dumps(arch_kwargs, sort_keys=True))
 
 
 def remaining_flops_ratio(arch: str, widths: Mapping[str, int], size: int = 128, **arch_kwargs) -> float:
@@ -120,7 +121,7 @@ def checkpoint_complexity(path: str, size: int = 128) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=prog('complexity'), description=__doc__.split('\n')[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--arch', choices=sorted(ARCH_ALIASES), help='baseline architecture at full width')
+    source.add_argument('--arch', choices=sorted(arch_aliases()), help='baseline architecture at full width')
     source.add_argument('--weights', help='a compact checkpoint (.safetensors)')
     parser.add_argument('--size', type=int, default=128, help='input height and width (LR size for SR)')
     args = parser.parse_args(argv)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_compact
-from .cli import prog
+from .commands import prog
 from .fileio import OutputError, check_output, write_bytes
 
 try:
@@ -58,7 +58,7 @@ def _onnx():
 
 def onnx_metadata(model: nn.Module) -> dict[str, str]:
     """What the ONNX file says about itself and how to feed it (string values, JSON for the structured ones)."""
-    from . import __version__
+    from ._version import __version__
     desc = model.describe()
     return {'format': FORMAT, 'arch': desc['arch'], 'task': desc['task'], 'scale': str(desc['scale']),
             'arch_kwargs': json.dumps(desc['arch_kwargs'], sort_keys=True),
@@ -92,7 +92,7 @@ def inline_shared_initializers(graph) -> int:
 
 def onnx_model_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
     """The serialised, checked ONNX model of a compact network (baseline or pruned) in eval mode."""
-    from . import __version__
+    from ._version import __version__
     onnx = _onnx()
     source = copy.deepcopy(model).float().cpu().eval()
     example = torch.rand(1, source.in_channels, 16, 16)

@@ -10,7 +10,7 @@ import ast
 import copy
 import re
 
-from .models.dhp_model import OptionError
+from .errors import OptionError
 
 FORCE_KEY = re.compile(r'[A-Za-z0-9_]+(:[A-Za-z0-9_]+)*')
 

@@ -53,7 +53,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .cli import prog
+from .commands import prog
 from .complexity import build_meta
 from .deploy import BACKENDS, PRECISIONS, DeployError
 from .deploy import prepare as deploy

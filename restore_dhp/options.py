@@ -36,7 +36,8 @@ from .checkpoint import MAX_CHANNELS, MAX_DEPTH, MAX_SCALE, CheckpointError, rea
 from .data.imageio import ImageReadError, list_images, read_file_header
 from .force_yml import apply_force_yml
 
-from .models.dhp_model import OptionError, SearchOptions
+from .errors import OptionError
+from .models.dhp_model import SearchOptions
 from .models.restoration_model import OPTIMIZERS, WEIGHT_DECAY_PARAMS, with_compact_pretrain
 from .models.train_step import parse_step_options
 

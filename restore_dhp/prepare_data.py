@@ -48,7 +48,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from restore_dhp.cli import prog
+from .commands import prog
 from restore_dhp.data.imageio import (bicubic_downscale, is_image_file, list_images, lr_candidates, modcrop,
                                       read_image, write_png)
 from restore_dhp.fileio import write_text

@@ -38,8 +38,9 @@ from torch import nn
 from . import archs
 from .catalogue import PAPER_REFERENCE, TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
-from .cli import prog
-from .complexity import ARCH_ALIASES, build_meta, count_flops
+from .commands import prog
+from .archs import aliases as arch_aliases
+from .complexity import build_meta, count_flops
 from .deploy import BACKEND_TABLE, BACKENDS, PRECISIONS, DeployError, precision_problem, prepare, usable_backends
 from .fileio import write_text
 from .profiling import PROFILE_ROWS, profile_kernels, profile_layers  # noqa: F401  (PROFILE_ROWS: re-exported)
@@ -214,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help='random-width models at these FLOPs ratios (e.g. 0.6 0.4 0.2)')
     src.add_argument('--uniform-widths', nargs='+', type=int, metavar='W',
                      help='models with every prunable layer at width W (e.g. 56 48 40 32 24 16)')
-    p.add_argument('--arch', nargs='+', choices=sorted(ARCH_ALIASES), default=['srresnet', 'dncnn'],
+    p.add_argument('--arch', nargs='+', choices=sorted(arch_aliases()), default=['srresnet', 'dncnn'],
                    help='architectures for --random-widths / --uniform-widths (default: both)')
     p.add_argument('--backends', nargs='+', choices=BACKENDS,
                    help='default: every one that runs on the device here (with --profile on CUDA, the torch ones)')

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from .cli import prog
+from .commands import prog
 
 BASICSR_FLAGS_EPILOG = """BasicSR's own flags (above: -opt, --launcher, --auto_resume, --debug, --local_rank,
 --force_yml) are passed to BasicSR's option parser unchanged, e.g.

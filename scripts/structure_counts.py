@@ -4,7 +4,8 @@
 
 - rooms: Python modules in restore_dhp/ (packages count by their __init__), app.py and scripts/*.py;
 - arrows: import edges between those modules (module-level and deferred imports alike);
-- circles: import cycles among module-level imports (strongly connected groups of more than one module);
+- circles: import cycles, deferred (function-level) imports counted too (strongly connected groups of more
+  than one module);
 - private imports: ``from <our module> import _name`` (another module's private name);
 - task branches: comparisons with a task name ('sr' or 'denoise') outside restore_dhp/tasks.py;
 - lines: files over 400 lines, functions over 60 lines, the median function length.
@@ -45,6 +46,19 @@ def _imported_names(node, module, is_package):
     return [base] + [f'{base}.{alias.name}' for alias in node.names]
 
 
+def _import_targets(node, module, is_package, files):
+    """Our modules an import statement depends on: ``from a import b`` reaches module ``a.b`` where that is a
+    module, else ``a`` (importing a submodule runs its package's ``__init__`` anyway, which is no arrow)."""
+    names = _imported_names(node, module, is_package)
+    if isinstance(node, ast.Import):
+        return [n for n in names if n in files]
+    base, *members = names
+    targets = [m for m in members if m in files]
+    if len(targets) < len(members) and base in files:
+        targets.append(base)
+    return targets
+
+
 def private_imports(tree, module, is_package, files):
     """Names starting with one underscore imported from another of our modules."""
     return [f'{alias.name} from {node.module or "."}' for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
@@ -62,8 +76,8 @@ def imports(files):
         for node in ast.walk(tree):
             if not isinstance(node, (ast.Import, ast.ImportFrom)):
                 continue
-            for name in _imported_names(node, module, path.name == '__init__.py'):
-                if name in files and name != module:
+            for name in _import_targets(node, module, path.name == '__init__.py', files):
+                if name != module:
                     every.add(name)
                     if id(node) in top_level:
                         top.add(name)
@@ -123,7 +137,7 @@ def measure(root):
     files = module_files(root)
     graph = imports(files)
     report = {'rooms': len(files), 'arrows': sum(len(every) for every, _ in graph.values()),
-              'circles': cycles({m: top for m, (_, top) in graph.items()}),
+              'circles': cycles({m: every for m, (every, _) in graph.items()}),
               'branches': [], 'private_imports': [], 'long_files': [], 'long_functions': [], 'function_lines': []}
     for module, path in files.items():
         rel = path.relative_to(root).as_posix()

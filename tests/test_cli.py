@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from restore_dhp import cli
+from restore_dhp import cli, commands
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ('torchvision', 'basicsr.archs', 'basicsr.models', 'lpips', 'onnx', 'matplotlib.pyplot')
@@ -34,7 +34,7 @@ def test_subcommand_help_names_the_command(name, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main([name, '--help'])
     assert e.value.code == 0 and f'usage: restore-dhp {name}' in capsys.readouterr().out
-    cli._invoked_as = None
+    commands.invoked_as = None
 
 
 def test_train_and_test_help_list_basicsr_flags_and_ours():
@@ -51,7 +51,7 @@ def test_every_help_and_a_small_inference_skip_basicsrs_heavy_parts(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)).save(tmp_path / 'a.png')
     code = f'''
 import sys, importlib, contextlib, io
-from restore_dhp import cli
+from restore_dhp import cli, commands
 for name, (module, _) in cli.COMMANDS.items():
     with contextlib.redirect_stdout(io.StringIO()):
         try:
@@ -78,7 +78,7 @@ def test_python_m_runs_without_runpy_warning(entry):
 def test_packaging_metadata_has_one_version_a_licence_and_extras():
     project = tomllib.loads((REPO / 'pyproject.toml').read_text())
     assert 'version' not in project['project'] and project['project']['dynamic'] == ['version']
-    assert project['tool']['setuptools']['dynamic']['version'] == {'attr': 'restore_dhp.__version__'}
+    assert project['tool']['setuptools']['dynamic']['version'] == {'attr': 'restore_dhp._version.__version__'}
     assert project['project']['license'] == 'Apache-2.0' and project['project']['license-files'] == ['LICENSE']
     assert 'Apache License' in (REPO / 'LICENSE').read_text() and 'Version 2.0' in (REPO / 'LICENSE').read_text()
     deps = ' '.join(project['project']['dependencies'])

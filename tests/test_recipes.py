@@ -11,7 +11,8 @@ import restore_dhp  # noqa: F401
 from restore_dhp.archs.dncnn_arch import DnCNNCompact, DnCNNDHP
 from restore_dhp.archs.srresnet_arch import SRResNetCompact
 from restore_dhp.checkpoint import read_metadata, read_tensors
-from restore_dhp.models.restoration_model import OptionError, weight_decay_groups
+from restore_dhp.errors import OptionError
+from restore_dhp.models.restoration_model import weight_decay_groups
 
 from test_training import _build_resumed_model
 from train_helpers import REPO, kill_and_resume, run_train, sr_options, write_options

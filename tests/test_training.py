@@ -98,7 +98,7 @@ def test_full_width_trained_as_dhp_searches_min_search_iter_and_keeps_every_chan
 
 def test_min_search_iter_above_max_is_refused(tmp_path):
     from restore_dhp.models.dhp_model import SearchOptions
-    from restore_dhp.models.restoration_model import OptionError
+    from restore_dhp.errors import OptionError
     with pytest.raises(OptionError, match='min_search_iter'):
         SearchOptions.from_opt({'target_ratio': 1.0, 'min_search_iter': 9, 'max_search_iter': 6})
 

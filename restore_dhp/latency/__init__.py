@@ -40,7 +40,7 @@ import re
 
 import torch
 
-from ..checkpoint import ARCH_ALIASES
+from ..archs import aliases as arch_aliases
 from ..complexity import build_meta
 from ..fileio import write_text
 from ..dhp import LatencyTable
@@ -105,7 +105,7 @@ def read_table(path: str, spec=None) -> LatencyTable:
     """The table at ``path`` as a cost for ``spec`` (default: its own architecture's spec)."""
     data = load_data(path)
     if spec is None:
-        spec = build_meta(ARCH_ALIASES.get(data['arch'], data['arch']), None, **data['arch_kwargs']).spec
+        spec = build_meta(arch_aliases().get(data['arch'], data['arch']), None, **data['arch_kwargs']).spec
     try:
         return LatencyTable(spec, data, source=path)
     except (KeyError, TypeError, ValueError) as e:

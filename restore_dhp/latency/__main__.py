@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from ..checkpoint import ARCH_ALIASES
+from ..archs import aliases as arch_aliases
 from ..deploy import BACKENDS, PRECISIONS, DeployError
 from ..speedup import parse_size
 from . import LatencyError, read_table, table_path, write_json
@@ -25,7 +25,7 @@ EXIT_ERROR = 2
 
 
 def _settings_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--arch', required=True, choices=sorted(ARCH_ALIASES))
+    p.add_argument('--arch', required=True, choices=sorted(arch_aliases()))
     p.add_argument('--arch-kwargs', type=json.loads, default={}, metavar='JSON',
                    help='structure arguments, e.g. \'{"num_feat": 16, "num_blocks": 2}\' (default: the paper\'s)')
     p.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')

@@ -53,7 +53,8 @@ from ..checkpoint import read_metadata, save_compact
 from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES, DHPPruner, FlopsTable, KeepRule, WidthCost
 from ..fileio import write_text
 from ..latency import LatencyError, file_sha256, read_table
-from .restoration_model import OptionError, RestorationModel, weight_decay_groups
+from ..errors import OptionError
+from .restoration_model import RestorationModel, weight_decay_groups
 
 COMPACT_FILE = 'compact_search.safetensors'
 SUMMARY_FILE = 'search_summary.json'

@@ -52,16 +52,13 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..archs.forms import CompactForm
 from ..checkpoint import read_metadata, save_compact
+from ..errors import OptionError
 from ..fileio import atomic_path
 from ..timing import device_name
 from .train_step import TrainStep, parse_step_options
 
 
 LIVE_SUFFIX = '_live'  # val.also_live: the set name the trained network's validation is logged under
-
-
-class OptionError(ValueError):
-    """A bad option; the message names the key."""
 
 
 def with_compact_pretrain(opt: dict) -> tuple[dict, dict | None]:
