@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   install everything, then serve the Gradio demo on the shipped weights
 #   make test   install everything (Chromium for the browser test too), then run the test suite
-#   make gpu-check   (needs a CUDA GPU) CUDA tests and GPU benchmarks, see scripts/gpu_check.sh
+#   make gpu-check   (needs a CUDA GPU) CUDA tests and GPU benchmarks, see tools/gpu_check.sh
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -37,7 +37,7 @@ test: install browser
 
 # On a machine with a CUDA GPU: CUDA tests, GPU speed tables, training-step benchmark (outputs in gpu-check/).
 gpu-check: install
-	PY=$(PY) bash scripts/gpu_check.sh
+	PY=$(PY) bash tools/gpu_check.sh
 
 clean:
 	rm -rf $(VENV)

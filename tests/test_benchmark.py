@@ -1,4 +1,4 @@
-"""restore_dhp.benchmark, restore_dhp.speedup and scripts/bn_gain.py on tiny random-width checkpoints and generated sets."""
+"""restore_dhp.benchmark, restore_dhp.speedup and research/probes/bn_gain.py on tiny random-width checkpoints and generated sets."""
 from __future__ import annotations
 
 import csv
@@ -237,12 +237,8 @@ def test_below_floor_warning_names_models_that_break_on_some_images():
 
 
 def test_bn_gain_script(dn_data, dn_weights):
-    """scripts/bn_gain.py: one ratio per BatchNorm and model; about 1 where the running statistics fit the image."""
-    sys.path.insert(0, str(REPO / 'scripts'))
-    try:
-        import bn_gain
-    finally:
-        sys.path.pop(0)
+    """research/probes/bn_gain.py: one ratio per BatchNorm and model; about 1 where the running statistics fit the image."""
+    from research.probes import bn_gain
     model = DnCNNCompact(num_layers=5, num_feat=8)
     x = torch.rand(1, 1, 24, 24)
     for m in model.modules():  # running statistics = this image's statistics (momentum 1, one forward)
@@ -255,11 +251,11 @@ def test_bn_gain_script(dn_data, dn_weights):
     assert [n.split('.')[-1] for n, _ in ratios] == ['bn01', 'bn02', 'bn03']
     assert all(r == pytest.approx(1.0, rel=0.05) for _, r in ratios)  # unbiased running var vs image var
 
-    cmd = [sys.executable, str(REPO / 'scripts' / 'bn_gain.py'), '--weights', *dn_weights,
+    cmd = [sys.executable, '-m', 'research.probes.bn_gain', '--weights', *dn_weights,
            '--data-root', str(dn_data), '--set', 'BSD68', '--image', 'g0']
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith('dncnn_s70_baseline.safetensors: bn01 ')
-    bad = subprocess.run(cmd[:-1] + ['nope'], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(cmd[:-1] + ['nope'], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert bad.returncode == 2 and "no image 'nope'" in bad.stderr

@@ -6,12 +6,11 @@ import sys
 
 import pytest
 
+from research.gpu_campaign import campaign
+from research.sr_inversion import arms_table
 from restore_dhp.checkpoint import read_metadata
 
 from train_helpers import REPO, env, make_images
-
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-import arms_table  # noqa: E402
 
 
 def _log(a, b, end, live=None):
@@ -52,15 +51,14 @@ def test_arms_table_replaces_its_section(tmp_path):
 
 
 def _checkout(tmp_path, weights=()):
-    """A copy of the scripts, options and some weights, with tiny datasets where the option files look."""
+    """A copy of the tools, studies, options and some weights, with tiny datasets where the option files look."""
     root = tmp_path / 'co'
-    for folder in ('scripts', 'options'):
-        shutil.copytree(os.path.join(REPO, folder), root / folder)
+    for folder in ('tools', 'research', 'options'):
+        shutil.copytree(os.path.join(REPO, folder), root / folder, ignore=shutil.ignore_patterns('__pycache__'))
     (root / 'weights').mkdir()
     for name in weights:
         shutil.copy(os.path.join(REPO, 'weights', name), root / 'weights' / name)
-    (root / 'reports').mkdir()
-    (root / 'reports' / 'sr_inversion.md').write_text('# SR inversion\n')
+    (root / 'research' / 'sr_inversion' / 'report.md').write_text('# SR inversion\n')
     data = root / 'datasets'
     for folder, gray in [('SR291/HR', False), ('SR291_train/HR', False), ('Train400', True), ('Set12', True)]:
         make_images(str(data / folder), count=4, size=48, gray=gray)
@@ -80,23 +78,23 @@ def test_run_arms_runs_both_seeds_and_writes_the_table(tmp_path):
     root, e = _checkout(tmp_path)
     tiny = ['--iters', '2', '--force', 'network_g:num_feat=8', 'network_g:num_blocks=2', 'datasets:train:gt_size=16',
             'datasets:train:batch_size_per_gpu=2']
-    _run(['bash', 'scripts/run_arms.sh', *tiny], root, e, ARMS='plain_ema')
-    report = (root / 'reports' / 'sr_inversion.md').read_text()
+    _run(['bash', 'research/sr_inversion/run_arms.sh', *tiny], root, e, ARMS='plain_ema')
+    report = (root / 'research' / 'sr_inversion' / 'report.md').read_text()
     assert '| plain_ema, seed 10 |' in report and '| plain_ema, seed 11 |' in report
     assert '| plain, seed 10 |' in report and '| plain, seed 11 |' in report  # val.also_live: the control
     assert read_metadata(str(root / 'experiments/sr_arm_plain_ema_s11/models/net_g_latest.safetensors'))['info'][
         'ema_decay'] == 0.999
-    again = _run(['bash', 'scripts/run_arms.sh', *tiny], root, e, ARMS='plain_ema')  # finished runs are not rerun
+    again = _run(['bash', 'research/sr_inversion/run_arms.sh', *tiny], root, e, ARMS='plain_ema')  # finished runs are not rerun
     assert '== plain_ema: done before' in again
 
 
 def test_campaign_plan_and_dry_run_install_each_result(tmp_path):
     runs = ['srresnet_x4_dhp20', 'dncnn_s70_dhp20']
     root, e = _checkout(tmp_path, [f'{r}.safetensors' for r in runs])
-    plan = _run([sys.executable, 'scripts/campaign.py', '--plan'], root, e)
+    plan = _run([sys.executable, '-m', 'research.gpu_campaign.campaign', '--plan'], root, e)
     assert 'leases to reach the targets' in plan and '| srresnet_x4_dhp20 | 0.21 M |' in plan
     assert 'dncnn_s70_baseline' not in plan  # only the models shipped here
-    out = _run([sys.executable, 'scripts/campaign.py', '--deadline', '500'], root, e, DRY='1')
+    out = _run([sys.executable, '-m', 'research.gpu_campaign.campaign', '--deadline', '500'], root, e, DRY='1')
     assert 'campaign: 4 iterations each at batch 2, 2 models' in out
     for run in runs:
         info = read_metadata(str(root / 'weights' / f'{run}.safetensors'))['info']
@@ -113,7 +111,6 @@ def test_campaign_plan_and_dry_run_install_each_result(tmp_path):
     ({}, 16),
 ])
 def test_campaign_takes_batch_64_only_where_it_pays(rates, batch):
-    import campaign
     chosen, s_per_iter = campaign.choose(rates)
     assert chosen == batch
     if rates:

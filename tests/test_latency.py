@@ -108,13 +108,13 @@ def test_search_to_a_latency_target_records_table_and_prediction(tmp_path):
 
 
 def test_device_script_builds_and_checks_tables_in_its_dry_mode(tmp_path):
-    """scripts/device_search.sh tables, DRY=1, one network and backend (each start of Python costs seconds here)."""
+    """research/device_latency/device_search.sh tables, DRY=1, one network and backend (each start of Python costs seconds here)."""
     import subprocess
     import sys
 
     from train_helpers import REPO, env
     work = tmp_path / 'dry'
-    out = subprocess.run(['bash', os.path.join(REPO, 'scripts', 'device_search.sh'), 'tables'], cwd=REPO,
+    out = subprocess.run(['bash', os.path.join(REPO, 'research', 'device_latency', 'device_search.sh'), 'tables'], cwd=REPO,
                          env={**env(), 'DRY': '1', 'DRY_DIR': str(work), 'PY': sys.executable, 'NETS': 'dncnn_s70',
                               'BACKENDS': 'fused'},
                          capture_output=True, text=True, timeout=600)

@@ -22,7 +22,7 @@ def _models(root, name):
     return os.path.join(root, 'experiments', name, 'models')
 
 
-def _scale(weight):  # std x sqrt(fan-in), as reports/sr_inversion.md measures it
+def _scale(weight):  # std x sqrt(fan-in), as research/sr_inversion/report.md measures it
     return float(weight.detach().std() * weight[0].numel() ** 0.5)
 
 
@@ -148,7 +148,7 @@ def test_weight_decay_on_body_convs_reaches_the_optimizer(tmp_path):
 
 
 # ---------------------------------------------------------------- the large-batch fast recipes (item 2)
-FAST = sorted(glob.glob(os.path.join(REPO, 'options', 'train', '*_fast_gpu.yml')))
+FAST = sorted(glob.glob(os.path.join(REPO, 'research', 'gpu_campaign', 'options', '*_fast_gpu.yml')))
 
 
 def test_every_task_has_a_fast_recipe():
@@ -163,7 +163,7 @@ def test_every_task_has_a_fast_recipe():
 
 def _toy_fast(root, path, total_iter):
     """The fast recipe at toy size: the same keys, tiny data, network and batch (the DRY mode of
-    scripts/campaign.py forces the same way)."""
+    research/gpu_campaign/campaign.py forces the same way)."""
     from train_helpers import make_images
     opt = yaml.safe_load(open(path))
     task = 'sr' if opt['network_g']['type'].startswith('SRResNet') else 'denoise'

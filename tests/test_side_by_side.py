@@ -1,7 +1,6 @@
-"""scripts/run_side_by_side.py (planning and log parsing) and the held-out "291" split."""
+"""tools/run_side_by_side.py (planning and log parsing) and the held-out "291" split."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +8,9 @@ import pytest
 from PIL import Image
 
 from restore_dhp.data.sets import HOLDOUT_EVERY, holdout_split
+from tools import run_side_by_side as sbs
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location('run_side_by_side', REPO / 'scripts' / 'run_side_by_side.py')
-sbs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sbs)
 
 LOG = """2026-11-27 04:18:02,986 INFO: [sr_in..][epoch:  0, iter:     400, lr:(1.000e-03,)] [eta: 0:51:40, time (data): 5.182 (0.009)] l_pix: 4.3e-02
 2026-11-27 04:18:03,000 INFO: Validation SR291_val
@@ -51,7 +48,7 @@ def test_plan_stretches_the_schedule_of_a_continuation(name):
 
 
 def test_plan_stretches_multistep_milestones_in_proportion():
-    opt = sbs.read_opt(str(REPO / 'options' / 'experiments' / 'sr_inv_baseline_s10.yml'))
+    opt = sbs.read_opt(str(REPO / 'research' / 'sr_inversion' / 'options' / 'sr_inv_baseline_s10.yml'))
     force = sbs.plan_force(opt['train']['total_iter'] // 2, opt)
     half = [m // 2 for m in opt['train']['scheduler']['milestones']]
     assert f"train:scheduler:milestones=[{','.join(map(str, half))}]" in force

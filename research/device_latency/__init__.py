@@ -1,0 +1,1 @@
+"""research/device_latency: see its README.md."""

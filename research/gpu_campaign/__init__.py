@@ -1,0 +1,1 @@
+"""research/gpu_campaign: see its README.md."""

@@ -1,0 +1,1 @@
+"""research/probes: see its README.md."""

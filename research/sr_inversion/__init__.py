@@ -1,0 +1,1 @@
+"""research/sr_inversion: see its README.md."""

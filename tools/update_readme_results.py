@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""Regenerate the README's results section from the committed benchmark reports.
+
+Copies, for each of reports/sr and reports/denoise that exists, the measured
+table and its caption from report.md (the paper's figures stay in the reports'
+separately labelled block) between the README's ``results`` markers.
+
+    python -m tools.update_readme_results
+"""
+from __future__ import annotations
+
+import pathlib
+import re
+import sys
+
+from restore_dhp.fileio import write_text
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
+REPORTS = (('sr', 'Super-resolution ×4 (SRResNet)'), ('denoise', 'Denoising σ=70 (DnCNN)'))
+
+
+def measured_section(report: str) -> str:
+    """The caption paragraph and the first table of a report.md (everything before its first '## ')."""
+    body = report.split('\n', 1)[1]  # drop the '# ' title
+    return re.split(r'^## ', body, maxsplit=1, flags=re.M)[0].strip()
+
+
+def main() -> int:
+    parts = ['(Generated from `reports/*/report.md` by `tools/update_readme_results.py`; '
+             'how each model was trained: `weights/README.md`.)']
+    for task, title in REPORTS:
+        path = ROOT / 'reports' / task / 'report.md'
+        if not path.exists():
+            continue
+        parts.append(f'### {title}\n\n{measured_section(path.read_text())}\n\n'
+                     f'Full report with SSIM, the paper\'s reported figures and the plot: '
+                     f'[`reports/{task}/report.md`](reports/{task}/report.md), '
+                     f'![PSNR vs FLOPs](reports/{task}/psnr_vs_flops.png)')
+    readme = ROOT / 'README.md'
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        print(f'error: {readme} has no {BEGIN} ... {END} markers', file=sys.stderr)
+        return 2
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    write_text(readme, head + BEGIN + '\n' + '\n\n'.join(parts) + '\n' + END + tail)
+    print(f'updated {readme}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
