@@ -30,7 +30,7 @@ from tqdm import tqdm
 from . import reporting, tasks
 from .catalogue import TASKS, default_weights
 from .checkpoint import CheckpointError, load_compact
-from .commands import prog
+from .commands import prog, run_entry
 from .deploy import BACKEND_TABLE, BACKENDS, DeployError, prepare, usable_backends
 from .evaluation import (EvaluationError, describe_checkpoint, evaluate, evaluate_floor, load_set,
                          measure_checkpoint, measure_checkpoint_isolated)
@@ -204,4 +204,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main))

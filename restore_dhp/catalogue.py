@@ -11,6 +11,7 @@ the baseline), never from its file name.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .complexity import metadata_complexity
-from .commands import prog
+from .commands import prog, run_entry
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,38 @@ def default_weights(task: str, root: str | os.PathLike = 'weights') -> list[str]
     return [str(p) for v in TASKS[task].variants if (p := weight_path(task, v, root)).is_file()]
 
 
+class ModelNameError(ValueError):
+    """A shipped-model name that is unknown or whose file is not installed; the message is one line."""
+
+
+def shipped_names() -> list[str]:
+    """The names ``-n`` and ``restore(weights=NAME)`` accept: every task's shipped variants, e.g.
+    ``srresnet_x4_dhp40``."""
+    return [spec.run_name(v) for spec in TASKS.values() for v in spec.variants]
+
+
+def weight_folders() -> list[Path]:
+    """Where shipped weights are looked for: the package's own data (an installed wheel), then a clone's
+    ``weights/`` beside the package."""
+    here = Path(__file__).resolve().parent
+    return [here / 'weights', here.parent / 'weights']
+
+
+def resolve_model_name(name: str) -> Path:
+    """The checkpoint file of a shipped model named ``name`` (:func:`shipped_names`); else
+    :class:`ModelNameError`."""
+    names = shipped_names()
+    if name not in names:
+        close = difflib.get_close_matches(str(name), names, n=1)
+        hint = f'did you mean {close[0]}? ' if close else ''
+        raise ModelNameError(f'unknown model name {name!r}; {hint}shipped: {", ".join(names)}')
+    for folder in weight_folders():
+        if (folder / f'{name}.safetensors').is_file():
+            return folder / f'{name}.safetensors'
+    raise ModelNameError(f'model {name}: {name}.safetensors is not installed (looked in '
+                         f'{" and ".join(str(f) for f in weight_folders())}); give its file with --weights')
+
+
 def search_target(info: Mapping[str, Any]) -> float | None:
     """The FLOPs target of the DHP search that produced a checkpoint, following its ``parent`` chain."""
     while info:
@@ -142,4 +175,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main))

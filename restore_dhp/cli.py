@@ -17,13 +17,18 @@ from .commands import COMMANDS
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f'usage: restore-dhp COMMAND [ARGS]   (restore_dhp {__version__}; "restore-dhp COMMAND --help" for '
-             'its options)', '', 'Each command is also "python -m restore_dhp.<module>" (prepare-data: prepare_data).',
-             '', 'commands:']
+             'its options)', '', 'Each command is also "python -m restore_dhp.<module>" (prepare-data: prepare_data, '
+             'device-report: device_report).', '', 'commands:']
     lines += [f'  {name:<{width}}  {text}' for name, (_, text) in COMMANDS.items()]
     return '\n'.join(lines)
 
 
 def main(argv=None) -> int:
+    """``restore-dhp ARGS``; a closed pipe on stdout (``restore-dhp --help | head -1``) ends it quietly."""
+    return commands.run_entry(dispatch, argv)
+
+
+def dispatch(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help'):
         print(usage(), file=sys.stdout if argv else sys.stderr)

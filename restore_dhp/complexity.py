@@ -28,8 +28,8 @@ from torch import nn
 
 from . import archs
 from .archs import aliases as arch_aliases
-from .checkpoint import CheckpointError, read_metadata
-from .commands import prog
+from .checkpoint import CheckpointError, build_from_metadata, read_metadata
+from .commands import prog, run_entry
 from .dhp import FlopsTable
 
 _ACTIVATIONS = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU)
@@ -114,8 +114,14 @@ def metadata_complexity(meta: Mapping[str, Any], size: int = 128) -> dict:
 
 
 def checkpoint_complexity(path: str, size: int = 128) -> dict:
-    """The compact model's numbers and their ratio to the same architecture at full width."""
-    return {**metadata_complexity(read_metadata(path), size), 'checkpoint': str(path)}
+    """The compact model's numbers and their ratio to the same architecture at full width.
+
+    The file is checked as the loader checks it (a :class:`CheckpointError` in one line for an unknown
+    architecture, arguments it does not take, a form that is not the plain one), on the meta device."""
+    meta = read_metadata(path)
+    with torch.device('meta'):
+        build_from_metadata(meta, path)
+    return {**metadata_complexity(meta, size), 'checkpoint': str(path)}
 
 
 def main(argv=None) -> int:
@@ -129,12 +135,12 @@ def main(argv=None) -> int:
         parser.error('--size must be positive')
     try:
         result = checkpoint_complexity(args.weights, args.size) if args.weights else complexity(args.arch, None, args.size)
-    except CheckpointError as e:
-        print(f'error: {e}', file=sys.stderr)
+    except (CheckpointError, KeyError, TypeError, ValueError) as e:
+        print(f'error: {str(e).strip(chr(34)).splitlines()[0]}', file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main))

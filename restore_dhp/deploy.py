@@ -215,9 +215,26 @@ def _build_eager(source: nn.Module, device: torch.device, dtype: torch.dtype, th
     return _TorchRunner(source.to(device=device, dtype=dtype), dtype, torch.contiguous_format), 'NCHW'
 
 
+def check_finite(module: nn.Module, when: str) -> None:
+    """Every floating-point parameter and buffer of ``module`` is finite; else a one-line :class:`DeployError`
+    naming the first that is not (``when``: at which step, e.g. 'after folding BatchNorm')."""
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        if t.is_floating_point() and t.device.type != 'meta' and not torch.isfinite(t).all():
+            raise DeployError(f'{name} holds NaN or infinite values {when}; '
+                              'these weights cannot give an image')
+    for name, m in module.named_modules():
+        var = getattr(m, 'running_var', None)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and var is not None and var.device.type != 'meta' \
+                and (var < 0).any():
+            raise DeployError(f'{name}.running_var holds values below 0 (min {var.min().item():.3g}) {when}; '
+                              'a variance cannot be negative: these weights cannot give an image')
+
+
 def _build_fused(source: nn.Module, device: torch.device, dtype: torch.dtype, threads: int | None,
                  compiled: bool = False):
-    module = shuffle_as_block_copy(fold_batchnorm(source))
+    module = fold_batchnorm(source)
+    check_finite(module, 'after folding BatchNorm into the convs')
+    module = shuffle_as_block_copy(module)
     module = module.to(device=device, dtype=dtype, memory_format=torch.channels_last)
     if compiled:
         module = _Compiled(module)
@@ -293,8 +310,9 @@ class DeployedModel:
     """A compact network ready to run: call it on an N x C x H x W float32 tensor (0-1) on its device."""
 
     def __init__(self, runner, *, scale: int, in_channels: int, backend: str, precision: str,
-                 device: torch.device, layout: str, weight_bytes: int):
+                 device: torch.device, layout: str, weight_bytes: int, structure: dict | None = None):
         self._runner = runner
+        self.structure = structure  # the network's own describe() (arch, widths, arch_kwargs), when it has one
         self.scale, self.in_channels = scale, in_channels
         self.backend, self.precision, self.device, self.layout = backend, precision, device, layout
         self.weight_bytes = weight_bytes  # the weights as they are held for inference
@@ -357,11 +375,14 @@ def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: st
     if missing := BACKEND_TABLE[backend].available(device):
         raise DeployError(missing)
     source = copy.deepcopy(model).float().eval()
+    check_finite(source, 'in the model')
     weight_bytes = sum(t.numel() * PRECISIONS[precision].itemsize for t in source.state_dict().values()
                        if t.is_floating_point())
     row = BACKEND_TABLE[backend]
     if heap_reuse and row.cpu_heap_reuse and device.type == 'cpu':
         reuse_freed_memory()
     runner, layout = row.build(source, device, PRECISIONS[precision], threads)
+    structure = source.describe() if callable(getattr(source, 'describe', None)) else None
     return DeployedModel(runner, scale=source.scale, in_channels=source.in_channels, backend=backend,
-                         precision=precision, device=device, layout=layout, weight_bytes=weight_bytes)
+                         precision=precision, device=device, layout=layout, weight_bytes=weight_bytes,
+                         structure=structure)

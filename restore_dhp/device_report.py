@@ -24,11 +24,11 @@ import statistics
 import sys
 from pathlib import Path
 
-import matplotlib
 import torch
 
 from .catalogue import TASKS
 from .checkpoint import CheckpointError, load_checkpoint
+from .commands import prog, run_entry
 from .complexity import metadata_complexity
 from .latency import LatencyError, read_table, write_json
 from .latency.check import settings_of
@@ -36,9 +36,6 @@ from .latency.profile import side_by_side_us
 from .fileio import write_text
 from .reporting import metric_label, primary_metric
 from .speed_tables import control_line
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 TARGET_WITHIN = 0.15
 CONTROL = 'control'
@@ -164,6 +161,9 @@ def plot(result: dict, path: Path) -> None:
     models, sets = result['models'], result['sets']
     if not sets:
         return
+    import matplotlib  # here, not at the top: only the plot needs it (most of a second; not for --help)
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind, marker in (('FLOPs', 'o'), ('latency', 's'), ('baseline', '*')):
         rows = sorted((r for r in models if r['family'] == kind and sets[0] in r['psnr']),
@@ -194,7 +194,7 @@ def join(out: Path) -> Path:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='python -m restore_dhp.device_report', description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(prog=prog('device_report'), description=__doc__.split('\n')[0],
                                 epilog='\n'.join(__doc__.split('\n')[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--task', choices=sorted(TASKS))
@@ -226,4 +226,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main))

@@ -1,7 +1,8 @@
 """Export a compact checkpoint to ONNX: ``python -m restore_dhp.export --weights W --onnx OUT.onnx``.
 
 The graph takes ``image`` (N x C x H x W float32, 0-1) and returns ``restored`` (N x C x sH x sW),
-with batch, height and width dynamic.  BatchNorm is folded into the convs (the model is exported in
+with batch, height and width dynamic (SR outputs have their own dimension names: ``height_x4``,
+``width_x4``).  BatchNorm is folded into the convs (the model is exported in
 eval mode).  The file is validated with the onnx checker and describes itself in its
 ``metadata_props``: ``format``, ``arch``, ``task``, ``scale``, ``arch_kwargs`` and ``widths`` (JSON),
 as the safetensors checkpoint does, and how to feed it: ``input_range`` (``0-1``: divide 8-bit
@@ -9,8 +10,10 @@ pixels by 255), ``channel_order`` (``RGB`` or ``gray``; NCHW, no mean shift), ``
 the output is not clipped in the graph, as torch's is not, so clip it to 0-1 before quantising)
 and ``restore_dhp_version``.  OpenCV DNN loads the files with its current parser (a parameter
 shared by two layers, SRResNet's upsampler PReLU, is stored once instead of through an Identity
-node).  With onnxruntime installed, the export is checked against torch on a random input and the
-largest absolute difference is printed.
+node).  With onnxruntime installed, the export is checked against torch on a random input before it is
+written and the largest absolute difference is printed; a difference that is not finite (weights that give
+NaN) or above :data:`PARITY_LIMIT` is refused and nothing is written.  ``--opset`` is 7 to 20 (the
+TorchScript exporter's range).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_compact
-from .commands import prog
+from .commands import prog, run_entry
 from .fileio import OutputError, check_output, write_bytes
 
 try:
@@ -37,6 +40,8 @@ except ImportError:  # optional: only the parity check needs it
 
 FORMAT = 'restore_dhp.onnx.v1'
 OPSET = 17
+OPSETS = range(7, 21)  # the TorchScript exporter's (torch.onnx); every one runs in onnxruntime within 2e-6
+PARITY_LIMIT = 1e-3    # onnxruntime against torch, on 0-1 images: measured 1e-6 to 2e-6
 INPUT_NAME, OUTPUT_NAME = 'image', 'restored'
 INPUT_RANGE = '0-1'  # float32 pixels divided by their peak (255 for 8-bit), no mean shift
 CLAMP = 'none'       # the graph does not clip its output (torch's forward does not either): clip to 0-1 yourself
@@ -95,14 +100,23 @@ def onnx_model_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
     from ._version import __version__
     onnx = _onnx()
     source = copy.deepcopy(model).float().cpu().eval()
+    if opset not in OPSETS:
+        raise ExportError(f'opset {opset} is not one the exporter writes; choose {OPSETS[0]} to {OPSETS[-1]} '
+                          f'(default {OPSET})')
     example = torch.rand(1, source.in_channels, 16, 16)
     axes = {0: 'batch', 2: 'height', 3: 'width'}
+    tail = f'_x{source.scale}' if int(source.scale) > 1 else ''  # the output's own size, when it differs
+    out_axes = {0: 'batch', 2: f'height{tail}', 3: f'width{tail}'}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(source, (example,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
-                          do_constant_folding=True)
+        try:
+            torch.onnx.export(source, (example,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                              output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: out_axes},
+                              do_constant_folding=True)
+        except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as e:
+            raise ExportError(f'the ONNX exporter failed at opset {opset}: '
+                              f'{(str(e).strip().splitlines() or [type(e).__name__])[0][:300]}') from None
     proto = onnx.load_from_string(buf.getvalue())
     inline_shared_initializers(proto.graph)
     for key, value in onnx_metadata(source).items():
@@ -125,9 +139,26 @@ def parity_error(model: nn.Module, data: bytes, height: int = 48, width: int = 4
     x = torch.rand(1, model.in_channels, height, width, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         expected = model.float().cpu().eval()(x).numpy()
-    session = ort.InferenceSession(data, providers=['CPUExecutionProvider'])
-    got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
-    return float(np.abs(got - expected).max())
+    try:
+        session = ort.InferenceSession(data, providers=['CPUExecutionProvider'])
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+    except RuntimeError as e:  # onnxruntime's own errors (e.g. an operator it lacks at this opset)
+        raise ExportError(f'onnxruntime cannot run the export: {(str(e).strip().splitlines() or [""])[0][:300]}') \
+            from None
+    return float(np.abs(got.astype(np.float64) - expected).max())
+
+
+def check_parity(model: nn.Module, data: bytes) -> str:
+    """The parity line ``export`` prints; :class:`ExportError` when the difference is not finite or too large."""
+    if ort is None:
+        return 'onnxruntime not installed: no parity check'
+    error = parity_error(model, data)
+    if not np.isfinite(error) or error > PARITY_LIMIT:
+        why = 'the weights give NaN or infinite values' if not np.isfinite(error) else 'the export is wrong'
+        raise ExportError(f'max |onnxruntime - torch| = {error:.2e} on a random input (limit {PARITY_LIMIT:g}); '
+                          f'{why}, nothing written')
+    return f'max |onnxruntime - torch| = {error:.2e}'
+
 
 
 def main(argv=None) -> int:
@@ -143,9 +174,8 @@ def main(argv=None) -> int:
         check_output(args.onnx, [args.weights], args.overwrite, '--onnx')
         model = load_compact(args.weights, 'cpu')
         data = onnx_model_bytes(model, args.opset)
+        parity = check_parity(model, data)
         write_bytes(args.onnx, data)
-        parity = f'max |onnxruntime - torch| = {parity_error(model, data):.2e}' if ort is not None else \
-            'onnxruntime not installed: no parity check'
     except (CheckpointError, ExportError, OutputError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
         return EXIT_ERROR
@@ -156,4 +186,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main))

@@ -48,7 +48,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from .commands import prog
+from .commands import prog, run_entry
 from restore_dhp.data.imageio import (bicubic_downscale, is_image_file, list_images, lr_candidates, modcrop,
                                       read_image, write_png)
 from restore_dhp.fileio import write_text
@@ -361,4 +361,4 @@ def main(argv=None) -> int:
     return 1 if failed else 0
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main))

@@ -52,6 +52,8 @@ def resolve_device(name: str | torch.device | None = 'auto') -> torch.device:
     one-line ``ValueError``."""
     if name is None or str(name) == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if not isinstance(name, torch.device) and not re.fullmatch(r'cpu|cuda(:\d+)?', str(name)):
+        raise ValueError(f'device {name!r}: choose auto, cpu, cuda or cuda:N')
     device = torch.device(name)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f'device {name}: no CUDA device is available (use auto or cpu)')
@@ -72,6 +74,28 @@ def _peak(dtype) -> float:
     if dtype == np.uint16:
         return 65535.0
     raise ImageFormatError(f'unsupported pixel type {np.dtype(dtype)}: expected 8- or 16-bit integers')
+
+
+def check_image_array(img: np.ndarray) -> None:
+    """An ``HxW`` or ``HxWx3`` (``HxWx1``) ``uint8``/``uint16`` array with pixels; else one-line
+    :class:`ImageFormatError`."""
+    if not isinstance(img, np.ndarray):
+        raise ImageFormatError(f'expected a numpy array or an image file, got {type(img).__name__}')
+    _peak(img.dtype)
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3))):
+        raise ImageFormatError(f'unsupported image shape {img.shape}: expected H x W or H x W x 3 '
+                               '(decode files with restore_dhp.data.imageio.decode_image)')
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise ImageFormatError(f'empty image (shape {img.shape}): nothing to restore')
+
+
+def check_tiling(tile: int | None, overlap: int) -> None:
+    """``tile``: ``None`` (one pass) or a positive integer; ``overlap`` a non-negative one; else a one-line
+    ``ValueError``."""
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1):
+        raise ValueError(f'tile must be None (one pass) or a positive number of pixels, got {tile!r}')
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or overlap < 0:
+        raise ValueError(f'overlap must be a non-negative number of pixels, got {overlap!r}')
 
 
 def to_model_channels(img: np.ndarray, channels: int) -> np.ndarray:
@@ -156,9 +180,12 @@ def restore_image(model: nn.Module | DeployedModel, img: np.ndarray, tile: int |
     channels.  Tiles are written, already converted, into one preallocated array.
     ``on_tile(done, total)`` is called after each tile (progress for large inputs).
     """
+    check_image_array(img)
+    check_tiling(tile, overlap)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
     device = model_device(model)
     dtype, scale = img.dtype, int(model.scale)
-    _peak(dtype)
     h, w = img.shape[:2]
     gray_out = img.ndim == 2 or model.in_channels == 1
     out = np.empty((h * scale, w * scale) if gray_out else (h * scale, w * scale, 3), dtype)
@@ -206,20 +233,23 @@ def outscale_size(height: int, width: int, outscale: float) -> tuple[int, int]:
 
 
 def estimate_memory(header, net: nn.Module, tile: int | None, overlap: int = DEFAULT_OVERLAP,
-                    outscale: float | None = None) -> dict[str, int]:
+                    outscale: float | None = None, alpha: bool = False) -> dict[str, int]:
     """Bytes :func:`restore_image` needs for an image of ``header`` (:class:`~restore_dhp.data.imageio.ImageHeader`)
     beyond the process's fixed cost: ``input`` (decoded pixels), ``output`` (at the model's scale, in the image's
     dtype), ``tile`` (one tile's working memory), ``resized`` (the output resized to ``outscale`` times the input,
-    as ``infer --outscale`` does; 0 without) and ``total``, the peak (decoding briefly holds a second copy; the
-    resize holds the output and its resized copy).  ``net``: the model on the meta device (its ``in_channels``
-    and ``scale``)."""
+    as ``infer --outscale`` does; 0 without), ``alpha`` (a kept alpha channel: its plane in and out, and the
+    output with it added; 0 without) and ``total``, the peak (decoding briefly holds a second copy; the resize
+    holds the output and its resized copy).  ``net``: the model on the meta device (its ``in_channels`` and
+    ``scale``)."""
     h, w, scale = header.height, header.width, int(net.scale)
     pixels = h * w * (1 if header.gray else 3) * header.bytes_per_sample
     out_channels = 1 if header.gray or net.in_channels == 1 else 3
     output = h * scale * w * scale * out_channels * header.bytes_per_sample
     bytes_per_pixel = out_channels * header.bytes_per_sample
-    resized = 0 if outscale is None else math.prod(outscale_size(h, w, outscale)) * bytes_per_pixel
+    out_pixels = math.prod(outscale_size(h, w, outscale)) if outscale is not None else h * scale * w * scale
+    resized = 0 if outscale is None else out_pixels * bytes_per_pixel
+    with_alpha = 0 if not alpha else (h * w + out_pixels * (out_channels + 2)) * header.bytes_per_sample
     win_h, win_w = (h, w) if tile is None else (min(h, tile + 2 * overlap), min(w, tile + 2 * overlap))
     work = ACTIVATION_FACTOR * largest_activation_bytes(net, net.in_channels, win_h, win_w)
-    total = max(2 * header.decoded_bytes, pixels + output + max(work, resized))
-    return {'input': pixels, 'output': output, 'tile': work, 'resized': resized, 'total': total}
+    total = max(2 * header.decoded_bytes, pixels + output + max(work, resized) + with_alpha)
+    return {'input': pixels, 'output': output, 'tile': work, 'resized': resized, 'alpha': with_alpha, 'total': total}

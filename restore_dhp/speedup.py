@@ -38,7 +38,7 @@ from torch import nn
 from . import archs
 from .catalogue import PAPER_REFERENCE, TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
-from .commands import prog
+from .commands import prog, run_entry
 from .archs import aliases as arch_aliases
 from .complexity import build_meta, count_flops
 from .deploy import BACKEND_TABLE, BACKENDS, PRECISIONS, DeployError, precision_problem, prepare, usable_backends
@@ -311,4 +311,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from restore_dhp.commands import run_entry
 from restore_dhp.train import run_pipeline
 
 
@@ -16,4 +17,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main))

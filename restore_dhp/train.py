@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from .commands import prog
+from .commands import prog, run_entry
 
 BASICSR_FLAGS_EPILOG = """BasicSR's own flags (above: -opt, --launcher, --auto_resume, --debug, --local_rank,
 --force_yml) are passed to BasicSR's option parser unchanged, e.g.
@@ -76,4 +76,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main))

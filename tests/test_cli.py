@@ -24,7 +24,7 @@ def test_console_script_is_declared_and_lists_every_entry(capsys):
     assert cli.main(['--help']) == 0
     out = capsys.readouterr().out
     for name, (module, _) in cli.COMMANDS.items():
-        assert f'  {name} ' in out and (REPO / 'restore_dhp' / f'{module}.py').is_file()
+        assert f'  {name} ' in out and (REPO / 'restore_dhp' / f'{module.replace(".", "/")}.py').is_file()
     assert cli.main(['infre']) == 2 and 'did you mean infer?' in capsys.readouterr().err
     assert cli.main([]) == 2
 

@@ -81,10 +81,10 @@ def test_infer_sr_gray_rgb_rgba_16bit(tmp_path, sr_ckpt, capsys):
     assert _read(out / 'rgb_jpg.png').shape == (24, 24, 3)
     gray = _read(out / 'gray.png')
     assert gray.shape == (36, 44) and gray.dtype == np.uint8
-    assert _read(out / 'rgba.png').shape == (32, 32, 3)
+    assert _read(out / 'rgba.png').shape == (32, 32, 4)   # alpha kept (tests/test_infer_flags.py: how)
     deep = _read(out / 'deep.png')
     assert deep.dtype == np.uint16 and deep.shape == (28, 36, 3)
-    assert 'transparency composited on white' in err
+    assert 'transparency composited on white' not in err
     assert '16-bit' in err
 
 
@@ -300,6 +300,7 @@ def test_outscale_counts_in_the_memory_budget(tmp_path, sr_ckpt, capsys):
 @pytest.mark.parametrize('where', ['under_a_file', 'proc', 'unwritable'])
 def test_output_folder_that_cannot_be_made_fails_before_any_image(tmp_path, dn_ckpt, capsys, monkeypatch, where):
     import restore_dhp.infer as infer
+    import restore_dhp.infer_io as infer_io
     _write(tmp_path / 'a.png', _rand((8, 8)))
     (tmp_path / 'file').write_text('x')
     out = {'under_a_file': tmp_path / 'file' / 'sub', 'proc': '/proc/self/restore_dhp_out',
@@ -307,7 +308,7 @@ def test_output_folder_that_cannot_be_made_fails_before_any_image(tmp_path, dn_c
     if where == 'unwritable':   # as root a read-only mode does not stop writes; make the probe fail instead
         def refuse(*a, **k):
             raise PermissionError(13, 'Permission denied')
-        monkeypatch.setattr(infer.tempfile, 'TemporaryFile', refuse)
+        monkeypatch.setattr(infer_io.tempfile, 'TemporaryFile', refuse)
     computed = []
     monkeypatch.setattr(infer, 'restore_image', lambda *a, **k: computed.append(1))
     assert infer_main(['--weights', str(dn_ckpt), '--input', str(tmp_path / 'a.png'), '--output', str(out),

@@ -13,7 +13,8 @@ any pixel is decoded):
 * gray files stay gray (``HxW``), colour files are RGB (``HxWx3``);
 * palette images are expanded to RGB;
 * transparency (RGBA, gray + alpha, palette or colour-key transparency) is
-  composited on white, with the notice ``transparency composited on white``;
+  composited on white, with the notice ``transparency composited on white`` (``keep_alpha``: kept apart
+  instead, as ``DecodedImage.alpha``, for ``infer``, which upsamples and writes it);
 * 16-bit files stay 16-bit: ``infer`` and the demo's *restore* mode run the model on them at
   16-bit precision (notice :data:`NOTICE_16BIT`); ``infer`` writes a 16-bit PNG, the demo shows the
   result reduced to 8 bit.  A consumer that works in 8 bit (training sets, benchmarks, the demo's
@@ -77,6 +78,7 @@ class DecodedImage:
     """Pixels as stored (``uint8`` or ``uint16``; ``HxW`` gray or ``HxWx3`` RGB) and notices about conversions."""
     pixels: np.ndarray
     notices: list[str] = field(default_factory=list)
+    alpha: np.ndarray | None = None   # ``HxW``, the pixels' dtype: only with ``keep_alpha``, for a file that has one
 
 
 @dataclass(frozen=True)
@@ -148,10 +150,11 @@ NOTICE_16BIT = '16-bit image restored at 16-bit precision'
 NOTICE_FIRST_FRAME = 'animated or multi-page image: only the first frame is used'
 
 
-def decode_image(path: str | os.PathLike, max_bytes: int | None = None) -> DecodedImage:
+def decode_image(path: str | os.PathLike, max_bytes: int | None = None, keep_alpha: bool = False) -> DecodedImage:
     """Decode an image file with the project's one policy (module docstring, "Decoding policy").
 
     ``max_bytes``: refuse (before decoding) an image whose decoded pixels would take more bytes.
+    ``keep_alpha``: an alpha channel is returned apart (``alpha``) instead of composited on white.
     Raises :class:`ImageReadError` (a ``ValueError``) with a one-line message naming the file.
     """
     path = str(path)
@@ -172,24 +175,26 @@ def decode_image(path: str | os.PathLike, max_bytes: int | None = None) -> Decod
         raise ImageReadError(f'{path}: not a readable image (corrupt or unsupported format)')
     if img.dtype not in (np.uint8, np.uint16):
         raise ImageReadError(f'{path}: unsupported pixel type {img.dtype} (8- or 16-bit images only)')
-    notices = [NOTICE_FIRST_FRAME] if header.frames > 1 else []
+    notices, alpha = [NOTICE_FIRST_FRAME] if header.frames > 1 else [], None
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 3:
         if img.shape[2] not in (3, 4):
             raise ImageReadError(f'{path}: unsupported channel count {img.shape[2]}')
-        if img.shape[2] == 4:
+        if img.shape[2] == 4 and keep_alpha:
+            img, alpha = img[:, :, :3], np.ascontiguousarray(img[:, :, 3])
+        elif img.shape[2] == 4:
             img = composite_on_white(img)
             notices.append(NOTICE_ALPHA)
         img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY if header.gray else cv2.COLOR_BGR2RGB)
     if header.orientation != 1:
-        img = apply_orientation(img, header.orientation)
+        img, alpha = (None if a is None else apply_orientation(a, header.orientation) for a in (img, alpha))
         notices.append(notice_orientation(header.orientation))
-    return DecodedImage(np.ascontiguousarray(img), notices)
+    return DecodedImage(np.ascontiguousarray(img), notices, alpha)
 
 
 def composite_on_white(bgra: np.ndarray) -> np.ndarray:
-    """``HxWx4`` (8- or 16-bit) over a white background -> ``HxWx3``, rounded, same dtype."""
+    """``HxWx4`` (8- or 16-bit; BGRA or RGBA) over a white background -> ``HxWx3``, rounded, same dtype."""
     peak = np.iinfo(bgra.dtype).max
     alpha = bgra[:, :, 3:4].astype(np.float32) / peak
     out = bgra[:, :, :3].astype(np.float32) * alpha + peak * (1.0 - alpha)
@@ -232,32 +237,36 @@ def read_image(path: str | os.PathLike, mode: str = 'rgb') -> np.ndarray:
 
 
 def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Write an 8- or 16-bit RGB (HxWx3) or gray (HxW) image as PNG, creating folders.
+    """Write an 8- or 16-bit RGB (HxWx3), RGBA (HxWx4) or gray (HxW) image as PNG, creating folders.
 
     Written to a temporary file first and renamed, so a failure never leaves a half-written PNG under
     ``path``.  Memory: OpenCV streams the PNG to the file, and a writable RGB array is swapped to
     OpenCV's BGR order in place for the write and back afterwards, so no second full-size copy is made.
     """
     in_place = img.ndim == 3 and img.flags.writeable and img.flags.c_contiguous
-    bgr = img if img.ndim == 2 or in_place else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    to_bgr, to_rgb = _SWAP[img.shape[2] if img.ndim == 3 else 3]
+    bgr = img if img.ndim == 2 or in_place else cv2.cvtColor(img, to_bgr)
     if in_place:
-        cv2.cvtColor(img, cv2.COLOR_RGB2BGR, dst=img)
+        cv2.cvtColor(img, to_bgr, dst=img)
     try:
         with atomic_path(path) as tmp:  # the temporary name ends in .png: OpenCV picks the format by extension
             if not cv2.imwrite(str(tmp), bgr):
                 raise ValueError(f'Cannot write PNG {path}')
     finally:
         if in_place:
-            cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
+            cv2.cvtColor(img, to_rgb, dst=img)
 
 
 #: output formats :func:`write_image` writes (by file suffix), and the encoder quality for the lossy ones
 WRITE_FORMATS = ('png', 'jpg', 'webp')
+ALPHA_FORMATS = ('png', 'webp')   # those that hold an alpha channel (HxWx4 RGBA)
+_SWAP = {3: (cv2.COLOR_RGB2BGR, cv2.COLOR_BGR2RGB), 4: (cv2.COLOR_RGBA2BGRA, cv2.COLOR_BGRA2RGBA)}
 _QUALITY_FLAG = {'.jpg': cv2.IMWRITE_JPEG_QUALITY, '.jpeg': cv2.IMWRITE_JPEG_QUALITY, '.webp': cv2.IMWRITE_WEBP_QUALITY}
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray, quality: int = 95) -> None:
-    """Write an image in the format its suffix names: PNG (8/16-bit, :func:`write_png`), JPEG or WebP (8-bit).
+    """Write an image in the format its suffix names: PNG (8/16-bit, :func:`write_png`), JPEG or WebP (8-bit);
+    RGBA (HxWx4) in PNG and WebP.
 
     Encoded in memory, then written atomically (:func:`restore_dhp.fileio.write_bytes`), as :func:`write_png` is.
     """
@@ -270,7 +279,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray, quality: int = 95) -> 
                          f'{", ".join(WRITE_FORMATS)}')
     if img.dtype != np.uint8:
         raise ValueError(f'{path}: {suffix[1:].upper()} holds 8-bit images only (this one is {img.dtype}); use PNG')
-    bgr = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    bgr = img if img.ndim == 2 else cv2.cvtColor(img, _SWAP[img.shape[2]][0])
     ok, encoded = cv2.imencode(suffix, bgr, [_QUALITY_FLAG[suffix], int(quality)])
     if not ok:
         raise ValueError(f'Cannot encode {path}')

@@ -15,6 +15,7 @@ import json
 import sys
 
 from ..archs import aliases as arch_aliases
+from ..commands import prog, run_entry
 from ..deploy import BACKENDS, PRECISIONS, DeployError
 from ..speedup import parse_size
 from . import LatencyError, read_table, table_path, write_json
@@ -36,7 +37,7 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m restore_dhp.latency', description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(prog=prog('latency.__main__'), description=__doc__.split('\n')[0],
                                 epilog='\n'.join(__doc__.split('\n')[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='command', required=True)
@@ -113,4 +114,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main))
