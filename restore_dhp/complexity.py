@@ -26,11 +26,13 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from basicsr.utils.registry import ARCH_REGISTRY
+
 from . import archs
 from .archs import aliases as arch_aliases
 from .checkpoint import CheckpointError, build_from_metadata, read_metadata
 from .commands import prog, run_entry
-from .dhp import FlopsTable
+from .dhp import ArchSpec, FlopsTable
 
 _ACTIVATIONS = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU)
 
@@ -77,6 +79,15 @@ def build_meta(arch: str, widths: Mapping[str, int] | None = None, **arch_kwargs
     cls = archs.compact_class(arch)
     with torch.device('meta'):
         return cls(widths=widths, **arch_kwargs).eval()
+
+
+def arch_spec(arch: str, **arch_kwargs) -> ArchSpec:
+    """The :class:`~restore_dhp.dhp.ArchSpec` (width groups and the layers using them) of architecture ``arch``
+    (registry name of any form, or alias) built with ``arch_kwargs``.  The one place a spec is asked of a network:
+    today it is the spec the architecture writes; when specs are traced from the network, this changes alone."""
+    cls = ARCH_REGISTRY.get(arch_aliases().get(arch, arch))
+    with torch.device('meta'):
+        return cls(**arch_kwargs).spec
 
 
 def complexity(arch: str, widths: Mapping[str, int] | None = None, size: int = 128, **arch_kwargs) -> dict:

@@ -10,10 +10,12 @@ after it has created the experiments folder; here, before anything is written:
 * every value training reads against its rule (:data:`RULES`, one table: positive integers, ranges,
   booleans, the registered or supported types of scheduler, optimizer, loss, network, dataset and
   model, ``name`` a plain folder name, ``num_gpu`` no more than this machine has);
-* unknown registry names and a bad ``dhp`` section;
+* unknown registry names and a bad ``dhp`` section, and the latency table ``dhp.target`` names read: its
+  format, the network it was measured for (this ``network_g``), and a warning if another machine measured it;
 * dataset folders that are missing or hold no images, a ``gt_size`` larger than every image, files
   named in ``path`` (``pretrain_network_g``, ``resume_state``) that do not exist or are not
-  checkpoints, and ``logger.wandb`` without wandb installed.
+  checkpoints, and ``logger.wandb`` without wandb installed (:mod:`restore_dhp.option_files`);
+* the file itself within limits: its size and its aliases expanded (:mod:`restore_dhp.yaml_file`).
 
 ``--force_yml key:sub=value`` overrides are applied here as BasicSR applies them
 (:func:`restore_dhp.force_yml.apply_force_yml`) and the result is checked like the file; a key that is not a plain name
@@ -22,21 +24,22 @@ or a value BasicSR would ``eval`` is refused.  To add a rule, add a line to :dat
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import inspect
 import os
 import re
-import zipfile
+import sys
 from typing import Any, Callable, Iterator, NamedTuple
 
 import yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
-from .checkpoint import MAX_CHANNELS, MAX_DEPTH, MAX_SCALE, CheckpointError, read_metadata
-from .data.imageio import ImageReadError, list_images, read_file_header
+from .checkpoint import MAX_CHANNELS, MAX_DEPTH, MAX_SCALE
+from .data.imageio import list_images
 from .force_yml import apply_force_yml
+from .yaml_file import YamlLimitError, load_yaml_file
 
 from .errors import OptionError
+from .option_files import check_latency_table, check_machine, check_patch_fits, check_path_files
 from .models.dhp_model import SearchOptions
 from .models.restoration_model import OPTIMIZERS, WEIGHT_DECAY_PARAMS, with_compact_pretrain
 from .models.train_step import parse_step_options
@@ -56,19 +59,20 @@ REQUIRED_TRAIN = ('name', 'model_type', 'network_g', 'datasets', 'train', 'path'
 BASICSR_DATASET_KEYS = frozenset({'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu',
                                   'dataset_enlarge_ratio', 'use_shuffle', 'prefetch_mode', 'num_prefetch_queue',
                                   'pin_memory', 'persistent_workers'})
-PATH_FILES = ('pretrain_network_g', 'resume_state')
 # a number with an exponent but no dot, which YAML 1.1 (PyYAML, BasicSR) reads as a string
 NUMBER_AS_TEXT = re.compile(r'[-+]?(\d+|\d*\.\d+)[eE][-+]?\d+')
 
 
 def load_yaml(path: str) -> dict:
+    """The option file's mapping, read within :mod:`restore_dhp.yaml_file`'s limits (size, expanded aliases)."""
     if not os.path.isfile(path):
         raise OptionError(f'option file {path} does not exist')
     try:
-        with open(path) as f:
-            opt = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        raise OptionError(f'option file {path} is not valid YAML: {e}') from None
+        opt = load_yaml_file(path)
+    except YamlLimitError as e:
+        raise OptionError(f'option file {e}') from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise OptionError(f'option file {path} is not valid YAML: {" ".join(str(e).split())}') from None
     if not isinstance(opt, dict):
         raise OptionError(f'option file {path} must hold a mapping of options')
     return opt
@@ -289,73 +293,23 @@ def _check_dataset(phase: str, ds: dict, check_paths: bool, scale: int) -> None:
     if gt_size is not None and gt_size % scale:
         raise OptionError(f'option datasets.{phase}.gt_size={gt_size} must be a multiple of scale={scale}')
     if gt_size is not None and check_paths and ds.get('dataroot_gt'):
-        _check_patch_fits(f'datasets.{phase}.gt_size', gt_size, ds['dataroot_gt'])
+        check_patch_fits(f'datasets.{phase}.gt_size', gt_size, ds['dataroot_gt'])
 
 
-def _check_patch_fits(key: str, gt_size: int, roots) -> None:
-    """Some training image is at least ``gt_size`` on its shorter side (sizes read from the file headers)."""
-    largest, folder = 0, None
-    for folder in roots if isinstance(roots, list) else [roots]:
-        for path in list_images(os.path.expanduser(str(folder))):
-            try:
-                header = read_file_header(path)
-            except ImageReadError:
-                continue  # the dataset reports unreadable files itself
-            largest = max(largest, min(header.width, header.height))
-            if largest >= gt_size:
-                return
-    raise OptionError(f'option {key}={gt_size} is larger than every training image (the largest has a '
-                      f'shorter side of {largest} px in {folder}); use a smaller patch')
-
-
-def _check_path_files(opt: dict) -> None:
-    """``path.pretrain_network_g`` and ``path.resume_state`` exist and are checkpoints (a header check)."""
-    for key in PATH_FILES:
-        path = (opt.get('path') or {}).get(key)
-        if not path:
-            continue
-        path = os.path.expanduser(str(path))
-        if not os.path.isfile(path):
-            raise OptionError(f'option path.{key}: file {path} does not exist')
-        if path.endswith('.safetensors'):
-            try:
-                read_metadata(path)
-            except CheckpointError as e:
-                raise OptionError(f'option path.{key}: {e}') from None
-        elif not zipfile.is_zipfile(path):  # what torch.save writes (.pth, .state)
-            raise OptionError(f'option path.{key}: {path} is neither a compact .safetensors checkpoint nor a '
-                              'PyTorch file written by training (.pth, .state)')
-
-
-def _check_machine(opt: dict) -> None:
-    """What this machine must provide: the GPUs asked for, and wandb when ``logger.wandb`` is used."""
-    num_gpu = opt.get('num_gpu')
-    if num_gpu is not None and num_gpu != 'auto':
-        import torch
-        available = torch.cuda.device_count()
-        if not _is_int(num_gpu) or not 0 <= num_gpu <= available:
-            raise OptionError(f'option num_gpu must be auto or an integer in [0, {available}] (this machine has '
-                              f'{available} CUDA device(s); 0 trains on the CPU), got {num_gpu!r}')
-    wandb = (opt.get('logger') or {}).get('wandb')
-    if isinstance(wandb, dict) and wandb.get('project') is not None and importlib.util.find_spec('wandb') is None:
-        raise OptionError('option logger.wandb: wandb is not installed; pip install wandb, or remove logger.wandb')
-
-
-def _check_dhp(opt: dict, check_paths: bool) -> None:
-    """The ``dhp`` section (:meth:`SearchOptions.from_opt`), and the latency table it names (``check_paths``)."""
+def _check_dhp(opt: dict, check_paths: bool) -> list[str]:
+    """The ``dhp`` section (:meth:`SearchOptions.from_opt`), and the latency table it names (``check_paths``): a
+    table, measured for this ``network_g``; returns a warning when it was measured on another machine."""
     if opt['model_type'] != 'DHPSearchModel':
         if 'dhp' in opt:
             raise OptionError(f"option dhp is only used by model_type DHPSearchModel, not {opt['model_type']}")
-        return
+        return []
     search = SearchOptions.from_opt(opt.get('dhp'))
-    if check_paths and search.target and not os.path.isfile(os.path.expanduser(search.target['table'])):
-        raise OptionError(f"option dhp.target.table: file {search.target['table']} does not exist (build it: "
-                          'python -m restore_dhp.latency profile ..., see README)')
+    return check_latency_table(search.target['table'], opt['network_g']) if check_paths and search.target else []
 
 
-def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None:
+def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> list[str]:
     """Raise :class:`OptionError` naming the first bad key of ``opt`` (``check_paths``: files and folders exist,
-    and this machine has what the options ask for)."""
+    and this machine has what the options ask for); returns warnings (a latency table of another machine)."""
     _check_numbers_as_text(opt)
     _check_sections(opt, is_train)
     if not isinstance(opt['datasets'], dict) or not all(isinstance(d, dict) for d in opt['datasets'].values()):
@@ -366,24 +320,28 @@ def validate(opt: dict, is_train: bool = True, check_paths: bool = True) -> None
             raise OptionError(f'option {where}.type is required')
     _check_rules(opt)
     if check_paths:
-        _check_path_files(opt)
-        _check_machine(opt)
+        check_path_files(opt)
+        check_machine(opt)
     _check_network(opt)
     if is_train:
         _check_training(opt)
-    _check_dhp(opt, check_paths)
+    warnings = _check_dhp(opt, check_paths)
     for phase, ds in opt['datasets'].items():
         _check_dataset(phase, ds, check_paths, opt.get('scale') or 1)
+    return warnings
 
 
 def validate_file(path: str, is_train: bool = True, check_paths: bool = True,
                   force_yml: list[str] | None = None) -> dict:
-    """The options of ``path`` with ``force_yml`` applied (:func:`apply_force_yml`), checked by :func:`validate`."""
+    """The options of ``path`` with ``force_yml`` applied (:func:`apply_force_yml`), checked by :func:`validate`;
+    its warnings are printed on stderr."""
     opt = load_yaml(path)
     where = f'{path} with --force_yml' if force_yml else path
     try:
         opt = apply_force_yml(opt, force_yml)
-        validate(opt, is_train, check_paths)
+        warnings = validate(opt, is_train, check_paths)
     except OptionError as e:
         raise OptionError(f'{where}: {e}') from None
+    for warning in warnings:
+        print(f'{where}: {warning}', file=sys.stderr)
     return opt

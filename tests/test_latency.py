@@ -66,14 +66,23 @@ def test_a_file_that_is_not_a_table_fails_in_one_line(tmp_path, capsys):
         read_table(str(tmp_path / 'missing.json'))
 
 
-def test_options_know_the_latency_target(tmp_path):
+def test_options_know_the_latency_target(tmp_path, capsys):
+    """The option check reads the table: its format, the network it was measured for, the machine (issue 32: garbage
+    JSON or another architecture's table passed, then BasicSR renamed the run and failed with a traceback)."""
     table = tmp_path / 'table.json'
-    table.write_text('{}')
+    data = profile(table, 'srresnet', TINY_SR)
+    (tmp_path / 'garbage.json').write_text('{not json')
+    profile(tmp_path / 'dn.json')
+    (tmp_path / 'wide.json').write_text(json.dumps({**data, 'arch_kwargs': {'num_feat': 16, 'num_blocks': 2}}))
     ok = sr_options(tmp_path, dhp={'target_ratio': None})
     ok['dhp'].pop('target_ratio')
     ok['dhp'].update(target={'latency': 0.4, 'table': str(table)}, round_to='auto')
     validate_file(write_options(tmp_path, ok))
+    assert 'warning' not in capsys.readouterr().err
     cases = [({'target': {'latency': 0.4, 'table': str(tmp_path / 'none.json')}}, 'does not exist'),
+             ({'target': {'latency': 0.4, 'table': str(tmp_path / 'garbage.json')}}, 'cannot be read'),
+             ({'target': {'latency': 0.4, 'table': str(tmp_path / 'dn.json')}}, 'was measured for dncnn'),
+             ({'target': {'latency': 0.4, 'table': str(tmp_path / 'wide.json')}}, '"num_feat": 16'),
              ({'target': {'latency': 1.5, 'table': str(table)}}, 'fraction in (0, 1]'),
              ({'target': {'latency': 0.4}}, 'must be a mapping'),
              ({'target': {'latency': 0.4, 'table': str(table)}, 'target_ratio': 0.4}, 'needs one of'),
@@ -84,6 +93,31 @@ def test_options_know_the_latency_target(tmp_path):
         opt['dhp'].update(dhp)
         with pytest.raises(OptionError, match=expected.replace('(', r'\(').replace(')', r'\)')):
             validate_file(write_options(tmp_path, opt))
+    (tmp_path / 'elsewhere.json').write_text(json.dumps({**data, 'device_name': 'Another CPU 9000'}))
+    ok['dhp']['target']['table'] = str(tmp_path / 'elsewhere.json')
+    validate_file(write_options(tmp_path, ok))
+    assert "warning: the table was measured on 'Another CPU 9000'" in capsys.readouterr().err
+
+
+def test_a_bad_table_stops_training_before_basicsr_creates_or_renames_anything(tmp_path, capsys):
+    from restore_dhp.train import main as train_main
+    profile(tmp_path / 'dn.json')
+    opt = sr_options(tmp_path, name='run')
+    opt['dhp'].pop('target_ratio')
+    opt['dhp'].update(target={'latency': 0.4, 'table': str(tmp_path / 'dn.json')})
+    path = write_options(tmp_path, opt)
+    (tmp_path / 'experiments' / 'run').mkdir(parents=True)   # an earlier run of that name: must stay as it is
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*'))
+    capsys.readouterr()
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert train_main(['-opt', str(path)]) == 2
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'option dhp.target.table' in err[0] and 'was measured for dncnn' in err[0], err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*')) == before   # no tb_logger, no *_archived_*
 
 
 def test_search_to_a_latency_target_records_table_and_prediction(tmp_path):

@@ -207,3 +207,20 @@ def test_force_yml_applies_values_as_basicsr_does(tmp_path):
     assert forced['train']['total_iter'] == 7 and opt['train']['total_iter'] == 12   # the original is unchanged
     path = write_options(tmp_path, opt)
     assert validate_file(path, force_yml=['train:total_iter=3'])['train']['total_iter'] == 3
+
+
+def test_a_yaml_alias_bomb_is_refused_fast_in_one_line(tmp_path, capsys):
+    """Issue 32: 10 levels of 10 aliases (10^10 nodes once expanded) hung the check for over a minute."""
+    import time
+    lines = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]']
+    lines += [f'a{i}: &a{i} [' + ', '.join([f'*a{i - 1}'] * 10) + ']' for i in range(1, 10)]
+    (tmp_path / 'bomb.yml').write_text('\n'.join(lines + ['name: bomb']) + '\n')
+    start = time.monotonic()
+    line = _fails_before_training(tmp_path, tmp_path / 'bomb.yml', capsys, 'bomb.yml', 'more than 100,000 nodes')
+    assert time.monotonic() - start < 10, line
+    (tmp_path / 'loop.yml').write_text('a: &a [1, *a]\n')
+    _fails_before_training(tmp_path, tmp_path / 'loop.yml', capsys, 'an alias refers to the node that holds it')
+    (tmp_path / 'big.yml').write_text('name: x\n' + '#' * (1 << 20) + '\n')
+    _fails_before_training(tmp_path, tmp_path / 'big.yml', capsys, 'big.yml is 1,048,585 bytes, over the 1,048,576')
+    (tmp_path / 'deep.yml').write_text('a: ' + '[' * 5000 + ']' * 5000 + '\n')
+    _fails_before_training(tmp_path, tmp_path / 'deep.yml', capsys, 'nested too deeply')

@@ -40,8 +40,7 @@ import re
 
 import torch
 
-from ..archs import aliases as arch_aliases
-from ..complexity import build_meta
+from ..complexity import arch_spec
 from ..fileio import write_text
 from ..dhp import LatencyTable
 
@@ -104,12 +103,44 @@ def load_data(path: str) -> dict:
 def read_table(path: str, spec=None) -> LatencyTable:
     """The table at ``path`` as a cost for ``spec`` (default: its own architecture's spec)."""
     data = load_data(path)
-    if spec is None:
-        spec = build_meta(arch_aliases().get(data['arch'], data['arch']), None, **data['arch_kwargs']).spec
     try:
-        return LatencyTable(spec, data, source=path)
+        return LatencyTable(spec or table_spec(data, path), data, source=path)
     except (KeyError, TypeError, ValueError) as e:
         raise LatencyError(f'latency table {path}: {e}') from None
+
+
+def table_spec(data: dict, path: str):
+    """The spec of the network a table was measured for (its ``arch`` and ``arch_kwargs``)."""
+    try:
+        return arch_spec(data['arch'], **data['arch_kwargs'])
+    except (KeyError, TypeError, ValueError) as e:
+        raise LatencyError(f'latency table {path}: its architecture {data.get("arch")!r} with '
+                           f'{data.get("arch_kwargs")!r} cannot be built ({str(e).strip(chr(34))})') from None
+
+
+def device_warning(data: dict) -> str | None:
+    """A warning when this machine is not the one the table ``data`` was measured on (``None``: it is)."""
+    try:
+        here = device_label(data.get('device', 'cpu'))
+    except LatencyError:
+        here = 'a machine without CUDA'
+    if here != data.get('device_name'):
+        return (f'warning: the table was measured on {data.get("device_name")!r} ({data.get("device")}), this is '
+                f'{here!r}: its latencies may not hold here')
+    return None
+
+
+def table_for_network(path: str, arch: str, arch_kwargs: dict) -> tuple[LatencyTable, str | None]:
+    """The table at ``path`` as the cost of the network ``arch(**arch_kwargs)`` (any registered form): checked
+    that it is a table, that it was measured for that network (the same spec: groups, widths, convs), and that it
+    prices it; with a warning when this machine is not the one it was measured on.  :class:`LatencyError` else."""
+    data = load_data(path)
+    spec = arch_spec(arch, **arch_kwargs)
+    if table_spec(data, path) != spec:
+        raise LatencyError(f'latency table {path} was measured for {data["arch"]} {json.dumps(data["arch_kwargs"])}, '
+                           f'not this network ({arch} {json.dumps(arch_kwargs, sort_keys=True)}); measure one for it: '
+                           'python -m restore_dhp.latency profile ...')
+    return read_table(path, spec), device_warning(data)
 
 
 def file_sha256(path: str) -> str:

@@ -18,7 +18,7 @@ import statistics
 from dataclasses import dataclass
 
 from ..dhp import LatencyTable
-from . import device_label
+from . import device_warning
 from .profile import Profiler, Settings
 
 
@@ -65,10 +65,7 @@ def settings_of(table: LatencyTable, rounds: int | None = None, warmup: int | No
 
 def device_mismatch(table: LatencyTable) -> str | None:
     """A warning when this machine is not the one the table was measured on."""
-    here = device_label(table.data['device'])
-    if here != table.data['device_name']:
-        return f'warning: the table was measured on {table.data["device_name"]!r}, this is {here!r}'
-    return None
+    return device_warning(table.data)
 
 
 def check_table(table: LatencyTable, count: int = 20, seed: int = 0, rounds: int | None = None,
