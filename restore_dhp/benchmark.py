@@ -25,13 +25,13 @@ import sys
 import time
 
 import torch
-from tqdm import tqdm
 
 from . import reporting, tasks
 from .catalogue import TASKS, default_weights
 from .checkpoint import CheckpointError, load_compact
 from .commands import prog, run_entry
 from .deploy import BACKEND_TABLE, BACKENDS, DeployError, prepare, usable_backends
+from .progress import progress
 from .evaluation import (EvaluationError, describe_checkpoint, evaluate, evaluate_floor, load_set,
                          measure_checkpoint, measure_checkpoint_isolated)
 from .metrics import lpips_metric
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-lpips', action='store_true', help='skip LPIPS even when it is available')
     p.add_argument('--no-timing', action='store_true', help='quality and complexity only')
     p.add_argument('--in-process', action='store_true', help='time all models in this process (faster start)')
-    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.add_argument('--quiet', action='store_true', help='no progress bars (none either when stderr is not a terminal)')
     return p
 
 
@@ -101,7 +101,7 @@ def time_models(args, rows: list[dict], sets: dict, scale: int, device: str) -> 
     inputs = [tasks.get(args.task).model_input(it) for it in items]
     threads = args.threads or torch.get_num_threads()
     run = measure_checkpoint if args.in_process else measure_checkpoint_isolated
-    for row in tqdm(rows, desc=f'timing on {name} ({device})', unit='model', disable=args.quiet, file=sys.stderr):
+    for row in progress(rows, desc=f'timing on {name} ({device})', quiet=args.quiet, unit='model'):
         row['timing_by_backend'] = {b: run(row['checkpoint'], inputs, device, args.repeats, args.warmup, b,
                                            'fp32', threads) for b in args.backends}
     totals = {b: sum(r['timing_by_backend'][b]['runtime_ms'] for r in rows) for b in args.backends}

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import tasks
 from ._compat import basicsr_module
@@ -31,6 +29,7 @@ from .complexity import metadata_complexity
 from .deploy import prepare
 from .tasks import Task
 from .run_model import forward_tiled, tensor_to_image
+from .progress import progress
 from .timing import measure
 
 imresize = basicsr_module('basicsr.utils.matlab_functions').imresize  # without importing all of BasicSR
@@ -87,8 +86,7 @@ def evaluate(model, task: str | Task, sets: dict, tile: int | None, lpips_fn, de
     task, results = tasks.get(task), {}
     for set_name, items in sets.items():
         per_image = []
-        for item in tqdm(items, desc=f'{desc} / {set_name}', unit='img', leave=False, disable=quiet,
-                         file=sys.stderr):
+        for item in progress(items, desc=f'{desc} / {set_name}', unit='img', leave=False, quiet=quiet):
             x = torch.from_numpy(task.model_input(item)).to(device)
             with torch.no_grad():
                 y = forward_tiled(model, x, model.scale, tile, overlap=EVAL_OVERLAP)
@@ -102,8 +100,7 @@ def evaluate_floor(task: str | Task, sets: dict, scale: int, lpips_fn, quiet: bo
     task, results = tasks.get(task), {}
     for set_name, items in sets.items():
         per_image = [{'name': item[0], **score(task, task.floor_output(item, scale), item, scale, lpips_fn)}
-                     for item in tqdm(items, desc=f'floor / {set_name}', unit='img', leave=False,
-                                      disable=quiet, file=sys.stderr)]
+                     for item in progress(items, desc=f'floor / {set_name}', unit='img', leave=False, quiet=quiet)]
         results[set_name] = summarise(per_image)
     return results
 

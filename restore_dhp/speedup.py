@@ -45,6 +45,7 @@ from .deploy import BACKEND_TABLE, BACKENDS, PRECISIONS, DeployError, precision_
 from .fileio import write_text
 from .profiling import PROFILE_ROWS, profile_kernels, profile_layers  # noqa: F401  (PROFILE_ROWS: re-exported)
 from .speed_tables import CONTROL_TOLERANCE, backend_table, settled, table, with_control
+from .progress import progress
 from .timing import device_name, measure_side_by_side
 
 DEFAULT_SIZES = {'sr': ['64x64', '170x256'], 'denoise': ['128x128', '321x481']}
@@ -173,13 +174,16 @@ def compare(entries: list[Entry], forms: list[tuple[str, str]], size, args) -> t
     ``args.settle``, blocks of ``args.repeats`` more rounds until the controls read 1.00 (at most ``settle``)."""
     deployed = {(e.label, b, p): prepare(e.model, args.device, b, p) for e in entries for b, p in forms}
     x = input_for(entries[0], size, args.device)
-    runs = measure_side_by_side(deployed, x, args.repeats, args.warmup)
-    base = next(e for e in entries if e.is_baseline).label
-    control = next((e.label for e in entries if e.is_control), None)
-    pairs = ([(base, *f) for f in forms], [(control, *f) for f in forms])
-    while control and len(runs[pairs[0][0]]) < args.settle and not settled(runs, *pairs):
-        for key, ms in measure_side_by_side(deployed, x, args.repeats, 0).items():
-            runs[key].extend(ms)
+    with progress(total=len(deployed) * (args.warmup + args.repeats), desc=f'{size[0]}x{size[1]}', unit='run',
+                  leave=False) as bar:
+        runs = measure_side_by_side(deployed, x, args.repeats, args.warmup, lambda: bar.update(1))
+        base = next(e for e in entries if e.is_baseline).label
+        control = next((e.label for e in entries if e.is_control), None)
+        pairs = ([(base, *f) for f in forms], [(control, *f) for f in forms])
+        while control and len(runs[pairs[0][0]]) < args.settle and not settled(runs, *pairs):
+            bar.total += len(deployed) * args.repeats   # settling: more rounds
+            for key, ms in measure_side_by_side(deployed, x, args.repeats, 0, lambda: bar.update(1)).items():
+                runs[key].extend(ms)
     return runs, {k: d.describe() for k, d in deployed.items()}
 
 

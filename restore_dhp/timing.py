@@ -24,6 +24,7 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -95,9 +96,11 @@ def measure(model, x: torch.Tensor, repeats: int = 5, warmup: int = 2) -> Measur
 
 
 @torch.no_grad()
-def measure_side_by_side(models: dict, x: torch.Tensor | dict, repeats: int, warmup: int) -> dict[str, list[float]]:
+def measure_side_by_side(models: dict, x: torch.Tensor | dict, repeats: int, warmup: int,
+                         on_run: Callable[[], None] | None = None) -> dict[str, list[float]]:
     """ms of every run of each model, rounds interleaved (one run of every model per round, order rotated);
-    ``x`` is the input of all of them, or a mapping from each model's name to its own input."""
+    ``x`` is the input of all of them, or a mapping from each model's name to its own input.  ``on_run()`` is
+    called after each run, warm-up included (a progress bar's update)."""
     if repeats < 1 or warmup < 0:
         raise ValueError('repeats must be >= 1 and warmup >= 0')
     names = list(models)
@@ -108,6 +111,8 @@ def measure_side_by_side(models: dict, x: torch.Tensor | dict, repeats: int, war
             ms = _time_one(models[name], x[name] if isinstance(x, dict) else x)
             if r >= warmup:
                 runs[name].append(ms)
+            if on_run is not None:
+                on_run()
     return runs
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.data.imageio import write_png
+from restore_dhp.progress import stderr_is_terminal
 from restore_dhp.run_model import DEFAULT_TILE
 
 REFERENCE_SIDE = 64   # the small case: fixed cost of the process
@@ -41,12 +42,14 @@ def synthetic_photo(side: int, seed: int = 0) -> np.ndarray:
 
 
 def peak_rss_of(cmd: list[str]) -> tuple[int, float, int]:
-    """(peak RSS in bytes, seconds, exit code) of one child process."""
+    """(peak RSS in bytes, seconds, exit code) of one child process; on a terminal the child's stderr (its
+    progress bars over the image and its tiles) is shown as it runs, else it is kept and shown on failure."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    shown = stderr_is_terminal()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=None if shown else subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
+    if proc.returncode and not shown:
         sys.stderr.write(proc.stderr.read().decode(errors='replace'))
     return usage.ru_maxrss * 1024, time.perf_counter() - start, proc.returncode
 
@@ -56,7 +59,8 @@ def run_case(weights: str, side: int, scale: int, tile: int, work: Path) -> dict
     folder.mkdir(exist_ok=True)
     write_png(folder / f'photo_{side}.png', synthetic_photo(side))
     cmd = [sys.executable, '-m', 'restore_dhp.infer', '--weights', weights, '--input', str(folder),
-           '--output', str(work / f'out_{side}'), '--overwrite', '--quiet', '--device', 'cpu', '--tile', str(tile)]
+           '--output', str(work / f'out_{side}'), '--overwrite', '--device', 'cpu', '--tile', str(tile),
+           *([] if stderr_is_terminal() else ['--quiet'])]   # progress: infer's own bars, on a terminal
     peak, seconds, code = peak_rss_of(cmd)
     if code:
         raise SystemExit(f'error: infer failed on the {side}×{side} case (exit {code})')

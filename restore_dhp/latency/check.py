@@ -75,7 +75,7 @@ def check_table(table: LatencyTable, count: int = 20, seed: int = 0, rounds: int
     profiler = Profiler(d['arch'], d['arch_kwargs'], settings_of(table, rounds, warmup), log)
     sets = random_width_sets(table, count, seed)
     full_widths = {g: table.spec.group_widths[g] for g in table.spec.prunable_groups}
-    *measured, full = profiler.networks_us([*sets, full_widths])
+    *measured, full = profiler.networks_us([*sets, full_widths], desc='check')
     rows = [CheckRow(w, table.cost(w), us, table.cost(w) / table.full, us / full) for w, us in zip(sets, measured)]
     for r in rows if log else ():
         log(f'  {r.predicted_us / 1e3:9.2f} ms predicted {r.measured_us / 1e3:9.2f} ms measured '

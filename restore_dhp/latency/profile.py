@@ -39,6 +39,7 @@ from ..complexity import build_meta
 from ..deploy import PRECISIONS, ort, prepare
 from ..dhp.latency_table import LatencyTable, elementwise_elements, layer_class
 from ..speedup import build_plain
+from ..progress import progress
 from ..timing import measure_side_by_side
 from . import FORMAT, LatencyError, device_label
 
@@ -80,7 +81,7 @@ class ConvProbe(nn.Module):
                 'arch_kwargs': {'cin': c.in_channels, 'cout': c.out_channels, 'kernel_size': c.kernel_size[0]}}
 
 
-def interleaved_us(probes: dict, settings: Settings, seed: int = 0, reference=None) -> dict:
+def interleaved_us(probes: dict, settings: Settings, seed: int = 0, reference=None, desc: str = 'timing') -> dict:
     """Median microseconds of one forward of each probe ``key -> (model, height, width)``'s deployed form.
 
     The probes are shuffled (``seed``) and timed ``CHUNK`` at a time with their rounds interleaved (one run of
@@ -88,14 +89,16 @@ def interleaved_us(probes: dict, settings: Settings, seed: int = 0, reference=No
     falls on random points of every layer class rather than on one class or one end of a sweep.  With
     ``reference`` (one of the keys), that probe is timed in every chunk and each chunk's times are scaled by
     the reference's median over all chunks / its time in that chunk: the drift between chunks cancels, as a
-    speed table's control row shows it."""
+    speed table's control row shows it.  Progress: one bar (``desc``) over every run, on a terminal."""
     keys = [k for k in probes if k != reference]
     random.Random(seed).shuffle(keys)
     size = CHUNK - (reference is not None)
     chunks = [keys[i:i + size] + ([reference] if reference is not None else []) for i in range(0, len(keys), size)]
     if not keys and reference is not None:  # the reference alone
         chunks = [[reference]]
-    timed = [_time_chunk({key: probes[key] for key in chunk}, settings) for chunk in chunks]
+    runs = (settings.warmup + settings.rounds) * sum(map(len, chunks))
+    with progress(total=runs, desc=desc, unit='run', leave=False) as bar:
+        timed = [_time_chunk({key: probes[key] for key in chunk}, settings, lambda: bar.update(1)) for chunk in chunks]
     if reference is None:
         return {key: us for chunk in timed for key, us in chunk.items()}
     level = statistics.median(chunk[reference] for chunk in timed)
@@ -103,11 +106,11 @@ def interleaved_us(probes: dict, settings: Settings, seed: int = 0, reference=No
     return {**out, reference: level}
 
 
-def _time_chunk(probes: dict, settings: Settings) -> dict:
-    return {key: statistics.median(us) for key, us in rounds_us(probes, settings).items()}
+def _time_chunk(probes: dict, settings: Settings, on_run=None) -> dict:
+    return {key: statistics.median(us) for key, us in rounds_us(probes, settings, on_run).items()}
 
 
-def rounds_us(probes: dict, settings: Settings) -> dict[str, list[float]]:
+def rounds_us(probes: dict, settings: Settings, on_run=None) -> dict[str, list[float]]:
     """Microseconds of every round of each probe ``key -> (model, height, width)``'s deployed form, all rounds
     interleaved (probes of one input shape share one input)."""
     runners, inputs, made = {}, {}, {}
@@ -117,7 +120,7 @@ def rounds_us(probes: dict, settings: Settings) -> dict[str, list[float]]:
             made[shape] = torch.rand(1, *shape, device=settings.device)
         runners[key], inputs[key] = _runner(prepare(model, settings.device, settings.backend, settings.precision,
                                                     settings.threads), made[shape])
-    runs = measure_side_by_side(runners, inputs, settings.rounds, settings.warmup)
+    runs = measure_side_by_side(runners, inputs, settings.rounds, settings.warmup, on_run)
     return {key: [ms * 1e3 for ms in values] for key, values in runs.items()}
 
 
@@ -257,7 +260,8 @@ class Profiler:
             return {'layer': None, 'widths': [], 'us': []}
         conv = self.classes[layer][0]  # the step rests on small differences: three times the rounds
         settings = dataclasses.replace(self.settings, rounds=SWEEP_ROUNDS * self.settings.rounds)
-        us = interleaved_us({w: self.conv_probe(conv, w, w) for w in widths}, settings, reference=widths[-1])
+        us = interleaved_us({w: self.conv_probe(conv, w, w) for w in widths}, settings, reference=widths[-1],
+                            desc=f'sweep of {layer}')
         return {'layer': layer, 'widths': widths, 'us': [us[w] for w in widths]}
 
     def layer_points(self, key: str, grid_step: int) -> tuple[dict, list[tuple[int, int]]]:
@@ -285,7 +289,7 @@ class Profiler:
         probes = {(key, i, o): self.conv_probe(self.classes[key][0], i, o)
                   for key, (_, points) in plans.items() for i, o in points}
         main = max(probes, key=lambda k: (len(self.classes[k[0]]), k[1], k[2]))  # the biggest class at full width
-        us = interleaved_us(probes, self.settings, reference=main)
+        us = interleaved_us(probes, self.settings, reference=main, desc=f'{len(probes)} layer points')
         layers = {}
         for key, (entry, points) in plans.items():
             values = [us[(key, i, o)] for i, o in points]
@@ -295,12 +299,13 @@ class Profiler:
             layers[key] = {**entry, 'us': values}
         return layers
 
-    def networks_us(self, width_sets: list[dict]) -> list[float]:
+    def networks_us(self, width_sets: list[dict], desc: str = 'whole network') -> list[float]:
         """Microseconds of the whole network at each width set, timed together; the last set (the full width,
         for the callers here) is the reference timed in every chunk."""
         h, w = self.settings.size
         us = interleaved_us({i: (build_plain(self.arch, widths, self.arch_kwargs), h, w)
-                             for i, widths in enumerate(width_sets)}, self.settings, reference=len(width_sets) - 1)
+                             for i, widths in enumerate(width_sets)}, self.settings, reference=len(width_sets) - 1,
+                            desc=f'{desc}: {len(width_sets)} width sets')
         return [us[i] for i in range(len(width_sets))]
 
     def fit(self, table: dict, fit_points: int) -> dict:
