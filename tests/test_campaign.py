@@ -13,28 +13,31 @@ from restore_dhp.checkpoint import read_metadata
 from train_helpers import REPO, env, make_images
 
 
-def _log(a, b, end, live=None):
-    """A BasicSR training log with validations at iterations 200 and 400 (``live``: the trained network's too,
-    as a run with EMA and val.also_live logs them)."""
-    it = '2026-12-03 INFO: [sr_ar..][epoch:  0, iter:     {}, lr:(1.000e-03,)] [time (data): 0.500 (0.001)]\n'
-    val = '2026-12-03 INFO: Validation SR291_val{2}\n\t # psnr: {0:.4f}\tBest: {0:.4f} @ {1} iter\n'
-    out = ''
+def _fake_run(experiments, name, a, b, done, live=None):
+    """A run's last compact checkpoint with validations at iterations 200 and 400 in its metadata (``live``: the
+    trained network's too, as a run with EMA and val.also_live records them); ``done``: written at the end."""
+    from restore_dhp.archs.srresnet_arch import SRResNetCompact
+    from restore_dhp.checkpoint import save_compact
+    history = []
     for i, v, lv in [(200, a, live and live[0]), (400, b, live and live[1])]:
-        out += it.format(i) + val.format(v, i, '') + (val.format(lv, i, '_live') if live else '')
-    return out + end
+        history += [[i, 'SR291_val', {'psnr': v}]] + ([[i, 'SR291_val_live', {'psnr': lv}]] if live else [])
+    models = experiments / name / 'models'
+    models.mkdir(parents=True, exist_ok=True)
+    for old in models.glob('*.safetensors'):
+        old.unlink()
+    save_compact(SRResNetCompact(num_feat=8, num_blocks=1), models / f"net_g_{'latest' if done else 400}.safetensors",
+                 info={'experiment': name, 'validation': history})
 
 
 def test_arms_table_replaces_its_section(tmp_path):
-    logs = tmp_path / 'logs'
-    logs.mkdir()
-    done = 'End of training.'
-    for name, a, b, end, live in [('plain_ema_s10', 24.2, 24.5, '', (24.0, 24.25)),
-                                  ('plain_ema_s11', 24.3, 24.6, done, (24.1, 24.35)),
-                                  ('plain_wd_s10', 24.4, 24.7, done, None)]:
-        (logs / f'sr_arm_{name}.log').write_text(_log(a, b, end, live))
+    experiments = tmp_path / 'experiments'
+    for name, a, b, done, live in [('plain_ema_s10', 24.2, 24.5, False, (24.0, 24.25)),
+                                   ('plain_ema_s11', 24.3, 24.6, True, (24.1, 24.35)),
+                                   ('plain_wd_s10', 24.4, 24.7, True, None)]:
+        _fake_run(experiments, f'sr_arm_{name}', a, b, done, live)
     report = tmp_path / 'report.md'
     report.write_text('# Report\n\ntext\n')
-    assert arms_table.main(['--logs', str(logs), '--report', str(report)]) == 0
+    assert arms_table.main(['--experiments', str(experiments), '--report', str(report)]) == 0
     first = report.read_text()
     assert first.startswith('# Report\n\ntext\n\n## The arms of issue 23')
     # the control's rows are the EMA runs' trained networks (SR291_val_live)
@@ -42,12 +45,12 @@ def test_arms_table_replaces_its_section(tmp_path):
     assert '| plain | 2 | 24.30 | 0.10 |' in first                  # the mean of the seeds' last values
     assert '| plain_ema | 2 | 24.55 | 0.10 |' in first and '| plain_wd | 1 | 24.70 | 0.00 |' in first
     assert 'plain_wd, seed 10' in first and 'plain_wd, seed' not in first.replace('plain_wd, seed 10', '')
-    assert 'Not finished (partial curves): sr_arm_plain_ema_s10.log' in first
-    (logs / 'sr_arm_plain_ema_s10.log').write_text(_log(24.2, 24.6, done, (24.0, 24.3)))
-    arms_table.main(['--logs', str(logs), '--report', str(report)])
+    assert 'Not finished (partial curves): sr_arm_plain_ema_s10.' in first
+    _fake_run(experiments, 'sr_arm_plain_ema_s10', 24.2, 24.6, True, (24.0, 24.3))
+    arms_table.main(['--experiments', str(experiments), '--report', str(report)])
     second = report.read_text()
     assert second.count('## The arms of issue 23') == 1 and '24.60' in second and 'Not finished' not in second
-    assert arms_table.main(['--logs', str(tmp_path / 'none'), '--report', str(report)]) == 2
+    assert arms_table.main(['--experiments', str(tmp_path / 'none'), '--report', str(report)]) == 2
 
 
 def _checkout(tmp_path, weights=()):

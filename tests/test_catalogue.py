@@ -5,6 +5,7 @@ from pathlib import Path
 
 import restore_dhp  # noqa: F401
 from restore_dhp.catalogue import TASKS, VARIANTS, default_weights, main, search_target, weight_path
+from tools.recipes import recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -14,9 +15,8 @@ def test_runs_and_files_for_the_training_script(capsys):
     runs = capsys.readouterr().out.split()
     assert runs[:2] == ['dncnn_s70_baseline', 'srresnet_x4_baseline'] and len(runs) == 9
     assert 'srresnet_x4_dhp100' in runs and 'dncnn_s70_dhp100' not in runs  # SR ships the DHP-trained full width
-    for run in runs:  # every run the training scripts start has its option files
-        assert (REPO / 'options' / 'train' / f'{run}_gpu.yml').is_file()
-        assert (REPO / 'options' / 'train' / f'{run}_continue_gpu.yml').is_file()
+    for run in runs:  # every run the training scripts start has its recipes (tests/test_tools.py checks them)
+        assert recipe(f'{run}_gpu').file.is_file() and recipe(f'{run}_continue_gpu').file.is_file()
     assert main(['runs', '--task', 'denoise', '--suffix', '_bnfreeze']) == 0
     assert capsys.readouterr().out.split() == [f'dncnn_s70_{v}_bnfreeze' for v in VARIANTS]
     assert main(['files', '--task', 'sr', '--root', 'w']) == 0

@@ -1,4 +1,4 @@
-"""tools/run_side_by_side.py (planning and log parsing) and the held-out "291" split."""
+"""tools/run_side_by_side.py (planning, recipes, validation curves from checkpoints) and the held-out "291" split."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,38 +9,68 @@ from PIL import Image
 
 from restore_dhp.data.sets import HOLDOUT_EVERY, holdout_split
 from tools import run_side_by_side as sbs
+from tools.recipes import recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
 LOG = """2026-11-27 04:18:02,986 INFO: [sr_in..][epoch:  0, iter:     400, lr:(1.000e-03,)] [eta: 0:51:40, time (data): 5.182 (0.009)] l_pix: 4.3e-02
-2026-11-27 04:18:03,000 INFO: Validation SR291_val
-\t # psnr: 27.6941\tBest: 27.6941 @ 400 iter
 2026-11-27 04:19:02,986 INFO: [sr_in..][epoch:  0, iter:   1,000, lr:(5.000e-04,)] [eta: 0:41:40, time (data): 4.500 (0.009)] l_pix: 4.1e-02
-2026-11-27 04:19:03,000 INFO: Validation SR291_val
-\t # psnr: 28.1000\tBest: 28.1000 @ 1000 iter
 """
 
 
-def test_validation_curve_and_timing_from_a_basicsr_log(tmp_path):
+def write_run(root: Path, name: str, validation: list, label: str = 'latest') -> Path:
+    """A tiny compact checkpoint of experiment ``name`` whose metadata records ``validation``, as training writes."""
+    from restore_dhp.archs.dncnn_arch import DnCNNCompact
+    from restore_dhp.checkpoint import save_compact
+    models = root / name / 'models'
+    models.mkdir(parents=True, exist_ok=True)
+    save_compact(DnCNNCompact(num_feat=8, num_layers=3), models / f'net_g_{label}.safetensors',
+                 info={'experiment': name, 'validation': validation, 'wall_time_s': 12.5})
+    return models
+
+
+def test_validation_curve_from_the_last_checkpoint_and_timing_from_the_log(tmp_path):
     log = tmp_path / 'run.log'
     log.write_text(LOG)
-    assert sbs.validation_curve(log) == [(400, 'psnr', 27.6941), (1000, 'psnr', 28.1)]
-    assert sbs.validation_curve(log, live=True) == []
-    live = LOG.replace('Validation SR291_val\n\t # psnr: 28.1000\tBest: 28.1000',
-                       'Validation SR291_val\n\t # psnr: 28.1000\tBest: 28.1000 @ 1000 iter\n'
-                       '2026-11-27 INFO: Validation SR291_val_live\n\t # psnr: 27.9000\tBest: 27.9000')
-    (tmp_path / 'live.log').write_text(live)
-    assert sbs.validation_curve(tmp_path / 'live.log') == [(400, 'psnr', 27.6941), (1000, 'psnr', 28.1)]
-    assert sbs.validation_curve(tmp_path / 'live.log', live=True) == [(1000, 'psnr', 27.9)]
-    assert sbs.seconds_per_iter(log) == 4.5
-    out = tmp_path / 'summary.md'
-    sbs.write_summary(str(out), [('a', log)])
-    assert '| a | 27.69 | 28.10 |' in out.read_text()
+    assert sbs.seconds_per_iter(log) == 4.5   # a calibration run's pace: BasicSR's averaged time per iteration
+    history = [[400, 'SR291_val', {'psnr': 27.6941, 'ssim': 0.8}], [1000, 'SR291_val', {'psnr': 28.1}],
+               [1000, 'SR291_val_live', {'psnr': 27.9}]]
+    write_run(tmp_path, 'a', history[:1], label='400')
+    assert sbs.validation_curve('a', root=tmp_path) == [(400, 'psnr', 27.6941)]   # cut: its newest numbered file
+    write_run(tmp_path, 'a', history)
+    assert sbs.validation_curve('a', root=tmp_path) == [(400, 'psnr', 27.6941), (1000, 'psnr', 28.1)]
+    assert sbs.validation_curve('a', live=True, root=tmp_path) == [(1000, 'psnr', 27.9)]
+    assert sbs.validation_curve('never_ran', root=tmp_path) == []
+
+
+def test_summary_table_and_install_by_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / 'experiments', 'srresnet_x4_dhp40_continue_gpu', [[600, 'Set5', {'psnr': 30.123}]])
+    sbs.write_summary(str(tmp_path / 'summary.md'), ['srresnet_x4_dhp40_continue_gpu', 'dncnn_s70_dhp20_gpu'])
+    text = (tmp_path / 'summary.md').read_text()
+    assert '| srresnet_x4_dhp40_continue_gpu | 30.12 |' in text and '| dncnn_s70_dhp20_gpu |  |' in text
+    job = sbs.Job('srresnet_x4_dhp40_continue_gpu', 'x.yml', {}, model='srresnet_x4_dhp40')
+    sbs.install(job, 'weights')
+    assert (tmp_path / 'weights' / 'srresnet_x4_dhp40.safetensors').is_file()
+
+
+def test_recipes_run_with_their_overlay_and_install_needs_recipe_names(capsys):
+    assert sbs.main(['--runs', 'srresnet_x4_dhp40_gpu', 'dncnn_s70_baseline_bnfreeze_gpu', '--iters', '10',
+                     '--dry-run', '--python', 'PY']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith('PY -m restore_dhp.train -opt options/train/srresnet_x4_dhp_gpu.yml --auto_resume '
+                               '--force_yml name=srresnet_x4_dhp40_gpu dhp:target_ratio=0.4 train:total_iter=10')
+    assert ('name=dncnn_s70_baseline_bnfreeze_gpu path:pretrain_network_g=experiments/dncnn_s70_baseline_gpu/models/'
+            'net_g_latest.safetensors train:total_iter=10') in lines[1]
+    opts = str(REPO / 'research' / 'sr_inversion' / 'options' / 'sr_inv_baseline_s10.yml')
+    assert sbs.main(['--opts', opts, '--install', 'weights', '--dry-run']) == 2
+    assert 'needs runs named as recipes' in capsys.readouterr().err
+    assert sbs.main(['--runs', 'srresnet_x4_dhp40_tpu', '--dry-run']) == 2
 
 
 @pytest.mark.parametrize('name', ['srresnet_x4_baseline_continue_gpu', 'dncnn_s70_dhp20_continue_gpu'])
 def test_plan_stretches_the_schedule_of_a_continuation(name):
-    opt = sbs.read_opt(str(REPO / 'options' / 'train' / f'{name}.yml'))
+    opt = recipe(name).options()
     force = sbs.plan_force(3000, opt)
     assert 'train:total_iter=3000' in force and 'train:scheduler:periods=[3000]' in force
     assert 'train:warmup_iter=150' in force

@@ -219,15 +219,17 @@ def test_bad_options_fail_before_training(tmp_path, edit, message):
 
 
 def test_shipped_option_files_are_valid():
-    """Every option file in options/ passes the checks (folders and checkpoints are not needed here)."""
+    """Every option file in options/ and in the studies' options/ passes the checks (folders and checkpoints are not
+    needed here; the recipes' overlays: tests/test_tools.py)."""
     import glob
 
     from restore_dhp.options import validate_file
     from train_helpers import REPO
-    files = sorted(glob.glob(os.path.join(REPO, 'options', '*', '*.yml')))
+    files = sorted(glob.glob(os.path.join(REPO, 'options', '*', '*.yml'))
+                   + glob.glob(os.path.join(REPO, 'research', '*', 'options', '*.yml')))
     assert len(files) >= 20
     for path in files:
-        opt = validate_file(path, is_train='/train/' in path, check_paths=False)
+        opt = validate_file(path, is_train='/test/' not in path, check_paths=False)
         if opt['model_type'] == 'DHPSearchModel':
             target = opt['dhp'].get('target_ratio') or opt['dhp']['target']['latency']
             assert 0 < target <= 1

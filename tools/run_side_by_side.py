@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Run several option files side by side (or one at a time) for an equal number of iterations that fills a wall time.
+"""Run several trainings side by side (or one at a time) for an equal number of iterations that fills a wall time.
 
-    # continue the eight shipped models for 10 minutes on one GPU (tools/train_weights.sh calls this)
-    python -m tools.run_side_by_side --opts options/train/*_continue_gpu.yml --minutes 10 --one-at-a-time \
-        --install-weights
-    # the issue-13 experiment on a GPU: fixed iterations from the option files
+    # continue the nine shipped models for 10 minutes on one GPU (tools/train_weights.sh calls this)
+    python -m tools.run_side_by_side --runs srresnet_x4_dhp60_continue_gpu ... --minutes 10 --one-at-a-time \
+        --install weights
+    # a study's option files on a GPU: fixed iterations from the files
     python -m tools.run_side_by_side --opts research/sr_inversion/options/sr_inv_*_s1?.yml --summary logs/sr_inv.md
 
+A run is an option file (``--opts``) or a recipe (``--runs``, by run name: ``python -m tools.recipes``).
 With ``--minutes`` every run first trains ``--calib-iters`` iterations under a
 throw-away name, the way the real runs will go (all side by side, or each alone
 with ``--one-at-a-time``); the measured seconds per iteration (BasicSR's own
@@ -15,11 +16,11 @@ time) and the start-up times then give ``train.total_iter`` for all runs, set wi
 ``--force_yml`` together with a cosine scheduler's period (or multi-step
 milestones stretched in proportion), a warm-up (if the file has one) of 5% and
 the validation and checkpoint intervals.  ``--iters N`` sets it directly.  Every run logs to
-``logs/<name>.log``; ``--summary`` writes each run's validation curve (from
-those logs) as a Markdown table.  ``--install-weights`` copies each finished
-run's ``net_g_latest.safetensors`` over the checkpoint it started from
-(``path.pretrain_network_g``), so the shipped file keeps its place and its
-history lives on under ``parent`` in the metadata.
+``logs/<name>.log`` and gets its share of the CPU cores (:func:`child_env`); ``--summary`` writes each run's
+validation curve (from the metadata of its last compact checkpoint) as a Markdown table.  ``--install DIR`` copies
+each finished run's ``net_g_latest.safetensors`` to ``DIR/<model>.safetensors`` (the model a recipe's run trains,
+``srresnet_x4_dhp60`` for ``srresnet_x4_dhp60_continue_gpu``): a continuation's result goes over the file it
+started from, whose history lives on under ``parent`` in the metadata.  ``--dry-run`` prints the commands.
 """
 from __future__ import annotations
 
@@ -30,17 +31,28 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from restore_dhp.fileio import write_text
 from restore_dhp.models.restoration_model import LIVE_SUFFIX
+from tools import recipes
 
-ITER_LINE = re.compile(r'iter:\s*([\d,]+).*?time \(data\): ([\d.]+)')
-VAL_LINE = re.compile(r'# (\w+): ([\d.]+)')
-SET_LINE = re.compile(r'Validation (\S+)')
+ITER_LINE = re.compile(r'iter:\s*([\d,]+).*?time \(data\): ([\d.]+)')   # BasicSR's averaged time per iteration
 SAFETY = 0.9  # fraction of the wall time the real runs are planned to fill
+THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')
+
+
+@dataclass
+class Job:
+    """One training run: its option file, the ``--force_yml`` overlay of its recipe, and the options they make."""
+    name: str
+    file: str
+    opt: dict
+    overlay: list[str] = field(default_factory=list)
+    model: str | None = None   # the model a recipe's run trains (for --install)
 
 
 def read_opt(path: str) -> dict:
@@ -48,14 +60,26 @@ def read_opt(path: str) -> dict:
         return yaml.safe_load(f)
 
 
-THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')
+def model_of(name: str) -> str | None:
+    try:
+        return recipes.recipe_model(name)
+    except recipes.RecipeError:
+        return None
+
+
+def jobs_of(opts: list[str], runs: list[str]) -> list[Job]:
+    jobs = [Job(opt['name'], f, opt, model=model_of(opt['name'])) for f in opts for opt in [read_opt(f)]]
+    for run in runs:
+        r = recipes.recipe(run)
+        jobs.append(Job(run, r.path, r.options(), r.overlay(), r.model))
+    return jobs
 
 
 def child_env(side_by_side: int) -> dict:
     """The environment of one of ``side_by_side`` runs started together: each gets an equal share of the CPU cores
     for its intra-op threads (torch would otherwise take every core in every run: on the 2-core machine two runs
     with 2 threads each took 2.9-5.1 s per SR iteration, two with 1 thread 0.90 s). A thread count set by the caller
-    is kept."""
+    is kept. The one place the project shares the cores between runs."""
     env = dict(os.environ)
     if not any(v in env for v in THREAD_VARS):
         threads = str(max(1, (os.cpu_count() or 1) // max(side_by_side, 1)))
@@ -63,14 +87,19 @@ def child_env(side_by_side: int) -> dict:
     return env
 
 
-def launch(opt_file: str, name: str, force: list[str], python: str,
+def command(job: Job, name: str, force: list[str], python: str) -> list[str]:
+    return [python, '-m', 'restore_dhp.train', '-opt', job.file, '--auto_resume',
+            '--force_yml', f'name={name}', *job.overlay, *force]
+
+
+def launch(job: Job, name: str, force: list[str], python: str,
            side_by_side: int = 1) -> tuple[subprocess.Popen, Path]:
     log = Path('logs') / f'{name}.log'
     log.parent.mkdir(exist_ok=True)
-    cmd = [python, '-m', 'restore_dhp.train', '-opt', opt_file, '--auto_resume', '--force_yml', f'name={name}', *force]
     # a run that resumes (its experiment exists: --auto_resume) keeps the validations it logged before the kill
     mode = 'a' if (Path('experiments') / name).exists() else 'w'
-    return subprocess.Popen(cmd, stdout=log.open(mode), stderr=subprocess.STDOUT, env=child_env(side_by_side)), log
+    return subprocess.Popen(command(job, name, force, python), stdout=log.open(mode), stderr=subprocess.STDOUT,
+                            env=child_env(side_by_side)), log
 
 
 def wait_all(procs: list[tuple[str, subprocess.Popen, Path]]) -> list[str]:
@@ -84,21 +113,23 @@ def wait_all(procs: list[tuple[str, subprocess.Popen, Path]]) -> list[str]:
 
 
 def seconds_per_iter(log: Path) -> float | None:
+    """BasicSR's averaged seconds per iteration, last logged (a calibration run may end in its search, before any
+    compact checkpoint exists, so its timing is read from the log)."""
     times = [float(m.group(2)) for m in ITER_LINE.finditer(log.read_text(errors='replace'))]
     return times[-1] if times else None
 
 
-def calibrate(opts: list[str], iters: int, python: str, extra=lambda opt: []) -> tuple[float, float, float]:
+def calibrate(jobs: list[Job], iters: int, python: str, extra=lambda opt: []) -> tuple[float, float, float]:
     """(slowest seconds per iteration, start-up seconds, wall seconds) of all runs trained side by side for ``iters``
     (``extra(opt)``: the further settings the real run gets)."""
     start = time.monotonic()
     force = [f'train:total_iter={iters}', f'logger:print_freq={max(iters // 2, 1)}', 'val:val_freq=1000000000',
              'logger:save_checkpoint_freq=1000000000']
     procs = []
-    for opt in opts:
-        name = f"{read_opt(opt)['name']}_calib"
+    for job in jobs:
+        name = f'{job.name}_calib'
         shutil.rmtree(Path('experiments') / name, ignore_errors=True)
-        procs.append((name, *launch(opt, name, extra(read_opt(opt)) + force, python, len(opts))))
+        procs.append((name, *launch(job, name, extra(job.opt) + force, python, len(jobs))))
     if wait_all(procs):
         raise SystemExit('calibration failed; see the logs named above')
     wall = time.monotonic() - start
@@ -133,32 +164,43 @@ def batch_force(batch: int, opt: dict) -> list[str]:
     return [f'datasets:train:batch_size_per_gpu={batch}', f'train:optim_g:lr=!!float{lr:.3e}']
 
 
-def validation_curve(log: Path, live: bool = False) -> list[tuple[int, str, float]]:
-    """(iteration, metric, value) for every validation in a BasicSR log; ``live``: those of the trained network
-    that a run with EMA and ``val.also_live`` logs beside the average's (set ``<name>_live``), instead of the rest."""
-    curve, last_iter, live_set = [], 0, False
-    for line in log.read_text(errors='replace').splitlines():
-        m = ITER_LINE.search(line)
-        if m:
-            last_iter = int(m.group(1).replace(',', ''))
-        s = SET_LINE.search(line)
-        if s:
-            live_set = s.group(1).endswith(LIVE_SUFFIX)
-        v = VAL_LINE.search(line)
-        if v and 'Best' in line and live_set == live:
-            curve.append((last_iter, v.group(1), float(v.group(2))))
+def last_checkpoint(name: str, root: Path = Path('experiments')) -> Path | None:
+    """The newest compact checkpoint of an experiment: ``net_g_latest``, else the highest ``net_g_<iter>``."""
+    models = root / name / 'models'
+    latest = models / 'net_g_latest.safetensors'
+    if latest.is_file():
+        return latest
+    numbered = [(int(m.group(1)), p) for p in models.glob('net_g_*.safetensors')
+                if (m := re.fullmatch(r'net_g_(\d+)\.safetensors', p.name))]
+    return max(numbered)[1] if numbered else None
+
+
+def validation_curve(name: str, live: bool = False, root: Path = Path('experiments')) -> list[tuple[int, str, float]]:
+    """(iteration, metric, value) of every validation an experiment's last compact checkpoint records (its first
+    metric); ``live``: those of the trained network that a run with EMA and ``val.also_live`` validates beside the
+    average's (set ``<name>_live``), instead of the rest. Empty when the run wrote no compact checkpoint."""
+    from restore_dhp.checkpoint import read_metadata
+    path = last_checkpoint(name, root)
+    if path is None:
+        return []
+    curve = []
+    for iteration, set_name, metrics in read_metadata(path)['info'].get('validation', []):
+        if metrics and set_name.endswith(LIVE_SUFFIX) == live:
+            metric, value = next(iter(metrics.items()))
+            curve.append((int(iteration), metric, float(value)))
     return curve
 
 
-def write_summary(path: str, runs: list[tuple[str, Path]]) -> None:
-    curves = {name: validation_curve(log) for name, log in runs}
+def write_summary(path: str, names: list[str]) -> None:
+    curves = {name: validation_curve(name) for name in names}
     iters = sorted({i for c in curves.values() for i, _, _ in c})
     lines = ['| run | ' + ' | '.join(f'@{i}' for i in iters) + ' |', '|---|' + '---|' * len(iters)]
     for name, curve in curves.items():
         by_iter = {i: v for i, _, v in curve}
         lines.append(f'| {name} | ' + ' | '.join(f'{by_iter[i]:.2f}' if i in by_iter else '' for i in iters) + ' |')
     metric = next((m for c in curves.values() for _, m, _ in c), 'psnr')
-    write_text(path, f'Validation {metric} (dB) by iteration, from each run\'s BasicSR log.\n\n' + '\n'.join(lines) + '\n')
+    write_text(path, f'Validation {metric} (dB) by iteration, from each run\'s last compact checkpoint.\n\n'
+               + '\n'.join(lines) + '\n')
     print('\n'.join(lines))
 
 
@@ -174,9 +216,20 @@ def iterations_to_fill(seconds: float, calibrations: list[tuple[float, float, fl
     return max(int(budget / per_iter), 1)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--opts', nargs='+', required=True, help='option files, one run each')
+def install(job: Job, folder: str) -> None:
+    """Copy a finished run's last compact checkpoint to ``folder/<model>.safetensors``."""
+    result = Path('experiments') / job.name / 'models' / 'net_g_latest.safetensors'
+    if result.is_file():
+        target = Path(folder) / f'{job.model}.safetensors'
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(result, target)
+        print(f'{result} -> {target}', flush=True)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog='python -m tools.run_side_by_side', description=__doc__.split('\n\n')[0])
+    p.add_argument('--opts', nargs='+', default=[], help='option files, one run each')
+    p.add_argument('--runs', nargs='+', default=[], help='recipes by run name, one run each (python -m tools.recipes)')
     budget = p.add_mutually_exclusive_group()
     budget.add_argument('--minutes', type=float,
                         help="wall time to fill, calibration included; default: the files' total_iter")
@@ -185,56 +238,83 @@ def main(argv=None) -> int:
     p.add_argument('--one-at-a-time', action='store_true',
                    help='run (and calibrate) the runs one after another: on one GPU a few runs side by side '
                         'already start slowly and share it, so for a short lease this is faster')
-    p.add_argument('--install-weights', action='store_true',
-                   help="copy each result over its path.pretrain_network_g checkpoint")
+    p.add_argument('--install', metavar='DIR', help="copy each result to DIR/<model>.safetensors (recipes' runs)")
+    p.add_argument('--skip-installed', action='store_true',
+                   help='leave out a run whose result is in the --install folder (a finished run resumed would '
+                        'only save its last checkpoint again)')
     p.add_argument('--summary', help='write the validation curves here (Markdown)')
     p.add_argument('--batch', type=int,
                    help="train every run at this batch, each file's lr scaled by the square root of the batch ratio")
     p.add_argument('--force', nargs='+', default=[], metavar='KEY=VALUE',
                    help="more BasicSR --force_yml settings for every run (e.g. datasets:train:dataroot_gt=...)")
+    p.add_argument('--dry-run', action='store_true', help='print the commands, run nothing')
     p.add_argument('--python', default=sys.executable)
     args = p.parse_args(argv)
-    opts = {f: read_opt(f) for f in args.opts}
+    if not args.opts and not args.runs:
+        p.error('give --opts or --runs')
+    if args.skip_installed and not args.install:
+        p.error('--skip-installed needs --install')
+    return args
+
+
+def train(jobs: list[Job], total: int | None, extra, args) -> list[str]:
+    """Train every job (side by side, or one at a time), installing each result; the names of those that failed."""
+    procs, failed = [], []
+    for job in jobs:
+        force = (plan_force(total, job.opt) if total else []) + extra(job.opt)
+        procs.append((job.name, *launch(job, job.name, force, args.python, 1 if args.one_at_a_time else len(jobs))))
+        if args.one_at_a_time:  # each result is installed as soon as it exists: a later cut loses no finished run
+            failed += wait_all(procs[-1:])
+            if args.install and job.name not in failed:
+                install(job, args.install)
+    if not args.one_at_a_time:
+        failed = wait_all(procs)
+        for job in jobs:
+            if args.install and job.name not in failed:
+                install(job, args.install)
+    return failed
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        jobs = jobs_of(args.opts, args.runs)
+    except recipes.RecipeError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    if args.install and (unnamed := [j.name for j in jobs if j.model is None]):
+        print(f"error: --install needs runs named as recipes' (<prefix>_<variant>_...): {', '.join(unnamed)}",
+              file=sys.stderr)
+        return 2
+    if args.skip_installed:
+        there = [j for j in jobs if (Path(args.install or '.') / f'{j.model}.safetensors').is_file()]
+        for job in there:
+            print(f'{job.name}: {args.install}/{job.model}.safetensors is there, not trained again')
+        jobs = [j for j in jobs if j not in there]
+        if not jobs:
+            return 0
     total = args.iters
 
     def extra(opt: dict) -> list[str]:
         return (batch_force(args.batch, opt) if args.batch else []) + args.force
+    if args.dry_run:
+        for job in jobs:
+            force = (plan_force(total, job.opt) if total else []) + extra(job.opt)
+            print(' '.join(command(job, job.name, force, args.python)))
+        return 0
     if args.minutes is not None:
-        groups = [[f] for f in opts] if args.one_at_a_time else [list(opts)]
+        groups = [[j] for j in jobs] if args.one_at_a_time else [jobs]
         calibrations = [calibrate(group, args.calib_iters, args.python, extra) for group in groups]
         total = iterations_to_fill(args.minutes * 60, calibrations, args.one_at_a_time)
         print(f"calibration ({'one at a time' if args.one_at_a_time else 'side by side'}): "
               f"{', '.join(f'{c[0] * 1e3:.1f} ms/iter' for c in calibrations)} -> {total} iterations each "
               f'to fill {args.minutes} min')
-    procs, failed = [], []
     start = time.monotonic()
-    for opt_file, opt in opts.items():
-        force = (plan_force(total, opt) if total else []) + extra(opt)
-        procs.append((opt['name'], *launch(opt_file, opt['name'], force, args.python,
-                                           1 if args.one_at_a_time else len(opts))))
-        if args.one_at_a_time:  # each result is installed as soon as it exists: a later cut loses no finished run
-            failed += wait_all(procs[-1:])
-            if args.install_weights and opt['name'] not in failed:
-                install(opt)
-    if not args.one_at_a_time:
-        failed = wait_all(procs)
-        if args.install_weights:
-            for opt in opts.values():
-                if opt['name'] not in failed:
-                    install(opt)
-    print(f'{len(procs) - len(failed)} of {len(procs)} runs finished in {time.monotonic() - start:.0f} s')
+    failed = train(jobs, total, extra, args)
+    print(f'{len(jobs) - len(failed)} of {len(jobs)} runs finished in {time.monotonic() - start:.0f} s')
     if args.summary:
-        write_summary(args.summary, [(name, log) for name, _, log in procs])
+        write_summary(args.summary, [job.name for job in jobs])
     return 1 if failed else 0
-
-
-def install(opt: dict) -> None:
-    """Copy a finished run's last compact checkpoint over the checkpoint it started from."""
-    result = Path('experiments') / opt['name'] / 'models' / 'net_g_latest.safetensors'
-    target = opt['path'].get('pretrain_network_g')
-    if target and result.is_file():
-        shutil.copy2(result, target)
-        print(f'{result} -> {target}', flush=True)
 
 
 if __name__ == '__main__':

@@ -1,11 +1,10 @@
 #!/usr/bin/env python
-"""Write weights/README.md (the model card) from the shipped checkpoints, their training logs and the reports.
+"""Write weights/README.md (the model card) from the shipped checkpoints, their recipes and the reports.
 
 Everything in the card is read from files, nothing is typed in by hand:
-checkpoint metadata (architecture, widths, search record, provenance), the
-option file of each run (data, iterations, lambda), the BasicSR training log
-(wall time), the complexity counter (FLOPs ratio), and reports/*/report.md
-(the measured table and, separately labelled, the paper's figures).
+checkpoint metadata (architecture, widths, search record, provenance, validation curve, wall time), the
+recipe of each run (its option file and overlay, tools/recipes.py: data, iterations, lambda), the complexity
+counter (FLOPs ratio), and reports/*/report.md (the measured table and, separately labelled, the paper's figures).
 
     python -m tools.write_model_card            # the prose is in tools/model_card_intro.md
     python -m tools.write_model_card --check    # exit 1 if weights/README.md is not what it would write
@@ -16,61 +15,34 @@ import argparse
 import glob
 import json
 import os
-import re
 import statistics
 import sys
-from datetime import datetime
-
-import yaml
 
 from restore_dhp import tasks
 from restore_dhp.catalogue import TASKS, VARIANT_LABELS
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.complexity import checkpoint_complexity
 from restore_dhp.fileio import write_text
+from tools.recipes import of_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTRO_TEMPLATE = os.path.join(ROOT, 'tools', 'model_card_intro.md')   # the prose; {budgets} is filled in
-CARD_TASKS = (('sr', 'Super-resolution ×4: SRResNet'), ('denoise', 'Denoising σ=70: DnCNN'))
+CARD_TASKS = ('sr', 'denoise')   # in this order; each titled as the catalogue titles it
 
 
 def wall_time(info: dict) -> str:
-    """Wall time of a run: recorded in the checkpoint (summed over resumed segments), else from its BasicSR logs."""
-    if 'wall_time_s' in info:
-        total, segments = float(info['wall_time_s']), int(info.get('segments', 1))
-    else:
-        experiment = info['experiment']
-        stamp = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ ')
-        total, segments = 0.0, 0
-        for log in sorted(glob.glob(os.path.join(ROOT, 'experiments', experiment, f'train_{experiment}_*.log'))):
-            times = [datetime.strptime(m.group(1), '%Y-%m-%d %H:%M:%S') for line in open(log)
-                     if (m := stamp.match(line))]
-            if len(times) > 1:
-                total += (times[-1] - times[0]).total_seconds()
-                segments += 1
-        if not segments:
-            return 'unknown (not recorded in the checkpoint, log not found)'
+    """Wall time of a run, as its checkpoint records it (summed over resumed segments)."""
+    if 'wall_time_s' not in info:
+        return 'unknown (not recorded in the checkpoint)'
+    total, segments = float(info['wall_time_s']), int(info.get('segments', 1))
     text = f'{int(total // 60)} min {int(total % 60)} s'
     return text + (f' in {segments} segments (resumed with --auto_resume)' if segments > 1 else '')
 
 
 def validation_curve(info: dict) -> str:
-    """'iteration: PSNR' of every validation: recorded in the checkpoint, else from the run's BasicSR logs."""
-    points: dict[int, float] = {}
-    if 'validation' in info:
-        points = {int(i): float(metrics['psnr']) for i, _, metrics in info['validation'] if 'psnr' in metrics}
-    else:
-        experiment = info['experiment']
-        for log in sorted(glob.glob(os.path.join(ROOT, 'experiments', experiment, f'train_{experiment}_*.log'))):
-            iteration = 0
-            for line in open(log):
-                m = re.search(r'iter:\s*([0-9,]+),', line)
-                if m:
-                    iteration = int(m.group(1).replace(',', ''))
-                m = re.search(r'# psnr: ([0-9.]+)', line)
-                if m:
-                    points[iteration] = float(m.group(1))
-    return ', '.join(f'{i}: {v:.2f}' for i, v in sorted(points.items())) or 'unknown (not recorded, log not found)'
+    """'iteration: PSNR' of every validation, as the run's checkpoint records it."""
+    points = {int(i): float(metrics['psnr']) for i, _, metrics in info.get('validation', []) if 'psnr' in metrics}
+    return ', '.join(f'{i}: {v:.2f}' for i, v in sorted(points.items())) or 'unknown (not recorded in the checkpoint)'
 
 
 SIDE_BY_SIDE = ' (the eight runs side by side on the one GPU)'
@@ -130,15 +102,13 @@ def section(name: str) -> str | None:
     meta = read_metadata(path)
     first, *later = _stages(meta['info'])
     experiment = first['experiment']
-    opt_file = f'options/train/{experiment}.yml'
-    opt = yaml.safe_load(open(os.path.join(ROOT, opt_file)))
+    opt = of_checkpoint(first).options()
     train_set = opt['datasets']['train']
     cx = checkpoint_complexity(path)
     rows = [
         ('file', f'`weights/{name}.safetensors` ({os.path.getsize(path) / 1e6:.2f} MB)'),
-        ('option file' + ('s' if later else ''),
-         ', then '.join(f"`options/train/{s['experiment']}.yml`" for s in [first, *later])
-         + f' (run by `{runner(experiment)}`)'),
+        ('recipe' + ('s' if later else ''),
+         ', then '.join(str(of_checkpoint(s)) for s in [first, *later]) + f' (run by `{runner(experiment)}`)'),
         ('training data', f"{train_set['name']} (`{train_set['dataroot_gt']}`), patch {train_set['gt_size']}, "
                           f"batch {train_set['batch_size_per_gpu']}"
                           + (f", σ={train_set['sigma']} noise" if 'sigma' in train_set else '')),
@@ -160,7 +130,7 @@ def section(name: str) -> str | None:
              ('validation PSNR while training', f"{opt['datasets']['val']['name']}, iteration: dB — "
                                                 f"{validation_curve(first)}")]
     for n, stage in enumerate(later, start=2):
-        s_opt = yaml.safe_load(open(os.path.join(ROOT, 'options', 'train', f"{stage['experiment']}.yml")))
+        s_opt = of_checkpoint(stage).options()
         s_total = stage.get('iterations_run') or stage.get('total_iter') or s_opt['train']['total_iter']
         rows.append((f'stage {n}', f"{s_total} more iterations from the result above: "
                                    f"{_optimizer(s_opt['train'], stage.get('total_iter') or s_total)}; "
@@ -247,8 +217,7 @@ def report_blocks(task: str) -> str:
 def shipped_option(task: str) -> dict:
     """The option file of the first stage that trained the task's shipped baseline (named in its metadata)."""
     info = read_metadata(os.path.join(ROOT, 'weights', TASKS[task].filename('baseline')))['info']
-    first = _stages(info)[0]
-    return yaml.safe_load(open(os.path.join(ROOT, 'options', 'train', f"{first['experiment']}.yml")))
+    return of_checkpoint(_stages(info)[0]).options()
 
 
 def budgets() -> str:
@@ -269,9 +238,9 @@ def intro() -> str:
         return f.read().format(budgets=budgets())
 
 
-def task_parts(task: str, title: str) -> list[str]:
+def task_parts(task: str) -> list[str]:
     """One task's part of the card: a section per shipped checkpoint, the cost of pruning, the measured tables."""
-    parts = [f'## {title}\n']
+    parts = [f'## {TASKS[task].title}\n']
     for name in (TASKS[task].run_name(v) for v in TASKS[task].variants):
         block = section(name)
         parts.append(block if block else f'### `{name}`\n\nnot trained yet.')
@@ -289,8 +258,8 @@ def device_part() -> str | None:
     rows = []
     for path in paths:
         info = read_metadata(path)['info']
-        search, opt_file = info['search'], info['option_file']
-        data = yaml.safe_load(open(os.path.join(ROOT, 'options', 'train', opt_file)))['datasets']['train']
+        search, recipe = info['search'], of_checkpoint(info)
+        data = recipe.options()['datasets']['train']
         if search.get('target'):
             t = search['target']
             family = (f"latency {t['latency']:g} of full width on `{t['table']}` "
@@ -298,7 +267,7 @@ def device_part() -> str | None:
         else:
             family = f"FLOPs {search['target_ratio']:g} (reached {search['flops_ratio']:.3f})"
         widths = search['widths'].values()
-        rows.append(f"| `weights/device/{os.path.basename(path)}` | {family} | `{opt_file}`: {info['total_iter']:,} "
+        rows.append(f"| `weights/device/{os.path.basename(path)}` | {family} | {recipe}: {info['total_iter']:,} "
                     f"iterations at batch {data['batch_size_per_gpu']}, patch {data['gt_size']} | "
                     f"{search['iteration']} ({search['stop_reason']}) | {min(widths)}–{max(widths)} | "
                     f"{_trained_on(info)} |")
@@ -308,12 +277,12 @@ def device_part() -> str | None:
             'before. They were trained with the CPU option files\' budget, far smaller than the budget of the '
             'weights above, so their PSNR is lower. Use them to compare the two searches, not as the best '
             'models. Measured latency and PSNR are in `reports/device/report.md`.\n\n'
-            '| checkpoint | pruned to | option file and budget | search stopped at | widths | trained on |\n'
+            '| checkpoint | pruned to | recipe and budget | search stopped at | widths | trained on |\n'
             '|---|---|---|---|---|---|\n' + '\n'.join(rows))
 
 
 def card_text() -> str:
-    parts = [intro()] + [part for task, title in CARD_TASKS for part in task_parts(task, title)]
+    parts = [intro()] + [part for task in CARD_TASKS for part in task_parts(task)]
     device = device_part()
     return '\n\n'.join(parts + ([device] if device else [])) + '\n'
 

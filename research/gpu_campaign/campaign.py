@@ -31,10 +31,10 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
+from research.probes.benchmark_search_step import arch_table
 from restore_dhp.catalogue import TASKS
 from restore_dhp.checkpoint import read_metadata
+from tools.recipes import RecipeError, of_checkpoint, recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,23 +48,26 @@ BNFREEZE_ITERS = 200  # the SR models' BatchNorm-frozen stage after each continu
 TARGET_PATCHES = 300_000 * 16
 LEASE_S = 600
 GAIN = 2.0            # batch 64 is used when it gives at least this many times batch 16's samples per second
-STEP_LINE = re.compile(r'^(srresnet|dncnn)\s+cuda\s+(\d+)\s+captured\s+([\d.]+)', re.M)
-ARCH_TASK = {'srresnet': 'sr', 'dncnn': 'denoise'}
+STEP_LINE = re.compile(r'^(\w+)\s+cuda\s+(\d+)\s+captured\s+([\d.]+)', re.M)   # benchmark_search_step's rows
 
 
 def shipped_runs() -> list[tuple[str, str]]:
-    """(run, task) of every shipped model with a continuation file, SR first."""
+    """(run, task) of every shipped model with a continuation recipe, SR first."""
     runs = []
     for task, spec in TASKS.items():
         for variant in spec.variants:
             run = spec.run_name(variant)
-            if (ROOT / 'weights' / f'{run}.safetensors').is_file() and continue_file(run).is_file():
+            if (ROOT / 'weights' / f'{run}.safetensors').is_file() and has_continuation(run):
                 runs.append((run, task))
     return runs
 
 
-def continue_file(run: str) -> Path:
-    return ROOT / 'options' / 'train' / f'{run}_continue_gpu.yml'
+def has_continuation(run: str) -> bool:
+    try:
+        recipe(f'{run}_continue_gpu', ROOT / 'options' / 'train')
+    except RecipeError:
+        return False
+    return True
 
 
 def patches_done(weights: Path) -> int:
@@ -72,10 +75,10 @@ def patches_done(weights: Path) -> int:
     info, total = read_metadata(str(weights))['info'], 0
     while info:
         iters = info.get('iterations_run') or info.get('total_iter') or 0
-        opt_file = ROOT / 'options' / 'train' / str(info.get('option_file'))
-        batch = 16
-        if opt_file.is_file():
-            batch = yaml.safe_load(opt_file.read_text())['datasets']['train']['batch_size_per_gpu']
+        try:   # the batch of the recipe that trained this stage (16, the paper's, where none is found)
+            batch = of_checkpoint(info, ROOT / 'options' / 'train').options()['datasets']['train']['batch_size_per_gpu']
+        except (RecipeError, KeyError):
+            batch = 16
         total += int(iters) * batch
         info = info.get('parent')
     return total
@@ -122,8 +125,10 @@ def measure(python: str, timeout: float) -> dict[str, dict[int, float]]:
         return {}
     print(out, end='')
     rates: dict[str, dict[int, float]] = {}
+    task_of = {alias: row[-1] for alias, row in arch_table().items()}
     for arch, batch, its in STEP_LINE.findall(out):
-        rates.setdefault(ARCH_TASK[arch], {})[int(batch)] = float(its) * int(batch)
+        if arch in task_of:
+            rates.setdefault(task_of[arch], {})[int(batch)] = float(its) * int(batch)
     return rates
 
 
@@ -162,8 +167,9 @@ def main(argv=None) -> int:
         return 1
     tiny = 'datasets:train:gt_size=16 datasets:train:batch_size_per_gpu=2 train:total_iter=4'
     force = tiny if dry else 'train:amp=bf16'
+    # DRY here means real runs at toy size; train_weights.sh's own DRY=1 would only print them
     env = dict(os.environ, BUDGET='gpu-continue', PY=args.python, FORCE=force, BATCH=str(2 if dry else batch),
-               SKIP_REPORTS='1' if args.skip_reports or dry else '0')
+               SKIP_REPORTS='1' if args.skip_reports or dry else '0', DRY='0')
     print(f'campaign: {iters} iterations each at batch {env["BATCH"]}, {len(runs)} models, {left:.0f} s left',
           flush=True)
     cmd = ['timeout', str(max(int(left), 1)), 'bash', str(ROOT / 'tools' / 'train_weights.sh'), '--iters', str(iters),

@@ -13,7 +13,7 @@
 #   5. this GPU's width-latency curve (speedup --uniform-widths, fused fp32/fp16); optionally (SPEED=1) the inference speed tables and training-step benchmark (tools/gpu_check.sh);
 #   6. pruning for this GPU (issue 20; DEVICE=cuda research/device_latency/device_search.sh): latency tables of SRResNet at 170x256 and
 #      DnCNN at 321x481, fused fp16 and fp32, batch 1 (latency_tables/cuda-<gpu>/), the searches to 60/40/20% of the
-#      fp16 table's full-width latency (options/train/<net>_gpu{60,40,20}_gpu.yml, side by side; LAT_FORCE="train:total_iter=N
+#      fp16 table's full-width latency (recipes <net>_gpu{60,40,20}_gpu, research/device_latency/options/, side by side; LAT_FORCE="train:total_iter=N
 #      dhp:max_search_iter=M" shortens them), and their speedup over the baseline in every GPU backend;
 #   7. results packed under $OUT (weights, validation curves, logs, latency tables and reports) for the machine that asked.
 # Each part has a time limit (EXP_LIMIT, FULL_LIMIT, CONT_LIMIT, WIDTH_LIMIT, LAT_LIMIT seconds), cut further so that everything
@@ -60,14 +60,10 @@ if [ "${SKIP_EXP:-0}" != 1 ]; then
       "${exp_force[@]}" --python "$PY" >> "$OUT/experiment.txt" 2>&1
     echo "   $(date -u +%T) $arm exit $?"
   done
-  $PY - "$OUT/sr_inversion_validation.md" $ARMS <<'PYEOF'
-import sys
-from pathlib import Path
-sys.path.insert(0, 'scripts')
-from run_side_by_side import write_summary
-runs = [(f'sr_inv_{arm}_{s}', Path('logs') / f'sr_inv_{arm}_{s}.log') for arm in sys.argv[2:] for s in ('s10', 's11')]
-write_summary(sys.argv[1], [(n, log) for n, log in runs if log.is_file()])
-PYEOF
+  names=()   # the curves from the runs' checkpoints (tools/run_side_by_side.py --summary)
+  for arm in $ARMS; do for s in s10 s11; do [ -d "experiments/sr_inv_${arm}_$s" ] && names+=("sr_inv_${arm}_$s"); done; done
+  [ ${#names[@]} -gt 0 ] && $PY -c 'import sys; from tools.run_side_by_side import write_summary
+write_summary(sys.argv[1], sys.argv[2:])' "$OUT/sr_inversion_validation.md" "${names[@]}"
 fi
 
 if [ "${SKIP_FULL:-0}" != 1 ]; then
@@ -87,7 +83,8 @@ if [ "${SKIP_CONT:-0}" != 1 ]; then
   for run in $($PY -m restore_dhp.catalogue runs --task sr) $($PY -m restore_dhp.catalogue runs --task denoise); do
     [ -f weights/$run.safetensors ] && runs+=("$run")
   done
-  BUDGET=gpu-continue SKIP_REPORTS=1 PY=$PY timeout "$(limit ${CONT_LIMIT:-300})" bash tools/train_weights.sh \
+  # (DRY here means real runs at toy size: train_weights.sh's own DRY=1 would only print them)
+  BUDGET=gpu-continue SKIP_REPORTS=1 DRY=0 PY=$PY timeout "$(limit ${CONT_LIMIT:-300})" bash tools/train_weights.sh \
     --iters "$CONT_ITERS" "${runs[@]}" > "$OUT/continue.txt" 2>&1
   echo "   continuation exit $?"; tail -n 14 "$OUT/continue.txt"
 fi

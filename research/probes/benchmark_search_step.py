@@ -23,15 +23,26 @@ import torch
 from torch.nn import functional as F
 
 import restore_dhp  # noqa: F401  (registries)
-from restore_dhp.archs.dncnn_arch import DnCNNCompact, DnCNNDHP
-from restore_dhp.archs.srresnet_arch import SRResNetCompact, SRResNetDHP
+from restore_dhp.catalogue import TASKS
 from restore_dhp.complexity import remaining_flops_ratio
 from restore_dhp.dhp import DHPPruner, KeepRule
 from restore_dhp.models.train_step import TrainStep
+from tools.recipes import recipe
 
-ARCHS = {'srresnet': (SRResNetCompact, SRResNetDHP, 24), 'dncnn': (DnCNNCompact, DnCNNDHP, 40)}
 TARGET_RATIO = 1.3
 LR = 1e-4
+
+
+def arch_table() -> dict[str, tuple[type, type, int, str]]:
+    """{short arch name: (plain class, DHP class, input patch side, task)} for every catalogue task: the classes from
+    the architecture registry, the patch from the task's CPU recipe (its training patch at the network's input)."""
+    from restore_dhp.archs import aliases, compact_class, dhp_class_of
+    short = {cls: alias for alias, cls in aliases().items()}
+    table = {}
+    for task, spec in TASKS.items():
+        patch = recipe(f'{spec.prefix}_baseline_cpu').options()['datasets']['train']['gt_size'] // spec.scale
+        table[short[spec.arch]] = (compact_class(spec.arch), dhp_class_of(spec.arch), patch, task)
+    return table
 
 
 def l1(output, gt):
@@ -99,8 +110,9 @@ def pruner_costs(arch, dhp_cls):
 
 
 def main(argv=None) -> int:
+    archs = arch_table()
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--archs', nargs='+', choices=sorted(ARCHS), default=sorted(ARCHS, reverse=True))
+    parser.add_argument('--archs', nargs='+', choices=sorted(archs), default=sorted(archs, reverse=True))
     parser.add_argument('--devices', nargs='+', choices=['cpu', 'cuda'], default=['cpu', 'cuda'])
     parser.add_argument('--batches', nargs='+', type=int, default=[16, 64])
     parser.add_argument('--modes', nargs='+', choices=['eager', 'captured'], default=['eager', 'captured'])
@@ -116,7 +128,7 @@ def main(argv=None) -> int:
           + (f'; skipped (no CUDA): {", ".join(skipped)}' if skipped else '') + f'; amp {args.amp or "off"}')
     print(f"{'arch':9} {'device':6} {'batch':>5} {'mode':9} {'plain it/s':>10} {'DHP it/s':>9} {'DHP/plain':>9}")
     for arch in args.archs:
-        plain_cls, dhp_cls, patch = ARCHS[arch]
+        plain_cls, dhp_cls, patch, _ = archs[arch]
         for device in devices:
             cuda = device.type == 'cuda'
             steps, warmup = args.steps or (50 if cuda else 2), args.warmup or (10 if cuda else 1)

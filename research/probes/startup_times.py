@@ -22,13 +22,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-MODULES = ('infer', 'export', 'benchmark', 'speedup', 'train', 'test', 'prepare_data', 'complexity',
-           'checkpoint', 'catalogue')
-WEIGHTS = 'weights/dncnn_s70_dhp20.safetensors'
+from restore_dhp.catalogue import weight_path
+from restore_dhp.commands import COMMANDS
+
+WEIGHTS = weight_path('denoise', 'dhp20')   # the image run: the smallest shipped model
 
 
 def commands(root: Path, work: Path) -> dict[str, list[str]]:
-    cmds = {f'{m} --help': ['-m', f'restore_dhp.{m}', '--help'] for m in MODULES}
+    """Every restore-dhp entry's ``--help`` (:data:`restore_dhp.commands.COMMANDS`), and ``infer`` on one image."""
+    cmds = {f'{m} --help': ['-m', f'restore_dhp.{m}', '--help'] for m, _ in COMMANDS.values()}
     cmds['infer 32x32'] = ['-m', 'restore_dhp.infer', '--weights', str(root / WEIGHTS), '--input',
                            str(work / 'in.png'), '--output', str(work / 'out'), '--overwrite', '--device', 'cpu',
                            '--quiet']

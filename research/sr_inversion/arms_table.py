@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Write the issue-23 arms' validation table (from their BasicSR logs) into research/sr_inversion/report.md.
+"""Write the issue-23 arms' validation table (from their checkpoints' metadata) into research/sr_inversion/report.md.
 
-    python -m research.sr_inversion.arms_table                      # logs/sr_arm_*_s1?.log -> the report's arms section
-    python -m research.sr_inversion.arms_table --logs DIR --report FILE
+    python -m research.sr_inversion.arms_table     # experiments/sr_arm_*_s1?/ -> the report's arms section
+    python -m research.sr_inversion.arms_table --experiments DIR --report FILE
 
-The table has one row per run (its SR291_val curve) and one per arm (the mean of its seeds' last values), and
-replaces what lies between the report's ``<!-- arms:begin -->`` and ``<!-- arms:end -->`` markers (appended as a
-new section the first time). Runs without a finished log are listed as missing, not left out silently.
+The table has one row per run (its SR291_val curve, as its last compact checkpoint records it) and one per arm (the
+mean of its seeds' last values), and replaces what lies between the report's ``<!-- arms:begin -->`` and
+``<!-- arms:end -->`` markers (appended as a new section the first time). Runs that have not finished (no
+``net_g_latest``) are listed, not left out silently.
 An EMA arm's run (``<arm>_ema``, with ``val.also_live``) also gives its control ``<arm>``: the trained network's
 curve, logged beside the average's. The average does not feed back into training, so that network is the one
 the control's own run would train (tests/test_recipes.py checks it bit for bit).
@@ -22,25 +23,25 @@ from restore_dhp.fileio import write_text
 from tools.run_side_by_side import validation_curve
 
 BEGIN, END = '<!-- arms:begin -->', '<!-- arms:end -->'
-LOG_NAME = re.compile(r'sr_arm_(\w+)_s(\d+)\.log$')
+RUN_NAME = re.compile(r'sr_arm_(\w+)_s(\d+)$')
 EMA = '_ema'  # an arm with EMA of the weights; without the suffix, its control
 
 
-def curves_of(logs: list[Path]) -> dict[tuple[str, str], list]:
+def curves_of(runs: list[str], root: Path) -> dict[tuple[str, str], list]:
     """(arm, seed) -> its validation curve; an EMA run's trained-network curve is its control arm's."""
     curves = {}
-    for log in logs:
-        arm, seed = LOG_NAME.search(log.name).groups()
-        curves[arm, seed] = validation_curve(log)
+    for run in runs:
+        arm, seed = RUN_NAME.search(run).groups()
+        curves[arm, seed] = validation_curve(run, root=root)
         if arm.endswith(EMA):
-            live = validation_curve(log, live=True)
+            live = validation_curve(run, live=True, root=root)
             if live:
                 curves[arm[:-len(EMA)], seed] = live
     return dict(sorted(curves.items()))
 
 
-def table(logs: list[Path]) -> str:
-    curves = curves_of(logs)
+def table(runs: list[str], root: Path) -> str:
+    curves = curves_of(runs, root)
     iters = sorted({i for c in curves.values() for i, _, _ in c})
     lines = ['| run | ' + ' | '.join(f'@{i}' for i in iters) + ' |', '|---|' + '---|' * len(iters)]
     finals: dict[str, list[float]] = {}
@@ -56,7 +57,7 @@ def table(logs: list[Path]) -> str:
     derived = sorted({arm for arm, seed in curves if not arm.endswith(EMA) and (arm + EMA, seed) in curves})
     note = (f" (the {', '.join(f'`{a}`' for a in derived)} rows are the trained networks of the "
             f"{', '.join(f'`{a}{EMA}`' for a in derived)} runs)" if derived else '')
-    return (f'Validation PSNR-Y on `SR291_val` (dB) by iteration, from each run\'s BasicSR log{note}:\n\n'
+    return (f'Validation PSNR-Y on `SR291_val` (dB) by iteration, from each run\'s last checkpoint{note}:\n\n'
             + '\n'.join(lines) + '\n\n' + '\n'.join(means) + '\n')
 
 
@@ -70,15 +71,15 @@ def splice(report: str, body: str) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--logs', default='logs')
+    p.add_argument('--experiments', type=Path, default=Path('experiments'))
     p.add_argument('--report', default='research/sr_inversion/report.md')
     args = p.parse_args(argv)
-    logs = sorted(log for log in Path(args.logs).glob('sr_arm_*_s*.log') if LOG_NAME.search(log.name))
-    if not logs:
-        print(f'arms_table: no logs/sr_arm_*_s*.log under {args.logs}', file=sys.stderr)
+    runs = sorted(d.name for d in args.experiments.glob('sr_arm_*_s*') if RUN_NAME.search(d.name))
+    if not runs:
+        print(f'arms_table: no sr_arm_*_s* experiments under {args.experiments}', file=sys.stderr)
         return 2
-    body = table(logs)
-    unfinished = [log.name for log in logs if 'End of training' not in log.read_text(errors='replace')]
+    body = table(runs, args.experiments)
+    unfinished = [run for run in runs if not (args.experiments / run / 'models' / 'net_g_latest.safetensors').is_file()]
     if unfinished:
         body += f"\nNot finished (partial curves): {', '.join(unfinished)}.\n"
     report = Path(args.report)

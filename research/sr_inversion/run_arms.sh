@@ -6,7 +6,7 @@
 # is the control's (the average does not feed back into training; tests/test_recipes.py checks it bit for bit).
 #   bash research/sr_inversion/run_arms.sh                       all arms (ARMS to choose, REPORT for another report file)
 #   bash research/sr_inversion/run_arms.sh --iters 4 --force network_g:num_feat=8 ...   extra arguments go to run_side_by_side.py
-# A run whose log says it finished is not run again, so after a kill the same command goes on (unfinished runs
+# A finished run (its experiment holds net_g_latest.safetensors) is not run again, so after a kill the same command goes on (unfinished runs
 # resume from their last saved state). Needs datasets/ prepared (python -m restore_dhp.prepare_data; it makes the
 # SR291_train / SR291_val split). On the 2-core CPU machine (one thread per run) a seed pair took 27 min (plain) and
 # 19 min (DHP-60): 1 h 40 min for the four.
@@ -20,7 +20,8 @@ for arm in $ARMS; do
   opts=()
   for opt in research/sr_inversion/options/sr_arm_${arm}_s1?.yml; do
     [ -f "$opt" ] || { echo "no option files research/sr_inversion/options/sr_arm_${arm}_s1?.yml" >&2; exit 2; }
-    grep -qs 'End of training' "logs/$(basename "$opt" .yml).log" || opts+=("$opt")
+    # finished: its last compact checkpoint, net_g_latest, is written at the end of training
+    [ -f "experiments/$(basename "$opt" .yml)/models/net_g_latest.safetensors" ] || opts+=("$opt")
   done
   [ ${#opts[@]} -eq 0 ] && { echo "== $arm: done before"; continue; }
   echo "== $(date -u +%T) $arm: ${opts[*]}"
