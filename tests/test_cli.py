@@ -88,3 +88,13 @@ def test_packaging_metadata_has_one_version_a_licence_and_extras():
             if '==' in line and not line.startswith('#')}
     declared = {re.split(r'[<>=\[ ]', d)[0].lower() for d in project['project']['dependencies']}
     assert declared <= pins, declared - pins  # every dependency has its tested pin
+
+
+def test_catalogue_is_described_as_what_it_prints(capsys):
+    """Issue 32: the listing promised FLOPs and the paper's figures; catalogue prints run names or weight files."""
+    text = cli.COMMANDS['catalogue'][1]
+    assert 'FLOPs' not in text and 'paper' not in text and 'run names' in text and 'weight files' in text
+    assert cli.main(['catalogue', 'files']) == 0
+    files = capsys.readouterr().out.split()
+    assert files and all(f.startswith('weights/') and f.endswith('.safetensors') for f in files)
+    commands.invoked_as = None

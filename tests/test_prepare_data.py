@@ -1,6 +1,7 @@
 import shutil
 import tarfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +141,16 @@ def test_exit_code_when_some_sets_are_absent(tmp_path, capsys):
     src2 = _make_sources(tmp_path / 'again')  # Set14 holds 2 of 14 images
     assert pd.main(['--source', str(src2), '--dest', str(tmp_path / 'partial')]) == 1
     assert 'Set14' in capsys.readouterr().err
+
+
+def test_check_points_to_pages_that_exist(tmp_path, capsys):
+    """Issue 32: --check sent the user to README "Datasets" links that this README does not have."""
+    import re
+    pd.main(['--dest', str(tmp_path / 'none'), '--check'])
+    out = capsys.readouterr().out
+    assert 'get it from: https://cv.snu.ac.kr/research/EDSR/benchmark.tar' in out
+    readme_sections = set(re.findall(r'^#+ (.+)$', (Path(__file__).resolve().parents[1] / 'README.md').read_text(),
+                                     flags=re.M))
+    for quoted in re.findall(r'README "([^"]+)"', out):   # any section of our README named must exist
+        assert quoted in readme_sections, quoted
+    assert "that repository's own README" in out and '((' not in out and '))' not in out

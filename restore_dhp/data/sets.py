@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 NOT_VERIFIED = 'not verified offline'
 
 _EDSR_BENCHMARK = 'https://cv.snu.ac.kr/research/EDSR/benchmark.tar'
-_SELFEXSR = 'https://github.com/jbhuang0604/SelfExSR (README "Datasets" links)'
+_SELFEXSR = "https://github.com/jbhuang0604/SelfExSR (the data links in that repository's own README)"
 _DIV2K_PAGE = 'https://data.vision.ee.ethz.ch/cvl/DIV2K/'
 _DNCNN = 'https://github.com/cszn/DnCNN'
 
@@ -39,7 +39,7 @@ SETS: dict[str, SetSpec] = {
     'Urban100': SetSpec('sr', 100, ('Urban100',), (_EDSR_BENCHMARK, _SELFEXSR)),
     'DIV2K': SetSpec('sr', 100, ('DIV2K_valid_HR', 'DIV2K'),
                      (_DIV2K_PAGE + 'DIV2K_valid_HR.zip', _DIV2K_PAGE + 'DIV2K_valid_LR_bicubic_X4.zip'),
-                     note='validation images 0801-0900 (page: ' + _DIV2K_PAGE + ')',
+                     note='validation images 0801-0900; page: ' + _DIV2K_PAGE,
                      lr_aliases=('DIV2K_valid_LR_bicubic/X4', 'DIV2K_valid_LR_bicubic_X4/X4',
                                  'DIV2K_valid_LR_bicubic_X4')),
     'DIV2K_train': SetSpec('hr', 800, ('DIV2K_train_HR',), (_DIV2K_PAGE + 'DIV2K_train_HR.zip',),
