@@ -1,4 +1,5 @@
-"""tools/run_side_by_side.py (planning, recipes, validation curves from checkpoints) and the held-out "291" split."""
+"""tools/run_side_by_side.py (planning, recipes), tools/curves.py (validation curves from checkpoints) and the held-out
+"291" split."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 from PIL import Image
 
 from restore_dhp.data.sets import HOLDOUT_EVERY, holdout_split
+from tools import curves
 from tools import run_side_by_side as sbs
 from tools.recipes import recipe
 
@@ -36,17 +38,17 @@ def test_validation_curve_from_the_last_checkpoint_and_timing_from_the_log(tmp_p
     history = [[400, 'SR291_val', {'psnr': 27.6941, 'ssim': 0.8}], [1000, 'SR291_val', {'psnr': 28.1}],
                [1000, 'SR291_val_live', {'psnr': 27.9}]]
     write_run(tmp_path, 'a', history[:1], label='400')
-    assert sbs.validation_curve('a', root=tmp_path) == [(400, 'psnr', 27.6941)]   # cut: its newest numbered file
+    assert curves.validation_curve('a', root=tmp_path) == [(400, 'psnr', 27.6941)]   # cut: its newest numbered file
     write_run(tmp_path, 'a', history)
-    assert sbs.validation_curve('a', root=tmp_path) == [(400, 'psnr', 27.6941), (1000, 'psnr', 28.1)]
-    assert sbs.validation_curve('a', live=True, root=tmp_path) == [(1000, 'psnr', 27.9)]
-    assert sbs.validation_curve('never_ran', root=tmp_path) == []
+    assert curves.validation_curve('a', root=tmp_path) == [(400, 'psnr', 27.6941), (1000, 'psnr', 28.1)]
+    assert curves.validation_curve('a', live=True, root=tmp_path) == [(1000, 'psnr', 27.9)]
+    assert curves.validation_curve('never_ran', root=tmp_path) == []
 
 
 def test_summary_table_and_install_by_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_run(tmp_path / 'experiments', 'srresnet_x4_dhp40_continue_gpu', [[600, 'Set5', {'psnr': 30.123}]])
-    sbs.write_summary(str(tmp_path / 'summary.md'), ['srresnet_x4_dhp40_continue_gpu', 'dncnn_s70_dhp20_gpu'])
+    curves.write_summary(str(tmp_path / 'summary.md'), ['srresnet_x4_dhp40_continue_gpu', 'dncnn_s70_dhp20_gpu'])
     text = (tmp_path / 'summary.md').read_text()
     assert '| srresnet_x4_dhp40_continue_gpu | 30.12 |' in text and '| dncnn_s70_dhp20_gpu |  |' in text
     job = sbs.Job('srresnet_x4_dhp40_continue_gpu', 'x.yml', {}, model='srresnet_x4_dhp40')

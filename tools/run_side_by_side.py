@@ -36,9 +36,8 @@ from pathlib import Path
 
 import yaml
 
-from restore_dhp.fileio import write_text
-from restore_dhp.models.restoration_model import LIVE_SUFFIX
 from tools import recipes
+from tools.curves import write_summary
 
 ITER_LINE = re.compile(r'iter:\s*([\d,]+).*?time \(data\): ([\d.]+)')   # BasicSR's averaged time per iteration
 SAFETY = 0.9  # fraction of the wall time the real runs are planned to fill
@@ -162,46 +161,6 @@ def batch_force(batch: int, opt: dict) -> list[str]:
     own = opt['datasets']['train']['batch_size_per_gpu']
     lr = float(opt['train']['optim_g']['lr']) * (batch / own) ** 0.5
     return [f'datasets:train:batch_size_per_gpu={batch}', f'train:optim_g:lr=!!float{lr:.3e}']
-
-
-def last_checkpoint(name: str, root: Path = Path('experiments')) -> Path | None:
-    """The newest compact checkpoint of an experiment: ``net_g_latest``, else the highest ``net_g_<iter>``."""
-    models = root / name / 'models'
-    latest = models / 'net_g_latest.safetensors'
-    if latest.is_file():
-        return latest
-    numbered = [(int(m.group(1)), p) for p in models.glob('net_g_*.safetensors')
-                if (m := re.fullmatch(r'net_g_(\d+)\.safetensors', p.name))]
-    return max(numbered)[1] if numbered else None
-
-
-def validation_curve(name: str, live: bool = False, root: Path = Path('experiments')) -> list[tuple[int, str, float]]:
-    """(iteration, metric, value) of every validation an experiment's last compact checkpoint records (its first
-    metric); ``live``: those of the trained network that a run with EMA and ``val.also_live`` validates beside the
-    average's (set ``<name>_live``), instead of the rest. Empty when the run wrote no compact checkpoint."""
-    from restore_dhp.checkpoint import read_metadata
-    path = last_checkpoint(name, root)
-    if path is None:
-        return []
-    curve = []
-    for iteration, set_name, metrics in read_metadata(path)['info'].get('validation', []):
-        if metrics and set_name.endswith(LIVE_SUFFIX) == live:
-            metric, value = next(iter(metrics.items()))
-            curve.append((int(iteration), metric, float(value)))
-    return curve
-
-
-def write_summary(path: str, names: list[str]) -> None:
-    curves = {name: validation_curve(name) for name in names}
-    iters = sorted({i for c in curves.values() for i, _, _ in c})
-    lines = ['| run | ' + ' | '.join(f'@{i}' for i in iters) + ' |', '|---|' + '---|' * len(iters)]
-    for name, curve in curves.items():
-        by_iter = {i: v for i, _, v in curve}
-        lines.append(f'| {name} | ' + ' | '.join(f'{by_iter[i]:.2f}' if i in by_iter else '' for i in iters) + ' |')
-    metric = next((m for c in curves.values() for _, m, _ in c), 'psnr')
-    write_text(path, f'Validation {metric} (dB) by iteration, from each run\'s last compact checkpoint.\n\n'
-               + '\n'.join(lines) + '\n')
-    print('\n'.join(lines))
 
 
 def iterations_to_fill(seconds: float, calibrations: list[tuple[float, float, float]], one_at_a_time: bool) -> int:

@@ -8,7 +8,9 @@
   than one module);
 - private imports: ``from <our module> import _name`` (another module's private name);
 - task branches: comparisons with a task name ('sr' or 'denoise') outside restore_dhp/tasks.py;
-- lines: files over 400 lines, functions over 60 lines, the median function length.
+- lines: files over 400 lines (and over 300, to watch), functions over 60 lines, the median function length;
+- option files in options/train (at most 24: one per recipe family, tools/recipes.py) and the README's size (at
+  most 30,000 bytes: what a user needs; the studies' detail lives in research/).
 Reads the source with `ast`; imports nothing from the project.
 """
 import argparse
@@ -22,6 +24,9 @@ PYTHON_ROOTS = (PACKAGE, 'tools', 'research')   # packages whose modules are roo
 TASK_NAMES = {'sr', 'denoise'}
 TASK_HOME = f'{PACKAGE}/tasks.py'
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60
+WATCH_FILE_LINES = 300            # files over this are listed, not refused
+MAX_OPTION_FILES = 24             # options/train/*.yml
+MAX_README_BYTES = 30_000
 
 
 def module_files(root):
@@ -139,7 +144,9 @@ def measure(root):
     graph = imports(files)
     report = {'rooms': len(files), 'arrows': sum(len(every) for every, _ in graph.values()),
               'circles': cycles({m: every for m, (every, _) in graph.items()}),
-              'branches': [], 'private_imports': [], 'long_files': [], 'long_functions': [], 'function_lines': []}
+              'branches': [], 'private_imports': [], 'long_files': [], 'long_functions': [], 'function_lines': [],
+              'files_over_300': [], 'option_files': len(list((root / 'options' / 'train').glob('*.yml'))),
+              'readme_bytes': (root / 'README.md').stat().st_size if (root / 'README.md').exists() else 0}
     for module, path in files.items():
         rel = path.relative_to(root).as_posix()
         text = path.read_text()
@@ -147,6 +154,8 @@ def measure(root):
         n_lines = len(text.splitlines())
         if n_lines > MAX_FILE_LINES:
             report['long_files'].append((rel, n_lines))
+        if n_lines > WATCH_FILE_LINES:
+            report['files_over_300'].append((rel, n_lines))
         report['private_imports'] += [f'{rel}: {name}' for name in
                                       private_imports(tree, module, path.name == '__init__.py', files)]
         if rel != TASK_HOME:
@@ -168,9 +177,11 @@ def main(argv=None):
     print(f"rooms {r['rooms']}, arrows {r['arrows']}, circles {len(r['circles'])}, "
           f"task branches {len(r['branches'])} in {len(branch_files)} files, "
           f"private imports {len(r['private_imports'])}, "
-          f"files over {MAX_FILE_LINES} lines {len(r['long_files'])}, "
+          f"files over {MAX_FILE_LINES} lines {len(r['long_files'])} (over {WATCH_FILE_LINES}: {len(r['files_over_300'])}), "
           f"functions over {MAX_FUNCTION_LINES} lines {len(r['long_functions'])}, "
-          f"median function {statistics.median(r['function_lines']):g} lines")
+          f"median function {statistics.median(r['function_lines']):g} lines, "
+          f"option files in options/train {r['option_files']} (at most {MAX_OPTION_FILES}), "
+          f"README {r['readme_bytes']:,} bytes (at most {MAX_README_BYTES:,})")
     if args.list:
         for group in r['circles']:
             print('circle:', ' -> '.join(group))
@@ -178,8 +189,8 @@ def main(argv=None):
             print('branch:', where)
         for where in r['private_imports']:
             print('private import:', where)
-        for rel, n in r['long_files']:
-            print(f'long file: {rel} ({n} lines)')
+        for rel, n in r['files_over_300']:
+            print(f"{'long' if n > MAX_FILE_LINES else 'over 300'}: {rel} ({n} lines)")
         for where, n in r['long_functions']:
             print(f'long function: {where} ({n} lines)')
 

@@ -13,11 +13,11 @@ import pathlib
 import re
 import sys
 
+from restore_dhp.catalogue import TASKS
 from restore_dhp.fileio import write_text
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
-REPORTS = (('sr', 'Super-resolution ×4 (SRResNet)'), ('denoise', 'Denoising σ=70 (DnCNN)'))
 
 
 def measured_section(report: str) -> str:
@@ -29,11 +29,11 @@ def measured_section(report: str) -> str:
 def main() -> int:
     parts = ['(Generated from `reports/*/report.md` by `tools/update_readme_results.py`; '
              'how each model was trained: `weights/README.md`.)']
-    for task, title in REPORTS:
+    for task, spec in TASKS.items():   # each titled as the catalogue titles it
         path = ROOT / 'reports' / task / 'report.md'
         if not path.exists():
             continue
-        parts.append(f'### {title}\n\n{measured_section(path.read_text())}\n\n'
+        parts.append(f'### {spec.title}\n\n{measured_section(path.read_text())}\n\n'
                      f'Full report with SSIM, the paper\'s reported figures and the plot: '
                      f'[`reports/{task}/report.md`](reports/{task}/report.md), '
                      f'![PSNR vs FLOPs](reports/{task}/psnr_vs_flops.png)')

@@ -23,7 +23,8 @@ from restore_dhp.catalogue import TASKS, VARIANT_LABELS
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.complexity import checkpoint_complexity
 from restore_dhp.fileio import write_text
-from tools.recipes import of_checkpoint
+from tools.curves import curve_of
+from tools.recipes import following, of_checkpoint, parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTRO_TEMPLATE = os.path.join(ROOT, 'tools', 'model_card_intro.md')   # the prose; {budgets} is filled in
@@ -41,7 +42,7 @@ def wall_time(info: dict) -> str:
 
 def validation_curve(info: dict) -> str:
     """'iteration: PSNR' of every validation, as the run's checkpoint records it."""
-    points = {int(i): float(metrics['psnr']) for i, _, metrics in info.get('validation', []) if 'psnr' in metrics}
+    points = {i: v for i, _, v in curve_of(info, metric='psnr')}
     return ', '.join(f'{i}: {v:.2f}' for i, v in sorted(points.items())) or 'unknown (not recorded in the checkpoint)'
 
 
@@ -50,13 +51,13 @@ ALONE = {'srresnet_x4_dhp100_gpu'}  # GPU runs trained alone, in a later lease (
 
 
 def runner(experiment: str) -> str:
-    sr_last_stage = experiment.startswith(TASKS['sr'].prefix) and experiment.endswith('_bnfreeze_gpu')
-    if experiment.endswith('_continue_gpu') or sr_last_stage:
-        return 'BUDGET=gpu-continue bash tools/train_weights.sh --iters 3000'
+    """The command that ran a shipped run: tools/train_weights.sh at its stage's budget (the full width alone)."""
+    stage = parse(experiment)['stage']
     if experiment in ALONE:
         return 'research/gpu_campaign/gpu_session.sh'
-    budget = experiment.rsplit('_', 1)[-1]
-    return 'BUDGET=gpu bash tools/train_weights.sh' if budget == 'gpu' else 'bash tools/train_weights.sh'
+    if stage == 'continue_gpu' or experiment in following('continue_gpu', experiment):
+        return 'BUDGET=gpu-continue bash tools/train_weights.sh --iters 3000'
+    return 'BUDGET=gpu bash tools/train_weights.sh' if stage.endswith('gpu') else 'bash tools/train_weights.sh'
 
 
 def widths_line(widths: dict) -> str:

@@ -60,9 +60,9 @@ if [ "${SKIP_EXP:-0}" != 1 ]; then
       "${exp_force[@]}" --python "$PY" >> "$OUT/experiment.txt" 2>&1
     echo "   $(date -u +%T) $arm exit $?"
   done
-  names=()   # the curves from the runs' checkpoints (tools/run_side_by_side.py --summary)
+  names=()   # the curves from the runs' checkpoints (tools/curves.py)
   for arm in $ARMS; do for s in s10 s11; do [ -d "experiments/sr_inv_${arm}_$s" ] && names+=("sr_inv_${arm}_$s"); done; done
-  [ ${#names[@]} -gt 0 ] && $PY -c 'import sys; from tools.run_side_by_side import write_summary
+  [ ${#names[@]} -gt 0 ] && $PY -c 'import sys; from tools.curves import write_summary
 write_summary(sys.argv[1], sys.argv[2:])' "$OUT/sr_inversion_validation.md" "${names[@]}"
 fi
 

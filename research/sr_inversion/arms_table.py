@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from restore_dhp.fileio import write_text
-from tools.run_side_by_side import validation_curve
+from tools.curves import validation_curve
 
 BEGIN, END = '<!-- arms:begin -->', '<!-- arms:end -->'
 RUN_NAME = re.compile(r'sr_arm_(\w+)_s(\d+)$')
