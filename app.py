@@ -7,9 +7,10 @@ weights/dncnn_s70_{...}.safetensors once at start-up (whatever exists; it
 exits with an error if none does), then serves one page: pick a task and an
 image, and every loaded model of that task restores it; the page shows a
 before/after slider per model and one table with GFLOPs, parameters, the
-runtime measured on this request's image (forward pass only, median of
---repeats runs after a warm-up), peak memory, PSNR/SSIM when a reference
-exists, and the device.
+runtime measured on this request's image (forward pass only, all models
+timed side by side in --repeats rounds after a warm-up, with a control and
+each runtime's spread), peak memory, PSNR/SSIM when a reference exists, and
+the device.
 
 Only layout and glue live here; the logic is in restore_dhp/demo.py.
 
@@ -80,6 +81,11 @@ def pixel_limits(reg: D.Registry, args) -> dict[str, int]:
     return limits
 
 
+def seed_shown(task: str, mode: str) -> bool:
+    """The noise seed matters only where noise is added: a noise task in simulate mode."""
+    return task in D.TASKS and tasks.get(task).uses_noise and mode == 'simulate'
+
+
 def intro_markdown(reg: D.Registry, limits: dict[str, int], repeats: int) -> str:
     sr, dn = D.pixel_limit_text(limits['sr']), D.pixel_limit_text(limits['denoise'])
     sr_hr = D.pixel_limit_text(tasks.get('sr').upload_pixels(limits['sr'], D.TASKS['sr'].scale, simulate=True))
@@ -87,17 +93,19 @@ def intro_markdown(reg: D.Registry, limits: dict[str, int], repeats: int) -> str
             'Compare the unpruned baseline with DHP-pruned networks (DHP-60, DHP-40, DHP-20) that keep about '
             '60%, 40% and 20% of its FLOPs. **Super-resolution ×4** uses SRResNet on RGB images; **denoising σ=70** uses DnCNN on '
             '**gray** images (colour uploads are converted to gray). Runtimes are measured on this server '
-            f'({reg.device.type.upper()}) for the forward pass only (median of {repeats} runs after a warm-up). '
+            f'({reg.device.type.upper()}) for the forward pass only, all models side by side with a control (median '
+            f'of {repeats} rounds after a warm-up, the spread in brackets). '
             f'Larger inputs are downscaled first: the SR network input is capped at {sr} '
             f'(simulated SR uploads at {sr_hr}), the denoising input at {dn}.')
 
 
 def request_handler(reg: D.Registry, args, limits: dict[str, int], slots: list):
-    """The Run button's function: status line, results table, measurement note, one slider pair per slot."""
+    """The Run button's function: status line, results table, measurement note, one slider pair per slot (shown
+    only where there is a result: no empty panels)."""
     def run_models(task_v, mode_v, image_v, seed_v):
         # raw (un-preprocessed) inputs: the image arrives as a file-data dict, decoded by us; only a file
         # that Gradio stored in its upload cache is read (never a path an API caller names)
-        empty = [None] * len(slots)
+        empty = [gr.update(visible=False, value=None)] * len(slots)
         try:
             path = D.uploaded_file(image_v, get_upload_folder())
             res = D.process_request(reg, task_v, mode_v, path, seed_v, repeats=args.repeats, max_pixels=limits)
@@ -110,7 +118,8 @@ def request_handler(reg: D.Registry, args, limits: dict[str, int], slots: list):
             gr.Warning(msg)
             return [f'⚠️ {msg}', gr.update(visible=False, value=None), '', *empty]
         by_variant = {r.variant: r.output for r in res.results}
-        pairs = [(res.before, by_variant[m.variant]) if t == res.task and m.variant in by_variant else None
+        pairs = [gr.update(visible=True, value=(res.before, by_variant[m.variant]))
+                 if t == res.task and m.variant in by_variant else gr.update(visible=False, value=None)
                  for t, m in slots]
         df = pd.DataFrame(res.table_rows, columns=res.table_columns)
         return [f'**{res.status_line()}**', gr.update(visible=True, value=df), res.measurement_note, *pairs]
@@ -132,7 +141,7 @@ def build(reg: D.Registry, args) -> gr.Blocks:
                 mode = gr.Radio(MODE_CHOICES, value='simulate', label='Mode')
                 mode_help = gr.Markdown(MODE_HELP[shown[0]], elem_id='mode-help')
                 seed = gr.Number(value=0, precision=0, minimum=0, label='Noise seed (σ=70, fixed for reproducibility)',
-                                 visible=tasks.get(shown[0]).uses_noise)
+                                 visible=seed_shown(shown[0], 'simulate'))
                 run = gr.Button('Run all models', variant='primary')
             with gr.Column(scale=1):
                 image = gr.Image(type='filepath', label='Input image (upload or pick an example)',
@@ -143,7 +152,7 @@ def build(reg: D.Registry, args) -> gr.Blocks:
         status = gr.Markdown('Choose an image and press **Run all models**.', elem_id='status', label='status')
         # hidden until there are results: an empty table would show placeholder headers
         table = gr.Dataframe(label='Results (runtime and memory measured on this request\'s image)',
-                             interactive=False, elem_id='results-table', visible=False)
+                             interactive=False, elem_id='results-table', visible=False, wrap=True)
         note = gr.Markdown('', elem_id='measurement-note')
         groups, sliders = {}, []
         for t in D.TASKS:
@@ -153,15 +162,17 @@ def build(reg: D.Registry, args) -> gr.Blocks:
                     with gr.Row():
                         for m in task_slots[i:i + 2]:
                             sliders.append(gr.ImageSlider(label=f'{m.name}: input ↔ output', format='png',
-                                                          type='numpy', height=480))
+                                                          type='numpy', height=480, visible=False))
             groups[t] = grp
 
-        def on_task(t):
+        def on_task(t, m):
             t = t if t in D.TASKS else shown[0]
-            return [gr.update(visible=tasks.get(t).uses_noise), MODE_HELP[t]] + [gr.update(visible=(k == t))
-                                                                                 for k in D.TASKS]
+            return [gr.update(visible=seed_shown(t, m)), MODE_HELP[t]] + [gr.update(visible=(k == t))
+                                                                          for k in D.TASKS]
 
-        task.change(on_task, task, [seed, mode_help, *groups.values()], api_name=False, queue=False)
+        task.change(on_task, [task, mode], [seed, mode_help, *groups.values()], api_name=False, queue=False)
+        mode.change(lambda t, m: gr.update(visible=seed_shown(t, m)), [task, mode], seed, api_name=False,
+                    queue=False)
 
         run_models = request_handler(reg, args, limits, slots)
         run.click(run_models, [task, mode, image, seed], [status, table, note, *sliders], api_name='restore',

@@ -11,9 +11,12 @@ Kept free of Gradio so it can be tested and reused directly:
   uploads, and :func:`restore_dhp.uploads.decode_upload` decodes them with the project's one
   decoder, bounding their size (both re-exported here).
 * :func:`process_request` prepares the model input for a task and mode, runs
-  every loaded model of that task on it, times only the forward pass
-  (:func:`restore_dhp.timing.measure` on a prepared tensor), scores against a
-  reference when one exists, and returns the before/after pairs and one table.
+  every loaded model of that task on it, times only the forward pass on a prepared
+  tensor -- all models side by side, as the speed tables do (each round runs every
+  model once, order rotated: :func:`restore_dhp.timing.measure_side_by_side`), with a
+  control (the first model timed again in the same rounds, which should read 1.00×
+  itself) and each runtime's spread over the rounds --, scores against a reference
+  when one exists, and returns the before/after pairs and one table.
 
 Bad input raises :class:`InputError`, whose message is one line meant for the page.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,15 +43,17 @@ from .deploy import prepare as deploy
 from .examples import EXAMPLES, UPLOAD_NOISE_NAME, write_examples  # noqa: F401  (the app takes them from here)
 from .run_model import resolve_device, tensor_to_image
 from .tasks import InputError, size_text
-from .timing import measure
+from .timing import (Measurement, claim_profiler_thread, device_name, measure_side_by_side, paired_ratios,
+                     peak_memory, quartiles)
 from .uploads import MAX_DECODE_BYTES, UPLOAD_REFUSED, decode_upload, uploaded_file  # noqa: F401  (re-exported)
 
 MODES = ('simulate', 'restore')
 DEFAULT_REPEATS = 3
 # Bounds on the network input (pixels) by device, chosen so a request with all four
 # full-size models (1 output/warm-up forward + DEFAULT_REPEATS timed + 1 memory forward
-# each) stays under ~20 s on a 2-core CPU (measurements in app.py's docstring) and well
-# under a second on one GPU (SRResNet at 256×256 LR: a 1024×1024 output).
+# each, and DEFAULT_REPEATS of the control) stays under ~20 s on a 2-core CPU (measurements
+# in app.py's docstring; the SR request with five shipped models at 64×64 took 8 s on the
+# shared machine) and well under a second on one GPU (SRResNet at 256×256 LR: a 1024×1024 output).
 DEFAULT_MAX_PIXELS = {'cpu': {'sr': 64 * 64, 'denoise': 160 * 160},
                       'cuda': {'sr': 256 * 256, 'denoise': 1024 * 1024}}
 MIN_SIDE = 8                      # smallest network input side accepted
@@ -140,6 +146,7 @@ def load_registry(weights_dir: str | os.PathLike, device: str | torch.device | N
     """Load every expected checkpoint that exists; raise :class:`NoWeightsError` if none loads at all."""
     weights_dir = Path(weights_dir)
     device = resolve_device(device)
+    claim_profiler_thread()  # here, on the server's main thread: no profiler ERROR line on the first request
     reg = Registry(weights_dir, device)
     for key, spec in TASKS.items():
         reg.models[key], reg.missing[key], reg.broken[key] = [], [], []
@@ -251,11 +258,24 @@ def format_cell(column: str, value) -> str:
     return fmt.format(value) if fmt else str(value)
 
 
-def measurement_note(meas, repeats: int) -> str:
+def format_row_cell(column: str, row: dict) -> str:
+    """A result row's cell: the runtime with its quartiles over the rounds, e.g. '12.3 (11.9–13.0)'."""
+    text = format_cell(column, row.get(column))
+    spread = row.get('Runtime quartiles (ms)')
+    if column == 'Runtime (ms)' and spread is not None and text != '—':
+        text += f' ({spread[0]:,.1f}–{spread[1]:,.1f})'
+    return text
+
+
+def measurement_note(meas, repeats: int, control: float | None = None) -> str:
     """Where and how the runtime and memory columns were measured, in words, from the measurement itself."""
+    drift = '' if control is None else (
+        f' Control: the first model timed again in the same rounds reads {control:.2f}× its own time (1.00: the '
+        'rounds treated every model alike; further from 1.00, read small differences between rows with care).')
     return (f'Measured on {device_label(meas)}. Runtime: the forward pass on this request\'s network input only '
-            f'(no decoding or conversion), median of {repeats} run(s) after a warm-up. How time and peak memory '
-            f'were measured: {meas.method}.')
+            f'(no decoding or conversion), median of {repeats} round(s) after a warm-up, every model once per '
+            f'round in rotated order, with the interquartile range over the rounds in brackets.{drift} How time '
+            f'and peak memory were measured: {meas.method}.')
 
 
 _RUN_LOCK = threading.Lock()  # one request at a time on the models: honest timings, bounded memory
@@ -286,16 +306,16 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
         raise InputError('No image: upload one or pick an example.')
     img, notices = decode_upload(image, limit, keep_16bit=(mode == 'restore'))
     prep = prepare(task, mode, img, seed, registry.device)
-    results, meas = _run_models(task, models, prep, repeats, img.dtype)
+    results, meas, control = _run_models(task, models, prep, repeats, img.dtype)
     cols = table_columns(task, prep.reference is not None)
-    rows = [[format_cell(c, r.row.get(c)) for c in cols] for r in results]
+    rows = [[format_row_cell(c, r.row) for c in cols] for r in results]
     if prep.reference is not None:  # the no-network reference row: bicubic upscaling / the noisy input itself
         floor = {'Model': f'{tasks.get(task).floor_label(TASKS[task].scale)} (no network)',
                  **_scores(task, prep.before, prep.reference)}
         rows.append([format_cell(c, floor.get(c)) for c in cols])
     _, _, h, w = prep.x.shape
     return RequestResult(task, mode, notices + prep.notices, results, cols, rows, prep.before, (h, w),
-                         measurement_note(meas, repeats))
+                         measurement_note(meas, repeats, control))
 
 
 def _scores(task: str, out: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -305,25 +325,43 @@ def _scores(task: str, out: np.ndarray, reference: np.ndarray) -> dict[str, floa
     return {col: met[key] for col, key in zip(columns, keys)}
 
 
-def _run_models(task: str, models: list[LoadedModel], prep: Prepared, repeats: int, dtype=np.uint8):
-    """Every model on the prepared input, one at a time: its output, time, memory and scores.
+CONTROL = '(control)'
 
-    ``dtype``: the upload's; a 16-bit upload is restored at 16-bit precision, then shown as 8-bit.
-    """
-    results, meas = [], None
+
+def _timed_side_by_side(models: list[LoadedModel], x: torch.Tensor, repeats: int):
+    """Each model's outputs (its warm-up too), rounds of runtimes all interleaved with a control, peak memory."""
+    outputs = {lm.variant: lm.runner(x) for lm in models}
+    runners = {lm.variant: lm.runner for lm in models}
+    runners[CONTROL] = models[0].runner
+    runs = measure_side_by_side(runners, x, repeats, warmup=0)
+    memory = {lm.variant: peak_memory(lm.runner, x) for lm in models}
+    control = statistics.median(paired_ratios(runs[models[0].variant], runs[CONTROL]))
+    return outputs, runs, memory, control
+
+
+def _run_models(task: str, models: list[LoadedModel], prep: Prepared, repeats: int, dtype=np.uint8):
+    """Every model on the prepared input, timed side by side: its output, time (median and quartiles over the
+    rounds), memory and scores.  ``dtype``: the upload's; a 16-bit upload is restored at 16-bit precision, then
+    shown as 8-bit."""
+    results = []
     with _RUN_LOCK, torch.no_grad():
-        for lm in models:
-            y = lm.runner(prep.x)                     # the output; doubles as the warm-up run
-            meas = measure(lm.runner, prep.x, repeats=repeats, warmup=0)
-            out = to_uint8(tensor_to_image(y, dtype))
-            row = {'Model': lm.name, 'GFLOPs (128×128)': lm.gflops,
-                   'FLOPs (% of baseline)': 100 * lm.flops_ratio, 'Parameters': int(lm.params),
-                   'Runtime (ms)': meas.median_ms, 'Peak memory (MB)': meas.peak_memory_mb,
-                   'Device': device_label(meas)}  # shown once, in the measurement note
-            if prep.reference is not None:
-                row.update(_scores(task, out, prep.reference))
-            results.append(ModelResult(lm.name, lm.variant, out, row))
-    return results, meas
+        outputs, runs, memory, control = _timed_side_by_side(models, prep.x, repeats)
+    method = memory[models[0].variant][1]
+    meas = Measurement(0.0, 0.0, [], None, prep.x.device.type, device_name(prep.x.device),
+                       None if prep.x.device.type == 'cuda' else torch.get_num_threads(), method)
+    for lm in models:
+        q1, median, q3 = quartiles(runs[lm.variant])
+        out = to_uint8(tensor_to_image(outputs[lm.variant], dtype))
+        peak = memory[lm.variant][0]
+        row = {'Model': lm.name, 'GFLOPs (128×128)': lm.gflops,
+               'FLOPs (% of baseline)': 100 * lm.flops_ratio, 'Parameters': int(lm.params),
+               'Runtime (ms)': median, 'Runtime quartiles (ms)': (q1, q3),
+               'Peak memory (MB)': None if peak is None else peak / 2**20,
+               'Device': device_label(meas)}  # shown once, in the measurement note
+        if prep.reference is not None:
+            row.update(_scores(task, out, prep.reference))
+        results.append(ModelResult(lm.name, lm.variant, out, row))
+    return results, meas, control
 
 
 def _parse_seed(seed: Any) -> int:

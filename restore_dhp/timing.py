@@ -83,16 +83,29 @@ def measure(model, x: torch.Tensor, repeats: int = 5, warmup: int = 2) -> Measur
     for _ in range(warmup):
         model(x)
     runs = [_time_one(model, x) for _ in range(repeats)]
-    cuda = x.device.type == 'cuda'
-    allocator = getattr(model, 'memory_allocator', None)  # a deployed backend whose runtime allocates outside torch
-    if cuda:
-        peak, method = _cuda_peak_bytes(model, x), METHOD_CUDA
-    elif allocator:
-        peak, method = None, METHOD_CPU_NO_MEMORY_FOR.format(allocator)
-    else:
-        peak, method = _cpu_peak_bytes(model, x), METHOD_CPU
+    peak, method = peak_memory(model, x)
     return Measurement(statistics.median(runs), statistics.fmean(runs), runs, peak, x.device.type,
-                       device_name(x.device), None if cuda else torch.get_num_threads(), method)
+                       device_name(x.device), None if x.device.type == 'cuda' else torch.get_num_threads(), method)
+
+
+@torch.no_grad()
+def peak_memory(model, x: torch.Tensor) -> tuple[int | None, str]:
+    """Peak memory of one forward (bytes; ``None`` where the runtime allocates outside torch) and how time and
+    memory are measured on this device, in words."""
+    allocator = getattr(model, 'memory_allocator', None)  # a deployed backend whose runtime allocates outside torch
+    if x.device.type == 'cuda':
+        return _cuda_peak_bytes(model, x), METHOD_CUDA
+    if allocator:
+        return None, METHOD_CPU_NO_MEMORY_FOR.format(allocator)
+    return _cpu_peak_bytes(model, x), METHOD_CPU
+
+
+def claim_profiler_thread() -> None:
+    """Profile once, on the calling thread: the profiler (kineto) registers itself with the first thread that
+    profiles, and a later profile on another thread (a web server's worker) prints ``ERROR: External init
+    callback must run in same thread as registerClient``.  A server calls this at start-up, on its main thread."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True):
+        torch.zeros(1).add_(1)
 
 
 @torch.no_grad()

@@ -1,12 +1,12 @@
 """Shared fixtures. ``demo_app``: the Gradio demo (app.py) running as a subprocess on tiny random checkpoints.
 
-Set ``RESTORE_DHP_DEMO_WEIGHTS=weights`` to serve real checkpoints instead (e.g. to take the
-README's screenshot: ``RESTORE_DHP_DEMO_WEIGHTS=weights pytest tests/test_app_browser.py``).
+Set ``RESTORE_DHP_DEMO_WEIGHTS=weights`` to serve real checkpoints instead, from that folder as the demo
+itself does (e.g. to take the README's screenshot: ``RESTORE_DHP_DEMO_WEIGHTS=weights pytest
+tests/test_app_browser.py``, then copy test-artifacts/demo.png to reports/demo_screenshot.png).
 """
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -54,13 +54,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_demo(weights_dir: Path, log_path: Path, extra=(), timeout: float = 240.0):
+def start_demo(weights_dir: Path, log_path: Path, extra=(), timeout: float = 240.0, examples_dir: Path | None = None):
     """Start app.py; return (process, url) once the page answers. Fails with the log if it dies first."""
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED='False', PYTHONUNBUFFERED='1')
     log = open(log_path, 'w')
+    examples_dir = examples_dir or Path(weights_dir) / 'examples'
     proc = subprocess.Popen([sys.executable, str(REPO / 'app.py'), '--weights-dir', str(weights_dir),
-                             '--port', str(port), '--examples-dir', str(weights_dir / 'examples'), *extra],
+                             '--port', str(port), '--examples-dir', str(examples_dir), *extra],
                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f'http://127.0.0.1:{port}/'
     deadline = time.monotonic() + timeout
@@ -84,14 +85,13 @@ def demo_app(tmp_path_factory):
     """(url, weights_dir, log_path) of one app.py server shared by the demo tests."""
     folder = tmp_path_factory.mktemp('demo_weights')
     real = os.environ.get('RESTORE_DHP_DEMO_WEIGHTS')
-    if real:
-        for ckpt in Path(real).glob('*.safetensors'):
-            shutil.copy2(ckpt, folder / ckpt.name)
-    else:
+    if not real:
         write_tiny_demo_weights(folder)
     log_path = folder / 'app.log'
-    proc, url = start_demo(folder, log_path)
-    yield url, folder, log_path
+    # real weights are served from their own folder (named as given, relative to the checkout), as the demo does
+    served = REPO / real if real else folder
+    proc, url = start_demo(Path(real) if real else folder, log_path, examples_dir=folder / 'examples')
+    yield url, served, log_path
     proc.terminate()
     try:
         proc.wait(timeout=20)

@@ -43,6 +43,17 @@ def _check_initial_page(page, expect):
     text = help_.inner_text()
     assert 'Simulate' in text and 'seed' not in text, text                      # the seed field is hidden for SR
     assert help_.evaluate(LUMINANCE_JS) < 0.45, 'the mode help text is too faint'
+    # no empty panels before a run: no slider is shown until it has a result
+    assert page.get_by_text(': input ↔ output').count() == 0 or not any(
+        e.is_visible() for e in page.get_by_text(': input ↔ output').all())
+    seed = page.get_by_label('Noise seed', exact=False)
+    page.get_by_role('radio', name='Denoising', exact=False).check()
+    expect(seed).to_be_visible()                                                 # denoising, simulate: noise added
+    page.get_by_role('radio', name='Restore this image', exact=False).check()
+    expect(seed).to_be_hidden()                                                  # restore mode adds no noise
+    page.get_by_role('radio', name='Simulate', exact=False).check()
+    page.get_by_role('radio', name='Super-resolution', exact=False).check()
+    expect(seed).to_be_hidden()
 
 
 def _check_results(page, expect):
@@ -62,13 +73,16 @@ def _check_results(page, expect):
         # fixed decimals per column, thousands separators
         assert re.fullmatch(r'\d+\.\d\d', gflops) and re.fullmatch(r'\d+\.\d', ratio), by_name[name]
         assert re.fullmatch(r'\d{1,3}(,\d{3})*', params) and int(params.replace(',', '')) > 0, by_name[name]
-        assert re.fullmatch(r'[\d,]+\.\d', ms) and re.fullmatch(r'[\d,]+\.\d|—', mb), by_name[name]
+        # the median with its quartiles over the interleaved rounds
+        assert re.fullmatch(r'[\d,]+\.\d \([\d,]+\.\d–[\d,]+\.\d\)', ms) and re.fullmatch(r'[\d,]+\.\d|—', mb), \
+            by_name[name]
         assert re.fullmatch(r'\d+\.\d\d', psnr) and re.fullmatch(r'-?\d\.\d{4}', ssim), by_name[name]
         label = page.get_by_text(f'{name}: input ↔ output', exact=True)
         expect(label).to_be_visible()
         assert label.evaluate('e => e.scrollWidth <= e.clientWidth + 1'), f'label of {name} is cut off'
     note = page.locator('#measurement-note').inner_text()
     assert 'median of' in note and 'peak' in note.lower() and re.match(r'Measured on (CPU, |GPU: )', note), note
+    assert 'Control: the first model timed again' in note, note
 
 
 def test_page_runs_an_example_and_shows_results(demo_app):

@@ -43,8 +43,15 @@ def _call(client, task, mode, path, seed=0):
     return out
 
 
+def _shown(update):
+    """A slider's pair, or None when the slider is hidden (results arrive as updates that also show them)."""
+    if isinstance(update, dict) and ('visible' in update or '__type__' in update):
+        return update.get('value') if update.get('visible', True) else None
+    return update
+
+
 def _sliders(out, task):
-    return list(out[3:7]) if task == 'sr' else list(out[7:11])
+    return [_shown(u) for u in (out[3:7] if task == 'sr' else out[7:11])]
 
 
 def _load(p):
@@ -70,8 +77,10 @@ def _check_table(table, names, scored, score_cols):
     by_name = {r[0]: dict(zip(headers, r)) for r in rows}
     for name in names:
         row = by_name[name]
-        for col in ('GFLOPs (128×128)', 'FLOPs (% of baseline)', 'Runtime (ms)'):
+        for col in ('GFLOPs (128×128)', 'FLOPs (% of baseline)'):
             assert _number(row[col], DECIMALS[col]) > 0, (name, col, row[col])
+        median, q1, q3 = re.fullmatch(r'(\S+) \((\S+)–(\S+)\)', row['Runtime (ms)']).groups()  # median (quartiles)
+        assert 0 < _number(q1, 1) <= _number(median, 1) <= _number(q3, 1), row['Runtime (ms)']
         assert _number(row['Parameters'], 0) > 0
         assert row['Peak memory (MB)'] == '—' or _number(row['Peak memory (MB)'], 1) >= 0  # '—' where unmeasurable
         for col in score_cols:
@@ -95,6 +104,8 @@ def test_sr_simulate_every_model(client, tmp_path):
     assert 'Bicubic ×4 (no network)' in by_name
     assert 'peak' in out[2].lower() and 'median of' in out[2]   # the note says what the numbers are
     assert re.match(r'Measured on (CPU, \d+ threads|GPU: )', out[2]), out[2]
+    assert re.search(r'every model once per round in rotated order', out[2]), out[2]
+    assert re.search(r'Control: the first model timed again in the same rounds reads \d\.\d\d×', out[2]), out[2]
 
 
 def test_sr_upscale_every_model(client, tmp_path):
@@ -146,7 +157,7 @@ def test_bad_input_gives_message_and_server_survives(client, tmp_path, kind, tas
     out = _call(client, task, 'simulate', _bad_inputs(tmp_path)[kind])
     status = out[0]
     assert status.startswith('⚠️') and '\n' not in status and 'Traceback' not in status, status
-    assert all(s is None for s in out[3:])
+    assert all(_shown(s) is None for s in out[3:])
     ok = _call(client, task, 'restore', _img(tmp_path / 'after.png', _rand((16, 16, 3), 7)))
     assert ok[0].startswith('**Done'), ok[0]
 
@@ -228,6 +239,12 @@ def test_two_concurrent_requests_get_their_own_results(demo_app, tmp_path):
             assert _load(pair[1]).shape == (src.shape[0] * 4, src.shape[1] * 4, 3)
 
 
+def test_no_error_line_in_the_server_log(client, demo_app, tmp_path):
+    """Issue 32: the first request printed the profiler's 'ERROR: External init callback ...' line."""
+    _call(client, 'denoise', 'restore', _img(tmp_path / 'g.png', _rand((16, 16), 9)))
+    assert 'ERROR' not in Path(demo_app[2]).read_text()
+
+
 def test_console_lists_loaded_models(demo_app):
     _, _, log = demo_app
     text = Path(log).read_text()
@@ -291,7 +308,7 @@ def test_api_cannot_read_server_files(demo_app, tmp_path):
     from restore_dhp.demo import UPLOAD_REFUSED
     for name, out in outs.items():
         assert out[0] == f'⚠️ {UPLOAD_REFUSED}', (name, out[0])
-        assert all(o is None for o in out[3:]), name   # no image comes back
+        assert all(_shown(o) is None for o in out[3:]), name   # no image comes back
     from gradio.utils import get_upload_folder
     escape = str(Path(get_upload_folder()) / '..' / Path(existing).relative_to('/'))
     assert _raw_call(url, ['sr', 'restore', {'path': escape}, 0])[0] == f'⚠️ {UPLOAD_REFUSED}'
