@@ -52,8 +52,8 @@ DEFAULT_REPEATS = 3
 # Bounds on the network input (pixels) by device, chosen so a request with all four
 # full-size models (1 output/warm-up forward + DEFAULT_REPEATS timed + 1 memory forward
 # each, and DEFAULT_REPEATS of the control) stays under ~20 s on a 2-core CPU (measurements
-# in app.py's docstring; the SR request with five shipped models at 64×64 took 8 s on the
-# shared machine) and well under a second on one GPU (SRResNet at 256×256 LR: a 1024×1024 output).
+# in app.py's docstring; an SR request with the five shipped models at 64×64: 8 s on the shared
+# machine at load 4, 29 s for the first request after start-up) and well under a second on one GPU (SRResNet at 256×256 LR: a 1024×1024 output).
 DEFAULT_MAX_PIXELS = {'cpu': {'sr': 64 * 64, 'denoise': 160 * 160},
                       'cuda': {'sr': 256 * 256, 'denoise': 1024 * 1024}}
 MIN_SIDE = 8                      # smallest network input side accepted
