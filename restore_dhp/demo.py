@@ -53,7 +53,8 @@ DEFAULT_REPEATS = 3
 # full-size models (1 output/warm-up forward + DEFAULT_REPEATS timed + 1 memory forward
 # each, and DEFAULT_REPEATS of the control) stays under ~20 s on a 2-core CPU (measurements
 # in app.py's docstring; an SR request with the five shipped models at 64×64: 8 s on the shared
-# machine at load 4, 29 s for the first request after start-up) and well under a second on one GPU (SRResNet at 256×256 LR: a 1024×1024 output).
+# machine at load 4, 29 s for the first request after start-up) and well under a second on one
+# GPU (SRResNet at 256×256 LR: a 1024×1024 output).
 DEFAULT_MAX_PIXELS = {'cpu': {'sr': 64 * 64, 'denoise': 160 * 160},
                       'cuda': {'sr': 256 * 256, 'denoise': 1024 * 1024}}
 MIN_SIDE = 8                      # smallest network input side accepted
