@@ -87,7 +87,8 @@ def test_run_arms_runs_both_seeds_and_writes_the_table(tmp_path):
     assert '| plain, seed 10 |' in report and '| plain, seed 11 |' in report  # val.also_live: the control
     assert read_metadata(str(root / 'experiments/sr_arm_plain_ema_s11/models/net_g_latest.safetensors'))['info'][
         'ema_decay'] == 0.999
-    again = _run(['bash', 'research/sr_inversion/run_arms.sh', *tiny], root, e, ARMS='plain_ema')  # finished runs are not rerun
+    # finished runs are not run again
+    again = _run(['bash', 'research/sr_inversion/run_arms.sh', *tiny], root, e, ARMS='plain_ema')
     assert '== plain_ema: done before' in again
 
 

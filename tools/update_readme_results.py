@@ -9,6 +9,7 @@ separately labelled block) between the README's ``results`` markers.
 """
 from __future__ import annotations
 
+import argparse
 import pathlib
 import re
 import sys
@@ -26,7 +27,9 @@ def measured_section(report: str) -> str:
     return re.split(r'^## ', body, maxsplit=1, flags=re.M)[0].strip()
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m tools.update_readme_results', description=__doc__.split('\n\n')[0])
+    parser.parse_args(argv)
     parts = ['(Generated from `reports/*/report.md` by `tools/update_readme_results.py`; '
              'how each model was trained: `weights/README.md`.)']
     for task, spec in TASKS.items():   # each titled as the catalogue titles it

@@ -99,7 +99,8 @@ def shell(names: list[str]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='python -m research.device_latency.device_runs', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='python -m research.device_latency.device_runs',
+                                description=__doc__.split('\n')[0])
     sub = p.add_subparsers(dest='command', required=True)
     sub.add_parser('data').add_argument('work')
     sub.add_parser('shell').add_argument('nets', nargs='+')

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Advance every shipped model on a lent GPU: all nine continued by equal iteration budgets, one after another.
 
-    python -m research.gpu_campaign.campaign --plan                 # where each model stands and how many leases reach the targets
-    python -m research.gpu_campaign.campaign --deadline 540         # on the device: measure, plan, continue all nine
-    DRY=1 python -m research.gpu_campaign.campaign --deadline 300   # a CPU check: a few iterations each at toy size, no measurement
+    python -m research.gpu_campaign.campaign --plan                # where each model stands, leases to the targets
+    python -m research.gpu_campaign.campaign --deadline 540        # on the device: measure, plan, continue all nine
+    DRY=1 python -m research.gpu_campaign.campaign --deadline 300  # a CPU check: a few toy iterations, no measurement
 
 A call (1) measures, unless ``--no-measure`` or DRY, the training step's samples per second at batch 16 and 64
-(``research/probes/benchmark_search_step.py``: plain step, captured, bf16, both architectures) and takes batch 64 where it
-gives at least ``GAIN`` times the samples per second of batch 16 for both; (2) sizes one equal ``train.total_iter``
+(``research/probes/benchmark_search_step.py``: plain step, captured, bf16, both architectures) and takes batch 64 where
+it gives at least ``GAIN`` times the samples per second of batch 16 for both; (2) sizes one equal ``train.total_iter``
 for all nine from the seconds left before ``--deadline`` (seconds after the start) and the per-iteration times
 (measured, or the recorded ones below); (3) runs ``BUDGET=gpu-continue tools/train_weights.sh --iters N`` (the
 continuation files, then the SR models' BatchNorm-frozen stage; each result installed over ``weights/`` as soon as

@@ -74,7 +74,8 @@ if [ "${SKIP_FULL:-0}" != 1 ]; then
     cp experiments/srresnet_x4_dhp100_gpu/models/net_g_latest.safetensors weights/srresnet_x4_dhp100.safetensors
     echo "   done in $(( $(date +%s) - s )) s"
   else echo "   FAILED or cut (exit $?): logs/srresnet_x4_dhp100_gpu.log"; tail -n 3 logs/srresnet_x4_dhp100_gpu.log; fi
-  grep "# psnr" logs/srresnet_x4_dhp100_gpu.log | tail -n 10
+  $PY -c 'import sys; from tools.curves import validation_curve; print(*validation_curve(sys.argv[1]), sep="\n")' \
+    srresnet_x4_dhp100_gpu   # its validations, from its last checkpoint
 fi
 
 if [ "${SKIP_CONT:-0}" != 1 ]; then

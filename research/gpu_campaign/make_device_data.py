@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Build ``.device_data/`` (git-ignored), what research/gpu_campaign/gpu_session.sh needs on a lent GPU machine, under the 64 MiB
-that travels with the checkout there.
+"""Build ``.device_data/`` (git-ignored), what research/gpu_campaign/gpu_session.sh needs on a lent GPU machine, under
+the 64 MiB that travels with the checkout there.
 
     python -m research.gpu_campaign.make_device_data --datasets datasets      # after python -m restore_dhp.prepare_data
 

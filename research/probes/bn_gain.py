@@ -6,7 +6,8 @@ input on this image to the BN's running variance.  A model whose ratios grow lay
 amplifies an input unlike its training patches; this is how the DnCNN DHP models' failures on
 saturated BSD68 images were diagnosed (weights/README.md).
 
-    python -m research.probes.bn_gain --weights weights/dncnn_s70_baseline.safetensors weights/dncnn_s70_dhp60.safetensors \
+    python -m research.probes.bn_gain \
+        --weights weights/dncnn_s70_baseline.safetensors weights/dncnn_s70_dhp60.safetensors \
         --set BSD68 --image test028
 """
 from __future__ import annotations
