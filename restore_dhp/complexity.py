@@ -102,7 +102,7 @@ def complexity(arch: str, widths: Mapping[str, int] | None = None, size: int = 1
 
 @functools.lru_cache(maxsize=64)
 def _flops_table(arch: str, size: int, arch_kwargs: str) -> FlopsTable:
-    return FlopsTable(build_meta(arch, None, **json.loads(arch_kwargs)).spec, size)
+    return FlopsTable(arch_spec(arch, **json.loads(arch_kwargs)), size)
 
 
 def flops_table(arch: str, size: int = 128, **arch_kwargs) -> FlopsTable:

@@ -176,7 +176,7 @@ def test_a_reference_probe_in_every_chunk_cancels_the_drift_between_chunks(monke
     from restore_dhp.latency import profile
     chunks = []
 
-    def drifting(probes, settings):  # the n-th chunk runs n times slower
+    def drifting(probes, settings, on_run=None):  # the n-th chunk runs n times slower
         chunks.append(list(probes))
         return {k: (10.0 if k == 'ref' else float(k)) * len(chunks) for k in probes}
     monkeypatch.setattr(profile, '_time_chunk', drifting)

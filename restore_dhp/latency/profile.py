@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..complexity import build_meta
+from ..complexity import arch_spec
 from ..deploy import PRECISIONS, ort, prepare
 from ..dhp.latency_table import LatencyTable, elementwise_elements, layer_class
 from ..speedup import build_plain
@@ -227,8 +227,8 @@ class Profiler:
     def __init__(self, arch: str, arch_kwargs: dict, settings: Settings, log=None):
         self.arch, self.arch_kwargs, self.settings = arch, dict(arch_kwargs), settings
         try:
-            self.spec = build_meta(arch, None, **arch_kwargs).spec
-        except (TypeError, ValueError) as e:
+            self.spec = arch_spec(arch, **arch_kwargs)
+        except (KeyError, TypeError, ValueError) as e:
             raise LatencyError(f'{arch} with arguments {arch_kwargs}: {e}') from None
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.classes: dict[str, list[str]] = {}
