@@ -173,3 +173,16 @@ def test_alpha_dropped_for_jpeg_with_a_notice(tmp_path, sr_weights, capsys):
     write_image(tmp_path / 'white.jpg', restore(np.full((5, 5, 3), 255, np.uint8), sr_weights, device='cpu'))
     with Image.open(tmp_path / 'o' / 'a.jpg') as im, Image.open(tmp_path / 'white.jpg') as white:
         assert im.mode == 'RGB' and np.array_equal(np.asarray(im), np.asarray(white))  # transparent black -> white
+
+
+def test_model_name_picks_a_shipped_model_and_a_wrong_name_is_one_line(tmp_path, capsys):
+    from restore_dhp.catalogue import resolve_model_name
+    write_png(tmp_path / 'a.png', np.zeros((6, 5), np.uint8))
+    assert infer_main(['-n', 'dncnn_s70_dhp20', '-i', str(tmp_path / 'a.png'), '-o', str(tmp_path / 'o'),
+                       '--quiet']) == 0
+    assert (tmp_path / 'o' / 'a.png').is_file() and resolve_model_name('dncnn_s70_dhp20').is_file()
+    assert infer_main(['-n', 'dncnn_s70_dhp25', '-i', str(tmp_path / 'a.png'), '-o', str(tmp_path / 'p')]) == 2
+    line = _one_line(capsys)
+    assert "unknown model name 'dncnn_s70_dhp25'; did you mean dncnn_s70_dhp20?" in line and not (tmp_path / 'p').exists()
+    with pytest.raises(SystemExit):   # one of -w and -n
+        infer_main(['-n', 'dncnn_s70_dhp20', '-w', 'x.safetensors', '-i', 'a', '-o', 'b'])
