@@ -181,6 +181,7 @@ def test_model_name_picks_a_shipped_model_and_a_wrong_name_is_one_line(tmp_path,
     assert infer_main(['-n', 'dncnn_s70_dhp20', '-i', str(tmp_path / 'a.png'), '-o', str(tmp_path / 'o'),
                        '--quiet']) == 0
     assert (tmp_path / 'o' / 'a.png').is_file() and resolve_model_name('dncnn_s70_dhp20').is_file()
+    capsys.readouterr()
     assert infer_main(['-n', 'dncnn_s70_dhp25', '-i', str(tmp_path / 'a.png'), '-o', str(tmp_path / 'p')]) == 2
     line = _one_line(capsys)
     assert "unknown model name 'dncnn_s70_dhp25'; did you mean dncnn_s70_dhp20?" in line and not (tmp_path / 'p').exists()
