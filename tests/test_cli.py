@@ -29,7 +29,7 @@ def test_console_script_is_declared_and_lists_every_entry(capsys):
     assert cli.main([]) == 2
 
 
-@pytest.mark.parametrize('name', ['infer', 'train', 'prepare-data'])
+@pytest.mark.parametrize('name', ['infer', 'train', 'prepare-data', 'latency', 'device-report'])
 def test_subcommand_help_names_the_command(name, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main([name, '--help'])

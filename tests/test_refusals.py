@@ -74,6 +74,19 @@ def test_export_opset_out_of_range_and_nan_parity_write_nothing(small, capsys, m
     assert 'max |onnxruntime - torch| = nan' in line and 'nothing written' in line and not out.exists()
 
 
+def test_export_of_weights_that_give_nan_writes_nothing(small, capsys):
+    """A BatchNorm running_var of -1 (issue 32: export printed 'max |onnxruntime - torch| = nan' and returned 0):
+    refused in one line, by the loader or by the parity check, and no file is written."""
+    from restore_dhp import export
+    model = load_compact(small / 'dn.safetensors')
+    next(iter(model.norms.values())).running_var[0] = -1.0
+    save_compact(model, small / 'bad.safetensors')
+    out = small / 'bad.onnx'
+    assert export.main(['--weights', str(small / 'bad.safetensors'), '--onnx', str(out)]) == 2
+    line = _one_line(capsys)
+    assert ('nan' in line or 'running_var' in line) and not out.exists(), line
+
+
 def test_values_are_checked_before_and_after_batchnorm_folding():
     torch.manual_seed(0)
     model = DnCNNCompact(num_layers=4, num_feat=8).eval()
