@@ -24,7 +24,7 @@ from .budget import array_header, check_image, memory_limit, structure_net
 from .catalogue import resolve_model_name
 from .checkpoint import load_checkpoint
 from .data.imageio import decode_image, read_file_header
-from .deploy import DeployedModel, prepare
+from .deploy import DeployedModel, UnusableWeightsError, prepare
 from .run_model import DEFAULT_OVERLAP, DEFAULT_TILE, check_image_array, check_tiling, resolve_device, restore_image
 
 
@@ -32,7 +32,10 @@ from .run_model import DEFAULT_OVERLAP, DEFAULT_TILE, check_image_array, check_t
 def _deployed(path: str, stamp: tuple[int, int, int], device: str, backend: str,
               precision: str) -> tuple[DeployedModel, dict]:
     loaded = load_checkpoint(path, device)
-    return prepare(loaded.model, device, backend, precision), loaded.meta
+    try:
+        return prepare(loaded.model, device, backend, precision), loaded.meta
+    except UnusableWeightsError as e:
+        raise UnusableWeightsError(f'{path}: {e}') from None
 
 
 def weights_file(weights: str | os.PathLike) -> Path:

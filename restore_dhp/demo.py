@@ -38,7 +38,7 @@ from .catalogue import TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import metadata_complexity
 from .data.imageio import to_uint8
-from .deploy import DeployedModel, DeployError
+from .deploy import DeployedModel, DeployError, UnusableWeightsError
 from .deploy import prepare as deploy
 from .examples import EXAMPLES, UPLOAD_NOISE_NAME, write_examples  # noqa: F401  (the app takes them from here)
 from .run_model import resolve_device, tensor_to_image
@@ -139,8 +139,12 @@ def _load_model(key: str, variant: str, path: Path, device: torch.device) -> Loa
         raise CheckpointError(f"{path}: holds a {meta['task']} x{meta['scale']} model with "
                               f'{loaded.model.in_channels} channels, expected {key} x{spec.scale} with {spec.channels}')
     cx = metadata_complexity(meta, size=128)
-    return LoadedModel(key, variant, path, deploy(loaded.model, device), cx['gflops'], cx['params'],
-                       cx['flops_ratio'], model_label(meta, path))
+    try:
+        runner = deploy(loaded.model, device)
+    except UnusableWeightsError as e:
+        raise UnusableWeightsError(f'{path}: {e}') from None
+    return LoadedModel(key, variant, path, runner, cx['gflops'], cx['params'], cx['flops_ratio'],
+                       model_label(meta, path))
 
 
 def load_registry(weights_dir: str | os.PathLike, device: str | torch.device | None = None) -> Registry:

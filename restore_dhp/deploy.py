@@ -93,6 +93,10 @@ class DeployError(ValueError):
     """A backend, precision or device that cannot be used; the message is one line."""
 
 
+class UnusableWeightsError(DeployError):
+    """Weights that cannot give an image (NaN or infinite values, a negative variance); the message is one line."""
+
+
 # ----------------------------------------------------------------------------- runners
 class _TorchRunner:
     """Runs a torch module in one dtype and memory format; float32 in and out."""
@@ -220,13 +224,13 @@ def check_finite(module: nn.Module, when: str) -> None:
     naming the first that is not (``when``: at which step, e.g. 'after folding BatchNorm')."""
     for name, t in [*module.named_parameters(), *module.named_buffers()]:
         if t.is_floating_point() and t.device.type != 'meta' and not torch.isfinite(t).all():
-            raise DeployError(f'{name} holds NaN or infinite values {when}; '
+            raise UnusableWeightsError(f'{name} holds NaN or infinite values {when}; '
                               'these weights cannot give an image')
     for name, m in module.named_modules():
         var = getattr(m, 'running_var', None)
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and var is not None and var.device.type != 'meta' \
                 and (var < 0).any():
-            raise DeployError(f'{name}.running_var holds values below 0 (min {var.min().item():.3g}) {when}; '
+            raise UnusableWeightsError(f'{name}.running_var holds values below 0 (min {var.min().item():.3g}) {when}; '
                               'a variance cannot be negative: these weights cannot give an image')
 
 

@@ -67,7 +67,7 @@ from .budget import MemoryBudgetError, check_image, memory_limit, structure_net
 from .catalogue import ModelNameError, resolve_model_name
 from .checkpoint import CheckpointError, load_checkpoint
 from .commands import prog, run_entry
-from .deploy import BACKENDS, PRECISIONS, DeployError
+from .deploy import BACKENDS, PRECISIONS, DeployError, UnusableWeightsError
 from .deploy import prepare as deploy
 from .data.imageio import (ALPHA_FORMATS, NOTICE_16BIT, ImageReadError, decode_image, read_file_header, to_uint8,
                            write_image)
@@ -252,7 +252,10 @@ def main(argv=None) -> int:
         device = resolve_device(f'cuda:{args.gpu_id}' if args.gpu_id is not None else args.device)
         loaded = load_checkpoint(weights, device)
         check_memory(targets, loaded.meta, settings, limit)
-        model = deploy(loaded.model, device, args.backend, args.precision, heap_reuse=False)  # freed tiles go back
+        try:
+            model = deploy(loaded.model, device, args.backend, args.precision, heap_reuse=False)  # freed tiles go back
+        except UnusableWeightsError as e:
+            raise UnusableWeightsError(f'{weights}: {e}') from None
         prepare_output_folder(out_dir)  # the last check: the first thing created
     except (InputError, ModelNameError, CheckpointError, DeployError, MemoryBudgetError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)

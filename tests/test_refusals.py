@@ -85,6 +85,13 @@ def test_export_of_weights_that_give_nan_writes_nothing(small, capsys):
     assert export.main(['--weights', str(small / 'bad.safetensors'), '--onnx', str(out)]) == 2
     line = _one_line(capsys)
     assert ('nan' in line or 'running_var' in line) and not out.exists(), line
+    with pytest.raises(ValueError, match=r'bad.safetensors.*(running_var|BatchNorm|variance)'):  # the file named
+        restore_dhp.restore(np.zeros((8, 8), np.uint8), weights=small / 'bad.safetensors', device='cpu')
+    from restore_dhp.data.imageio import write_png
+    from restore_dhp.infer import main as infer_main
+    write_png(small / 'a.png', np.zeros((8, 8), np.uint8))
+    assert infer_main(['-w', str(small / 'bad.safetensors'), '-i', str(small / 'a.png'), '-o', str(small / 'o')]) == 2
+    assert 'bad.safetensors' in _one_line(capsys) and not (small / 'o').exists()
 
 
 def test_values_are_checked_before_and_after_batchnorm_folding():
