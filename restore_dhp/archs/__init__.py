@@ -1,29 +1,28 @@
 """Architectures, auto-imported so their ``@ARCH_REGISTRY.register()`` decorators run.
 
-The short names (``srresnet``, ``dncnn``) and the form lookups (plain class <-> DHP-searchable class)
-are read from the registry, so a new ``*_arch.py`` needs no entry elsewhere.
+Each is a plain torch module: the baseline at full width.  DHP derives its width groups by tracing it
+(:mod:`restore_dhp.dhp.trace`), so any BasicSR-registered architecture works the same way; the short names
+below are only shorthand for this project's own.
 """
 import importlib
 from pathlib import Path
 
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .forms import compact_classes, dhp_class
-
 _arch_modules = [importlib.import_module(f'restore_dhp.archs.{p.stem}')
                  for p in sorted(Path(__file__).parent.glob('*_arch.py'))]
 
+#: the names the checkpoints shipped before the traced DHP form were written with
+LEGACY_NAMES = {'SRResNetCompact': 'SRResNet', 'DnCNNCompact': 'DnCNN'}
+
 
 def aliases() -> dict[str, str]:
-    """Short architecture name -> registered plain class name, e.g. ``{'srresnet': 'SRResNetCompact'}``."""
-    return {alias: cls.__name__ for alias, cls in sorted(compact_classes(ARCH_REGISTRY).items())}
+    """Short name -> registered class name of this project's architectures, e.g. ``{'srresnet': 'SRResNet'}``."""
+    own = [cls for _, cls in ARCH_REGISTRY if isinstance(cls, type) and cls.__module__.startswith('restore_dhp.archs')]
+    return {cls.__name__.lower(): cls.__name__ for cls in sorted(own, key=lambda c: c.__name__)}
 
 
-def compact_class(arch: str) -> type:
-    """The registered plain class of a short name or a class name (``KeyError`` if none)."""
-    return ARCH_REGISTRY.get(aliases().get(arch, arch))
-
-
-def dhp_class_of(arch: str) -> type:
-    """The registered DHP-searchable class of a short name or a plain class name."""
-    return dhp_class(ARCH_REGISTRY, compact_class(arch))
+def arch_class(arch: str) -> type:
+    """The registered class of a short name, a registered name or a legacy name (``KeyError`` if none)."""
+    name = aliases().get(arch, LEGACY_NAMES.get(arch, arch))
+    return ARCH_REGISTRY.get(name)

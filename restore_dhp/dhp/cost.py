@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .spec import ArchSpec
+from .spec import ArchSpec, pixels_at
 
 
 class WidthCost:
     """Cost of per-group widths: ``cost(widths)`` in ``unit``, ``ratio(widths)`` = cost / cost at full width."""
     unit = ''
     full = 1.0
+    width_step = 1  # widths this cost prices best at multiples of (a latency table's kernel step)
 
     def cost(self, widths: Mapping[str, int] | None) -> float:
         raise NotImplementedError
@@ -48,13 +49,16 @@ class FlopsTable(WidthCost):
     def __init__(self, spec: ArchSpec, size: int = 128):
         self.spec = spec
         self.size = size
-        terms: list[tuple[int, str, str | None]] = []
+        terms: list[tuple[float, str, str | None]] = []
         for c in spec.convs.values():
-            pixels = (size * c.scale) ** 2
-            terms.append((pixels * c.kernel_size ** 2 * c.out_per_channel, c.in_group, c.out_group))
+            out = pixels_at(c, size, size) * c.macs_per_output * c.out_per_channel
+            if c.depthwise:
+                terms.append((out, c.out_group, None))
+                continue
+            terms += [(out * s.per, s.group, c.out_group) for s in c.inputs]
         for per_element, layers in ((2, spec.norms), (1, spec.activations)):
-            for s in layers.values():
-                terms.append((per_element * (size * s.scale) ** 2, s.group, None))
+            for layer in layers.values():
+                terms += [(per_element * pixels_at(layer, size, size) * s.per, s.group, None) for s in layer.space]
         self.terms = terms
         self.full_flops = self.full = self.flops(None)
 
@@ -62,7 +66,7 @@ class FlopsTable(WidthCost):
         """FLOPs at ``widths`` (prunable groups; missing ones at full width)."""
         w = dict(self.spec.group_widths)
         w.update(widths or {})
-        return sum(coef * w[a] * (w[b] if b is not None else 1) for coef, a, b in self.terms)
+        return round(sum(coef * w[a] * (w[b] if b is not None else 1) for coef, a, b in self.terms))
 
     cost = flops
 

@@ -33,16 +33,16 @@ class HyperConvBank(nn.Module):
     ``4c + k`` follows ``z_out[c]``.
     """
 
-    def __init__(self, count: int, in_channels: int, out_channels: int, kernel_size: int, *,
+    def __init__(self, count: int, in_channels: int, out_channels: int, kernel_size: int | tuple, *,
                  out_per_latent: int = 1, embedding_dim: int = 8, gain: float = math.sqrt(2.0)):
         super().__init__()
         self.count = count
         self.in_channels = in_channels
         self.out_channels = out_channels * out_per_latent
-        self.kernel_size = kernel_size
+        self.kernel_size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         self.out_per_latent = out_per_latent
         self.embedding_dim = embedding_dim
-        n, co, ci, kk, m = count, self.out_channels, in_channels, kernel_size * kernel_size, embedding_dim
+        n, co, ci, kk, m = count, self.out_channels, in_channels, self.kernel_size[0] * self.kernel_size[1], embedding_dim
         self.bias0 = nn.Parameter(torch.zeros(n, co, ci))
         self.weight1 = nn.Parameter(torch.empty(n, co, ci, m))
         self.bias1 = nn.Parameter(torch.zeros(n, co, ci, m))
@@ -60,7 +60,7 @@ class HyperConvBank(nn.Module):
         ``std(W2) = gain / sqrt(embedding_dim * fan_in)`` gives generated weights
         with the usual He variance ``gain^2 / fan_in``.
         """
-        fan_in = self.in_channels * self.kernel_size * self.kernel_size
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         nn.init.normal_(self.weight1, 0.0, 1.0)
         nn.init.normal_(self.weight2, 0.0, gain / math.sqrt(self.embedding_dim * fan_in))
         for p in (self.bias0, self.bias1, self.bias2):
@@ -79,7 +79,7 @@ class HyperConvBank(nn.Module):
         # W2 @ e as a product and a sum over the embedding: one elementwise pass and one reduction, 1.4x
         # faster forward+backward on an H200 than a matmul batched over every (i, j) for SRResNet's body bank
         kernel = (self.weight2 * embedding.unsqueeze(-2)).sum(-1) + self.bias2
-        return kernel.view(self.count, self.out_channels, self.in_channels, self.kernel_size, self.kernel_size)
+        return kernel.view(self.count, self.out_channels, self.in_channels, *self.kernel_size)
 
     def extra_repr(self) -> str:
         return (f'{self.count} x ({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, '

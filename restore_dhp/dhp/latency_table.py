@@ -26,7 +26,7 @@ import bisect
 from typing import Mapping, Sequence
 
 from .cost import WidthCost
-from .spec import ArchSpec
+from .spec import ArchSpec, pixels_at, space_width
 
 INTERPOLATIONS = ('ceil', 'linear')
 
@@ -34,18 +34,20 @@ INTERPOLATIONS = ('ceil', 'linear')
 def layer_class(spec: ArchSpec, conv: str) -> str:
     """The name of the measured grid that prices conv ``conv`` of ``spec`` (see the module docstring)."""
     c = spec.convs[conv]
-
-    def side(group: str) -> str:
-        return f'{spec.group_widths[group]}' if group in spec.fixed_groups else 'w'
-
-    tied = '_tied' if c.in_group == c.out_group and c.in_group not in spec.fixed_groups else ''
+    in_fixed = all(s.group in spec.fixed_groups for s in c.inputs)
+    side_in = f'{space_width(c.inputs, spec.group_widths)}' if in_fixed else 'w'
+    side_out = f'{spec.group_widths[c.out_group]}' if c.out_group in spec.fixed_groups else 'w'
+    tied = '_tied' if c.in_group == c.out_group and not in_fixed else ''
     sub = f'x{c.out_per_channel}' if c.out_per_channel > 1 else ''
-    return f'k{c.kernel_size}_s{c.scale}_in{side(c.in_group)}_out{side(c.out_group)}{sub}{tied}'
+    k = c.kernel_size if isinstance(c.kernel_size, int) else f'{c.kernel_size[0]}x{c.kernel_size[1]}'
+    where = f'p{c.pixels}' if c.pixels else f's{c.scale:g}'
+    kind = ('_t' if c.transposed else '') + ('_dw' if c.depthwise else '')
+    return f'k{k}_{where}_in{side_in}_out{side_out}{sub}{tied}{kind}'
 
 
-def elementwise_elements(spec: ArchSpec, widths: Mapping[str, int], pixels: int) -> int:
-    """Elements the activations of ``spec`` write at ``widths`` for an input of ``pixels`` pixels."""
-    return sum(widths[s.group] * pixels * s.scale ** 2 for s in spec.activations.values())
+def elementwise_elements(spec: ArchSpec, widths: Mapping[str, int], height: int, width: int) -> int:
+    """Elements the activations of ``spec`` write at ``widths`` for a ``height x width`` input."""
+    return sum(space_width(s.space, widths) * pixels_at(s, height, width) for s in spec.activations.values())
 
 
 def lookup(grid: Sequence[int], values: Sequence[float], width: int, interpolation: str) -> float:
@@ -92,13 +94,15 @@ class LatencyTable(WidthCost):
     def layer_us(self, conv: str, widths: Mapping[str, int]) -> float:
         """Measured microseconds of conv ``conv`` at ``widths`` (all groups)."""
         c, layer = self.spec.convs[conv], self.layers[self.data['convs'][conv]]
+        w_in, w_out = space_width(c.inputs, widths), widths[c.out_group]
         if 'widths' in layer:  # one free width: tied input and output, or one side fixed
-            free = c.out_group if c.in_group in self.spec.fixed_groups else c.in_group
-            us = lookup(layer['widths'], layer['us'], widths[free], self.interpolation)
-            return us * self._off_step(widths[free]) ** (2 if c.in_group == c.out_group else 1)
-        row = [lookup(layer['out_widths'], r, widths[c.out_group], self.interpolation) for r in layer['us']]
-        us = lookup(layer['in_widths'], row, widths[c.in_group], self.interpolation)
-        return us * self._off_step(widths[c.in_group]) * self._off_step(widths[c.out_group])
+            in_fixed = all(s.group in self.spec.fixed_groups for s in c.inputs)
+            free = w_out if in_fixed else w_in
+            us = lookup(layer['widths'], layer['us'], free, self.interpolation)
+            return us * self._off_step(free) ** (2 if c.in_group == c.out_group else 1)
+        row = [lookup(layer['out_widths'], r, w_out, self.interpolation) for r in layer['us']]
+        us = lookup(layer['in_widths'], row, w_in, self.interpolation)
+        return us * self._off_step(w_in) * self._off_step(w_out)
 
     def _off_step(self, width: int) -> float:
         """The square root of the table's factor for ``width`` (1 without one, or beyond the sweep)."""
@@ -109,7 +113,7 @@ class LatencyTable(WidthCost):
         w = dict(self.spec.group_widths)
         w.update(widths or {})  # unchecked, as FlopsTable: a refill prices trial widths, a group may be empty
         layers = sum(self.layer_us(name, w) for name in self.spec.convs)
-        elements = elementwise_elements(self.spec, w, self.height * self.width)
+        elements = elementwise_elements(self.spec, w, self.height, self.width)
         return self.layer_scale * layers + self.elementwise_us * elements + self.constant_us
 
     def describe(self) -> dict:

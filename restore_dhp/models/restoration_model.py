@@ -38,6 +38,7 @@ and as the base of the DHP search model.  Differences from ``SRModel``:
 """
 from __future__ import annotations
 
+import copy
 import glob
 import os
 import time
@@ -50,8 +51,9 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-from ..archs.forms import CompactForm
+from .. import network
 from ..checkpoint import read_metadata, save_compact
+from ..dhp import DHPNet, first_channels
 from ..errors import OptionError
 from ..fileio import atomic_path
 from ..timing import device_name
@@ -61,33 +63,38 @@ from .train_step import TrainStep, parse_step_options
 LIVE_SUFFIX = '_live'  # val.also_live: the set name the trained network's validation is logged under
 
 
-def with_compact_pretrain(opt: dict) -> tuple[dict, dict | None]:
-    """``opt`` with ``network_g`` completed from the metadata of a compact ``path.pretrain_network_g``, and
-    the provenance of the run's starting point (``None`` when it did not start from a compact checkpoint).
+def with_compact_pretrain(opt: dict) -> tuple[dict, dict | None, dict | None]:
+    """``(opt, widths, parent)`` for a compact ``path.pretrain_network_g``: ``opt`` with ``network_g`` completed by
+    the file's constructor arguments (those ``network_g`` gives must agree), the widths to build it at and the
+    provenance of the run's starting point.  ``(opt, None, None)`` when the run does not start from one.
 
     On a resume BasicSR points ``pretrain_network_g`` at the run's own ``net_g_<iter>.pth``: the widths
     then come from the compact file written beside it, and the provenance from that file's ``parent``.
     """
     net = opt['network_g']
-    if 'checkpoint' in net:
-        raise OptionError(f"option network_g.checkpoint is no longer read: write 'path: {{pretrain_network_g: "
-                          f"{net['checkpoint']}}}' and only network_g.type (widths and structure come from the file)")
+    if 'checkpoint' in net or 'widths' in net:
+        key = 'checkpoint' if 'checkpoint' in net else 'widths'
+        raise OptionError(f"option network_g.{key} is not read: write 'path: {{pretrain_network_g: FILE}}' with a "
+                          'compact checkpoint, and network_g.type (widths and structure come from the file)')
     path = (opt.get('path') or {}).get('pretrain_network_g')
     resumed = bool(path) and str(path).endswith('.pth') and os.path.isfile(os.path.splitext(path)[0] + '.safetensors')
     if resumed:
         path = os.path.splitext(path)[0] + '.safetensors'
     elif not path or not str(path).endswith('.safetensors'):
-        return opt, None
+        return opt, None, None
     meta = read_metadata(path)
-    if net.get('type') != meta['arch']:
+    try:
+        same = network.registered_name(net.get('type', '')) == network.registered_name(meta['arch'])
+    except KeyError:
+        same = False
+    if not same:
         raise OptionError(f"option network_g.type is {net.get('type')!r} but {path} holds a {meta['arch']}")
-    fields = {'widths': meta['widths'], **meta['arch_kwargs']}
-    for key, value in fields.items():
+    for key, value in meta['arch_kwargs'].items():
         if key in net and net[key] != value:
             raise OptionError(f"option network_g.{key}={net[key]!r} differs from {path}'s {value!r}; "
                               'leave it out to use the file\'s')
     parent = meta['info'].get('parent') if resumed else {'file': path, **meta['info']}
-    return {**opt, 'network_g': {**net, **fields}}, parent
+    return {**opt, 'network_g': {**meta['arch_kwargs'], **net}}, meta['widths'], parent
 
 
 #: ``train.optim_g.type`` -> the optimizer our models build (BasicSR's own builds Adam only)
@@ -102,7 +109,10 @@ class RestorationModel(SRModel):
     records_parent = True
 
     def __init__(self, opt):
-        opt, parent = with_compact_pretrain(opt)
+        opt, widths, parent = with_compact_pretrain(opt)
+        #: the widths network_g is narrowed to when built: a compact starting point's (or, set by the DHP model
+        #: before this runs, those of the compact network a resumed fine-tuning continues)
+        self._build_widths = getattr(self, '_build_widths', None) or widths
         self._parent = parent if self.records_parent else None
         if opt.get('is_train'):
             self._amp, self._capture = parse_step_options(opt['train'])
@@ -129,6 +139,25 @@ class RestorationModel(SRModel):
                          else OrderedDict((k, v.detach()) for k, v in losses.items()))
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def init_training_settings(self):
+        """BasicSR's, except that ``net_g_ema`` is a copy of ``net_g`` (BasicSR builds it anew from ``network_g``,
+        which is neither the DHP form nor a compact network's widths)."""
+        decay = self.opt['train'].get('ema_decay', 0)
+        self.opt['train']['ema_decay'] = 0
+        try:
+            super().init_training_settings()
+        finally:
+            self.opt['train']['ema_decay'] = decay
+        self.ema_decay = decay
+        if decay > 0:
+            get_root_logger().info(f'Use Exponential Moving Average with decay: {decay}')
+            self.net_g_ema = copy.deepcopy(self.get_bare_model(self.net_g)).eval()
+            load_path = self.opt['path'].get('pretrain_network_g')
+            if load_path is not None and not str(load_path).endswith('.safetensors'):
+                self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema')
+            else:
+                self.model_ema(0)
 
     @torch.no_grad()
     def model_ema(self, decay=0.999):
@@ -191,8 +220,21 @@ class RestorationModel(SRModel):
             self._bn_frozen = True
             self.reset_step()
 
+    def prepare_network(self, net):
+        """``network_g`` as built by BasicSR, with its structure recorded (:mod:`restore_dhp.network`) and, when the
+        run starts from (or resumes after) a compact network, narrowed to its widths."""
+        if getattr(net, network.ATTRIBUTE, None) is not None or isinstance(net, DHPNet):
+            return net
+        opt = dict(self.opt['network_g'])
+        arch = opt.pop('type')
+        widths = getattr(self, '_build_widths', None)
+        if widths:
+            first_channels(net, network.spec_of(arch, opt), widths)
+        network.attach(net, arch, opt, widths)
+        return net
+
     def model_to_device(self, net):
-        net = net.to(self.device)
+        net = self.prepare_network(net).to(self.device)
         if self.opt['dist']:
             find_unused = self.opt.get('find_unused_parameters', False)
             device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
@@ -267,7 +309,7 @@ class RestorationModel(SRModel):
     @master_only
     def save_safetensors(self, current_iter, info: dict | None = None) -> str | None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
-        if not isinstance(net, CompactForm):
+        if isinstance(net, DHPNet):
             return None
         label = 'latest' if current_iter == -1 else current_iter
         path = os.path.join(self.opt['path']['models'], f'net_g_{label}.safetensors')
@@ -300,10 +342,10 @@ def weight_decay_groups(net, optim: dict) -> list:
     if which not in WEIGHT_DECAY_PARAMS:
         raise OptionError('option train.optim_g.weight_decay_params must be one of '
                           f"{', '.join(WEIGHT_DECAY_PARAMS)}, got {which!r}")
-    if getattr(net, 'dhp', True):
+    if isinstance(net, DHPNet):
         raise OptionError('option train.optim_g.weight_decay_params: body needs a plain network '
                           f'(the DHP form generates its conv weights), got {type(net).__name__}')
-    body = {f'convs.{name}.weight' for name in net.spec.body_convs}
+    body = {f'{module}.weight' for module in network.structure(net).spec.body_convs}
     return [{'params': [p for name, p in params if name in body]},
             {'params': [p for name, p in params if name not in body], 'weight_decay': 0.0}]
 
