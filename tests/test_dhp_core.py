@@ -1,12 +1,19 @@
 """Rules of the DHP method: hypernetwork, proximal step, group masks, exact compaction."""
+import copy
+
 import pytest
 import torch
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.dncnn_arch import DnCNNDHP
-from restore_dhp.archs.srresnet_arch import SRResNetCompact, SRResNetDHP
-from restore_dhp.dhp import (ArchSpec, ConvSpec, GroupLayout, HyperConvBank, KeepRule, LayerSpec, fill_to_target,
-                             grouped_proximal_step, proximal_step)
+from restore_dhp import network
+from restore_dhp.dhp import (ArchSpec, ConvSpec, DHPNet, DHPPruner, GroupLayout, HyperConvBank, KeepRule, LayerSpec,
+                             Segment, fill_to_target, grouped_proximal_step, padded_widths, proximal_step)
+
+
+def dhp(arch, **kwargs):
+    """The DHP form of a project architecture."""
+    plain = network.build(arch, kwargs)
+    return DHPNet(plain, network.structure(plain).spec)
 
 
 def _reference_kernel(bank, i, z_in, z_out):
@@ -15,7 +22,7 @@ def _reference_kernel(bank, i, z_in, z_out):
     latent = torch.outer(z_out, z_in) + bank.bias0[i]
     embedding = latent.unsqueeze(-1) * bank.weight1[i] + bank.bias1[i]
     kernel = torch.matmul(bank.weight2[i], embedding.unsqueeze(-1)).squeeze(-1) + bank.bias2[i]
-    return kernel.view(bank.out_channels, bank.in_channels, bank.kernel_size, bank.kernel_size)
+    return kernel.view(bank.out_channels, bank.in_channels, *bank.kernel_size)
 
 
 def _trained_like(bank, seed=0):
@@ -46,28 +53,40 @@ def test_bank_equals_per_conv_formula_with_latent_gradients(per):
 
 
 def test_net_stacks_same_shaped_convs_and_reads_its_latents():
-    net = SRResNetDHP(num_blocks=3, num_feat=8)
+    net = dhp('srresnet', num_blocks=3, num_feat=8)
     members = {tuple(names) for names in net.bank_members.values()}
-    body = ('block00_conv1', 'block00_conv2', 'block01_conv1', 'block01_conv2', 'block02_conv1', 'block02_conv2',
-            'body')
-    assert members == {('head',), body, ('up0', 'up1'), ('tail',)}
+    body = tuple(f'convs.{n}' for n in ('block00_conv1', 'block00_conv2', 'block01_conv1', 'block01_conv2',
+                                        'block02_conv1', 'block02_conv2', 'body'))
+    assert members == {('convs.head',), body, ('convs.up0', 'convs.up1'), ('convs.tail',)}
     _trained_like(net.banks['k3_in8_out8x4'])
     kernels = net.generate_kernels()
     latents = net.group_latents()
     ones = torch.ones(3)
-    for name, i, z_in, z_out in (('up1', 1, latents['trunk'], latents['trunk']),
-                                 ('block01_conv1', 2, latents['trunk'], latents['block01']),
-                                 ('tail', 0, latents['trunk'], ones), ('head', 0, ones, latents['trunk'])):
+    for name, i, z_in, z_out in (('convs.up1', 1, latents['trunk'], latents['trunk']),
+                                 ('convs.block01_conv1', 2, latents['trunk'], latents['block01']),
+                                 ('convs.tail', 0, latents['trunk'], ones), ('convs.head', 0, ones, latents['trunk'])):
         key = next(k for k, names in net.bank_members.items() if name in names)
         assert net.bank_members[key][i] == name
         assert torch.allclose(kernels[name][0], _reference_kernel(net.banks[key], i, z_in, z_out), atol=1e-6)
     # an upsampler output channel 4c+k follows trunk latent c (input channel 1 reads it too: left out)
     other_inputs = [c for c in range(8) if c != 1]
-    before = kernels['up0'][0].detach()[:, other_inputs]
+    before = kernels['convs.up0'][0].detach()[:, other_inputs]
     with torch.no_grad():
         net.group_latents()['trunk'][1] = 5.0
-    changed = (net.generate_kernels()['up0'][0][:, other_inputs] - before).flatten(1).abs().sum(1) > 0
+    changed = (net.generate_kernels()['convs.up0'][0][:, other_inputs] - before).flatten(1).abs().sum(1) > 0
     assert changed.tolist() == [False] * 4 + [True] * 4 + [False] * 24
+
+
+def test_generated_convs_lose_their_own_weights_and_masks_reach_every_reader():
+    net = dhp('dncnn', num_layers=4, num_feat=6)
+    names = {n for n, _ in net.named_parameters()}
+    assert not any(n.startswith('net.convs.') for n in names)  # every conv touches a prunable group
+    assert 'net.norms.bn01.weight' in names and 'latents' in names
+    with torch.no_grad():
+        net.masks[:2] = 0  # feat00's channels 0 and 1
+    kernels = net.generate_kernels()
+    assert kernels['convs.conv01'][0][:, :2].abs().sum() == 0 and kernels['convs.conv01'][0][:, 2:].abs().sum() > 0
+    assert kernels['convs.head'][0][:2].abs().sum() > 0  # a removed channel is still written: nobody reads it
 
 
 def test_hyper_fan_in_init_gives_he_scale():
@@ -75,29 +94,6 @@ def test_hyper_fan_in_init_gives_he_scale():
     bank = HyperConvBank(8, 64, 64, 3)
     variance = bank.generate(torch.randn(8, 64), torch.randn(8, 64)).var().item()
     assert abs(variance / (2.0 / (64 * 9)) - 1) < 0.15  # He init for the fan-in of a 64-channel 3x3 conv
-
-
-def test_old_per_conv_search_state_loads():
-    """A search state written before the hypernetworks were stacked (convs.<name>.weight1, latents.<group>)."""
-    torch.manual_seed(0)
-    net = DnCNNDHP(num_layers=5, num_feat=6)
-    with torch.no_grad():
-        net.masks[:3] = 0
-    old = {}
-    for key, value in net.state_dict().items():
-        if key.startswith('banks.'):
-            _, bank, param = key.split('.')
-            for name, tensor in zip(net.bank_members[bank], value):
-                old[f'convs.{name}.{param}'] = tensor
-        elif key in ('latents', 'masks'):
-            for group, part in net.layout.split(value).items():
-                old[f'{key}.{group}'] = part
-        else:
-            old[key] = value
-    fresh = DnCNNDHP(num_layers=5, num_feat=6)
-    fresh.load_state_dict(old)
-    for key, value in net.state_dict().items():
-        assert torch.equal(fresh.state_dict()[key], value), key
 
 
 def test_l1_prox_exact_values():
@@ -140,34 +136,9 @@ def test_unknown_prox_is_rejected():
         proximal_step(torch.ones(3), 0.1, prox='l0')
 
 
-def test_srresnet_groups_follow_residual_coupling():
-    spec = SRResNetDHP(num_blocks=3, num_feat=8).spec
-    trunk_writers = {n for n, c in spec.convs.items() if c.out_group == 'trunk'}
-    assert trunk_writers == {'head', 'block00_conv2', 'block01_conv2', 'block02_conv2', 'body', 'up0', 'up1'}
-    assert spec.convs['block01_conv1'].out_group == 'block01'
-    assert spec.convs['up0'].out_per_channel == 4
-    assert set(spec.prunable_groups) == {'trunk', 'block00', 'block01', 'block02'}
-    assert spec.convs['head'].in_group in spec.fixed_groups and spec.convs['tail'].out_group in spec.fixed_groups
-
-
 def test_spec_rejects_layers_on_undefined_groups():
     with pytest.raises(ValueError, match="norm 'bn' uses width group 'nope'"):
-        ArchSpec({'a': 4}, frozenset(), {'c': ConvSpec('a', 'a', 3)}, {'bn': LayerSpec('nope')})
-
-
-@pytest.mark.parametrize('make', [lambda: SRResNetDHP(num_blocks=2, num_feat=8),
-                                  lambda: DnCNNDHP(num_layers=5, num_feat=8)])
-def test_forward_uses_exactly_the_spec(make, monkeypatch):
-    """Every conv, norm and masked group named in an architecture's forward is in its spec, and vice versa."""
-    net = make()
-    used = {'conv': [], 'norm': [], 'mask': []}
-    for hook in used:
-        original = getattr(net, hook)
-        monkeypatch.setattr(net, hook, lambda name, x, _o=original, _h=hook: used[_h].append(name) or _o(name, x))
-    net(torch.rand(1, net.in_channels, 6, 6))
-    assert sorted(used['conv']) == sorted(net.spec.convs)
-    assert sorted(used['norm']) == sorted(net.spec.norms)
-    assert set(used['mask']) == set(net.spec.prunable_groups)
+        ArchSpec({'a': 4}, frozenset(), {'c': ConvSpec((Segment('a'),), 'a', 3)}, {'bn': LayerSpec((Segment('nope'),))})
 
 
 def _randomise(net, keep_fraction=0.5, seed=0):
@@ -177,7 +148,7 @@ def _randomise(net, keep_fraction=0.5, seed=0):
         for name, p in net.named_parameters():
             if name != 'latents':
                 p.add_(0.1 * torch.randn(p.shape, generator=gen))
-        for bn in net.norms.values():
+        for bn in net.net.norms.values():
             bn.running_mean.normal_(0, 0.1, generator=gen)
             bn.running_var.uniform_(0.5, 1.5, generator=gen)
         latents = list(net.group_latents().values())
@@ -186,12 +157,12 @@ def _randomise(net, keep_fraction=0.5, seed=0):
         latents[1].zero_()
         latents[1][:4] = 1.0  # one layer pruned to the minimum width
         latents[0][0] = 1.0
-    net.update_masks()
+    DHPPruner(net, 1.0, ratio_tolerance=1.0).check()
 
 
 @pytest.mark.parametrize('make,channels,size', [
-    (lambda: SRResNetDHP(num_blocks=3, num_feat=16), 3, 10),
-    (lambda: DnCNNDHP(num_layers=6, num_feat=16), 1, 14),
+    (lambda: dhp('srresnet', num_blocks=3, num_feat=16), 3, 10),
+    (lambda: dhp('dncnn', num_layers=6, num_feat=16), 1, 14),
 ])
 @pytest.mark.parametrize('seed', [0, 1])
 def test_compaction_is_exact(make, channels, size, seed):
@@ -201,12 +172,11 @@ def test_compaction_is_exact(make, channels, size, seed):
     x = torch.rand(2, channels, size, size)
     with torch.no_grad():
         masked = net(x)
-        compact = net.compact().eval()
-        out = compact(x)
-    widths = compact.kept_widths()
+        compact, widths = net.compact()
+        out = compact.eval()(x)
     assert min(widths.values()) == 4 and max(widths.values()) < 16
     assert widths == net.kept_widths()
-    assert type(compact).__name__.endswith('Compact')
+    assert type(compact) is type(net.net)  # the user's own class, narrower
     assert torch.allclose(out, masked, rtol=1e-4, atol=1e-4 * masked.abs().max().item())
     # the masks matter: without them the same latents give another output
     with torch.no_grad():
@@ -214,50 +184,45 @@ def test_compaction_is_exact(make, channels, size, seed):
         assert not torch.allclose(net(x), masked, atol=1e-3)
 
 
-@pytest.mark.parametrize('make,channels', [(lambda: SRResNetDHP(num_blocks=3, num_feat=16), 3),
-                                           (lambda: DnCNNDHP(num_layers=6, num_feat=16), 1)])
+@pytest.mark.parametrize('make,channels', [(lambda: dhp('srresnet', num_blocks=3, num_feat=16), 3),
+                                           (lambda: dhp('dncnn', num_layers=6, num_feat=16), 1)])
 def test_padding_widths_with_zero_channels_keeps_the_output(make, channels):
     torch.manual_seed(0)
     net = make().eval()
     _randomise(net)
-    compact = net.compact().eval()
+    compact, widths = net.compact()
+    compact.eval()
     x = torch.rand(2, channels, 11, 9)
     for multiple in (3, 8, 16):
-        padded = compact.padded_to(multiple).eval()
-        widths = padded.kept_widths()
-        assert all(w % multiple == 0 or w == 16 for w in widths.values())
-        assert all(compact.kept_widths()[g] <= w <= 16 for g, w in widths.items())
+        padded = copy.deepcopy(compact)
+        padded_w = padded_widths(padded, net.spec, widths, multiple)
+        assert all(w % multiple == 0 or w == 16 for w in padded_w.values())
+        assert all(widths[g] <= w <= 16 for g, w in padded_w.items())
         with torch.no_grad():
             assert torch.allclose(padded(x), compact(x), rtol=1e-5, atol=1e-5)
-    assert compact.padded_to(1).kept_widths() == compact.kept_widths()
+    assert padded_widths(copy.deepcopy(compact), net.spec, widths, 1) == widths
     with pytest.raises(ValueError, match='positive integer'):
-        compact.padded_to(0)
-    with pytest.raises(RuntimeError, match='plain network'):
-        net.padded_to(8)
+        padded_widths(copy.deepcopy(compact), net.spec, widths, 0)
 
 
 def test_masks_only_shrink_and_can_round_widths():
     torch.manual_seed(0)
-    net = DnCNNDHP(num_layers=4, num_feat=16)
+    net = dhp('dncnn', num_layers=4, num_feat=16)
     latents = net.group_latents()
     with torch.no_grad():
         latents['feat00'][:11] = 0.0
-    assert net.update_masks()['feat00'] == 5
+    assert DHPPruner(net, 1.0, ratio_tolerance=1.0).check().widths['feat00'] == 5
     with torch.no_grad():
         latents['feat00'][:] = 1.0  # a pruned channel does not come back
-    assert net.update_masks()['feat00'] == 5
+    assert DHPPruner(net, 1.0, ratio_tolerance=1.0).check().widths['feat00'] == 5
     with torch.no_grad():
         latents['feat01'][:9] = 0.0
         latents['feat01'][9:] = torch.arange(1.0, 8.0)
-    assert net.update_masks(KeepRule(round_to=4))['feat01'] == 8
+    widths = DHPPruner(net, 1.0, ratio_tolerance=1.0, rule=KeepRule(round_to=4)).check().widths
+    assert widths['feat01'] == 8
     kept = net.group_masks()['feat01'] > 0
     assert kept[9:].all() and kept[:9].sum() == 1  # the 7 alive plus the largest pruned one
-    assert net.update_masks(KeepRule(round_to=4))['feat02'] == 16
-
-
-def test_dhp_net_rejects_plain_only_calls():
-    with pytest.raises(RuntimeError, match='plain network'):
-        SRResNetCompact(num_blocks=1, num_feat=8).compact()
+    assert widths['feat02'] == 16
 
 
 def test_fill_to_target_adds_back_best_channels_up_to_target():
@@ -303,16 +268,18 @@ def test_fill_to_target_keeps_widths_multiples_of_round_to():
     assert {g: int(m.sum()) for g, m in fill_to_target(kept, candidates, scores, ratio_of, 1.0, 8).items()} == full
 
 
-def test_revive_restores_masks_and_latents():
-    net = DnCNNDHP(num_layers=4, num_feat=8)
+def test_refill_restores_masks_and_latents():
+    """A check that prunes past the target adds back the best channels pruned since the last check, with their
+    latents as they were then."""
+    net = dhp('dncnn', num_layers=4, num_feat=8)
+    pruner = DHPPruner(net, 0.9, ratio_tolerance=0.0)
+    assert pruner.check().widths['feat00'] == 8
+    saved = net.latents.detach().clone()
     with torch.no_grad():
-        saved = net.latents.detach().clone()
         net.group_latents()['feat00'][:6] = 0.0
-    net.update_masks()
-    assert net.kept_widths()['feat00'] == 2
-    keep = net.masks > 0
-    keep[1] = True  # feat00 is the first group: flat index 1 is its channel 1
-    net.revive(keep, saved)
-    assert net.kept_widths()['feat00'] == 3
-    assert net.latents[1].item() == saved[1].item()
-    assert net.latents[0].item() == 0.0
+    check = pruner.check()
+    assert check.refilled_from is not None and check.refilled_from < 0.9 and check.ratio <= 0.9
+    revived = (net.group_masks()['feat00'] > 0).nonzero().flatten().tolist()
+    assert len(revived) > 2
+    for c in revived:
+        assert net.group_latents()['feat00'][c].item() == saved[c].item()

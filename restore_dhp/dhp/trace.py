@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from fractions import Fraction
 from typing import Any, Mapping
 
@@ -532,7 +533,9 @@ def trace_spec(module: nn.Module, example: torch.Tensor, hints: Mapping[str, Any
     hints = getattr(module, 'dhp_hints', None) if hints is None else hints
     copied = copy.deepcopy(module).eval()
     try:
-        exported = torch.export.export(copied, (example,), strict=False)
+        with warnings.catch_warnings():  # (a forward that writes a tensor attribute, e.g. EDSR's mean: harmless here)
+            warnings.filterwarnings('ignore', message='The tensor attribute .* was assigned during export')
+            exported = torch.export.export(copied, (example,), strict=False)
     except Exception as e:  # torch.export raises many types for forwards it cannot follow
         raise TraceError(f'{type(module).__name__} cannot be traced by torch.export: '
                          f'{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}') from None
