@@ -49,9 +49,10 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ..checkpoint import read_metadata, save_compact
+from ..checkpoint import load_state_checked, read_metadata, read_tensors, save_compact
 from .. import network
 from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES, DHPNet, DHPPruner, FlopsTable, KeepRule, Schedule, WidthCost
+from ..dhp.warm import WARM_STARTS, warm_start
 from ..fileio import write_text
 from ..latency import LatencyError, file_sha256, read_table
 from ..errors import OptionError
@@ -76,6 +77,7 @@ class SearchOptions:
     round_to: int | str = 1            # round kept widths up to a multiple of this; 'auto': the table's width step
     flops_input_size: int = 128
     embedding_dim: int = 8             # of the hypernetworks (the paper's 8)
+    warm_start: str = 'scaled'         # from a compact path.pretrain_network_g: see restore_dhp.dhp.warm
 
     @property
     def ratio(self) -> float:
@@ -103,7 +105,7 @@ class SearchOptions:
             if name in values:
                 continue
             kind = float if name in ('target_ratio', 'ratio_tolerance', 'regularization', 'keep_threshold') else (
-                str if name == 'prox' else int)
+                str if name in ('prox', 'warm_start') else int)
             if value is None and name == 'max_search_iter':
                 values[name] = None
                 continue
@@ -115,6 +117,8 @@ class SearchOptions:
         opts = cls(**values)
         if opts.target is None and not 0 < opts.target_ratio <= 1:
             raise OptionError(f'option dhp.target_ratio must be in (0, 1], got {opts.target_ratio}')
+        if opts.warm_start not in WARM_STARTS:
+            raise OptionError(f'option dhp.warm_start must be one of {WARM_STARTS}, got {opts.warm_start!r}')
         if opts.prox not in PROX_TYPES:
             raise OptionError(f'option dhp.prox must be one of {PROX_TYPES}, got {opts.prox!r}')
         for name in ('ratio_tolerance', 'regularization', 'keep_threshold'):
@@ -173,6 +177,7 @@ class DHPSearchModel(RestorationModel):
         self.phase = 'search'
         self.search_record: dict | None = None
         self.pruner: DHPPruner | None = None
+        self.warm_record: dict | None = None
         compact_path = self._compact_to_resume(opt)
         if compact_path:  # resumed after compaction: the compact network is rebuilt, BasicSR loads its .pth
             self._build_widths = read_metadata(compact_path)['widths']
@@ -200,10 +205,33 @@ class DHPSearchModel(RestorationModel):
                     f"{ {g: spec.group_widths[g] for g in spec.prunable_groups} }, fixed {sorted(spec.fixed_groups)}")
         for line in spec.unprunable:
             logger.info(f'DHP: unprunable: {line}')
+        pretrain = self.opt['path'].get('pretrain_network_g')
+        state = None
+        if pretrain and str(pretrain).endswith('.safetensors'):  # a warm start from trained weights
+            state = read_tensors(pretrain)
+            load_state_checked(net, state, pretrain)
+            x = torch.rand(2, structure.in_channels, 48, 48, generator=torch.Generator().manual_seed(0))
+            with torch.no_grad():
+                reference = net.eval()(x)
         try:
-            return DHPNet(net, spec, embedding_dim=self.search.embedding_dim)
+            dhp = DHPNet(net, spec, embedding_dim=self.search.embedding_dim)
         except ValueError as e:
             raise OptionError(f"network_g {type(net).__name__}: {e}") from None
+        if state is not None:
+            warm_start(dhp, state, self.search.warm_start)
+            with torch.no_grad():
+                difference = float((dhp.eval()(x) - reference).abs().max())
+            dhp.train()
+            self.warm_record = {'file': pretrain, 'mode': self.search.warm_start, 'max_abs_difference': difference}
+            logger.info(f'DHP warm start from {pretrain} ({self.search.warm_start}): at iteration 0 the DHP network '
+                        f'reproduces it, max |difference| {difference:.2e} on a {tuple(x.shape)} batch')
+        return dhp
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        """A compact ``pretrain_network_g`` of the search phase was read by the warm start (prepare_network)."""
+        if self.phase == 'search' and str(load_path).endswith('.safetensors'):
+            return
+        return super().load_network(net, load_path, strict, param_key)
 
     # ------------------------------------------------------------------ resume
     @staticmethod
@@ -295,6 +323,8 @@ class DHPSearchModel(RestorationModel):
         self.search_record = {'iteration': current_iter, 'stop_reason': reason, 'flops_ratio': flops_ratio,
                               'target_ratio': self.search.target_ratio, 'widths': widths,
                               'search_options': asdict(self.search), **self._latency_record(ratio, widths)}
+        if self.warm_record:
+            self.search_record['warm_start'] = self.warm_record
         get_root_logger().info(f'DHP search stopped at iter {current_iter} ({reason}): cost ratio {ratio:.4f}, '
                                f'FLOPs ratio {flops_ratio:.4f}; compacting and fine-tuning the compact network')
         self.save_network(self.net_g, 'net_g_search', current_iter)  # the full search state

@@ -57,10 +57,12 @@ from ..dhp import DHPNet, first_channels
 from ..errors import OptionError
 from ..fileio import atomic_path
 from ..timing import device_name
+from .precise_bn import RecentBatches, recompute_bn_statistics
 from .train_step import TrainStep, parse_step_options
 
 
 LIVE_SUFFIX = '_live'  # val.also_live: the set name the trained network's validation is logged under
+RUNNING_SUFFIX = '_running'  # train.precise_bn: the validation with the running statistics, before recomputing
 
 
 def with_compact_pretrain(opt: dict) -> tuple[dict, dict | None, dict | None]:
@@ -124,6 +126,10 @@ class RestorationModel(SRModel):
         self._validation: list = []
         self._wall_before = 0.0
         self._started = time.monotonic()
+        precise = (opt.get('train') or {}).get('precise_bn') if opt.get('is_train') else None
+        self._recent = RecentBatches(precise) if precise else None
+        self._bn_recomputed_at: int | None = None
+        self._running: list = []  # (BatchNorm, its buffers before the last recomputation)
         super().__init__(opt)
 
     def optimize_parameters(self, current_iter):
@@ -133,6 +139,8 @@ class RestorationModel(SRModel):
             self._step = TrainStep(self.net_g, self._losses, self.optimizer_g, self.device, self._amp,
                                    self._capture, distributed=self.opt['dist'], notice=get_root_logger().warning)
         self.output, _ = self._step(self.lq, self.gt)
+        if self._recent is not None:
+            self._recent.add(self.lq)
         losses = self._step.losses
         # under DDP BasicSR averages the losses over ranks every step; otherwise they are read when logged
         self.log_dict = (self.reduce_loss_dict(losses) if self.opt['dist']
@@ -284,25 +292,60 @@ class RestorationModel(SRModel):
         return round(self._wall_before + time.monotonic() - self._started, 1)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         if not isinstance(current_iter, int):  # BasicSR's test pipeline passes the set's name: not training
-            return
+            return super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        if self._recent is not None:
+            # what the running statistics give, logged as <set>_running, then the precise statistics
+            self.recompute_bn(current_iter)
+            self._swap_running_statistics()
+            try:
+                self._validate_as(dataloader, current_iter, tb_logger, RUNNING_SUFFIX, testing_live=False)
+            finally:
+                self._swap_running_statistics()
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         self._record_validation(current_iter, dataloader.dataset.opt['name'])
         if hasattr(self, 'net_g_ema') and (self.opt.get('val') or {}).get('also_live'):
-            dataset_opt = dataloader.dataset.opt
-            name = dataset_opt['name']
-            dataset_opt['name'], self._testing_live = name + LIVE_SUFFIX, True
-            try:
-                super().nondist_validation(dataloader, current_iter, tb_logger, False)
-                self._record_validation(current_iter, dataset_opt['name'])
-            finally:
-                dataset_opt['name'], self._testing_live = name, False
+            self._validate_as(dataloader, current_iter, tb_logger, LIVE_SUFFIX, testing_live=True)
+
+    def _validate_as(self, dataloader, current_iter, tb_logger, suffix: str, testing_live: bool):
+        """A validation logged and recorded under the set's name + ``suffix``."""
+        dataset_opt = dataloader.dataset.opt
+        name = dataset_opt['name']
+        dataset_opt['name'], self._testing_live = name + suffix, testing_live
+        try:
+            super().nondist_validation(dataloader, current_iter, tb_logger, False)
+            self._record_validation(current_iter, dataset_opt['name'])
+        finally:
+            dataset_opt['name'], self._testing_live = name, False
+
+    def recompute_bn(self, current_iter) -> None:
+        """``train.precise_bn``: the BatchNorm statistics of the trained (and averaged) network recomputed on the
+        recent training batches, once per iteration (:mod:`restore_dhp.models.precise_bn`)."""
+        if self._recent is None or not len(self._recent) or self._bn_recomputed_at == current_iter:
+            return
+        nets = [self.get_bare_model(self.net_g)] + ([self.net_g_ema] if hasattr(self, 'net_g_ema') else [])
+        norms = [m for net in nets for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        self._running = [(m, {k: b.clone() for k, b in m.named_buffers()}) for m in norms]
+        for net in nets:
+            recompute_bn_statistics(net, self._recent.batches, self.device)
+        self._bn_recomputed_at = current_iter
+
+    @torch.no_grad()
+    def _swap_running_statistics(self) -> None:
+        """Exchange the BatchNorm statistics with those kept from before the last recomputation."""
+        for module, kept in self._running:
+            for name, buffer in module.named_buffers():
+                now = buffer.clone()
+                buffer.copy_(kept[name])
+                kept[name] = now
 
     def _record_validation(self, current_iter, set_name):
         self._validation.append([int(current_iter), set_name,
                                  {k: round(float(v), 4) for k, v in self.metric_results.items()}])
 
     def save(self, epoch, current_iter):
+        if current_iter != -1:
+            self.recompute_bn(current_iter)
         super().save(epoch, current_iter)
         self.save_safetensors(current_iter)
 
