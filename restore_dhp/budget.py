@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 from torch import nn
 
-from .complexity import build_meta
+from . import network
 from .data.imageio import ImageHeader
 from .run_model import estimate_memory
 
@@ -51,7 +51,7 @@ def memory_limit(gb: float | None = None) -> int:
 
 def structure_net(structure: Mapping) -> nn.Module:
     """The network a checkpoint's metadata (or a model's ``describe()``) names, on the meta device (no memory)."""
-    return build_meta(structure['arch'], structure['widths'], **structure['arch_kwargs'])
+    return network.build(structure['arch'], structure['arch_kwargs'], structure['widths'], 'meta').eval()
 
 
 def array_header(pixels: np.ndarray) -> ImageHeader:

@@ -44,11 +44,11 @@ class TaskEntry:
 
 
 TASKS: dict[str, TaskEntry] = {
-    'sr': TaskEntry('sr', 'srresnet_x4', 'SRResNetCompact', 'SRResNet', 'Super-resolution ×4 (SRResNet, RGB)',
+    'sr': TaskEntry('sr', 'srresnet_x4', 'SRResNet', 'SRResNet', 'Super-resolution ×4 (SRResNet, RGB)',
                     4, 3, 'Urban100', ('Set5', 'Set14', 'B100'),
                     # dhp100: the full-width network trained with the DHP recipe (target 1.0, issue 13)
                     variants=('baseline', 'dhp100', 'dhp60', 'dhp40', 'dhp20')),
-    'denoise': TaskEntry('denoise', 'dncnn_s70', 'DnCNNCompact', 'DnCNN', 'Denoising σ=70 (DnCNN, gray images only)',
+    'denoise': TaskEntry('denoise', 'dncnn_s70', 'DnCNN', 'DnCNN', 'Denoising σ=70 (DnCNN, gray images only)',
                          1, 1, 'BSD68', ('BSD68',), 70.0),
 }
 VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')   # every task's; a task may ship more (TaskEntry.variants)
@@ -61,7 +61,7 @@ VARIANT_LABELS = {'baseline': 'Baseline', 'dhp100': 'Full width, DHP-trained', '
 PAPER_REFERENCE = {
     'sr': {
         'title': 'SRResNet x4 (paper: Y-PSNR)',
-        'arch': 'SRResNetCompact',
+        'arch': 'SRResNet',
         'sets': ['Set5', 'Set14', 'B100', 'Urban100', 'DIV2K'],
         'rows': [
             {'name': 'Baseline', 'psnr': [32.03, 28.50, 27.52, 25.88, 28.85], 'gflops': 32.83, 'params_m': 1.54},
@@ -73,7 +73,7 @@ PAPER_REFERENCE = {
     },
     'denoise': {
         'title': 'DnCNN, Gaussian noise sigma=70 (paper: PSNR)',
-        'arch': 'DnCNNCompact',
+        'arch': 'DnCNN',
         'sets': ['BSD68', 'DIV2K'],
         'rows': [
             {'name': 'Baseline', 'psnr': [24.93, 26.73], 'gflops': 9.13, 'params_m': 0.56},

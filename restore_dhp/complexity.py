@@ -6,8 +6,9 @@ each batch-norm; pixel shuffle and residual additions are free.  The input is
 128x128 (for SR, the low-resolution image).  ``macs`` is the plain conv
 multiply-accumulate count beside it.
 
-Counting runs the network's own forward on the ``meta`` device with hooks, so
-it measures the structure that actually runs and costs no arithmetic.
+Counting runs the network's own forward on the ``meta`` device and counts the
+ops it dispatches, so it measures the structure that actually runs (functional
+activations too) and costs no arithmetic.
 :func:`remaining_flops_ratio` prices widths with the architecture's closed-form
 :class:`~restore_dhp.dhp.FlopsTable` instead (microseconds per width set; the
 tests check that both counts agree).
@@ -25,79 +26,73 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from basicsr.utils.registry import ARCH_REGISTRY
-
-from . import archs
-from .archs import aliases as arch_aliases
-from .checkpoint import CheckpointError, build_from_metadata, read_metadata
+from . import network
+from .checkpoint import CheckpointError, build_checked, read_metadata
 from .commands import prog, run_entry
 from .dhp import ArchSpec, FlopsTable
 
-_ACTIVATIONS = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU)
+#: aten ops counted as an activation (+1 FLOP per output element)
+ACTIVATION_OPS = frozenset({'relu', 'leaky_relu', 'prelu', '_prelu_kernel', 'sigmoid', 'tanh', 'gelu', 'silu', 'elu',
+                            'hardtanh', 'hardswish', 'hardsigmoid', 'softplus', 'mish', 'relu6'})
+BATCH_NORM_OPS = frozenset({'native_batch_norm', '_native_batch_norm_legit_no_training', '_native_batch_norm_legit',
+                            'batch_norm', 'cudnn_batch_norm', '_batch_norm_impl_index'})
 
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() de-duplicates shared modules
 
 
+class _OpCounter(TorchDispatchMode):
+    """Counts the paper's FLOPs of the aten ops a forward runs (convs, batch-norms, activations, functional or not)."""
+
+    def __init__(self):
+        super().__init__()
+        self.flops = self.macs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func._overloadpacket.__name__.rstrip('_')
+        if name == 'convolution':
+            x, weight, transposed, groups = args[0], args[1], args[6], args[8]
+            taps = weight.shape[2] * weight.shape[3]
+            # a conv: each output element reads in/groups channels; a transposed conv: each input element
+            # writes out/groups channels, kernel area times
+            macs = x.numel() * weight.shape[1] * taps if transposed else out.numel() * weight.shape[1] * taps
+            self.macs += macs
+            self.flops += macs
+        elif name in BATCH_NORM_OPS:
+            self.flops += 2 * (out[0] if isinstance(out, tuple) else out).numel()
+        elif name in ACTIVATION_OPS:
+            self.flops += (out[0] if isinstance(out, tuple) else out).numel()
+        return out
+
+
 def count_flops(model: nn.Module, height: int = 128, width: int = 128) -> dict[str, int]:
-    """Paper-convention FLOPs and conv MACs of one forward pass on a 1 x C x height x width input."""
-    totals = {'flops': 0, 'macs': 0}
-
-    def conv_hook(module: nn.Conv2d, _inp, out):
-        macs = out.numel() * (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
-        totals['macs'] += macs
-        totals['flops'] += macs
-
-    def bn_hook(_module, _inp, out):
-        totals['flops'] += 2 * out.numel()
-
-    def act_hook(_module, _inp, out):
-        totals['flops'] += out.numel()
-
-    handles = []
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-            handles.append(module.register_forward_hook(bn_hook))
-        elif isinstance(module, _ACTIVATIONS):
-            handles.append(module.register_forward_hook(act_hook))
-    try:
-        with torch.no_grad():
-            device = next(model.parameters()).device
-            model(torch.zeros(1, model.in_channels, height, width, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    return totals
-
-
-def build_meta(arch: str, widths: Mapping[str, int] | None = None, **arch_kwargs) -> nn.Module:
-    """A plain network of class ``arch`` (registry name or alias) on the meta device: no memory, no init cost."""
-    cls = archs.compact_class(arch)
-    with torch.device('meta'):
-        return cls(widths=widths, **arch_kwargs).eval()
+    """Paper-convention FLOPs and conv MACs of one forward pass of ``model`` (built here) on a 1 x C x height x
+    width input, counted op by op as it runs (on the meta device it costs no arithmetic)."""
+    counter = _OpCounter()
+    device = next(model.parameters()).device
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, network.structure(model).in_channels, height, width, device=device))
+    return {'flops': counter.flops, 'macs': counter.macs}
 
 
 def arch_spec(arch: str, **arch_kwargs) -> ArchSpec:
     """The :class:`~restore_dhp.dhp.ArchSpec` (width groups and the layers using them) of architecture ``arch``
-    (registry name of any form, or alias) built with ``arch_kwargs``.  The one place a spec is asked of a network:
-    today it is the spec the architecture writes; when specs are traced from the network, this changes alone."""
-    cls = ARCH_REGISTRY.get(arch_aliases().get(arch, arch))
-    with torch.device('meta'):
-        return cls(**arch_kwargs).spec
+    (registered name or a short one) built with ``arch_kwargs``: traced (:func:`restore_dhp.network.spec_of`)."""
+    return network.spec_of(arch, arch_kwargs)
 
 
 def complexity(arch: str, widths: Mapping[str, int] | None = None, size: int = 128, **arch_kwargs) -> dict:
     """FLOPs (paper convention), MACs and params of ``arch`` at ``widths`` for a size x size input."""
-    model = build_meta(arch, widths, **arch_kwargs)
-    counts = count_flops(model, size, size)
-    return {'arch': type(model).__name__, 'input': [1, model.in_channels, size, size],
+    model = network.build(arch, arch_kwargs, widths, 'meta').eval()
+    counts, structure = count_flops(model, size, size), network.structure(model)
+    return {'arch': structure.arch, 'input': [1, structure.in_channels, size, size],
             'flops': counts['flops'], 'gflops': counts['flops'] / 1e9,
             'macs': counts['macs'], 'gmacs': counts['macs'] / 1e9,
-            'params': count_params(model), 'widths': model.kept_widths()}
+            'params': count_params(model), 'widths': dict(structure.widths)}
 
 
 @functools.lru_cache(maxsize=64)
@@ -107,7 +102,7 @@ def _flops_table(arch: str, size: int, arch_kwargs: str) -> FlopsTable:
 
 def flops_table(arch: str, size: int = 128, **arch_kwargs) -> FlopsTable:
     """The closed-form FLOPs table of ``arch`` (registry name or alias) for a size x size input (cached)."""
-    return _flops_table(arch_aliases().get(arch, arch), size, json.dumps(arch_kwargs, sort_keys=True))
+    return _flops_table(network.registered_name(arch), size, json.dumps(arch_kwargs, sort_keys=True))
 
 
 def remaining_flops_ratio(arch: str, widths: Mapping[str, int], size: int = 128, **arch_kwargs) -> float:
@@ -130,22 +125,28 @@ def checkpoint_complexity(path: str, size: int = 128) -> dict:
     The file is checked as the loader checks it (a :class:`CheckpointError` in one line for an unknown
     architecture, arguments it does not take, a form that is not the plain one), on the meta device."""
     meta = read_metadata(path)
-    with torch.device('meta'):
-        build_from_metadata(meta, path)
+    build_checked(meta['arch'], meta['arch_kwargs'], meta['widths'], path, 'meta')
     return {**metadata_complexity(meta, size), 'checkpoint': str(path)}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=prog('complexity'), description=__doc__.split('\n')[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--arch', choices=sorted(arch_aliases()), help='baseline architecture at full width')
+    source.add_argument('--arch', help='an architecture at full width: a registered name or one of '
+                        + ', '.join(sorted(network.aliases())))
     source.add_argument('--weights', help='a compact checkpoint (.safetensors)')
+    parser.add_argument('--arch-kwargs', default='{}', help='with --arch: its constructor arguments as JSON')
     parser.add_argument('--size', type=int, default=128, help='input height and width (LR size for SR)')
     args = parser.parse_args(argv)
     if args.size < 1:
         parser.error('--size must be positive')
     try:
-        result = checkpoint_complexity(args.weights, args.size) if args.weights else complexity(args.arch, None, args.size)
+        if args.weights:
+            result = checkpoint_complexity(args.weights, args.size)
+        else:
+            kwargs = json.loads(args.arch_kwargs)
+            build_checked(args.arch, kwargs, None, '--arch', 'meta')
+            result = complexity(args.arch, None, args.size, **kwargs)
     except (CheckpointError, KeyError, TypeError, ValueError) as e:
         print(f'error: {str(e).strip(chr(34)).splitlines()[0]}', file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import tasks
+from . import network, tasks
 from .catalogue import TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import metadata_complexity
@@ -135,9 +135,10 @@ def _load_model(key: str, variant: str, path: Path, device: torch.device) -> Loa
     spec = TASKS[key]
     loaded = load_checkpoint(path, device)
     meta = loaded.meta
-    if meta['task'] != key or int(meta['scale']) != spec.scale or int(loaded.model.in_channels) != spec.channels:
+    channels = network.structure(loaded.model).in_channels
+    if meta['task'] != key or int(meta['scale']) != spec.scale or channels != spec.channels:
         raise CheckpointError(f"{path}: holds a {meta['task']} x{meta['scale']} model with "
-                              f'{loaded.model.in_channels} channels, expected {key} x{spec.scale} with {spec.channels}')
+                              f'{channels} channels, expected {key} x{spec.scale} with {spec.channels}')
     cx = metadata_complexity(meta, size=128)
     try:
         runner = deploy(loaded.model, device)

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import network
 from .export import onnx_model_bytes
 from .graph_rewrites import ShuffleNHWC, fold_batchnorm, shuffle_as_block_copy  # noqa: F401  (re-exported)
 
@@ -164,7 +165,7 @@ class _OrtRunner:
         if device.type == 'cuda':  # available: checked by prepare (_ort_missing)
             providers.insert(0, ('CUDAExecutionProvider', {'device_id': device.index or 0}))
         self.session = ort.InferenceSession(onnx_model_bytes(model), options, providers=providers)
-        self.scale = model.scale
+        self.scale = network.facts(model).scale
         self.in_name = self.session.get_inputs()[0].name
         output = self.session.get_outputs()[0]
         self.out_name, self.out_channels = output.name, output.shape[1]
@@ -361,7 +362,7 @@ def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: st
     ``device``: where it runs (default: where ``model`` is).  ``threads``: CPU threads for torch
     (process-wide, ``torch.set_num_threads``) and for the ONNX Runtime session.
     A network whose widths a device runs slowly can be padded first (exact):
-    ``prepare(model.padded_to(32), 'cuda')`` (:meth:`~restore_dhp.dhp.net.PrunableNet.padded_to`).
+    ``prepare(restore_dhp.network.padded(model, 32), 'cuda')``.
     """
     if backend not in BACKEND_TABLE:
         raise DeployError(f'unknown backend {backend!r}; choose one of {", ".join(BACKENDS)}')
@@ -386,7 +387,8 @@ def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: st
     if heap_reuse and row.cpu_heap_reuse and device.type == 'cpu':
         reuse_freed_memory()
     runner, layout = row.build(source, device, PRECISIONS[precision], threads)
-    structure = source.describe() if callable(getattr(source, 'describe', None)) else None
-    return DeployedModel(runner, scale=source.scale, in_channels=source.in_channels, backend=backend,
+    facts = network.facts(model)
+    structure = facts.describe() if callable(getattr(facts, 'describe', None)) else None
+    return DeployedModel(runner, scale=facts.scale, in_channels=facts.in_channels, backend=backend,
                          precision=precision, device=device, layout=layout, weight_bytes=weight_bytes,
                          structure=structure)

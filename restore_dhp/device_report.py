@@ -72,8 +72,8 @@ def measure(args) -> dict:
         name = Path(path).name.split('.')[0]
         models[name] = model
         records.append({'name': name, 'checkpoint': Path(path).name, 'family': kind, 'target': target,
-                        'widths': model.kept_widths(), 'flops_ratio': metadata_complexity(meta)['flops_ratio'],
-                        'predicted_ms': table.cost(model.kept_widths()) / 1e3})
+                        'widths': meta['widths'], 'flops_ratio': metadata_complexity(meta)['flops_ratio'],
+                        'predicted_ms': table.cost(meta['widths']) / 1e3})
         if kind == 'baseline' and CONTROL not in models:
             models[CONTROL] = load_checkpoint(path, 'cpu').model
     if CONTROL not in models:

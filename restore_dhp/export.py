@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import network
 from .checkpoint import CheckpointError, load_compact
 from .commands import prog, run_entry
 from .fileio import OutputError, check_output, write_bytes
@@ -64,11 +65,12 @@ def _onnx():
 def onnx_metadata(model: nn.Module) -> dict[str, str]:
     """What the ONNX file says about itself and how to feed it (string values, JSON for the structured ones)."""
     from ._version import __version__
-    desc = model.describe()
+    facts = network.facts(model)
+    desc = facts.describe()
     return {'format': FORMAT, 'arch': desc['arch'], 'task': desc['task'], 'scale': str(desc['scale']),
             'arch_kwargs': json.dumps(desc['arch_kwargs'], sort_keys=True),
             'widths': json.dumps(desc['widths'], sort_keys=True),
-            'input_range': INPUT_RANGE, 'channel_order': 'RGB' if model.in_channels == 3 else 'gray',
+            'input_range': INPUT_RANGE, 'channel_order': 'RGB' if facts.in_channels == 3 else 'gray',
             'clamp': CLAMP, 'restore_dhp_version': __version__}
 
 
@@ -103,9 +105,10 @@ def onnx_model_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
     if opset not in OPSETS:
         raise ExportError(f'opset {opset} is not one the exporter writes; choose {OPSETS[0]} to {OPSETS[-1]} '
                           f'(default {OPSET})')
-    example = torch.rand(1, source.in_channels, 16, 16)
+    facts = network.facts(model)
+    example = torch.rand(1, facts.in_channels, 16, 16)
     axes = {0: 'batch', 2: 'height', 3: 'width'}
-    tail = f'_x{source.scale}' if int(source.scale) > 1 else ''  # the output's own size, when it differs
+    tail = f'_x{facts.scale}' if int(facts.scale) > 1 else ''  # the output's own size, when it differs
     out_axes = {0: 'batch', 2: f'height{tail}', 3: f'width{tail}'}
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -136,7 +139,7 @@ def parity_error(model: nn.Module, data: bytes, height: int = 48, width: int = 4
     """Largest absolute difference between ONNX Runtime (CPU) and torch on one random input."""
     if ort is None:
         raise ExportError('the parity check needs the onnxruntime package: pip install -r requirements.txt')
-    x = torch.rand(1, model.in_channels, height, width, generator=torch.Generator().manual_seed(seed))
+    x = torch.rand(1, network.facts(model).in_channels, height, width, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         expected = model.float().cpu().eval()(x).numpy()
     try:

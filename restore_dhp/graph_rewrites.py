@@ -24,12 +24,17 @@ def _fed_by_conv_alone(gm: fx.GraphModule, modules: dict, kind: type):
 
 
 @torch.no_grad()
-def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
+def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A traced copy of ``model`` (eval mode) with each BatchNorm folded into the conv that feeds it alone.
 
-    ``w' = w * g / sqrt(v + eps)``, ``b' = (b - m) * g / sqrt(v + eps) + beta``, computed in float64.
+    ``w' = w * g / sqrt(v + eps)``, ``b' = (b - m) * g / sqrt(v + eps) + beta``, computed in float64.  A forward
+    that ``torch.fx`` cannot trace symbolically (control flow on shapes, as BasicSR's RRDBNet has) is kept as
+    it is: an eval-mode copy, BatchNorm unfolded.
     """
-    gm = fx.symbolic_trace(copy.deepcopy(model).eval())
+    try:
+        gm = fx.symbolic_trace(copy.deepcopy(model).eval())
+    except Exception:  # fx raises many types for forwards it cannot follow
+        return copy.deepcopy(model).eval()
     modules = dict(gm.named_modules())
     for node, src in _fed_by_conv_alone(gm, modules, nn.BatchNorm2d):
         _fold_into(modules[src.target], modules[node.target])
@@ -73,8 +78,11 @@ class ShuffleNHWC(nn.Module):
 
 
 @torch.no_grad()
-def shuffle_as_block_copy(gm: fx.GraphModule) -> fx.GraphModule:
-    """Rewrite each conv -> PixelShuffle pair (conv used only there) for channels_last (see :class:`ShuffleNHWC`)."""
+def shuffle_as_block_copy(gm: nn.Module) -> nn.Module:
+    """Rewrite each conv -> PixelShuffle pair (conv used only there) for channels_last (see :class:`ShuffleNHWC`);
+    a module that is not a traced graph is returned as it is."""
+    if not isinstance(gm, fx.GraphModule):
+        return gm
     modules = dict(gm.named_modules())
     for node, src in _fed_by_conv_alone(gm, modules, nn.PixelShuffle):
         conv, r = modules[src.target], modules[node.target].upscale_factor

@@ -10,6 +10,7 @@ checkpoint, an export or a report says about it.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from .archs import aliases, arch_class  # noqa: F401  (aliases: short names for the command lines)
-from .dhp import ArchSpec, first_channels, trace_spec
+from .dhp import ArchSpec, first_channels, padded_widths, trace_spec
 
 ATTRIBUTE = 'restore_dhp_structure'
 EXAMPLE_SIZE = 32                 # the traced example's height and width (an architecture's dhp_hints may say)
@@ -110,6 +111,21 @@ def build(arch: str, arch_kwargs: Mapping[str, Any] | None = None, widths: Mappi
     narrowed = first_channels(net, spec, widths) if widths else None
     attach(net, arch, kwargs, narrowed)
     return net
+
+
+def facts(model):
+    """What consumers ask of a model, ``.scale``, ``.in_channels`` and ``.describe()``: a network built here answers
+    through its :class:`Structure`; a deployed model (or a probe module) answers itself."""
+    return getattr(model, ATTRIBUTE, None) or model
+
+
+def padded(model: nn.Module, multiple: int) -> nn.Module:
+    """A copy of ``model`` (built here) with zero channels added so every prunable width is a multiple of
+    ``multiple`` (at most the full width): the same output (:func:`restore_dhp.dhp.padded_widths`)."""
+    structure_ = structure(model)
+    copy_ = copy.deepcopy(model)
+    with_widths(copy_, padded_widths(copy_, structure_.spec, structure_.widths, multiple))
+    return copy_
 
 
 def with_widths(net: nn.Module, widths: Mapping[str, int]) -> Structure:

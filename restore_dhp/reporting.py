@@ -7,7 +7,7 @@ in ``report.json``); it never enters a measured row.
 
 A result row (``dict``) as :mod:`restore_dhp.benchmark` builds it::
 
-    {'name': 'DHP-40', 'kind': 'model' | 'floor', 'checkpoint': path | None, 'arch': 'SRResNetCompact',
+    {'name': 'DHP-40', 'kind': 'model' | 'floor', 'checkpoint': path | None, 'arch': 'SRResNet',
      'gflops': float | None, 'params': int | None, 'flops_ratio': float | None,
      'metrics': {set: {'psnr_y': .., 'ssim_y': .., 'psnr_rgb': .., ['lpips': ..], 'num_images': n,
                        'per_image': [{'name': .., 'psnr_y': .., ...}, ...]}},

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import network
 from .data.imageio import to_gray
 from .deploy import DeployedModel
 
@@ -185,14 +186,15 @@ def restore_image(model: nn.Module | DeployedModel, img: np.ndarray, tile: int |
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     device = model_device(model)
-    dtype, scale = img.dtype, int(model.scale)
+    facts = network.facts(model)
+    dtype, scale = img.dtype, int(facts.scale)
     h, w = img.shape[:2]
-    gray_out = img.ndim == 2 or model.in_channels == 1
+    gray_out = img.ndim == 2 or facts.in_channels == 1
     out = np.empty((h * scale, w * scale) if gray_out else (h * scale, w * scale, 3), dtype)
     total = tile_count(h, w, tile)
     windows = [(slice(0, h), slice(0, w), slice(0, h), slice(0, w))] if total == 1 else tile_grid(h, w, tile, overlap)
     for done, (rows, cols, core_r, core_c) in enumerate(windows, 1):
-        x = image_to_tensor(img[rows, cols], model.in_channels, device)   # one tile as float32 at a time
+        x = image_to_tensor(img[rows, cols], facts.in_channels, device)   # one tile as float32 at a time
         y = model(x)[:, :, _scaled(core_r, scale), _scaled(core_c, scale)]
         del x
         part = tensor_to_image(y, dtype)
@@ -214,7 +216,7 @@ ACTIVATION_FACTOR = 6
 
 def largest_activation_bytes(net: nn.Module, channels: int, height: int, width: int) -> int:
     """Bytes of the largest tensor ``net`` produces on a ``height x width`` input, from a forward on the meta
-    device (``net`` built there, e.g. :func:`restore_dhp.complexity.build_meta`): nothing is allocated."""
+    device (``net`` built there, e.g. ``restore_dhp.network.build(..., device="meta")``): nothing is allocated."""
     sizes = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() * out.element_size()))
              for m in net.modules() if not any(True for _ in m.children())]
@@ -241,15 +243,16 @@ def estimate_memory(header, net: nn.Module, tile: int | None, overlap: int = DEF
     output with it added; 0 without) and ``total``, the peak (decoding briefly holds a second copy; the resize
     holds the output and its resized copy).  ``net``: the model on the meta device (its ``in_channels`` and
     ``scale``)."""
-    h, w, scale = header.height, header.width, int(net.scale)
+    facts = network.facts(net)
+    h, w, scale = header.height, header.width, int(facts.scale)
     pixels = h * w * (1 if header.gray else 3) * header.bytes_per_sample
-    out_channels = 1 if header.gray or net.in_channels == 1 else 3
+    out_channels = 1 if header.gray or facts.in_channels == 1 else 3
     output = h * scale * w * scale * out_channels * header.bytes_per_sample
     bytes_per_pixel = out_channels * header.bytes_per_sample
     out_pixels = math.prod(outscale_size(h, w, outscale)) if outscale is not None else h * scale * w * scale
     resized = 0 if outscale is None else out_pixels * bytes_per_pixel
     with_alpha = 0 if not alpha else (h * w + out_pixels * (out_channels + 2)) * header.bytes_per_sample
     win_h, win_w = (h, w) if tile is None else (min(h, tile + 2 * overlap), min(w, tile + 2 * overlap))
-    work = ACTIVATION_FACTOR * largest_activation_bytes(net, net.in_channels, win_h, win_w)
+    work = ACTIVATION_FACTOR * largest_activation_bytes(net, facts.in_channels, win_h, win_w)
     total = max(2 * header.decoded_bytes, pixels + output + max(work, resized) + with_alpha)
     return {'input': pixels, 'output': output, 'tile': work, 'resized': resized, 'alpha': with_alpha, 'total': total}

@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from . import archs
 from .catalogue import PAPER_REFERENCE, TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
 from .commands import prog, run_entry
 from .archs import aliases as arch_aliases
-from .complexity import build_meta, count_flops
+from . import network
+from .complexity import count_flops
 from .deploy import BACKEND_TABLE, BACKENDS, PRECISIONS, DeployError, precision_problem, prepare, usable_backends
 from .fileio import write_text
 from .profiling import PROFILE_ROWS, profile_kernels, profile_layers  # noqa: F401  (PROFILE_ROWS: re-exported)
@@ -76,13 +76,17 @@ def parse_size(text: str) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- models to compare
 def build_plain(arch: str, widths, arch_kwargs: dict) -> nn.Module:
-    return archs.compact_class(arch)(widths=widths, **arch_kwargs).eval()
+    return network.build(arch, arch_kwargs, widths).eval()
+
+
+def meta_net(arch: str, widths=None, arch_kwargs: dict | None = None) -> nn.Module:
+    return network.build(arch, arch_kwargs, widths, 'meta').eval()
 
 
 def random_widths(arch: str, target: float, rng: random.Random, size: int = 64) -> dict:
     """Per-group widths with uneven random keep fractions whose FLOPs ratio is as close to ``target`` as found."""
-    full = build_meta(arch).kept_widths()
-    full_flops = count_flops(build_meta(arch), size, size)['flops']
+    full = dict(network.structure(meta_net(arch)).widths)
+    full_flops = count_flops(meta_net(arch), size, size)['flops']
     shape = {g: rng.uniform(0.5, 1.5) for g in full}
 
     def widths_at(m: float) -> dict:
@@ -93,7 +97,7 @@ def random_widths(arch: str, target: float, rng: random.Random, size: int = 64) 
     for _ in range(24):
         mid = (lo + hi) / 2
         w = widths_at(mid)
-        ratio = count_flops(build_meta(arch, w), size, size)['flops'] / full_flops
+        ratio = count_flops(meta_net(arch, w), size, size)['flops'] / full_flops
         best = min(best, (abs(ratio - target), w), key=lambda b: b[0])
         lo, hi = (mid, hi) if ratio < target else (lo, mid)
     return best[1]
@@ -114,7 +118,7 @@ def synthetic_groups(args) -> dict[str, list[Entry]]:
     groups = {}
     for arch in args.arch:
         base = build_plain(arch, None, {})
-        full = base.kept_widths()
+        full, task = dict(network.structure(base).widths), network.structure(base).task
         picks = []
         if kind == 'random':
             for target in args.random_widths:
@@ -124,9 +128,9 @@ def synthetic_groups(args) -> dict[str, list[Entry]]:
                     picks.append((f'random-{target:g} /{args.round_to}', round_widths(w, full, args.round_to)))
         else:
             picks = [(f'width {width}', {g: min(n, width) for g, n in full.items()}) for width in args.uniform_widths]
-        entries = [Entry('baseline (full width)', base, full, True, base.task)]
-        entries += [Entry(label, build_plain(arch, w, {}), w, task=base.task) for label, w in picks]
-        groups[f'{type(base).__name__} ({kind} widths)'] = entries
+        entries = [Entry('baseline (full width)', base, full, True, task)]
+        entries += [Entry(label, build_plain(arch, w, {}), w, task=task) for label, w in picks]
+        groups[f'{network.structure(base).arch} ({kind} widths)'] = entries
     return groups
 
 
@@ -135,25 +139,26 @@ def checkpoint_groups(args) -> dict[str, list[Entry]]:
     groups: dict[str, list[Entry]] = {}
     for path in args.weights:
         model, meta = load_checkpoint(path, 'cpu')
-        full = build_meta(meta['arch'], None, **meta['arch_kwargs']).kept_widths()
-        entries = groups.setdefault(meta['arch'], [])
-        is_base = model.kept_widths() == full and not any(e.is_baseline for e in entries)
+        structure = network.structure(model)
+        full = {g: structure.spec.group_widths[g] for g in structure.spec.prunable_groups}
+        entries = groups.setdefault(structure.arch, [])
+        is_base = dict(structure.widths) == full and not any(e.is_baseline for e in entries)
         label = model_label(meta, path)
-        entries.append(Entry(label, model, model.kept_widths(), is_base, meta['task'], meta['arch_kwargs']))
+        entries.append(Entry(label, model, dict(structure.widths), is_base, meta['task'], meta['arch_kwargs']))
         if args.round_to and not is_base:
-            wr = round_widths(model.kept_widths(), full, args.round_to)
+            wr = round_widths(dict(structure.widths), full, args.round_to)
             entries.append(Entry(f'{label} /{args.round_to}', build_plain(meta['arch'], wr, meta['arch_kwargs']),
                                  wr, task=meta['task'], arch_kwargs=meta['arch_kwargs']))
         for multiple in ([] if is_base else args.pad_to):  # the same network, zero channels added (exact)
-            padded = model.padded_to(multiple)
-            if padded.kept_widths() != model.kept_widths():
-                entries.append(Entry(f'{label} pad/{multiple}', padded, padded.kept_widths(), task=meta['task'],
-                                     arch_kwargs=meta['arch_kwargs']))
+            padded = network.padded(model, multiple)
+            if network.structure(padded).widths != structure.widths:
+                entries.append(Entry(f'{label} pad/{multiple}', padded, dict(network.structure(padded).widths),
+                                     task=meta['task'], arch_kwargs=meta['arch_kwargs']))
     for arch, entries in groups.items():
         if not any(e.is_baseline for e in entries):
             base = build_plain(arch, None, entries[0].arch_kwargs)
-            entries.insert(0, Entry('full width (random weights)', base, base.kept_widths(), True,
-                                    base.task, entries[0].arch_kwargs))
+            entries.insert(0, Entry('full width (random weights)', base, dict(network.structure(base).widths), True,
+                                    network.structure(base).task, entries[0].arch_kwargs))
         entries.sort(key=lambda e: (not e.is_baseline, -flops_at(e, (64, 64))))  # baseline, then widest first
     return groups
 
@@ -161,12 +166,12 @@ def checkpoint_groups(args) -> dict[str, list[Entry]]:
 # ----------------------------------------------------------------------------- measuring and printing
 def input_for(entry: Entry, size: tuple[int, int], device) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
-    return torch.rand(1, entry.model.in_channels, *size, generator=g).to(device)
+    return torch.rand(1, network.facts(entry.model).in_channels, *size, generator=g).to(device)
 
 
 def flops_at(entry: Entry, size: tuple[int, int]) -> int:
-    return count_flops(build_meta(type(entry.model).__name__, entry.widths, **entry.model.arch_kwargs),
-                       *size)['flops']
+    structure = network.structure(entry.model)
+    return count_flops(meta_net(structure.arch, entry.widths, structure.arch_kwargs), *size)['flops']
 
 
 def compare(entries: list[Entry], forms: list[tuple[str, str]], size, args) -> tuple[dict, dict]:
@@ -201,7 +206,7 @@ def run_all(groups: dict[str, list[Entry]], args, emit) -> None:
                 rounds = len(runs[(timed[0].label, *forms[0])])
                 for form in forms:
                     form_desc = described[(entries[0].label, *form)]
-                    emit(table(f'{title}: input 1x{entries[0].model.in_channels}x{size[0]}x{size[1]}, {dev}, '
+                    emit(table(f'{title}: input 1x{network.facts(entries[0].model).in_channels}x{size[0]}x{size[1]}, {dev}, '
                                f'{form_desc}; median of {rounds} interleaved rounds after {args.warmup}',
                                timed, runs, form, {e.label: flops_at(e, size) for e in timed}, args.device,
                                args.control_tolerance))
@@ -219,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help='random-width models at these FLOPs ratios (e.g. 0.6 0.4 0.2)')
     src.add_argument('--uniform-widths', nargs='+', type=int, metavar='W',
                      help='models with every prunable layer at width W (e.g. 56 48 40 32 24 16)')
-    p.add_argument('--arch', nargs='+', choices=sorted(arch_aliases()), default=['srresnet', 'dncnn'],
-                   help='architectures for --random-widths / --uniform-widths (default: both)')
+    p.add_argument('--arch', nargs='+', default=['srresnet', 'dncnn'],
+                   help='architectures for --random-widths / --uniform-widths, at their default arguments (default: '
+                   'srresnet dncnn; short names: ' + ', '.join(sorted(arch_aliases())) + ')')
     p.add_argument('--backends', nargs='+', choices=BACKENDS,
                    help='default: every one that runs on the device here (with --profile on CUDA, the torch ones)')
     p.add_argument('--precisions', nargs='+', choices=sorted(PRECISIONS), default=['fp32'],

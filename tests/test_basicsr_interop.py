@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import restore_dhp
-from restore_dhp.archs.srresnet_arch import SRResNetCompact
+from restore_dhp.archs.srresnet_arch import SRResNet
 from restore_dhp.checkpoint import CheckpointError, save_compact
 
 
@@ -11,13 +11,13 @@ def _srmodel(path, **net):
     restore_dhp.register()
     from basicsr.models import build_model
     return build_model({'model_type': 'SRModel', 'num_gpu': 0, 'is_train': False, 'dist': False,
-                        'network_g': {'type': 'SRResNetCompact', 'num_blocks': 2, 'num_feat': 16, **net},
+                        'network_g': {'type': 'SRResNet', 'num_blocks': 2, 'num_feat': 16, **net},
                         'path': {'pretrain_network_g': str(path), 'strict_load_g': True, 'param_key_g': 'params'}})
 
 
 def test_srmodel_loads_a_compact_checkpoint(tmp_path):
     torch.manual_seed(0)
-    full = SRResNetCompact(num_blocks=2, num_feat=16)
+    full = SRResNet(num_blocks=2, num_feat=16)
     save_compact(full, tmp_path / 'full.safetensors')
     loaded = _srmodel(tmp_path / 'full.safetensors').net_g.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in full.state_dict().items())
@@ -25,7 +25,7 @@ def test_srmodel_loads_a_compact_checkpoint(tmp_path):
 
 def test_srmodel_with_a_pruned_checkpoint_names_the_widths_and_restorationmodel(tmp_path):
     widths = {'trunk': 8, 'block00': 4, 'block01': 12}
-    pruned = SRResNetCompact(num_blocks=2, num_feat=16, widths=widths)
+    pruned = SRResNet(num_blocks=2, num_feat=16, widths=widths)
     save_compact(pruned, tmp_path / 'pruned.safetensors')
     with pytest.raises(CheckpointError, match='model_type: RestorationModel'):
         _srmodel(tmp_path / 'pruned.safetensors')

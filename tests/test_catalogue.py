@@ -37,5 +37,5 @@ def test_search_target_follows_the_parent_chain():
 
 def test_a_full_width_network_searched_at_target_one_is_named_as_dhp_trained():
     from restore_dhp.catalogue import model_label
-    meta = {'arch': 'SRResNetCompact', 'arch_kwargs': {}, 'widths': {}, 'info': {'parent': {'search': {'target_ratio': 1.0}}}}
+    meta = {'arch': 'SRResNet', 'arch_kwargs': {}, 'widths': {}, 'info': {'parent': {'search': {'target_ratio': 1.0}}}}
     assert model_label(meta, 'x.safetensors') == 'Full width, DHP-trained'

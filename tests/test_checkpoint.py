@@ -7,8 +7,8 @@ from safetensors.torch import load_file, save_file
 
 import restore_dhp  # noqa: F401  (first: it lets BasicSR import on current torchvision)
 from basicsr.archs import build_network  # noqa: E402
-from restore_dhp.archs.dncnn_arch import DnCNNCompact
-from restore_dhp.archs.srresnet_arch import SRResNetCompact, SRResNetDHP
+from restore_dhp.archs.dncnn_arch import DnCNN
+from restore_dhp.archs.srresnet_arch import SRResNet, SRResNet
 from restore_dhp.checkpoint import (CheckpointError, convert_training_state, load_checkpoint, load_compact,
                                     read_metadata, save_compact)
 
@@ -18,7 +18,7 @@ WIDTHS = {'trunk': 6, 'block00': 4, 'block01': 9}
 @pytest.fixture()
 def sr_ckpt(tmp_path):
     torch.manual_seed(0)
-    model = SRResNetCompact(num_blocks=2, num_feat=12, widths=WIDTHS).eval()
+    model = SRResNet(num_blocks=2, num_feat=12, widths=WIDTHS).eval()
     path = tmp_path / 'sr.safetensors'
     save_compact(model, path, info={'note': 'test'})
     return model, path
@@ -27,7 +27,7 @@ def sr_ckpt(tmp_path):
 def test_round_trip(sr_ckpt):
     model, path = sr_ckpt
     meta = read_metadata(path)
-    assert meta['arch'] == 'SRResNetCompact' and meta['widths'] == WIDTHS and meta['info'] == {'note': 'test'}
+    assert meta['arch'] == 'SRResNet' and meta['widths'] == WIDTHS and meta['info'] == {'note': 'test'}
     assert meta['arch_kwargs']['num_blocks'] == 2 and meta['task'] == 'sr' and meta['scale'] == 4
     loaded = load_compact(path)
     x = torch.rand(1, 3, 8, 8)
@@ -47,17 +47,17 @@ def test_load_checkpoint_gives_model_and_metadata(sr_ckpt):
 
 
 def test_build_network_from_option_dict():
-    listed = build_network({'type': 'SRResNetCompact', 'num_blocks': 2, 'num_feat': 12, 'widths': WIDTHS})
+    listed = build_network({'type': 'SRResNet', 'num_blocks': 2, 'num_feat': 12, 'widths': WIDTHS})
     assert listed.kept_widths() == WIDTHS
-    for name in ('SRResNetDHP', 'DnCNNDHP', 'DnCNNCompact'):
+    for name in ('SRResNet', 'DnCNN', 'DnCNN'):
         assert build_network({'type': name, 'num_feat': 8}).__class__.__name__ == name
     with pytest.raises(TypeError):  # constructors read no files
-        build_network({'type': 'SRResNetCompact', 'checkpoint': 'x.safetensors'})
+        build_network({'type': 'SRResNet', 'checkpoint': 'x.safetensors'})
 
 
 def test_pth_file_names_what_is_accepted(tmp_path):
     path = tmp_path / 'net_g_100.pth'
-    torch.save({'params': SRResNetCompact(num_blocks=1, num_feat=8).state_dict()}, path)
+    torch.save({'params': SRResNet(num_blocks=1, num_feat=8).state_dict()}, path)
     with pytest.raises(CheckpointError, match=r'PyTorch pickle.*accepted: a compact \.safetensors.*convert') as err:
         load_compact(path)
     assert '\n' not in str(err.value)
@@ -67,13 +67,13 @@ def test_pth_file_names_what_is_accepted(tmp_path):
 def test_convert_training_state(tmp_path, search):
     torch.manual_seed(0)
     if search:  # a DHP search state: compacted with its masks
-        net = SRResNetDHP(num_blocks=2, num_feat=8).eval()
+        net = SRResNet(num_blocks=2, num_feat=8).eval()
         with torch.no_grad():
             net.group_latents()['trunk'][:3] = 0
         net.update_masks()
         widths = net.kept_widths()
     else:       # a plain network state (widths from the tensor shapes)
-        net = SRResNetCompact(num_blocks=2, num_feat=8, widths={'trunk': 5, 'block01': 3}).eval()
+        net = SRResNet(num_blocks=2, num_feat=8, widths={'trunk': 5, 'block01': 3}).eval()
         widths = net.kept_widths()
     state = tmp_path / 'net_g_6.pth'
     torch.save({'params': net.state_dict()}, state)
@@ -147,19 +147,19 @@ def test_truncated_file(sr_ckpt, tmp_path):
 
 def test_saving_dhp_form_is_refused(tmp_path):
     with pytest.raises(TypeError, match='compact'):
-        save_compact(SRResNetDHP(num_blocks=1, num_feat=8), tmp_path / 'x.safetensors')
+        save_compact(SRResNet(num_blocks=1, num_feat=8), tmp_path / 'x.safetensors')
 
 
 def test_bad_widths_are_rejected():
     with pytest.raises(ValueError, match="width group 'nope'"):
-        DnCNNCompact(num_layers=4, num_feat=8, widths={'nope': 3})
+        DnCNN(num_layers=4, num_feat=8, widths={'nope': 3})
     with pytest.raises(ValueError, match=r'\[1, 8\]'):
-        DnCNNCompact(num_layers=4, num_feat=8, widths={'feat00': 9})
+        DnCNN(num_layers=4, num_feat=8, widths={'feat00': 9})
 
 
 def test_compacted_search_model_saves_and_reloads(tmp_path):
     torch.manual_seed(0)
-    net = SRResNetDHP(num_blocks=2, num_feat=8).eval()
+    net = SRResNet(num_blocks=2, num_feat=8).eval()
     with torch.no_grad():
         net.group_latents()['trunk'][:3] = 0
     net.update_masks()
@@ -175,10 +175,10 @@ def test_compacted_search_model_saves_and_reloads(tmp_path):
 
 def test_aliases_and_forms_come_from_the_registry():
     from restore_dhp import archs
-    from restore_dhp.archs.dncnn_arch import DnCNNDHP
-    assert archs.aliases() == {'dncnn': 'DnCNNCompact', 'srresnet': 'SRResNetCompact'}
-    assert archs.compact_class('srresnet') is archs.compact_class('SRResNetCompact') is SRResNetCompact
-    assert archs.dhp_class_of('dncnn') is DnCNNDHP and archs.dhp_class_of('SRResNetCompact') is SRResNetDHP
+    from restore_dhp.archs.dncnn_arch import DnCNN
+    assert archs.aliases() == {'dncnn': 'DnCNN', 'srresnet': 'SRResNet'}
+    assert archs.compact_class('srresnet') is archs.compact_class('SRResNet') is SRResNet
+    assert archs.dhp_class_of('dncnn') is DnCNN and archs.dhp_class_of('SRResNet') is SRResNet
     with pytest.raises(KeyError):
         archs.compact_class('edsr')
 
@@ -188,7 +188,7 @@ def test_aliases_and_forms_come_from_the_registry():
     ({'arch_kwargs': {'num_blocks': 100000, 'num_feat': 12}}, r'arch_kwargs\.num_blocks=100000 is not an integer'),
     ({'widths': {'trunk': 6, 'block00': -4, 'block01': 9}}, r'widths\.block00=-4'),
     ({'arch_kwargs': {'num_blocks': 2, 'num_feat': 'many'}}, r"arch_kwargs\.num_feat='many'"),
-    ({'arch_kwargs': {'num_blocks': 40, 'num_feat': 12}}, r'tensors do not match SRResNetCompact: missing'),
+    ({'arch_kwargs': {'num_blocks': 40, 'num_feat': 12}}, r'tensors do not match SRResNet: missing'),
     ({'arch_kwargs': {'num_blocks': 2, 'num_feat': 4000},
       'widths': {'trunk': 4000, 'block00': 4000, 'block01': 4000}}, r'tensor convs\.\w+\.(weight|bias) has shape'),
 ])
@@ -201,12 +201,12 @@ def test_crafted_metadata_is_refused_before_anything_is_built(sr_ckpt, tmp_path,
     bad = tmp_path / 'crafted.safetensors'
     save_file(tensors, str(bad), metadata=meta)
     built = []
-    original = SRResNetCompact.__init__
+    original = SRResNet.__init__
 
     def spy(self, *a, **kw):
         built.append(torch.empty(0).device.type)   # the default device the module is built on
         original(self, *a, **kw)
-    monkeypatch.setattr(SRResNetCompact, '__init__', spy)
+    monkeypatch.setattr(SRResNet, '__init__', spy)
     with pytest.raises(CheckpointError, match=message) as err:
         load_compact(bad)
     assert '\n' not in str(err.value) and 'crafted.safetensors' in str(err.value)

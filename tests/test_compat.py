@@ -13,7 +13,7 @@ def test_basicsr_imports_through_restore_dhp():
     code = ('import restore_dhp, sys; restore_dhp.register(); import basicsr; '
             'from basicsr.data.degradations import rgb_to_grayscale; '
             'from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY; '
-            'assert "SRResNetDHP" in ARCH_REGISTRY._obj_map and "DnCNNCompact" in ARCH_REGISTRY._obj_map; '
+            'assert "SRResNet" in ARCH_REGISTRY._obj_map and "DnCNN" in ARCH_REGISTRY._obj_map; '
             'assert "DHPSearchModel" in MODEL_REGISTRY._obj_map and "SRModel" in MODEL_REGISTRY._obj_map; '
             'print(sys.modules["torchvision.transforms.functional_tensor"].__name__)')
     assert _run(code) == 'torchvision.transforms._functional_tensor'
@@ -30,9 +30,9 @@ def test_registry_loaded_early_is_the_one_basicsr_builds_from():
     import of BasicSR (what training does) builds them from that same registry."""
     code = ('import sys, restore_dhp.archs; assert "basicsr.archs" not in sys.modules; '
             'from basicsr.archs import build_network; '
-            'net = build_network({"type": "DnCNNCompact", "widths": None}); '
+            'net = build_network({"type": "DnCNN", "widths": None}); '
             'print(type(net).__name__, "MSRResNet" in sys.modules["basicsr.utils.registry"].ARCH_REGISTRY._obj_map)')
-    assert _run(code) == 'DnCNNCompact True'
+    assert _run(code) == 'DnCNN True'
 
 
 def test_only_self_contained_basicsr_files_load_alone():
@@ -50,6 +50,6 @@ def test_import_then_basicsr_build_finds_our_components():
     """As with any BasicSR extension: import the package, then BasicSR's builders know its names."""
     code = ('import restore_dhp; from basicsr.models import build_model; from basicsr.archs import build_network; '
             'from basicsr.utils.registry import MODEL_REGISTRY, DATASET_REGISTRY; '
-            'print(type(build_network({"type": "DnCNNCompact", "num_feat": 8})).__name__, '
+            'print(type(build_network({"type": "DnCNN", "num_feat": 8})).__name__, '
             'MODEL_REGISTRY.get("DHPSearchModel").__name__, DATASET_REGISTRY.get("SRBicubicDataset").__name__)')
-    assert _run(code) == 'DnCNNCompact DHPSearchModel SRBicubicDataset'
+    assert _run(code) == 'DnCNN DHPSearchModel SRBicubicDataset'

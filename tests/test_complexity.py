@@ -7,7 +7,7 @@ from torch import nn
 
 import restore_dhp  # noqa: F401
 from restore_dhp import complexity as cx
-from restore_dhp.archs.dncnn_arch import DnCNNCompact
+from restore_dhp.archs.dncnn_arch import DnCNN
 
 
 def test_srresnet_baseline_matches_paper():
@@ -39,7 +39,7 @@ def _hand_count_dncnn(widths, layers, size):
 
 def test_counter_agrees_with_independent_count_on_small_net():
     widths = {'feat00': 5, 'feat01': 3, 'feat02': 7}
-    net = DnCNNCompact(num_layers=4, num_feat=8, widths=widths)
+    net = DnCNN(num_layers=4, num_feat=8, widths=widths)
     flops, params = _hand_count_dncnn([5, 3, 7], 4, 20)
     assert cx.count_flops(net, 20, 20)['flops'] == flops
     assert cx.count_params(net) == params
@@ -74,7 +74,7 @@ def test_cli_prints_json(capsys):
 def test_cli_for_checkpoint_reports_ratio(tmp_path, capsys):
     from restore_dhp.checkpoint import save_compact
     path = tmp_path / 'd.safetensors'
-    save_compact(DnCNNCompact(num_layers=4, num_feat=8, widths={'feat01': 4}), path)
+    save_compact(DnCNN(num_layers=4, num_feat=8, widths={'feat01': 4}), path)
     assert cx.main(['--weights', str(path), '--size', '16']) == 0
     out = json.loads(capsys.readouterr().out)
     assert 0 < out['flops_ratio'] < 1 and out['baseline_params'] > out['params']
@@ -113,7 +113,7 @@ def test_closed_form_table_agrees_with_counting_the_forward(arch, kwargs, size):
 def test_metadata_complexity_needs_no_file(tmp_path):
     from restore_dhp.checkpoint import load_checkpoint, save_compact
     path = tmp_path / 'd.safetensors'
-    save_compact(DnCNNCompact(num_layers=4, num_feat=8, widths={'feat01': 4}), path)
+    save_compact(DnCNN(num_layers=4, num_feat=8, widths={'feat01': 4}), path)
     meta = load_checkpoint(path).meta
     path.unlink()
     result = cx.metadata_complexity(meta, 16)

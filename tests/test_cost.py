@@ -3,9 +3,9 @@ import pytest
 import torch
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.dncnn_arch import DnCNNDHP, dncnn_spec
-from restore_dhp.archs.srresnet_arch import srresnet_spec
-from restore_dhp.dhp import DHPPruner, FlopsTable, GroupLayout, KeepRule, LatencyTable
+from restore_dhp import network
+from restore_dhp.network import spec_of
+from restore_dhp.dhp import DHPNet, DHPPruner, FlopsTable, GroupLayout, KeepRule, LatencyTable
 from restore_dhp.dhp.latency_table import elementwise_elements, layer_class, lookup
 from restore_dhp.latency.profile import detect_step, fit_network, off_step_factors
 
@@ -16,7 +16,7 @@ def synthetic_table(spec, us_of, step=4, constant=7.0, per_element=0.0, size=(4,
     for name, c in spec.convs.items():
         key = layer_class(spec, name)
         convs[name] = key
-        fin, fout = c.in_group in spec.fixed_groups, c.out_group in spec.fixed_groups
+        fin, fout = c.in_group in spec.fixed_groups, c.out_group in spec.fixed_groups  # (one input group here)
         grid_in = sorted({*range(step, spec.group_widths[c.in_group] + 1, step), spec.group_widths[c.in_group]})
         grid_out = sorted({*range(step, spec.group_widths[c.out_group] + 1, step), spec.group_widths[c.out_group]})
         if key.endswith('_tied'):
@@ -33,7 +33,7 @@ def synthetic_table(spec, us_of, step=4, constant=7.0, per_element=0.0, size=(4,
 
 
 def macs(cin, cout, c):
-    return cin * cout * c.out_per_channel * c.kernel_size ** 2 * c.scale ** 2
+    return cin * cout * c.out_per_channel * c.kernel_area * c.scale ** 2
 
 
 def test_keep_rule_thresholds_rounds_and_validates():
@@ -54,7 +54,7 @@ def test_keep_rule_thresholds_rounds_and_validates():
 
 
 def test_flops_table_is_a_cost():
-    spec = dncnn_spec(num_feat=8, num_layers=4)
+    spec = spec_of("dncnn", dict(num_feat=8, num_layers=4))
     table = FlopsTable(spec, 16)
     assert table.unit == 'FLOPs' and table.cost(None) == table.full == table.full_flops
     half = {g: 4 for g in spec.prunable_groups}
@@ -72,37 +72,38 @@ def test_lookup_ceil_and_linear():
         lookup(grid, us, 13, 'ceil')
 
 
-@pytest.mark.parametrize('spec', [dncnn_spec(num_feat=8, num_layers=5),
-                                  srresnet_spec(num_feat=8, num_blocks=2, scale=4)])
+@pytest.mark.parametrize('spec', [spec_of("dncnn", dict(num_feat=8, num_layers=5)),
+                                  spec_of("srresnet", dict(num_feat=8, num_blocks=2, scale=4))])
 def test_latency_table_sums_its_layers(spec):
     """On a grid multiple, the prediction is the sum of the measured layers + elementwise term + constant."""
     table = LatencyTable(spec, synthetic_table(spec, lambda i, o, c: float(macs(i, o, c)), per_element=0.5))
     widths = {g: 4 for g in spec.prunable_groups}
     full_widths = spec.resolve_widths(widths)
     layer_sum = sum(macs(full_widths[c.in_group], full_widths[c.out_group], c) for c in spec.convs.values())
-    expected = layer_sum + 0.5 * elementwise_elements(spec, full_widths, 16) + 7.0
+    expected = layer_sum + 0.5 * elementwise_elements(spec, full_widths, 4, 4) + 7.0
     assert table.cost(widths) == pytest.approx(expected)
     assert table.ratio(None) == pytest.approx(1.0) and table.unit == 'us'
     # ceil: a conv at width 5 costs what it does at the next grid width (8); the elementwise term is exact
     five = {g: 5 for g in spec.prunable_groups}
-    elements_saved = (elementwise_elements(spec, spec.group_widths, 16)
-                      - elementwise_elements(spec, spec.resolve_widths(five), 16))
+    elements_saved = (elementwise_elements(spec, spec.group_widths, 4, 4)
+                      - elementwise_elements(spec, spec.resolve_widths(five), 4, 4))
     assert table.cost(five) == pytest.approx(table.cost(None) - 0.5 * elements_saved)
 
 
 def test_latency_table_rejects_another_architecture():
-    data = synthetic_table(dncnn_spec(num_feat=8, num_layers=4), lambda i, o, c: 1.0)
+    data = synthetic_table(spec_of("dncnn", dict(num_feat=8, num_layers=4)), lambda i, o, c: 1.0)
     with pytest.raises(ValueError, match='does not match'):
-        LatencyTable(dncnn_spec(num_feat=8, num_layers=5), data)
+        LatencyTable(spec_of("dncnn", dict(num_feat=8, num_layers=5)), data)
     with pytest.raises(ValueError, match='above the table grid'):
-        LatencyTable(dncnn_spec(num_feat=16, num_layers=4), data)
+        LatencyTable(spec_of("dncnn", dict(num_feat=16, num_layers=4)), data)
 
 
 def test_pruner_lands_on_a_latency_target_priced_by_the_table():
     """Latency that steps every 4 channels: the refill keeps widths where the table says they are cheap."""
     torch.manual_seed(0)
-    net = DnCNNDHP(num_feat=16, num_layers=5)
-    spec = net.spec
+    plain = network.build('dncnn', dict(num_feat=16, num_layers=5))
+    spec = network.structure(plain).spec
+    net = DHPNet(plain, spec)
 
     def stepped(cin, cout, c):  # a device whose kernels work in blocks of 4 channels
         return float(macs(-(-cin // 4) * 4, -(-cout // 4) * 4, c))
@@ -146,7 +147,7 @@ def test_detect_step_finds_dips_at_the_fast_widths():
 
 
 def test_off_step_factor_prices_widths_between_grid_points():
-    spec = dncnn_spec(num_feat=16, num_layers=4)
+    spec = spec_of("dncnn", dict(num_feat=16, num_layers=4))
     data = synthetic_table(spec, lambda i, o, c: 0.7 * macs(i, o, c), step=8, constant=0.0)
     plain = LatencyTable(spec, data)
     factors = off_step_factors(list(range(1, 17)), [dips(w) for w in range(1, 17)], 8)

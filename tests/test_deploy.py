@@ -13,8 +13,8 @@ from torch import nn
 
 import restore_dhp  # noqa: F401
 from restore_dhp import deploy
-from restore_dhp.archs.dncnn_arch import DnCNNCompact
-from restore_dhp.archs.srresnet_arch import SRResNetCompact
+from restore_dhp.archs.dncnn_arch import DnCNN
+from restore_dhp.archs.srresnet_arch import SRResNet
 from restore_dhp.catalogue import TASKS, VARIANTS
 from restore_dhp.checkpoint import load_compact, save_compact
 from restore_dhp.deploy import DeployError, ShuffleNHWC, fold_batchnorm, prepare, reuse_freed_memory
@@ -47,9 +47,9 @@ def _rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
 
 def _small_models():
     torch.manual_seed(0)
-    return [_randomise_norms(SRResNetCompact(num_blocks=2, num_feat=16, widths={'trunk': 8, 'block00': 5})),
-            _randomise_norms(SRResNetCompact(num_blocks=2, num_feat=16, scale=2)),
-            _randomise_norms(DnCNNCompact(num_layers=5, num_feat=16, widths={'feat01': 3, 'feat02': 7}))]
+    return [_randomise_norms(SRResNet(num_blocks=2, num_feat=16, widths={'trunk': 8, 'block00': 5})),
+            _randomise_norms(SRResNet(num_blocks=2, num_feat=16, scale=2)),
+            _randomise_norms(DnCNN(num_layers=5, num_feat=16, widths={'feat01': 3, 'feat02': 7}))]
 
 
 @pytest.mark.parametrize('index', range(3))
@@ -180,9 +180,9 @@ def test_export_cli_writes_a_checked_self_describing_model(tmp_path, capsys):
     save_compact(model, weights)
     assert export_main(['--weights', str(weights), '--onnx', str(out)]) == 0
     line = capsys.readouterr().out
-    assert 'SRResNetCompact sr x4' in line and 'max |onnxruntime - torch| =' in line
+    assert 'SRResNet sr x4' in line and 'max |onnxruntime - torch| =' in line
     meta = read_onnx_metadata(out)
-    assert meta['arch'] == 'SRResNetCompact' and meta['task'] == 'sr' and meta['scale'] == '4'
+    assert meta['arch'] == 'SRResNet' and meta['task'] == 'sr' and meta['scale'] == '4'
     assert '"trunk": 8' in meta['widths'] and '"num_blocks": 2' in meta['arch_kwargs']
     import onnx
     proto = onnx.load(str(out))
@@ -215,8 +215,8 @@ def test_bad_requests_give_one_line_errors(monkeypatch):
 
 def test_onnx_bytes_for_every_catalogue_architecture():
     for task in TASKS.values():
-        model = (SRResNetCompact(num_blocks=1, num_feat=8) if task.key == 'sr' else
-                 DnCNNCompact(num_layers=3, num_feat=8))
+        model = (SRResNet(num_blocks=1, num_feat=8) if task.key == 'sr' else
+                 DnCNN(num_layers=3, num_feat=8))
         assert len(onnx_model_bytes(model)) > 1000
     assert VARIANTS[0] == 'baseline'
 
@@ -226,7 +226,7 @@ def test_onnx_bytes_for_every_catalogue_architecture():
 @pytest.mark.parametrize('precision,tol', [('fp32', 1e-2), ('fp16', 5e-2), ('bf16', 2e-1)])
 def test_cuda_fused_graphs_match_eager(backend, precision, tol):
     torch.manual_seed(0)  # default BatchNorm statistics: activations stay in fp16 range (folding is tested above)
-    model = SRResNetCompact(num_blocks=2, num_feat=16, widths={'trunk': 8, 'block00': 5}).eval().cuda()
+    model = SRResNet(num_blocks=2, num_feat=16, widths={'trunk': 8, 'block00': 5}).eval().cuda()
     x = torch.rand(1, 3, 24, 20, device='cuda')
     with torch.no_grad():
         ref = model(x)
@@ -259,7 +259,7 @@ def test_cuda_graph_capture_failure_falls_back_with_a_warning():
 def test_cuda_kernel_profile_names_conv_kernels(tmp_path, capsys):
     from restore_dhp.speedup import main as speedup_main
     path = tmp_path / 'dncnn_s70_dhp40.safetensors'
-    save_compact(DnCNNCompact(num_layers=5, num_feat=16, widths={'feat01': 8}), path)
+    save_compact(DnCNN(num_layers=5, num_feat=16, widths={'feat01': 8}), path)
     assert speedup_main(['--weights', str(path), '--profile', '--device', 'cuda', '--backends', 'fused', 'compiled',
                          '--precisions', 'fp16', '--sizes', '32', '--repeats', '2']) == 0
     text = capsys.readouterr().out

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.dncnn_arch import DnCNNCompact
-from restore_dhp.archs.srresnet_arch import SRResNetCompact
+from restore_dhp.archs.dncnn_arch import DnCNN
+from restore_dhp.archs.srresnet_arch import SRResNet
 from restore_dhp.checkpoint import save_compact
 from restore_dhp.infer import main as infer_main
 from restore_dhp.checkpoint import load_compact
@@ -33,7 +33,7 @@ def _randomise_bn(model):
 def sr_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp('w') / 'sr.safetensors'
-    model = _randomise_bn(SRResNetCompact(num_blocks=2, num_feat=16, widths=SR_WIDTHS))
+    model = _randomise_bn(SRResNet(num_blocks=2, num_feat=16, widths=SR_WIDTHS))
     with torch.no_grad():  # outputs in the image range like a trained model's, not saturated
         model.convs['tail'].weight.mul_(0.05)
     save_compact(model, path)
@@ -44,7 +44,7 @@ def sr_ckpt(tmp_path_factory):
 def dn_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp('w') / 'dn.safetensors'
-    save_compact(_randomise_bn(DnCNNCompact(num_layers=5, num_feat=16, widths=DN_WIDTHS)), path)
+    save_compact(_randomise_bn(DnCNN(num_layers=5, num_feat=16, widths=DN_WIDTHS)), path)
     return path
 
 
@@ -273,7 +273,7 @@ def test_memory_estimate_grows_with_the_output_and_the_tile():
     from restore_dhp.complexity import build_meta
     from restore_dhp.data.imageio import ImageHeader
     from restore_dhp.run_model import estimate_memory
-    net = build_meta('SRResNetCompact', None, num_blocks=2, num_feat=16)
+    net = build_meta('SRResNet', None, num_blocks=2, num_feat=16)
     small, large = (estimate_memory(ImageHeader(s, s, 3, 1, False), net, 64) for s in (1000, 2000))
     assert large['output'] == 4 * small['output'] == 4 * (4000 * 4000 * 3)
     assert large['tile'] == small['tile'] > 0          # one tile's working memory does not grow with the image

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import restore_dhp
-from restore_dhp.archs.dncnn_arch import DnCNNCompact
-from restore_dhp.archs.srresnet_arch import SRResNetCompact
+from restore_dhp.archs.dncnn_arch import DnCNN
+from restore_dhp.archs.srresnet_arch import SRResNet
 from restore_dhp.checkpoint import load_compact
 from restore_dhp.export import INPUT_NAME, OUTPUT_NAME, onnx_model_bytes
 
@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _models():
     torch.manual_seed(0)
-    return {'sr': SRResNetCompact(num_blocks=2, num_feat=16, widths={'trunk': 8, 'block00': 5}).eval(),
-            'denoise': DnCNNCompact(num_layers=4, num_feat=8, widths={'feat01': 3}).eval()}
+    return {'sr': SRResNet(num_blocks=2, num_feat=16, widths={'trunk': 8, 'block00': 5}).eval(),
+            'denoise': DnCNN(num_layers=4, num_feat=8, widths={'feat01': 3}).eval()}
 
 
 @pytest.mark.parametrize('task,order', [('sr', 'RGB'), ('denoise', 'gray')])

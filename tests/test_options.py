@@ -131,7 +131,7 @@ IMPOSSIBLE = [
     ('sr', _set('name', '/tmp/x'), "option name must be a plain folder name"),
     ('sr', _set('datasets.train.use_rot', 'yes'), "option datasets.train.use_rot must be true or false, got 'yes'"),
     ('sr', _set('network_g.type', 'SRResNetDH'), 'option network_g.type must be a registered architecture (did you '
-                                                 'mean SRResNetDHP?)'),
+                                                 'mean SRResNet?)'),
     ('sr', _set('datasets.val.type', 'Nope'), 'option datasets.val.type must be a registered dataset'),
     ('sr', _set('logger.print_freq', 0), 'option logger.print_freq must be a positive integer, got 0'),
 ]

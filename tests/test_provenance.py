@@ -10,7 +10,7 @@ from restore_dhp.checkpoint import read_metadata
 
 def test_checkpoint_records_validation_history_and_wall_time_across_a_resume(tmp_path):
     opt = sr_options(str(tmp_path), name='prov', model='RestorationModel', total_iter=4, save_freq=2,
-                     network={'type': 'SRResNetCompact', 'num_feat': 8, 'num_blocks': 2})
+                     network={'type': 'SRResNet', 'num_feat': 8, 'num_blocks': 2})
     opt['val']['val_freq'] = 2
     path = write_options(str(tmp_path), opt)
     run_train(str(tmp_path), path)
@@ -30,13 +30,13 @@ def test_checkpoint_records_validation_history_and_wall_time_across_a_resume(tmp
 
 
 def test_a_run_from_a_compact_checkpoint_resumes_with_its_widths_and_parent(tmp_path):
-    from restore_dhp.archs.srresnet_arch import SRResNetCompact
+    from restore_dhp.archs.srresnet_arch import SRResNet
     from restore_dhp.checkpoint import save_compact
     start = tmp_path / 'start.safetensors'
-    save_compact(SRResNetCompact(num_feat=8, num_blocks=2, widths={'trunk': 6, 'block00': 4, 'block01': 5}),
+    save_compact(SRResNet(num_feat=8, num_blocks=2, widths={'trunk': 6, 'block00': 4, 'block01': 5}),
                  start, info={'experiment': 'first_stage'})
     opt = sr_options(str(tmp_path), name='cont', model='RestorationModel', total_iter=4, save_freq=2,
-                     network={'type': 'SRResNetCompact'})
+                     network={'type': 'SRResNet'})
     opt['path']['pretrain_network_g'] = str(start)
     run_train(str(tmp_path), write_options(str(tmp_path), opt))
     opt['train']['total_iter'] = 6  # BasicSR now points pretrain_network_g at the run's own net_g_4.pth

@@ -8,8 +8,8 @@ import torch
 import yaml
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.dncnn_arch import DnCNNCompact, DnCNNDHP
-from restore_dhp.archs.srresnet_arch import SRResNetCompact
+from restore_dhp.archs.dncnn_arch import DnCNN, DnCNN
+from restore_dhp.archs.srresnet_arch import SRResNet
 from restore_dhp.checkpoint import read_metadata, read_tensors
 from restore_dhp.errors import OptionError
 from restore_dhp.models.restoration_model import weight_decay_groups
@@ -27,29 +27,29 @@ def _scale(weight):  # std x sqrt(fan-in), as research/sr_inversion/report.md me
 
 
 def test_body_convs_are_the_convs_feeding_batchnorm():
-    sr = SRResNetCompact(num_feat=8, num_blocks=2)
+    sr = SRResNet(num_feat=8, num_blocks=2)
     assert sr.spec.body_convs == ['block00_conv1', 'block00_conv2', 'block01_conv1', 'block01_conv2', 'body']
-    dn = DnCNNCompact(num_feat=8, num_layers=5)
+    dn = DnCNN(num_feat=8, num_layers=5)
     assert dn.spec.body_convs == ['conv01', 'conv02', 'conv03']  # each feeds bn01 ... bn03
 
 
 def test_body_init_scale_sets_the_body_convs_only_and_is_not_a_structure_key():
     torch.manual_seed(0)
-    net = SRResNetCompact(num_feat=64, num_blocks=2, body_init_scale=1.11)
-    he = SRResNetCompact(num_feat=64, num_blocks=2)
+    net = SRResNet(num_feat=64, num_blocks=2, body_init_scale=1.11)
+    he = SRResNet(num_feat=64, num_blocks=2)
     for name in net.spec.body_convs:
         assert _scale(net.convs[name].weight) == pytest.approx(1.11, rel=0.03)
         assert _scale(he.convs[name].weight) == pytest.approx(2 ** 0.5, rel=0.03)
     assert _scale(net.convs['head'].weight) == pytest.approx(2 ** 0.5, rel=0.05)  # head keeps He init
     assert 'body_init_scale' not in net.arch_kwargs  # an initialisation: checkpoints do not carry it
     with pytest.raises(ValueError, match='plain form only'):
-        DnCNNDHP(num_feat=8, num_layers=5, body_init_scale=1.0)
+        DnCNN(num_feat=8, num_layers=5, body_init_scale=1.0)
     with pytest.raises(ValueError, match='positive'):
-        DnCNNCompact(num_feat=8, num_layers=5, body_init_scale=0)
+        DnCNN(num_feat=8, num_layers=5, body_init_scale=0)
 
 
 def test_weight_decay_groups():
-    net = DnCNNCompact(num_feat=8, num_layers=5)
+    net = DnCNN(num_feat=8, num_layers=5)
     body_group, rest = weight_decay_groups(net, {'weight_decay_params': 'body'})
     body = {id(net.convs[n].weight) for n in ('conv01', 'conv02', 'conv03')}
     assert {id(p) for p in body_group['params']} == body
@@ -59,12 +59,12 @@ def test_weight_decay_groups():
     with pytest.raises(OptionError, match='weight_decay_params must be one of all, body'):
         weight_decay_groups(net, {'weight_decay_params': 'convs'})
     with pytest.raises(OptionError, match='needs a plain network'):
-        weight_decay_groups(DnCNNDHP(num_feat=8, num_layers=5), {'weight_decay_params': 'body'})
+        weight_decay_groups(DnCNN(num_feat=8, num_layers=5), {'weight_decay_params': 'body'})
 
 
 def _plain(root, name, **train):
     opt = sr_options(root, name=name, model='RestorationModel', total_iter=6, save_freq=3,
-                     network={'type': 'SRResNetCompact', 'num_feat': 8, 'num_blocks': 2})
+                     network={'type': 'SRResNet', 'num_feat': 8, 'num_blocks': 2})
     opt['train'].update(train)
     return opt
 

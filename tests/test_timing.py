@@ -8,16 +8,16 @@ import pytest
 import torch
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.dncnn_arch import DnCNNCompact
+from restore_dhp.archs.dncnn_arch import DnCNN
 from restore_dhp.checkpoint import save_compact
 from restore_dhp.deploy import prepare, reuse_freed_memory
 from restore_dhp.evaluation import measure_checkpoint, measure_checkpoint_isolated
 from restore_dhp.timing import METHOD_CPU, METHOD_CPU_NO_MEMORY, measure, measure_side_by_side, weight_bytes
 
 
-def _model(width: int = 16) -> DnCNNCompact:
+def _model(width: int = 16) -> DnCNN:
     torch.manual_seed(0)
-    return DnCNNCompact(num_layers=5, num_feat=width).eval()
+    return DnCNN(num_layers=5, num_feat=width).eval()
 
 
 def test_cpu_peak_is_reproducible_and_follows_the_activations():

@@ -38,7 +38,7 @@ def test_sr_search_compacts_and_finetunes(tmp_path):
     assert os.path.exists(os.path.join(models, f"net_g_search_{summary['iteration']}.pth"))
 
     # fine-tune the compact checkpoint as a plain network through an option file
-    ft = sr_options(root, name='tiny_ft', model='RestorationModel', total_iter=3, network={'type': 'SRResNetCompact'})
+    ft = sr_options(root, name='tiny_ft', model='RestorationModel', total_iter=3, network={'type': 'SRResNet'})
     ft['path']['pretrain_network_g'] = os.path.join(models, 'compact_search.safetensors')  # widths from the file
     run_train(root, write_options(root, ft, 'ft.yml'))
     tuned_path = os.path.join(_models(root, 'tiny_ft'), 'net_g_latest.safetensors')
@@ -54,7 +54,7 @@ def test_freeze_bn_iter_stops_running_statistics_but_not_training(tmp_path):
     root = str(tmp_path)
     opt = dncnn_options(root, name='tiny_freeze', total_iter=4)
     opt.pop('dhp')
-    opt.update(model_type='RestorationModel', network_g={'type': 'DnCNNCompact', 'num_feat': 8, 'num_layers': 5})
+    opt.update(model_type='RestorationModel', network_g={'type': 'DnCNN', 'num_feat': 8, 'num_layers': 5})
     opt['train']['freeze_bn_iter'] = 2
     opt['logger']['save_checkpoint_freq'] = 2
     run_train(root, write_options(root, opt))
@@ -238,12 +238,12 @@ def test_shipped_option_files_are_valid():
 
 def test_test_entry_evaluates_a_compact_checkpoint(tmp_path):
     """python -m restore_dhp.test runs BasicSR's test pipeline on a compact checkpoint named in the options."""
-    from restore_dhp.archs.srresnet_arch import SRResNetCompact
+    from restore_dhp.archs.srresnet_arch import SRResNet
     from restore_dhp.checkpoint import save_compact
     root = str(tmp_path)
     ckpt = os.path.join(root, 'm.safetensors')
-    save_compact(SRResNetCompact(num_blocks=1, num_feat=8, widths={'trunk': 5}), ckpt)
-    opt = sr_options(root, name='tiny_test', model='RestorationModel', network={'type': 'SRResNetCompact'})
+    save_compact(SRResNet(num_blocks=1, num_feat=8, widths={'trunk': 5}), ckpt)
+    opt = sr_options(root, name='tiny_test', model='RestorationModel', network={'type': 'SRResNet'})
     opt = {'name': opt['name'], 'model_type': opt['model_type'], 'scale': 4, 'num_gpu': 0,
            'datasets': {'test_1': opt['datasets']['val']}, 'network_g': opt['network_g'],
            'path': {'pretrain_network_g': ckpt}, 'val': {**opt['val'], 'suffix': None}}

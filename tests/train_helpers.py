@@ -35,7 +35,7 @@ def sr_options(root, name='tiny_sr', model='DHPSearchModel', total_iter=12, save
                       'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 10},
             'val': {'name': 'tinyval', 'type': 'SRBicubicDataset', 'dataroot_gt': os.path.join(root, 'val', 'HR'),
                     'scale': 4}},
-        'network_g': network or {'type': 'SRResNetDHP', 'num_feat': 8, 'num_blocks': 2},
+        'network_g': network or {'type': 'SRResNet', 'num_feat': 8, 'num_blocks': 2},
         'path': {'pretrain_network_g': None, 'resume_state': None},
         'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.99]},
                   'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5},
@@ -52,7 +52,7 @@ def sr_options(root, name='tiny_sr', model='DHPSearchModel', total_iter=12, save
 
 def dncnn_options(root, name='tiny_dn', total_iter=8, dhp=None):
     opt = sr_options(root, name, total_iter=total_iter, dhp=dhp,
-                     network={'type': 'DnCNNDHP', 'num_feat': 8, 'num_layers': 5})
+                     network={'type': 'DnCNN', 'num_feat': 8, 'num_layers': 5})
     make_images(os.path.join(root, 'gray'), gray=True)
     opt['scale'] = 1
     opt['datasets'] = {

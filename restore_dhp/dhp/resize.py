@@ -110,8 +110,9 @@ def first_channels(module: nn.Module, spec: ArchSpec, widths: Mapping[str, int])
 
 
 def padded_widths(module: nn.Module, spec: ArchSpec, widths: Mapping[str, int], multiple: int) -> dict[str, int]:
-    """Add zero channels to ``module`` (prunable groups at ``widths``) so each width is a multiple of
-    ``multiple`` (at most the full width): the same output, widths a device's fastest kernels take."""
+    """Add zero channels to ``module`` (prunable groups at ``widths``; ``spec`` of the full width) so each width
+    is a multiple of ``multiple`` (at most the full width): the same output, widths a device's fastest kernels
+    take."""
     if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
         raise ValueError(f'multiple must be a positive integer, got {multiple!r}')
     present = {**spec.group_widths, **widths}

@@ -26,7 +26,8 @@ EXIT_ERROR = 2
 
 
 def _settings_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--arch', required=True, choices=sorted(arch_aliases()))
+    p.add_argument('--arch', required=True, help='a registered architecture (short names: '
+                   + ', '.join(sorted(arch_aliases())) + ')')
     p.add_argument('--arch-kwargs', type=json.loads, default={}, metavar='JSON',
                    help='structure arguments, e.g. \'{"num_feat": 16, "num_blocks": 2}\' (default: the paper\'s)')
     p.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')

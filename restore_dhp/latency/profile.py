@@ -63,14 +63,20 @@ class Settings:
 
 
 class ConvProbe(nn.Module):
-    """One conv alone (``cin`` -> ``cout`` channels, ``k x k``): a layer of a class as the deployed form runs it."""
+    """One conv alone (``cin`` -> ``cout`` channels, ``k x k``): a layer of a class as the deployed form runs it
+    (a transposed conv of stride ``k``, or a depthwise one, as the class's conv is)."""
     scale = 1
     task = 'probe'
 
-    def __init__(self, cin: int, cout: int, kernel_size: int):
+    def __init__(self, cin: int, cout: int, kernel_size, transposed: bool = False, depthwise: bool = False):
         super().__init__()
         self.in_channels = cin
-        self.conv = nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2)
+        k = kernel_size if isinstance(kernel_size, int) else tuple(kernel_size)
+        if transposed:
+            self.conv = nn.ConvTranspose2d(cin, cout, k, stride=k)
+        else:
+            pad = k // 2 if isinstance(k, int) else (k[0] // 2, k[1] // 2)
+            self.conv = nn.Conv2d(cin, cout, k, padding=pad, groups=cin if depthwise else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -228,7 +234,7 @@ class Profiler:
         self.arch, self.arch_kwargs, self.settings = arch, dict(arch_kwargs), settings
         try:
             self.spec = arch_spec(arch, **arch_kwargs)
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise LatencyError(f'{arch} with arguments {arch_kwargs}: {e}') from None
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.classes: dict[str, list[str]] = {}
@@ -239,14 +245,20 @@ class Profiler:
         """What :func:`interleaved_us` times for conv ``conv`` of the spec at ``cin`` -> ``cout`` widths."""
         c = self.spec.convs[conv]
         h, w = self.settings.size
-        return ConvProbe(cin, cout * c.out_per_channel, c.kernel_size), h * c.scale, w * c.scale
+        probe = ConvProbe(cin, cout * c.out_per_channel, c.kernel_size, c.transposed, c.depthwise)
+        if c.pixels:  # after a global pooling: a fixed size
+            side = max(1, round(c.pixels ** 0.5))
+            return probe, side, side
+        step = (c.kernel_size if isinstance(c.kernel_size, int) else c.kernel_size[0]) if c.transposed else 1
+        return probe, max(1, round(h * c.scale / step)), max(1, round(w * c.scale / step))
 
     def sweep_plan(self, sweep_step: int) -> tuple[str | None, list[int]]:
         """The free class with the most convs, and its sweep's widths (input = output = w for every w up to full
         width; ``sweep_step`` > 1: its multiples)."""
         spec = self.spec
-        free = [k for k, names in self.classes.items() if all(
-            g not in spec.fixed_groups for g in (spec.convs[names[0]].in_group, spec.convs[names[0]].out_group))]
+        free = [k for k, names in self.classes.items() if spec.convs[names[0]].in_group is not None and all(
+            g not in spec.fixed_groups for g in (spec.convs[names[0]].in_group, spec.convs[names[0]].out_group))
+            and not spec.convs[names[0]].depthwise and not spec.convs[names[0]].transposed]
         if not free:
             return None, []
         layer = max(free, key=lambda k: len(self.classes[k]))
@@ -268,10 +280,11 @@ class Profiler:
         """A class's table entry (without its timings) and the (input, output) widths to time, in order: a 1-D
         entry has ``widths``, a 2-D one ``in_widths`` x ``out_widths`` (row-major)."""
         spec, c = self.spec, self.spec.convs[self.classes[key][0]]
-        fixed_in, fixed_out = c.in_group in spec.fixed_groups, c.out_group in spec.fixed_groups
-        full_in, full_out = spec.group_widths[c.in_group], spec.group_widths[c.out_group]
+        fixed_in = all(s.group in spec.fixed_groups for s in c.inputs)
+        fixed_out = c.out_group in spec.fixed_groups
+        full_in, full_out = c.in_width(spec.group_widths), spec.group_widths[c.out_group]
         entry = {'kernel_size': c.kernel_size, 'scale': c.scale, 'out_per_channel': c.out_per_channel}
-        if key.endswith('_tied'):
+        if key.endswith('_tied') or c.depthwise:
             widths = width_grid(full_in, grid_step)
             return {**entry, 'widths': widths}, [(w, w) for w in widths]
         if fixed_in:
