@@ -20,6 +20,7 @@ COMMANDS = {
     'prepare-data': ('prepare_data', 'lay out the benchmark and training sets; --check says what is missing'),
     'complexity': ('complexity', "FLOPs and parameters with the paper's conventions"),
     'checkpoint': ('checkpoint', 'convert a training state (.pth) to a compact checkpoint'),
+    'prune': ('prune', 'prune trained weights to a FLOPs or latency target on this machine (a DHP warm start)'),
     'catalogue': ('catalogue', 'the shipped models: training run names, or their weight files'),
     'latency': ('latency.__main__', 'measure a latency table on this device, check it, or name its file'),
     'device-report': ('device_report', 'latency-targeted against FLOPs-targeted models on this device'),

@@ -33,11 +33,12 @@ from typing import Any, Callable, Iterator, NamedTuple
 import yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
-from .checkpoint import MAX_CHANNELS, MAX_DEPTH, MAX_SCALE
+from .checkpoint import MAX_SCALE, CheckpointError, build_checked, check_arch_kwargs
 from .data.imageio import list_images
 from .force_yml import apply_force_yml
 from .yaml_file import YamlLimitError, load_yaml_file
 
+from . import network
 from .errors import OptionError
 from .option_files import check_latency_table, check_machine, check_patch_fits, check_path_files
 from .models.dhp_model import SearchOptions
@@ -48,7 +49,7 @@ TOP_LEVEL = {'name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets'
              'val', 'logger', 'dist_params', 'find_unused_parameters', 'dhp', 'is_train', 'dist'}
 SECTIONS = {
     'train': {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt',
-              'freeze_bn_iter', 'amp', 'capture'},
+              'freeze_bn_iter', 'amp', 'capture', 'precise_bn'},
     'path': {'pretrain_network_g', 'strict_load_g', 'resume_state', 'param_key_g', 'ignore_resume_networks',
              'experiments_root', 'results_root', 'models', 'training_states', 'log', 'visualization'},
     'val': {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics', 'also_live'},
@@ -132,13 +133,6 @@ RULES: dict[str, Rule] = {
     'manual_seed': integer(0, 2 ** 32 - 1),
     'find_unused_parameters': BOOLEAN,
     'network_g.type': registered(ARCH_REGISTRY, 'architecture'),
-    'network_g.num_feat': integer(1, MAX_CHANNELS),
-    'network_g.num_blocks': integer(1, MAX_DEPTH),
-    'network_g.num_layers': integer(1, MAX_DEPTH),
-    'network_g.in_channels': one_of(1, 3),
-    'network_g.scale': integer(1, MAX_SCALE),
-    'network_g.embedding_dim': integer(1, MAX_CHANNELS),
-    'network_g.body_init_scale': number(0, lo_open=True),
     'datasets.*.type': registered(DATASET_REGISTRY, 'dataset'),
     'datasets.*.batch_size_per_gpu': POSITIVE,
     'datasets.*.num_worker_per_gpu': NON_NEGATIVE,
@@ -159,6 +153,7 @@ RULES: dict[str, Rule] = {
     'train.total_iter': POSITIVE,
     'train.warmup_iter': integer(-1),
     'train.freeze_bn_iter': NON_NEGATIVE,
+    'train.precise_bn': POSITIVE,
     'train.ema_decay': number(0, 1),
     'train.optim_g.type': one_of(*OPTIMIZERS),
     'train.optim_g.lr': number(0, lo_open=True),
@@ -252,13 +247,25 @@ def _check_sections(opt: dict, is_train: bool) -> None:
 
 
 def _check_network(opt: dict) -> None:
+    """``network_g``: its arguments are the architecture's (bounded as a checkpoint's are), it builds on the meta
+    device within the sane bounds, and a DHP search finds channels to prune in it (traced)."""
     net = opt['network_g']
     allowed = _arch_keys(ARCH_REGISTRY.get(net['type']))
-    if 'checkpoint' in net:
+    if 'checkpoint' in net or 'widths' in net:
         with_compact_pretrain(opt)  # raises: says what to write instead
     for key in net:
         if key != 'type' and key not in allowed:
             raise _unknown_key('network_g.', key, allowed)
+    kwargs = {k: v for k, v in net.items() if k != 'type'}
+    try:
+        check_arch_kwargs(kwargs, 'option network_g')
+        skeleton = build_checked(net['type'], kwargs, None, 'option network_g', 'meta')
+    except CheckpointError as e:
+        raise OptionError(str(e)) from None
+    spec = network.structure(skeleton).spec
+    if opt.get('model_type') == 'DHPSearchModel' and not spec.prunable_groups:
+        why = '; '.join(spec.unprunable) or 'every channel is an image channel'
+        raise OptionError(f"option network_g: {net['type']} has no channels a DHP search can prune ({why})")
 
 
 def _check_training(opt: dict) -> None:

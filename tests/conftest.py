@@ -26,8 +26,7 @@ def write_tiny_demo_weights(folder: Path, seed: int = 0, variants=DEMO_VARIANTS,
     import torch
 
     import restore_dhp  # noqa: F401
-    from restore_dhp.archs.dncnn_arch import DnCNN
-    from restore_dhp.archs.srresnet_arch import SRResNet
+    from restore_dhp import network
     from restore_dhp.checkpoint import save_compact
     g = torch.Generator().manual_seed(seed)
 
@@ -40,11 +39,11 @@ def write_tiny_demo_weights(folder: Path, seed: int = 0, variants=DEMO_VARIANTS,
         info = {'note': 'test', **({} if full else {'search': {'target_ratio': int(v[3:]) / 100}})}
         if 'sr' in tasks:
             widths = None if full else {'trunk': rnd(4, 16), 'block00': rnd(2, 16), 'block01': rnd(2, 16)}
-            save_compact(SRResNet(num_blocks=2, num_feat=16, widths=widths),
+            save_compact(network.build('srresnet', dict(num_blocks=2, num_feat=16), widths),
                          folder / f'srresnet_x4_{v}.safetensors', info)
         if 'denoise' in tasks:
             widths = None if full else {f'feat{i:02d}': rnd(2, 16) for i in range(4)}
-            save_compact(DnCNN(num_layers=5, num_feat=16, widths=widths),
+            save_compact(network.build('dncnn', dict(num_layers=5, num_feat=16), widths),
                          folder / f'dncnn_s70_{v}.safetensors', info)
 
 

@@ -43,12 +43,12 @@ def space_index(space: Space, channels: Mapping[str, torch.Tensor], widths: Mapp
 
 def _take(tensor: torch.Tensor, index: torch.Tensor, dim: int, fill: float) -> torch.Tensor:
     """``tensor`` indexed by ``index`` along ``dim``; ``-1`` entries give ``fill``."""
-    index = index.to(tensor.device)
-    taken = tensor.index_select(dim, index.clamp(min=0))
-    if (index < 0).any():
+    added = index < 0
+    taken = tensor.index_select(dim, index.clamp(min=0).to(tensor.device))
+    if added.any():  # (asked on the CPU: a network on the meta device has no values to read)
         shape = [1] * tensor.dim()
         shape[dim] = -1
-        taken = torch.where((index < 0).view(shape), torch.full_like(taken, fill), taken)
+        taken = torch.where(added.to(tensor.device).view(shape), torch.full_like(taken, fill), taken)
     return taken
 
 

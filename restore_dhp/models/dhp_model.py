@@ -332,10 +332,10 @@ class DHPSearchModel(RestorationModel):
         network.with_widths(compact, kept)
         compact.train()
         self._write_search_results(compact)
+        self.phase, self.pruner = 'finetune', None
         self.net_g = self.model_to_device(compact)
         if hasattr(self, 'net_g_ema'):  # the average restarts from the compact network (see the module)
             self.net_g_ema = copy.deepcopy(compact).eval()
-        self.phase, self.pruner = 'finetune', None
         self.reset_step()
         self.opt['train'] = copy.deepcopy(self._train_opt)  # BasicSR's setup pops 'type' from its sections
         self.setup_optimizers()
