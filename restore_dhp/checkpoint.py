@@ -168,6 +168,10 @@ def build_checked(arch: str, arch_kwargs: Mapping[str, Any], widths: Mapping[str
     try:
         with torch.device('meta'):
             skeleton = cls(**arch_kwargs)
+    except Exception as e:  # a constructor given values it cannot use may raise anything: name what it was given
+        raise CheckpointError(f'{where}: {arch} cannot be built with {dict(arch_kwargs)} '
+                              f'({str(e).splitlines()[0] if str(e) else type(e).__name__})') from None
+    try:
         modules, params = sum(1 for _ in skeleton.modules()), sum(p.numel() for p in skeleton.parameters())
         if modules > MAX_MODULES or params > MAX_PARAMS:
             raise CheckpointError(f'{where}: {arch} with {dict(arch_kwargs)} has {modules} modules and {params} '
