@@ -7,8 +7,9 @@ from safetensors.torch import load_file, save_file
 
 import restore_dhp  # noqa: F401  (first: it lets BasicSR import on current torchvision)
 from basicsr.archs import build_network  # noqa: E402
-from restore_dhp.archs.dncnn_arch import DnCNN
-from restore_dhp.archs.srresnet_arch import SRResNet, SRResNet
+from nets import compact, compacted, dhp, update_masks, widths
+from restore_dhp import network
+from restore_dhp.archs.srresnet_arch import SRResNet
 from restore_dhp.checkpoint import (CheckpointError, convert_training_state, load_checkpoint, load_compact,
                                     read_metadata, save_compact)
 
@@ -18,7 +19,7 @@ WIDTHS = {'trunk': 6, 'block00': 4, 'block01': 9}
 @pytest.fixture()
 def sr_ckpt(tmp_path):
     torch.manual_seed(0)
-    model = SRResNet(num_blocks=2, num_feat=12, widths=WIDTHS).eval()
+    model = compact('srresnet', WIDTHS, num_blocks=2, num_feat=12).eval()
     path = tmp_path / 'sr.safetensors'
     save_compact(model, path, info={'note': 'test'})
     return model, path
@@ -33,26 +34,28 @@ def test_round_trip(sr_ckpt):
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
-    assert not loaded.training and loaded.scale == 4
+    assert not loaded.training and network.structure(loaded).scale == 4
 
 
 def test_load_checkpoint_gives_model_and_metadata(sr_ckpt):
     model, path = sr_ckpt
     loaded = load_checkpoint(path)
     assert loaded.meta['widths'] == WIDTHS and loaded.meta['info'] == {'note': 'test'}
-    assert not loaded.model.training and loaded.model.kept_widths() == WIDTHS
+    assert not loaded.model.training and widths(loaded.model) == WIDTHS
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded.model(x), model(x))
 
 
 def test_build_network_from_option_dict():
-    listed = build_network({'type': 'SRResNet', 'num_blocks': 2, 'num_feat': 12, 'widths': WIDTHS})
-    assert listed.kept_widths() == WIDTHS
-    for name in ('SRResNet', 'DnCNN', 'DnCNN'):
+    listed = build_network({'type': 'SRResNet', 'num_blocks': 2, 'num_feat': 12})
+    assert type(listed) is SRResNet and listed.convs['head'].out_channels == 12 and listed.num_blocks == 2
+    for name in ('SRResNet', 'DnCNN', 'UNetDenoiser'):
         assert build_network({'type': name, 'num_feat': 8}).__class__.__name__ == name
     with pytest.raises(TypeError):  # constructors read no files
         build_network({'type': 'SRResNet', 'checkpoint': 'x.safetensors'})
+    with pytest.raises(TypeError):  # nor take widths: a network at other widths is network.build's
+        build_network({'type': 'SRResNet', 'widths': WIDTHS})
 
 
 def test_pth_file_names_what_is_accepted(tmp_path):
@@ -67,20 +70,20 @@ def test_pth_file_names_what_is_accepted(tmp_path):
 def test_convert_training_state(tmp_path, search):
     torch.manual_seed(0)
     if search:  # a DHP search state: compacted with its masks
-        net = SRResNet(num_blocks=2, num_feat=8).eval()
+        net = dhp('srresnet', num_blocks=2, num_feat=8).eval()
         with torch.no_grad():
             net.group_latents()['trunk'][:3] = 0
-        net.update_masks()
-        widths = net.kept_widths()
+        kept = update_masks(net)
+        assert kept == net.kept_widths() and kept['trunk'] == 5
     else:       # a plain network state (widths from the tensor shapes)
-        net = SRResNet(num_blocks=2, num_feat=8, widths={'trunk': 5, 'block01': 3}).eval()
-        widths = net.kept_widths()
+        net = compact('srresnet', {'trunk': 5, 'block01': 3}, num_blocks=2, num_feat=8).eval()
+        kept = widths(net)
     state = tmp_path / 'net_g_6.pth'
     torch.save({'params': net.state_dict()}, state)
     out = tmp_path / 'c.safetensors'
     convert_training_state(state, out, 'srresnet', num_blocks=2, num_feat=8)
     loaded = load_checkpoint(out)
-    assert loaded.meta['widths'] == widths and loaded.meta['info']['converted_from'] == 'net_g_6.pth'
+    assert loaded.meta['widths'] == kept and loaded.meta['info']['converted_from'] == 'net_g_6.pth'
     x = torch.rand(1, 3, 6, 6)
     with torch.no_grad():
         reference = net(x)
@@ -136,6 +139,42 @@ def test_corrupt_metadata_and_missing_tensor(sr_ckpt, tmp_path):
         load_compact(p2)
 
 
+@pytest.mark.parametrize('name, value, message', [
+    ('convs.head.weight', lambda t: t.to(torch.int32), r'tensor convs\.head\.weight is int32, not floating point'),
+    ('norms.body_bn.running_var', lambda t: t - 2.0, r'tensor norms\.body_bn\.running_var holds a negative variance'),
+    ('convs.tail.bias', lambda t: t * float('nan'), r'tensor convs\.tail\.bias holds NaN or infinite values'),
+])
+def test_values_no_network_can_run_with_are_refused(sr_ckpt, tmp_path, name, value, message):
+    """Tensors of the right names and shapes but values no training writes: integers, a negative BatchNorm
+    variance, NaN; one line naming the file and the tensor."""
+    _, path = sr_ckpt
+    meta, tensors = _raw(path)
+    tensors[name] = value(tensors[name])
+    bad = tmp_path / 'values.safetensors'
+    save_file(tensors, str(bad), metadata=meta)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_compact(bad)
+    assert '\n' not in str(err.value) and 'values.safetensors' in str(err.value)
+
+
+@pytest.mark.parametrize('legacy, arch', [('SRResNetCompact', 'SRResNet'), ('DnCNNCompact', 'DnCNN')])
+def test_files_naming_the_old_compact_classes_still_load(tmp_path, legacy, arch):
+    """Checkpoints shipped before the traced DHP form name SRResNetCompact / DnCNNCompact: the same tensors."""
+    torch.manual_seed(0)
+    kwargs = dict(num_blocks=1, num_feat=8) if arch == 'SRResNet' else dict(num_layers=4, num_feat=8)
+    model = compact(arch, None, **kwargs).eval()
+    path = tmp_path / 'new.safetensors'
+    save_compact(model, path)
+    meta, tensors = _raw(path)
+    old = tmp_path / 'old.safetensors'
+    save_file(tensors, str(old), metadata=dict(meta, arch=legacy))
+    loaded = load_checkpoint(old)
+    assert loaded.meta['arch'] == legacy and type(loaded.model).__name__ == arch
+    x = torch.rand(1, network.structure(model).in_channels, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))
+
+
 def test_truncated_file(sr_ckpt, tmp_path):
     _, path = sr_ckpt
     data = path.read_bytes()
@@ -147,25 +186,24 @@ def test_truncated_file(sr_ckpt, tmp_path):
 
 def test_saving_dhp_form_is_refused(tmp_path):
     with pytest.raises(TypeError, match='compact'):
-        save_compact(SRResNet(num_blocks=1, num_feat=8), tmp_path / 'x.safetensors')
+        save_compact(dhp('srresnet', num_blocks=1, num_feat=8), tmp_path / 'x.safetensors')
 
 
 def test_bad_widths_are_rejected():
     with pytest.raises(ValueError, match="width group 'nope'"):
-        DnCNN(num_layers=4, num_feat=8, widths={'nope': 3})
+        compact('dncnn', {'nope': 3}, num_layers=4, num_feat=8)
     with pytest.raises(ValueError, match=r'\[1, 8\]'):
-        DnCNN(num_layers=4, num_feat=8, widths={'feat00': 9})
+        compact('dncnn', {'feat00': 9}, num_layers=4, num_feat=8)
 
 
 def test_compacted_search_model_saves_and_reloads(tmp_path):
     torch.manual_seed(0)
-    net = SRResNet(num_blocks=2, num_feat=8).eval()
+    net = dhp('srresnet', num_blocks=2, num_feat=8).eval()
     with torch.no_grad():
         net.group_latents()['trunk'][:3] = 0
-    net.update_masks()
-    compact = net.compact()
+    update_masks(net)
     path = tmp_path / 'c.safetensors'
-    save_compact(compact, path)
+    save_compact(compacted(net), path)
     assert json.loads(json.dumps(read_metadata(path)['widths']))['trunk'] == 5
     x = torch.rand(1, 3, 6, 6)
     with torch.no_grad():
@@ -173,24 +211,28 @@ def test_compacted_search_model_saves_and_reloads(tmp_path):
         assert torch.allclose(load_compact(path)(x), reference, atol=1e-5 * reference.abs().max().item())
 
 
-def test_aliases_and_forms_come_from_the_registry():
+def test_aliases_and_classes_come_from_the_registry():
     from restore_dhp import archs
     from restore_dhp.archs.dncnn_arch import DnCNN
-    assert archs.aliases() == {'dncnn': 'DnCNN', 'srresnet': 'SRResNet'}
-    assert archs.compact_class('srresnet') is archs.compact_class('SRResNet') is SRResNet
-    assert archs.dhp_class_of('dncnn') is DnCNN and archs.dhp_class_of('SRResNet') is SRResNet
+    assert archs.aliases() == {'dncnn': 'DnCNN', 'srresnet': 'SRResNet', 'unetdenoiser': 'UNetDenoiser'}
+    assert archs.arch_class('srresnet') is archs.arch_class('SRResNet') is SRResNet
+    assert archs.arch_class('dncnn') is DnCNN and archs.arch_class('EDSR').__name__ == 'EDSR'  # BasicSR's own
+    # the names the checkpoints shipped before the traced DHP form were written with
+    assert archs.arch_class('SRResNetCompact') is SRResNet and archs.arch_class('DnCNNCompact') is DnCNN
     with pytest.raises(KeyError):
-        archs.compact_class('edsr')
+        archs.arch_class('edsr')  # short names are this project's architectures only
 
 
 @pytest.mark.parametrize('change, message', [
-    ({'arch_kwargs': {'num_blocks': 2, 'num_feat': 20000}}, r'arch_kwargs\.num_feat=20000 is not an integer in \[1, 4096\]'),
+    ({'arch_kwargs': {'num_blocks': 2, 'num_feat': 20000}}, r'arch_kwargs\.num_feat=20000 is not an integer in \[-4096, 4096\]'),
     ({'arch_kwargs': {'num_blocks': 100000, 'num_feat': 12}}, r'arch_kwargs\.num_blocks=100000 is not an integer'),
     ({'widths': {'trunk': 6, 'block00': -4, 'block01': 9}}, r'widths\.block00=-4'),
-    ({'arch_kwargs': {'num_blocks': 2, 'num_feat': 'many'}}, r"arch_kwargs\.num_feat='many'"),
+    ({'arch_kwargs': {'num_blocks': 2, 'num_feat': 'many'}}, r"SRResNet cannot be built with .*'num_feat': 'many'"),
     ({'arch_kwargs': {'num_blocks': 40, 'num_feat': 12}}, r'tensors do not match SRResNet: missing'),
+    ({'arch_kwargs': {'num_blocks': 2, 'num_feat': 1000},
+      'widths': {'trunk': 1000, 'block00': 1000, 'block01': 1000}}, r'tensor convs\.\w+\.(weight|bias) has shape'),
     ({'arch_kwargs': {'num_blocks': 2, 'num_feat': 4000},
-      'widths': {'trunk': 4000, 'block00': 4000, 'block01': 4000}}, r'tensor convs\.\w+\.(weight|bias) has shape'),
+      'widths': {'trunk': 4000, 'block00': 4000, 'block01': 4000}}, r'1873176007 parameters, above the bounds'),
 ])
 def test_crafted_metadata_is_refused_before_anything_is_built(sr_ckpt, tmp_path, monkeypatch, change, message):
     """Widths, channels and block counts are bounded and must agree with the tensor shapes before a module is
@@ -214,7 +256,7 @@ def test_crafted_metadata_is_refused_before_anything_is_built(sr_ckpt, tmp_path,
 
 
 def test_a_crafted_file_allocates_no_more_than_its_tensors(sr_ckpt, tmp_path):
-    """In a fresh process, loading a file that claims 4000-channel convs (1.2 GB if built) over tiny tensors
+    """In a fresh process, loading a file that claims 1000-channel convs (470 MB if built) over tiny tensors
     peaks no higher than loading the genuine file does (within 64 MB)."""
     import os
     import subprocess
@@ -222,8 +264,8 @@ def test_a_crafted_file_allocates_no_more_than_its_tensors(sr_ckpt, tmp_path):
     _, path = sr_ckpt
     meta, tensors = _raw(path)
     bad = tmp_path / 'crafted.safetensors'
-    save_file(tensors, str(bad), metadata=dict(meta, arch_kwargs=json.dumps({'num_blocks': 2, 'num_feat': 4000}),
-                                             widths=json.dumps({'trunk': 4000, 'block00': 4000, 'block01': 4000})))
+    save_file(tensors, str(bad), metadata=dict(meta, arch_kwargs=json.dumps({'num_blocks': 2, 'num_feat': 1000}),
+                                             widths=json.dumps({'trunk': 1000, 'block00': 1000, 'block01': 1000})))
     code = ('import sys, restore_dhp\nfrom restore_dhp.checkpoint import CheckpointError, load_compact\n'
             'try:\n    load_compact(sys.argv[1])\nexcept CheckpointError as e:\n    print(e)\n')
 
