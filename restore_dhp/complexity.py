@@ -70,12 +70,13 @@ class _OpCounter(TorchDispatchMode):
 
 
 def count_flops(model: nn.Module, height: int = 128, width: int = 128) -> dict[str, int]:
-    """Paper-convention FLOPs and conv MACs of one forward pass of ``model`` (built here) on a 1 x C x height x
-    width input, counted op by op as it runs (on the meta device it costs no arithmetic)."""
+    """Paper-convention FLOPs and conv MACs of one forward pass of ``model`` (built here, or any module with an
+    ``in_channels`` attribute: :func:`restore_dhp.network.facts`) on a 1 x C x height x width input, counted op by
+    op as it runs (on the meta device it costs no arithmetic)."""
     counter = _OpCounter()
     device = next(model.parameters()).device
     with torch.no_grad(), counter:
-        model(torch.zeros(1, network.structure(model).in_channels, height, width, device=device))
+        model(torch.zeros(1, network.facts(model).in_channels, height, width, device=device))
     return {'flops': counter.flops, 'macs': counter.macs}
 
 
