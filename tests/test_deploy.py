@@ -12,9 +12,8 @@ import torch
 from torch import nn
 
 import restore_dhp  # noqa: F401
-from restore_dhp import deploy
-from restore_dhp.archs.dncnn_arch import DnCNN
-from restore_dhp.archs.srresnet_arch import SRResNet
+from nets import compact
+from restore_dhp import deploy, network
 from restore_dhp.catalogue import TASKS, VARIANTS
 from restore_dhp.checkpoint import load_compact, save_compact
 from restore_dhp.deploy import DeployError, ShuffleNHWC, fold_batchnorm, prepare, reuse_freed_memory
@@ -47,15 +46,15 @@ def _rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
 
 def _small_models():
     torch.manual_seed(0)
-    return [_randomise_norms(SRResNet(num_blocks=2, num_feat=16, widths={'trunk': 8, 'block00': 5})),
-            _randomise_norms(SRResNet(num_blocks=2, num_feat=16, scale=2)),
-            _randomise_norms(DnCNN(num_layers=5, num_feat=16, widths={'feat01': 3, 'feat02': 7}))]
+    return [_randomise_norms(compact('srresnet', {'trunk': 8, 'block00': 5}, num_blocks=2, num_feat=16)),
+            _randomise_norms(compact('srresnet', None, num_blocks=2, num_feat=16, scale=2)),
+            _randomise_norms(compact('dncnn', {'feat01': 3, 'feat02': 7}, num_layers=5, num_feat=16))]
 
 
 @pytest.mark.parametrize('index', range(3))
 def test_fused_equals_eager_and_has_no_batchnorm(index):
     model = _small_models()[index]
-    x = torch.rand(2, model.in_channels, 19, 23)
+    x = torch.rand(2, network.structure(model).in_channels, 19, 23)
     with torch.no_grad():
         ref = model(x)
     fused = prepare(model, 'cpu', 'fused')
@@ -99,7 +98,7 @@ def test_shuffle_as_block_copy_matches_pixel_shuffle():
 @pytest.mark.parametrize('path', SHIPPED, ids=[Path(p).stem for p in SHIPPED])
 def test_every_shipped_checkpoint_folds_exactly_and_exports(path):
     model = load_compact(path, 'cpu')
-    x = torch.rand(1, model.in_channels, 24, 20, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(1, network.structure(model).in_channels, 24, 20, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = model(x)
     assert _rel_err(prepare(model, 'cpu', 'fused')(x), ref) <= 1e-5
@@ -124,8 +123,9 @@ def test_onnxruntime_matches_torch_on_random_and_real_inputs(index):
     model = _small_models()[index]
     ort_model = prepare(model, 'cpu', 'onnxruntime', threads=torch.get_num_threads())
     assert ort_model.describe() == 'onnxruntime fp32, NCHW, CPUExecutionProvider, CPU'
-    for x in (torch.rand(1, model.in_channels, 17, 29), torch.rand(2, model.in_channels, 8, 8),
-              _real_input(model.task, model.in_channels)):
+    facts = network.structure(model)
+    for x in (torch.rand(1, facts.in_channels, 17, 29), torch.rand(2, facts.in_channels, 8, 8),
+              _real_input(facts.task, facts.in_channels)):
         with torch.no_grad():
             ref = model(x)
         assert float((ort_model(x) - ref).abs().max()) <= 1e-4
@@ -140,7 +140,7 @@ def test_compiled_equals_eager_and_compiles_once_for_every_image_size(index):
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     for shape in ((1, 19, 23), (1, 24, 20), (1, 31, 16), (2, 24, 20)):
-        x = torch.rand(shape[0], model.in_channels, *shape[1:])
+        x = torch.rand(shape[0], network.structure(model).in_channels, *shape[1:])
         with torch.no_grad():
             ref = model(x)
         y = compiled(x)
@@ -167,7 +167,7 @@ def test_a_failing_compiler_is_one_deploy_error(monkeypatch):
 def test_forward_tiled_takes_a_deployed_model():
     model = _small_models()[0]
     x = torch.rand(1, 3, 30, 26)
-    ref = forward_tiled(model, x, model.scale, tile=12, overlap=8)
+    ref = forward_tiled(model, x, network.structure(model).scale, tile=12, overlap=8)
     for backend in deploy.BACKENDS:
         d = prepare(model, 'cpu', backend)
         tiled = forward_tiled(d, x, d.scale, tile=12, overlap=8)  # non-contiguous tile views go in
@@ -215,8 +215,8 @@ def test_bad_requests_give_one_line_errors(monkeypatch):
 
 def test_onnx_bytes_for_every_catalogue_architecture():
     for task in TASKS.values():
-        model = (SRResNet(num_blocks=1, num_feat=8) if task.key == 'sr' else
-                 DnCNN(num_layers=3, num_feat=8))
+        model = (compact('srresnet', num_blocks=1, num_feat=8) if task.key == 'sr' else
+                 compact('dncnn', num_layers=3, num_feat=8))
         assert len(onnx_model_bytes(model)) > 1000
     assert VARIANTS[0] == 'baseline'
 
@@ -226,7 +226,7 @@ def test_onnx_bytes_for_every_catalogue_architecture():
 @pytest.mark.parametrize('precision,tol', [('fp32', 1e-2), ('fp16', 5e-2), ('bf16', 2e-1)])
 def test_cuda_fused_graphs_match_eager(backend, precision, tol):
     torch.manual_seed(0)  # default BatchNorm statistics: activations stay in fp16 range (folding is tested above)
-    model = SRResNet(num_blocks=2, num_feat=16, widths={'trunk': 8, 'block00': 5}).eval().cuda()
+    model = compact('srresnet', {'trunk': 8, 'block00': 5}, num_blocks=2, num_feat=16).eval().cuda()
     x = torch.rand(1, 3, 24, 20, device='cuda')
     with torch.no_grad():
         ref = model(x)
@@ -259,7 +259,7 @@ def test_cuda_graph_capture_failure_falls_back_with_a_warning():
 def test_cuda_kernel_profile_names_conv_kernels(tmp_path, capsys):
     from restore_dhp.speedup import main as speedup_main
     path = tmp_path / 'dncnn_s70_dhp40.safetensors'
-    save_compact(DnCNN(num_layers=5, num_feat=16, widths={'feat01': 8}), path)
+    save_compact(compact('dncnn', {'feat01': 8}, num_layers=5, num_feat=16), path)
     assert speedup_main(['--weights', str(path), '--profile', '--device', 'cuda', '--backends', 'fused', 'compiled',
                          '--precisions', 'fp16', '--sizes', '32', '--repeats', '2']) == 0
     text = capsys.readouterr().out
