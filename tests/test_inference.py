@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.dncnn_arch import DnCNN
-from restore_dhp.archs.srresnet_arch import SRResNet
+from nets import compact
+from restore_dhp import network
 from restore_dhp.checkpoint import save_compact
 from restore_dhp.infer import main as infer_main
 from restore_dhp.checkpoint import load_compact
@@ -33,7 +33,7 @@ def _randomise_bn(model):
 def sr_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp('w') / 'sr.safetensors'
-    model = _randomise_bn(SRResNet(num_blocks=2, num_feat=16, widths=SR_WIDTHS))
+    model = _randomise_bn(compact('srresnet', SR_WIDTHS, num_blocks=2, num_feat=16))
     with torch.no_grad():  # outputs in the image range like a trained model's, not saturated
         model.convs['tail'].weight.mul_(0.05)
     save_compact(model, path)
@@ -44,7 +44,7 @@ def sr_ckpt(tmp_path_factory):
 def dn_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp('w') / 'dn.safetensors'
-    save_compact(_randomise_bn(DnCNN(num_layers=5, num_feat=16, widths=DN_WIDTHS)), path)
+    save_compact(_randomise_bn(compact('dncnn', DN_WIDTHS, num_layers=5, num_feat=16)), path)
     return path
 
 
@@ -131,11 +131,12 @@ def test_infer_empty_folder_and_missing_input(tmp_path, dn_ckpt, capsys):
 def test_tiled_matches_untiled(kind, sr_ckpt, dn_ckpt):
     model = load_compact(sr_ckpt if kind == 'sr' else dn_ckpt)
     img = _rand((37, 45, 3) if kind == 'sr' else (37, 45), seed=3)
-    x = image_to_tensor(img, model.in_channels)
+    facts = network.structure(model)
+    x = image_to_tensor(img, facts.in_channels)
     with torch.no_grad():
         full = model(x)
     # overlap beyond the receptive field: the tiles see exactly the context the whole image gives
-    tiled = forward_tiled(model, x, model.scale, tile=16, overlap=16)
+    tiled = forward_tiled(model, x, facts.scale, tile=16, overlap=16)
     assert tiled.shape == full.shape
     assert (tiled - full).abs().max().item() < 1e-5
     a = restore_image(model, img, tile=None)
@@ -144,8 +145,8 @@ def test_tiled_matches_untiled(kind, sr_ckpt, dn_ckpt):
     assert diff.max() <= 1 and diff.mean() < 0.01
     # a small overlap still agrees on average to within a few gray levels (seams only near tile borders),
     # and more overlap is closer
-    small = tensor_to_image(forward_tiled(model, x, model.scale, tile=16, overlap=4))
-    medium = tensor_to_image(forward_tiled(model, x, model.scale, tile=16, overlap=8))
+    small = tensor_to_image(forward_tiled(model, x, facts.scale, tile=16, overlap=4))
+    medium = tensor_to_image(forward_tiled(model, x, facts.scale, tile=16, overlap=8))
     small_err = np.abs(small.astype(int) - a.astype(int)).mean()
     assert np.abs(medium.astype(int) - a.astype(int)).mean() <= small_err < 3.0
 
@@ -270,10 +271,9 @@ def test_memory_is_budgeted_from_the_header_before_anything_runs(tmp_path, sr_ck
 
 
 def test_memory_estimate_grows_with_the_output_and_the_tile():
-    from restore_dhp.complexity import build_meta
     from restore_dhp.data.imageio import ImageHeader
     from restore_dhp.run_model import estimate_memory
-    net = build_meta('SRResNet', None, num_blocks=2, num_feat=16)
+    net = network.build('SRResNet', dict(num_blocks=2, num_feat=16), None, 'meta')
     small, large = (estimate_memory(ImageHeader(s, s, 3, 1, False), net, 64) for s in (1000, 2000))
     assert large['output'] == 4 * small['output'] == 4 * (4000 * 4000 * 3)
     assert large['tile'] == small['tile'] > 0          # one tile's working memory does not grow with the image
