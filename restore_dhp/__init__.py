@@ -17,9 +17,19 @@ from ._compat import install_torchvision_alias, register_on_lookup
 from ._version import __version__
 
 
+#: modules to import when registering (comma-separated), e.g. ``RESTORE_DHP_ARCHS=my_package.archs``: a user's own
+#: registered architectures, for the command-line entries that load their checkpoints
+ARCHS_VARIABLE = 'RESTORE_DHP_ARCHS'
+
+
 def register() -> None:
-    """Register restore_dhp's architectures, datasets and models in BasicSR's registries (imports BasicSR)."""
+    """Register restore_dhp's architectures, datasets and models in BasicSR's registries (imports BasicSR), and
+    import the modules named in ``$RESTORE_DHP_ARCHS`` (a user's own architectures)."""
+    import importlib
+    import os
     from . import archs, data, models  # noqa: F401
+    for module in filter(None, (m.strip() for m in os.environ.get(ARCHS_VARIABLE, '').split(','))):
+        importlib.import_module(module)
 
 
 install_torchvision_alias()

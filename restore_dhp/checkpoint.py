@@ -164,7 +164,8 @@ def build_checked(arch: str, arch_kwargs: Mapping[str, Any], widths: Mapping[str
     try:
         cls = network.arch_class(arch)
     except KeyError:
-        raise CheckpointError(f'{where}: unknown architecture {arch!r}') from None
+        raise CheckpointError(f'{where}: unknown architecture {arch!r} (a network of your own: import the module '
+                              'that registers it first, or name it in $RESTORE_DHP_ARCHS)') from None
     try:
         with torch.device('meta'):
             skeleton = cls(**arch_kwargs)

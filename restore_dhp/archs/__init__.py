@@ -23,6 +23,13 @@ def aliases() -> dict[str, str]:
 
 
 def arch_class(arch: str) -> type:
-    """The registered class of a short name, a registered name or a legacy name (``KeyError`` if none)."""
-    name = aliases().get(arch, LEGACY_NAMES.get(arch, arch))
+    """The registered class of a short name, a registered name or a legacy name (``KeyError`` if none; BasicSR's
+    own architectures and those of ``$RESTORE_DHP_ARCHS`` are registered first when the name is not yet known)."""
+    name = aliases().get(arch, LEGACY_NAMES.get(arch, arch)) if isinstance(arch, str) else arch
+    if name not in ARCH_REGISTRY:
+        from .. import register
+        register()
+        importlib.import_module('basicsr.archs')
+    if name not in ARCH_REGISTRY:
+        raise KeyError(arch)
     return ARCH_REGISTRY.get(name)

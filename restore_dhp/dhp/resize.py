@@ -67,6 +67,7 @@ def select_channels(module: nn.Module, spec: ArchSpec, widths: Mapping[str, int]
                     channels: Mapping[str, torch.Tensor]) -> dict[str, int]:
     """Rewrite ``module`` (plain, every group at ``widths`` now) so that group ``g`` holds ``channels[g]`` (old
     channel numbers in order, ``-1`` for a zero channel); returns the new widths of every group."""
+    widths = {**spec.group_widths, **widths}  # (the fixed groups at their own width)
     full = {g: torch.arange(widths[g]) for g in spec.group_widths}
     index = {**full, **{g: torch.as_tensor(c, dtype=torch.long).cpu() for g, c in channels.items()}}
     new_widths = {g: len(index[g]) for g in spec.group_widths}
