@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from .budget import array_header, check_image, memory_limit, structure_net
@@ -25,6 +27,7 @@ from .catalogue import resolve_model_name
 from .checkpoint import load_checkpoint
 from .data.imageio import decode_image, read_file_header
 from .deploy import DeployedModel, UnusableWeightsError, prepare
+from .latency import target_mismatch
 from .run_model import DEFAULT_OVERLAP, DEFAULT_TILE, check_image_array, check_tiling, resolve_device, restore_image
 
 
@@ -33,9 +36,13 @@ def _deployed(path: str, stamp: tuple[int, int, int], device: str, backend: str,
               precision: str) -> tuple[DeployedModel, dict]:
     loaded = load_checkpoint(path, device)
     try:
-        return prepare(loaded.model, device, backend, precision), loaded.meta
+        deployed = prepare(loaded.model, device, backend, precision)
     except UnusableWeightsError as e:
         raise UnusableWeightsError(f'{path}: {e}') from None
+    mismatch = target_mismatch(loaded.meta, torch.device(device).type, backend)
+    if mismatch:
+        warnings.warn(f'{path}: {mismatch.removeprefix("warning: ")}', stacklevel=3)
+    return deployed, loaded.meta
 
 
 def weights_file(weights: str | os.PathLike) -> Path:

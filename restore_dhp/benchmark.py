@@ -155,7 +155,7 @@ def run(args) -> dict:
     tile = args.tile or None
     eval_backend = 'fused' if 'fused' in args.backends else args.backends[0]
     for row in rows:
-        model = prepare(load_compact(row['checkpoint'], device), device, eval_backend)
+        model = prepare(load_compact(row['checkpoint'], device), device, eval_backend, snap_widths='off')
         row['metrics'] = evaluate(model, task, sets, tile, lpips_fn, row['name'], args.quiet)
         row['evaluated_with'] = model.describe()
     floor = {'name': task.floor_label(), 'kind': 'floor', 'checkpoint': None,

@@ -53,6 +53,7 @@ from torch import nn
 
 from . import network
 from .export import onnx_model_bytes
+from .snapping import snap
 from .graph_rewrites import ShuffleNHWC, fold_batchnorm, shuffle_as_block_copy  # noqa: F401  (re-exported)
 
 try:
@@ -321,6 +322,7 @@ class DeployedModel:
         self.scale, self.in_channels = scale, in_channels
         self.backend, self.precision, self.device, self.layout = backend, precision, device, layout
         self.weight_bytes = weight_bytes  # the weights as they are held for inference
+        self.note: str | None = None      # what prepare changed on the way (e.g. widths snapped to the device)
 
     @property
     def module(self) -> nn.Module | None:
@@ -353,7 +355,7 @@ class DeployedModel:
 
 
 def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: str = 'fp32',
-            threads: int | None = None, heap_reuse: bool = True) -> DeployedModel:
+            threads: int | None = None, heap_reuse: bool = True, snap_widths: str = 'table') -> DeployedModel:
     """The inference-ready form of a compact network (the caller's ``model`` is left as it is).
 
     ``heap_reuse``: on the CPU, keep freed memory for reuse (:func:`reuse_freed_memory`: faster, but the
@@ -361,8 +363,9 @@ def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: st
 
     ``device``: where it runs (default: where ``model`` is).  ``threads``: CPU threads for torch
     (process-wide, ``torch.set_num_threads``) and for the ONNX Runtime session.
-    A network whose widths a device runs slowly can be padded first (exact):
-    ``prepare(restore_dhp.network.padded(model, 32), 'cuda')``.
+    ``snap_widths``: ``'table'`` pads a pruned network's widths with zero channels up to the device's kernel
+    step when this machine's latency table predicts that faster (:mod:`restore_dhp.snapping`; exact, and the
+    deployed model's ``note`` says so); ``'off'`` never.  By hand: ``prepare(restore_dhp.network.padded(model, 32))``.
     """
     if backend not in BACKEND_TABLE:
         raise DeployError(f'unknown backend {backend!r}; choose one of {", ".join(BACKENDS)}')
@@ -379,6 +382,10 @@ def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: st
         torch.set_num_threads(threads)
     if missing := BACKEND_TABLE[backend].available(device):
         raise DeployError(missing)
+    try:
+        model, note = snap(model, device, backend, precision, threads, snap_widths)
+    except ValueError as e:
+        raise DeployError(str(e)) from None
     source = copy.deepcopy(model).float().eval()
     check_finite(source, 'in the model')
     weight_bytes = sum(t.numel() * PRECISIONS[precision].itemsize for t in source.state_dict().values()
@@ -389,6 +396,8 @@ def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: st
     runner, layout = row.build(source, device, PRECISIONS[precision], threads)
     facts = network.facts(model)
     structure = facts.describe() if callable(getattr(facts, 'describe', None)) else None
-    return DeployedModel(runner, scale=facts.scale, in_channels=facts.in_channels, backend=backend,
-                         precision=precision, device=device, layout=layout, weight_bytes=weight_bytes,
-                         structure=structure)
+    deployed = DeployedModel(runner, scale=facts.scale, in_channels=facts.in_channels, backend=backend,
+                             precision=precision, device=device, layout=layout, weight_bytes=weight_bytes,
+                             structure=structure)
+    deployed.note = note
+    return deployed

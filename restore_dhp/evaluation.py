@@ -108,7 +108,7 @@ def evaluate_floor(task: str | Task, sets: dict, scale: int, lpips_fn, quiet: bo
 def measure_checkpoint(path: str, inputs: list[np.ndarray], device: str, repeats: int, warmup: int,
                        backend: str = 'fused', precision: str = 'fp32', threads: int | None = None) -> dict:
     """Time one checkpoint's deployed form on each input; the per-image measurements and their summary."""
-    model = prepare(load_compact(path, device), device, backend, precision, threads)
+    model = prepare(load_compact(path, device), device, backend, precision, threads, snap_widths='off')
     per_image = []
     for x_np in inputs:
         m = measure(model, torch.from_numpy(x_np).to(device), repeats=repeats, warmup=warmup)

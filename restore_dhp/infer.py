@@ -71,6 +71,7 @@ from .deploy import BACKENDS, PRECISIONS, DeployError, UnusableWeightsError
 from .deploy import prepare as deploy
 from .data.imageio import (ALPHA_FORMATS, NOTICE_16BIT, ImageReadError, decode_image, read_file_header, to_uint8,
                            write_image)
+from .latency import target_mismatch
 from .infer_io import EXT_CHOICES, InputError, list_inputs, plan_outputs, prepare_output_folder
 from .progress import progress_disabled
 from .run_model import (DEFAULT_OVERLAP, DEFAULT_TILE, DEVICE_CHOICES, ImageFormatError, device_arg, outscale_size,
@@ -262,6 +263,8 @@ def main(argv=None) -> int:
         return EXIT_FAILED
     print(f"{len(files)} image(s); {loaded.meta['task']} x{model.scale} model, {model.in_channels} channel(s), "
           f'{model.describe()}', file=sys.stderr)
+    for line in filter(None, (model.note, target_mismatch(loaded.meta, device.type, args.backend))):
+        print(line, file=sys.stderr)
     failures = restore_files(model, targets, settings)
     print(f'wrote {len(files) - len(failures)} of {len(files)} image(s) to {out_dir}', file=sys.stderr)
     for msg in failures:

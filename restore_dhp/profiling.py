@@ -40,7 +40,7 @@ def profile_layers(entry, x: torch.Tensor, args) -> list[str]:
     ``entry``: ``.label`` and ``.model`` (a :class:`restore_dhp.speedup.Entry`); ``x``: the CPU input;
     ``args``: ``.repeats``.
     """
-    fused = prepare(entry.model, 'cpu', 'fused').module
+    fused = prepare(entry.model, 'cpu', 'fused', snap_widths='off').module
     fused(x.to(memory_format=torch.channels_last))
     timer = _LayerTimer(fused)
     for _ in range(args.repeats):
@@ -77,7 +77,7 @@ def profile_kernels(entry, x: torch.Tensor, backend: str, precision: str, args) 
     Where a GPU forward's time goes: convolution kernels (and which ones cuDNN picked for each width),
     elementwise passes, layout conversions.  ``x``: the input on the GPU; ``args``: ``.repeats``, ``.warmup``.
     """
-    deployed = prepare(entry.model, 'cuda', backend, precision)
+    deployed = prepare(entry.model, 'cuda', backend, precision, snap_widths='off')
     module = deployed.module
     layout = torch.channels_last if deployed.layout == 'channels_last' else torch.contiguous_format
     x = x.to(dtype=PRECISIONS[precision], memory_format=layout)

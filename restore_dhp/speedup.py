@@ -177,7 +177,8 @@ def flops_at(entry: Entry, size: tuple[int, int]) -> int:
 def compare(entries: list[Entry], forms: list[tuple[str, str]], size, args) -> tuple[dict, dict]:
     """ms of every round of every (model, backend, precision), all interleaved in one side-by-side run; with
     ``args.settle``, blocks of ``args.repeats`` more rounds until the controls read 1.00 (at most ``settle``)."""
-    deployed = {(e.label, b, p): prepare(e.model, args.device, b, p) for e in entries for b, p in forms}
+    deployed = {(e.label, b, p): prepare(e.model, args.device, b, p, snap_widths='off') for e in entries
+                for b, p in forms}
     x = input_for(entries[0], size, args.device)
     with progress(total=len(deployed) * (args.warmup + args.repeats), desc=f'{size[0]}x{size[1]}', unit='run',
                   leave=False) as bar:

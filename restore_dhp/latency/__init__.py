@@ -130,6 +130,24 @@ def device_warning(data: dict) -> str | None:
     return None
 
 
+def target_mismatch(meta: dict, device: str, backend: str) -> str | None:
+    """A warning when a checkpoint searched for the latency of one device and backend (its search record's
+    table) runs on another device kind or backend, as ``latency check`` warns for a table (``None``: it matches,
+    or the checkpoint has no latency target)."""
+    table = ((meta.get('info') or {}).get('search') or {}).get('latency_table')
+    if not table:
+        return None
+    try:
+        here = device_label(device)
+    except LatencyError:
+        here = 'a machine without CUDA'
+    if table.get('device_name') == here and table.get('backend') == backend:
+        return None
+    return (f"warning: this model was searched for the latency of {table.get('device_name')!r} "
+            f"({table.get('backend')}); this is {here!r} ({backend}): its speed-up may not hold here "
+            '(restore-dhp prune makes one for this machine)')
+
+
 def table_for_network(path: str, arch: str, arch_kwargs: dict) -> tuple[LatencyTable, str | None]:
     """The table at ``path`` as the cost of the network ``arch(**arch_kwargs)`` (any registered form): checked
     that it is a table, that it was measured for that network (the same spec: groups, widths, convs), and that it

@@ -124,8 +124,9 @@ def rounds_us(probes: dict, settings: Settings, on_run=None) -> dict[str, list[f
         shape = (model.in_channels, height, width)
         if shape not in made:
             made[shape] = torch.rand(1, *shape, device=settings.device)
-        runners[key], inputs[key] = _runner(prepare(model, settings.device, settings.backend, settings.precision,
-                                                    settings.threads), made[shape])
+        deployed = prepare(model, settings.device, settings.backend, settings.precision, settings.threads,
+                           snap_widths='off')  # measured as built
+        runners[key], inputs[key] = _runner(deployed, made[shape])
     runs = measure_side_by_side(runners, inputs, settings.rounds, settings.warmup, on_run)
     return {key: [ms * 1e3 for ms in values] for key, values in runs.items()}
 
