@@ -200,8 +200,8 @@ def install_safetensors_loading() -> None:
     current torch refuses for safetensors files ("Loading safetensors file with callable map_location is
     not supported").  The replacement reads a ``.safetensors`` path with the project's checked loader
     and hands every other path to BasicSR's own.  Installed when :mod:`restore_dhp.models` is imported.
-    BasicSR's ``SRModel`` builds ``network_g`` from the option file, so a pruned file needs its widths
-    there; ``RestorationModel`` takes them from the file (a mismatch says so).
+    BasicSR's ``SRModel`` builds ``network_g`` from the option file, at full width, so it loads a full-width
+    file only; ``RestorationModel`` takes the widths from the file (a mismatch says so).
     """
     from basicsr.models.base_model import BaseModel
     from basicsr.utils import get_root_logger
@@ -217,8 +217,9 @@ def install_safetensors_loading() -> None:
         try:
             load_state_checked(self.get_bare_model(net), read_tensors(load_path), load_path)
         except CheckpointError as e:
-            raise CheckpointError(f'{e}; BasicSR\'s {type(self).__name__} builds network_g at the option file\'s '
-                                  'widths: use model_type: RestorationModel, which reads them from the file') from None
+            raise CheckpointError(f'{e}; BasicSR\'s {type(self).__name__} builds network_g at full width: for a '
+                                  'pruned file use model_type: RestorationModel, which reads its widths from the file'
+                                  ) from None
         get_root_logger().info(f'Loaded compact checkpoint {load_path}')
 
     load_network._restore_dhp = True
