@@ -3,34 +3,34 @@ import pytest
 import torch
 
 import restore_dhp
-from restore_dhp.archs.srresnet_arch import SRResNet
+from nets import compact, widths
 from restore_dhp.checkpoint import CheckpointError, save_compact
 
 
-def _srmodel(path, **net):
+def _srmodel(path, model_type='SRModel', **net):
     restore_dhp.register()
     from basicsr.models import build_model
-    return build_model({'model_type': 'SRModel', 'num_gpu': 0, 'is_train': False, 'dist': False,
+    return build_model({'model_type': model_type, 'num_gpu': 0, 'is_train': False, 'dist': False,
                         'network_g': {'type': 'SRResNet', 'num_blocks': 2, 'num_feat': 16, **net},
                         'path': {'pretrain_network_g': str(path), 'strict_load_g': True, 'param_key_g': 'params'}})
 
 
 def test_srmodel_loads_a_compact_checkpoint(tmp_path):
     torch.manual_seed(0)
-    full = SRResNet(num_blocks=2, num_feat=16)
+    full = compact('srresnet', num_blocks=2, num_feat=16)
     save_compact(full, tmp_path / 'full.safetensors')
     loaded = _srmodel(tmp_path / 'full.safetensors').net_g.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in full.state_dict().items())
 
 
 def test_srmodel_with_a_pruned_checkpoint_names_the_widths_and_restorationmodel(tmp_path):
-    widths = {'trunk': 8, 'block00': 4, 'block01': 12}
-    pruned = SRResNet(num_blocks=2, num_feat=16, widths=widths)
+    pruned = compact('srresnet', {'trunk': 8, 'block00': 4, 'block01': 12}, num_blocks=2, num_feat=16)
     save_compact(pruned, tmp_path / 'pruned.safetensors')
     with pytest.raises(CheckpointError, match='model_type: RestorationModel'):
-        _srmodel(tmp_path / 'pruned.safetensors')
-    loaded = _srmodel(tmp_path / 'pruned.safetensors', widths=widths).net_g.state_dict()  # widths in the option file
-    assert all(torch.equal(loaded[k], v) for k, v in pruned.state_dict().items())
+        _srmodel(tmp_path / 'pruned.safetensors')   # SRModel builds network_g at full width
+    net = _srmodel(tmp_path / 'pruned.safetensors', 'RestorationModel').net_g   # the widths come from the file
+    assert widths(net) == widths(pruned)
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in pruned.state_dict().items())
 
 
 def test_eta_of_the_last_iteration_is_zero():

@@ -30,7 +30,7 @@ def test_registry_loaded_early_is_the_one_basicsr_builds_from():
     import of BasicSR (what training does) builds them from that same registry."""
     code = ('import sys, restore_dhp.archs; assert "basicsr.archs" not in sys.modules; '
             'from basicsr.archs import build_network; '
-            'net = build_network({"type": "DnCNN", "widths": None}); '
+            'net = build_network({"type": "DnCNN", "num_feat": 8}); '
             'print(type(net).__name__, "MSRResNet" in sys.modules["basicsr.utils.registry"].ARCH_REGISTRY._obj_map)')
     assert _run(code) == 'DnCNN True'
 
