@@ -13,8 +13,7 @@ import pytest
 import torch
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.dncnn_arch import DnCNN
-from restore_dhp.archs.srresnet_arch import SRResNet
+from nets import compact
 from restore_dhp.benchmark import main as bench_main
 from restore_dhp.catalogue import PAPER_REFERENCE, model_label
 from restore_dhp.checkpoint import read_metadata, save_compact
@@ -64,7 +63,7 @@ def sr_weights(tmp_path_factory):
     for tag, widths in (('baseline', None), ('dhp40', {'trunk': 8, 'block00': 5, 'block01': 3})):
         p = d / f'srresnet_x4_{tag}.safetensors'
         info = {'search': {'target_ratio': 0.4}} if widths else {}
-        save_compact(SRResNet(num_blocks=2, num_feat=16, widths=widths), p, info=info)
+        save_compact(compact('srresnet', widths, num_blocks=2, num_feat=16), p, info=info)
         paths.append(str(p))
     return paths
 
@@ -77,7 +76,7 @@ def dn_weights(tmp_path_factory):
     for tag, widths in (('baseline', None), ('dhp20', {f'feat{i:02d}': 3 + i for i in range(4)})):
         p = d / f'dncnn_s70_{tag}.safetensors'
         info = {'parent': {'search': {'target_ratio': 0.2}}} if widths else {}  # a second stage names its parent
-        save_compact(DnCNN(num_layers=5, num_feat=16, widths=widths), p, info=info)
+        save_compact(compact('dncnn', widths, num_layers=5, num_feat=16), p, info=info)
         paths.append(str(p))
     return paths
 
@@ -86,7 +85,7 @@ def test_models_are_named_from_their_metadata(tmp_path, sr_weights, dn_weights):
     assert [model_label(read_metadata(p), p) for p in sr_weights + dn_weights] == \
         ['Baseline', 'DHP-40', 'Baseline', 'DHP-20']
     mine = tmp_path / 'srresnet_x4_dhp60.safetensors'  # pruned, no search record: the file name is not trusted
-    save_compact(SRResNet(num_blocks=2, num_feat=16, widths={'trunk': 8}), mine)
+    save_compact(compact('srresnet', {'trunk': 8}, num_blocks=2, num_feat=16), mine)
     assert model_label(read_metadata(mine), mine) == 'srresnet_x4_dhp60'
 
 
@@ -239,7 +238,7 @@ def test_below_floor_warning_names_models_that_break_on_some_images():
 def test_bn_gain_script(dn_data, dn_weights):
     """research/probes/bn_gain.py: one ratio per BatchNorm and model; about 1 where the running statistics fit the image."""
     from research.probes import bn_gain
-    model = DnCNN(num_layers=5, num_feat=8)
+    model = compact('dncnn', num_layers=5, num_feat=8)
     x = torch.rand(1, 1, 24, 24)
     for m in model.modules():  # running statistics = this image's statistics (momentum 1, one forward)
         if isinstance(m, torch.nn.BatchNorm2d):
