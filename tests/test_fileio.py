@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.srresnet_arch import SRResNet
+from nets import compact
 from restore_dhp.checkpoint import main as checkpoint_main
 from restore_dhp.checkpoint import read_metadata, save_compact
 from restore_dhp.fileio import OutputError, atomic_path, check_output, remove_write_debris, write_bytes, write_text
@@ -87,7 +87,7 @@ def test_no_hand_written_temporary_file_writers():
 @pytest.fixture()
 def ckpt(tmp_path):
     path = tmp_path / 'm.safetensors'
-    save_compact(SRResNet(num_blocks=1, num_feat=8), path)
+    save_compact(compact('srresnet', num_blocks=1, num_feat=8), path)
     return path
 
 
@@ -124,7 +124,7 @@ def test_failed_export_leaves_nothing(ckpt, tmp_path, monkeypatch, capsys):
 
 def test_convert_refuses_its_input_and_an_existing_output(tmp_path, capsys):
     state = tmp_path / 'net_g_5.pth'
-    net = SRResNet(num_blocks=1, num_feat=8)
+    net = compact('srresnet', num_blocks=1, num_feat=8)
     torch.save({'params': net.state_dict()}, state)
     before = state.read_bytes()
     args = ['convert', str(state), str(state), '--arch', 'srresnet', '--arch-kwargs', '{"num_blocks": 1, "num_feat": 8}']
