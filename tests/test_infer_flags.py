@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from restore_dhp import progress
-from restore_dhp.archs.srresnet_arch import SRResNet
+from nets import compact
 from restore_dhp.checkpoint import save_compact
 from restore_dhp.data.imageio import write_png
 from restore_dhp.infer import main as infer_main
@@ -17,7 +17,7 @@ from restore_dhp.run_model import tile_count
 def sr_weights(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / 'sr.safetensors'
-    save_compact(SRResNet(num_blocks=1, num_feat=8).eval(), path)
+    save_compact(compact('srresnet', num_blocks=1, num_feat=8).eval(), path)
     return str(path)
 
 
