@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import restore_dhp
-from restore_dhp.archs.dncnn_arch import DnCNN
-from restore_dhp.archs.srresnet_arch import SRResNet
+from nets import compact
+from restore_dhp import network
 from restore_dhp.checkpoint import load_compact
 from restore_dhp.export import INPUT_NAME, OUTPUT_NAME, onnx_model_bytes
 
@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _models():
     torch.manual_seed(0)
-    return {'sr': SRResNet(num_blocks=2, num_feat=16, widths={'trunk': 8, 'block00': 5}).eval(),
-            'denoise': DnCNN(num_layers=4, num_feat=8, widths={'feat01': 3}).eval()}
+    return {'sr': compact('srresnet', {'trunk': 8, 'block00': 5}, num_blocks=2, num_feat=16).eval(),
+            'denoise': compact('dncnn', {'feat01': 3}, num_layers=4, num_feat=8).eval()}
 
 
 @pytest.mark.parametrize('task,order', [('sr', 'RGB'), ('denoise', 'gray')])
@@ -63,7 +63,7 @@ def test_opencv_dnn_loads_without_warning_and_matches_torch(index, tmp_path, cap
     path.write_bytes(data)
     capfd.readouterr()
     net = cv2.dnn.readNetFromONNX(str(path))
-    x = np.random.default_rng(0).random((1, model.in_channels, 20, 24), dtype=np.float32)
+    x = np.random.default_rng(0).random((1, network.facts(model).in_channels, 20, 24), dtype=np.float32)
     net.setInput(x)
     got = net.forward()
     err = capfd.readouterr().err
