@@ -8,8 +8,9 @@ import torch
 import yaml
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.dncnn_arch import DnCNN, DnCNN
-from restore_dhp.archs.srresnet_arch import SRResNet
+from nets import compact, dhp
+from restore_dhp import network
+from restore_dhp.archs.dncnn_arch import DnCNN
 from restore_dhp.checkpoint import read_metadata, read_tensors
 from restore_dhp.errors import OptionError
 from restore_dhp.models.restoration_model import weight_decay_groups
@@ -27,29 +28,31 @@ def _scale(weight):  # std x sqrt(fan-in), as research/sr_inversion/report.md me
 
 
 def test_body_convs_are_the_convs_feeding_batchnorm():
-    sr = SRResNet(num_feat=8, num_blocks=2)
-    assert sr.spec.body_convs == ['block00_conv1', 'block00_conv2', 'block01_conv1', 'block01_conv2', 'body']
-    dn = DnCNN(num_feat=8, num_layers=5)
-    assert dn.spec.body_convs == ['conv01', 'conv02', 'conv03']  # each feeds bn01 ... bn03
+    sr = network.spec_of('srresnet', dict(num_feat=8, num_blocks=2))
+    assert sr.body_convs == [f'convs.{n}' for n in ('block00_conv1', 'block00_conv2', 'block01_conv1',
+                                                    'block01_conv2', 'body')]
+    dn = network.spec_of('dncnn', dict(num_feat=8, num_layers=5))
+    assert dn.body_convs == ['convs.conv01', 'convs.conv02', 'convs.conv03']  # each feeds bn01 ... bn03
 
 
-def test_body_init_scale_sets_the_body_convs_only_and_is_not_a_structure_key():
+def test_body_init_scale_sets_the_body_convs_only():
     torch.manual_seed(0)
-    net = SRResNet(num_feat=64, num_blocks=2, body_init_scale=1.11)
-    he = SRResNet(num_feat=64, num_blocks=2)
-    for name in net.spec.body_convs:
-        assert _scale(net.convs[name].weight) == pytest.approx(1.11, rel=0.03)
-        assert _scale(he.convs[name].weight) == pytest.approx(2 ** 0.5, rel=0.03)
+    net = compact('srresnet', num_feat=64, num_blocks=2, body_init_scale=1.11)
+    he = compact('srresnet', num_feat=64, num_blocks=2)
+    body = network.structure(net).spec.body_convs
+    assert len(body) == 5
+    for name in body:
+        assert _scale(net.get_submodule(name).weight) == pytest.approx(1.11, rel=0.03)
+        assert _scale(he.get_submodule(name).weight) == pytest.approx(2 ** 0.5, rel=0.03)
     assert _scale(net.convs['head'].weight) == pytest.approx(2 ** 0.5, rel=0.05)  # head keeps He init
-    assert 'body_init_scale' not in net.arch_kwargs  # an initialisation: checkpoints do not carry it
-    with pytest.raises(ValueError, match='plain form only'):
-        DnCNN(num_feat=8, num_layers=5, body_init_scale=1.0)
+    # an initialisation, not a structure: the same groups as without it
+    assert network.structure(net).spec.group_widths == network.structure(he).spec.group_widths
     with pytest.raises(ValueError, match='positive'):
         DnCNN(num_feat=8, num_layers=5, body_init_scale=0)
 
 
 def test_weight_decay_groups():
-    net = DnCNN(num_feat=8, num_layers=5)
+    net = compact('dncnn', num_feat=8, num_layers=5)
     body_group, rest = weight_decay_groups(net, {'weight_decay_params': 'body'})
     body = {id(net.convs[n].weight) for n in ('conv01', 'conv02', 'conv03')}
     assert {id(p) for p in body_group['params']} == body
@@ -59,7 +62,7 @@ def test_weight_decay_groups():
     with pytest.raises(OptionError, match='weight_decay_params must be one of all, body'):
         weight_decay_groups(net, {'weight_decay_params': 'convs'})
     with pytest.raises(OptionError, match='needs a plain network'):
-        weight_decay_groups(DnCNN(num_feat=8, num_layers=5), {'weight_decay_params': 'body'})
+        weight_decay_groups(dhp('dncnn', num_feat=8, num_layers=5), {'weight_decay_params': 'body'})
 
 
 def _plain(root, name, **train):
