@@ -22,11 +22,11 @@ LOG = """2026-11-27 04:18:02,986 INFO: [sr_in..][epoch:  0, iter:     400, lr:(1
 
 def write_run(root: Path, name: str, validation: list, label: str = 'latest') -> Path:
     """A tiny compact checkpoint of experiment ``name`` whose metadata records ``validation``, as training writes."""
-    from restore_dhp.archs.dncnn_arch import DnCNN
+    from nets import compact
     from restore_dhp.checkpoint import save_compact
     models = root / name / 'models'
     models.mkdir(parents=True, exist_ok=True)
-    save_compact(DnCNN(num_feat=8, num_layers=3), models / f'net_g_{label}.safetensors',
+    save_compact(compact('dncnn', num_feat=8, num_layers=3), models / f'net_g_{label}.safetensors',
                  info={'experiment': name, 'validation': validation, 'wall_time_s': 12.5})
     return models
 

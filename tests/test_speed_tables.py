@@ -2,7 +2,7 @@
 import pytest
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.dncnn_arch import DnCNN
+from nets import compact
 from restore_dhp.speed_tables import CONTROL_LABEL, control_line, settled, spread, with_control
 from restore_dhp.speedup import Entry
 from restore_dhp.speedup import main as speedup_main
@@ -29,8 +29,8 @@ def test_control_is_flagged_beyond_the_tolerance():
 
 
 def test_control_entry_is_a_separate_copy_of_the_baseline():
-    base = Entry('Baseline', DnCNN(num_layers=3, num_feat=4), {'feat00': 4, 'feat01': 4}, True, 'denoise')
-    other = Entry('DHP-50', DnCNN(num_layers=3, num_feat=4, widths={'feat00': 2}), {'feat00': 2}, task='denoise')
+    base = Entry('Baseline', compact('dncnn', num_layers=3, num_feat=4), {'feat00': 4, 'feat01': 4}, True, 'denoise')
+    other = Entry('DHP-50', compact('dncnn', {'feat00': 2}, num_layers=3, num_feat=4), {'feat00': 2}, task='denoise')
     entries = with_control([base, other])
     control = entries[-1]
     assert control.label == CONTROL_LABEL and control.is_control and not control.is_baseline

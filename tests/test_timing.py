@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import restore_dhp  # noqa: F401
+from nets import compact
 from restore_dhp.archs.dncnn_arch import DnCNN
 from restore_dhp.checkpoint import save_compact
 from restore_dhp.deploy import prepare, reuse_freed_memory
@@ -17,7 +18,7 @@ from restore_dhp.timing import METHOD_CPU, METHOD_CPU_NO_MEMORY, measure, measur
 
 def _model(width: int = 16) -> DnCNN:
     torch.manual_seed(0)
-    return DnCNN(num_layers=5, num_feat=width).eval()
+    return compact('dncnn', num_layers=5, num_feat=width).eval()
 
 
 def test_cpu_peak_is_reproducible_and_follows_the_activations():
