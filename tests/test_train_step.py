@@ -7,7 +7,8 @@ import torch
 from torch.nn import functional as F
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.dncnn_arch import DnCNN, DnCNN
+from nets import compact
+from nets import dhp as dhp_net
 from restore_dhp.dhp import DHPPruner
 from restore_dhp.models.train_step import TrainStep, parse_step_options
 
@@ -22,7 +23,7 @@ def _l1(output, gt):
 def _curve(device, amp=None, capture=None, dhp=False, steps=160, notices=None):
     """Losses of a tiny DnCNN trained on a fixed stream of noisy batches (the same for every call)."""
     torch.manual_seed(0)
-    net = (DnCNN if dhp else DnCNN)(num_layers=5, num_feat=8).to(device)
+    net = (dhp_net if dhp else compact)('dncnn', num_layers=5, num_feat=8).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
     step = TrainStep(net, _l1, optimizer, torch.device(device), amp, capture,
                      notice=(notices.append if notices is not None else print))
