@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import network
 from ..complexity import arch_spec
 from ..deploy import PRECISIONS, ort, prepare
 from ..dhp.latency_table import LatencyTable, elementwise_elements, layer_class
@@ -121,7 +122,7 @@ def rounds_us(probes: dict, settings: Settings, on_run=None) -> dict[str, list[f
     interleaved (probes of one input shape share one input)."""
     runners, inputs, made = {}, {}, {}
     for key, (model, height, width) in probes.items():
-        shape = (model.in_channels, height, width)
+        shape = (network.facts(model).in_channels, height, width)
         if shape not in made:
             made[shape] = torch.rand(1, *shape, device=settings.device)
         deployed = prepare(model, settings.device, settings.backend, settings.precision, settings.threads,
@@ -333,7 +334,7 @@ class Profiler:
         rows = []
         for u, widths, measured in zip(picks, width_sets, self.networks_us(width_sets)):
             layers = layer_only.cost(widths)
-            elements = elementwise_elements(spec, spec.resolve_widths(widths), table['size'][0] * table['size'][1])
+            elements = elementwise_elements(spec, spec.resolve_widths(widths), *table['size'])
             rows.append((u, measured, layers, elements))
             self.log(f'  network at uniform width {u}: {measured:.0f} us measured, {layers:.0f} us in its convs')
         scale, per_element, constant = fit_network(rows)
