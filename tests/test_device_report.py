@@ -4,7 +4,7 @@ import json
 import pytest
 
 import restore_dhp  # noqa: F401
-from restore_dhp.archs.dncnn_arch import DnCNN
+from nets import compact
 from restore_dhp.checkpoint import save_compact
 from restore_dhp.device_report import compare_at_equal_latency, interpolate
 from restore_dhp.device_report import main as report_main
@@ -33,10 +33,10 @@ def test_device_report_end_to_end(tmp_path, capsys):
     half = {'feat00': 4, 'feat01': 4, 'feat02': 4}
     paths = {'base': tmp_path / 'base.safetensors', 'lat': tmp_path / 'lat.safetensors',
              'flops': tmp_path / 'flops.safetensors'}
-    save_compact(DnCNN(**KW), paths['base'])
-    save_compact(DnCNN(widths=half, **KW), paths['lat'],
+    save_compact(compact('dncnn', **KW), paths['base'])
+    save_compact(compact('dncnn', half, **KW), paths['lat'],
                  info={'search': {'target': {'latency': 0.5, 'table': str(table)}, 'target_ratio': None}})
-    save_compact(DnCNN(widths=half, **KW), paths['flops'], info={'search': {'target_ratio': 0.25}})
+    save_compact(compact('dncnn', half, **KW), paths['flops'], info={'search': {'target_ratio': 0.25}})
     quality = tmp_path / 'quality.json'
     quality.write_text(json.dumps({'sets': ['Set12'], 'results': [
         {'checkpoint': str(p), 'metrics': {'Set12': {'psnr': v}}} for p, v in
