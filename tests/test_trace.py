@@ -10,7 +10,9 @@ import restore_dhp  # (first: it makes BasicSR importable on current torchvision
 from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
 from restore_dhp import network
 from restore_dhp.dhp import DHPNet, DHPPruner, FlopsTable, KeepRule, Schedule, TraceError, trace_spec
+from restore_dhp.complexity import count_flops
 from restore_dhp.dhp.warm import warm_start
+from restore_dhp.export import onnx_model_bytes, parity_error
 
 restore_dhp.register()
 
@@ -237,6 +239,9 @@ def test_search_compacts_exactly_in_the_users_own_class(arch):
     assert torch.allclose(out, masked, rtol=1e-4, atol=1e-5 * max(1.0, masked.abs().max().item()))
     rebuilt = network.build(arch, TOY[arch], widths)   # what a checkpoint loader builds
     rebuilt.load_state_dict(compact.state_dict())
+    spec = net.spec
+    assert count_flops(compact, 32, 32)['flops'] == FlopsTable(spec, 32).flops(widths)  # counted = closed form
+    assert parity_error(compact, onnx_model_bytes(compact)) <= 1e-4                    # ONNX Runtime agrees
 
 
 def test_warm_start_reproduces_the_trained_network():

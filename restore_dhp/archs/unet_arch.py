@@ -38,8 +38,8 @@ class UNetDenoiser(nn.Module):
 
     def forward(self, x):
         h, w = x.shape[-2:]
-        pad_h, pad_w = -h % self.multiple, -w % self.multiple
-        y = F.pad(x, (0, pad_w, 0, pad_h), mode='reflect') if pad_h or pad_w else x
+        # always padded (by 0 where the sides divide): no branch on the input's size, so an ONNX export keeps it
+        y = F.pad(x, (0, -w % self.multiple, 0, -h % self.multiple), mode='reflect')
         skips = []
         for i, block in enumerate(self.down):
             y = block(y if i == 0 else F.max_pool2d(y, 2))
