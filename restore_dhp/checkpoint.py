@@ -181,7 +181,8 @@ def build_checked(arch: str, arch_kwargs: Mapping[str, Any], widths: Mapping[str
     except (ValueError, TypeError, TraceError, RuntimeError) as e:
         if isinstance(e, CheckpointError):
             raise
-        raise CheckpointError(f'{where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}') from None
+        built = f' (built with {dict(arch_kwargs)})' if isinstance(e, TraceError) else ''  # what made it untraceable
+        raise CheckpointError(f'{where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}{built}') from None
 
 
 def check_shapes(model: nn.Module, shapes: Mapping[str, tuple], path) -> None:
