@@ -123,8 +123,14 @@ IMPOSSIBLE = [
     ('sr', _set('train.optim_g.type', 'Adamm'), "option train.optim_g.type must be one of Adam, AdamW, got 'Adamm'"),
     ('sr', _set('train.pixel_opt.type', 'L1Los'), "option train.pixel_opt.type must be a registered loss (did you "
                                                   "mean L1Loss?), got 'L1Los'"),
-    ('sr', _set('network_g.num_feat', 0), 'option network_g.num_feat must be an integer in [1, 4096], got 0'),
-    ('dn', _set('network_g.num_layers', -3), 'option network_g.num_layers must be an integer in [1, 256], got -3'),
+    # network_g's arguments are bounded as any architecture's (checkpoint.check_arch_kwargs), then built on the meta
+    # device and traced: the architecture's own refusal, or the trace's, with the arguments given
+    ('sr', _set('network_g.num_feat', 0), "option network_g: SRResNet cannot be traced by torch.export: "),
+    ('sr', _set('network_g.num_feat', 0), "(built with {'num_feat': 0, 'num_blocks': 2})"),
+    ('sr', _set('network_g.num_feat', 100000), 'option network_g: arch_kwargs.num_feat=100000 is not an integer in '
+                                               '[-4096, 4096]'),
+    ('dn', _set('network_g.num_layers', -3), "option network_g: DnCNN cannot be built with {'num_feat': 8, "
+                                             "'num_layers': -3} (DnCNN needs at least 3 layers, got -3)"),
     ('sr', _set('datasets.train.cache', 'yes please'), "option datasets.train.cache must be one of true, false, gpu, "
                                                        "got 'yes please'"),
     ('sr', _set('name', '../../x'), "option name must be a plain folder name"),
