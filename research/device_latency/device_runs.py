@@ -44,7 +44,7 @@ def nets() -> dict[str, tuple[str, str]]:
 def make_data(work: str) -> None:
     import torch
 
-    from restore_dhp.archs import compact_class
+    from restore_dhp import network
     from restore_dhp.checkpoint import save_compact
 
     rng = np.random.default_rng(0)
@@ -58,14 +58,14 @@ def make_data(work: str) -> None:
     os.makedirs(os.path.join(work, 'weights'), exist_ok=True)
     torch.manual_seed(0)
     for prefix, (arch, task) in nets().items():
-        save_compact(compact_class(arch)(**TINY[arch]),
+        save_compact(network.build(arch, TINY[arch]),
                      os.path.join(work, 'weights', TASKS[task].filename('baseline')))
 
 
 def shrink(opt: dict) -> dict:
     """``opt`` at toy size: a tiny network, tiny patches and batches, 4 iterations."""
-    from restore_dhp.archs import dhp_class_of
-    arch = next(alias for alias, _ in nets().values() if dhp_class_of(alias).__name__ == opt['network_g']['type'])
+    from restore_dhp.archs import arch_class
+    arch = next(alias for alias, _ in nets().values() if arch_class(alias) is arch_class(opt['network_g']['type']))
     opt['network_g'] = {'type': opt['network_g']['type'], **TINY[arch]}
     for ds in opt['datasets'].values():
         ds.pop('dataroot_lq', None)

@@ -23,9 +23,10 @@ import torch
 from torch.nn import functional as F
 
 import restore_dhp  # noqa: F401  (registries)
+from restore_dhp import network
 from restore_dhp.catalogue import TASKS
 from restore_dhp.complexity import remaining_flops_ratio
-from restore_dhp.dhp import DHPPruner, KeepRule
+from restore_dhp.dhp import DHPNet, DHPPruner, KeepRule
 from restore_dhp.models.train_step import TrainStep
 from tools.recipes import recipe
 
@@ -33,16 +34,22 @@ TARGET_RATIO = 1.3
 LR = 1e-4
 
 
-def arch_table() -> dict[str, tuple[type, type, int, str]]:
-    """{short arch name: (plain class, DHP class, input patch side, task)} for every catalogue task: the classes from
-    the architecture registry, the patch from the task's CPU recipe (its training patch at the network's input)."""
-    from restore_dhp.archs import aliases, compact_class, dhp_class_of
+def arch_table() -> dict[str, tuple[int, str]]:
+    """{short arch name: (input patch side, task)} for every catalogue task: the names from the architecture
+    registry, the patch from the task's CPU recipe (its training patch at the network's input)."""
+    from restore_dhp.archs import aliases
     short = {cls: alias for alias, cls in aliases().items()}
     table = {}
     for task, spec in TASKS.items():
         patch = recipe(f'{spec.prefix}_baseline_cpu').options()['datasets']['train']['gt_size'] // spec.scale
-        table[short[spec.arch]] = (compact_class(spec.arch), dhp_class_of(spec.arch), patch, task)
+        table[short[spec.arch]] = (patch, task)
     return table
+
+
+def dhp_net(arch: str) -> DHPNet:
+    """The DHP form of ``arch`` at its default (paper) size."""
+    plain = network.build(arch)
+    return DHPNet(plain, network.structure(plain).spec)
 
 
 def l1(output, gt):
@@ -85,10 +92,10 @@ def steps_per_second(runners, device, steps, rounds, warmup):
     return {k: statistics.median(v) for k, v in rates.items()}
 
 
-def pruner_costs(arch, dhp_cls):
+def pruner_costs(arch):
     """Seconds for one refilling mask check, 100 random-width FLOPs ratios, and one compaction."""
     torch.manual_seed(0)
-    net = dhp_cls().eval()
+    net = dhp_net(arch).eval()
     pruner = DHPPruner(net, target_ratio=0.5, rule=KeepRule(round_to=8))
     pruner.check()                       # the first check records the latents the refill ranks by
     with torch.no_grad():                # then prune far past the target at once
@@ -98,13 +105,13 @@ def pruner_costs(arch, dhp_cls):
     check = pruner.check()
     check_s = time.perf_counter() - start
     rng = random.Random(0)
-    width_sets = [{g: rng.randint(1, net.widths[g]) for g in net.spec.prunable_groups} for _ in range(100)]
+    width_sets = [{g: rng.randint(1, net.spec.group_widths[g]) for g in net.spec.prunable_groups} for _ in range(100)]
     start = time.perf_counter()
     for widths in width_sets:
         remaining_flops_ratio(arch, widths)
     ratio_s = time.perf_counter() - start
     start = time.perf_counter()
-    pruner.compact()
+    net.compact()
     compact_s = time.perf_counter() - start
     return check, check_s, ratio_s, compact_s
 
@@ -128,7 +135,7 @@ def main(argv=None) -> int:
           + (f'; skipped (no CUDA): {", ".join(skipped)}' if skipped else '') + f'; amp {args.amp or "off"}')
     print(f"{'arch':9} {'device':6} {'batch':>5} {'mode':9} {'plain it/s':>10} {'DHP it/s':>9} {'DHP/plain':>9}")
     for arch in args.archs:
-        plain_cls, dhp_cls, patch, _ = archs[arch]
+        patch, _ = archs[arch]
         for device in devices:
             cuda = device.type == 'cuda'
             steps, warmup = args.steps or (50 if cuda else 2), args.warmup or (10 if cuda else 1)
@@ -138,16 +145,17 @@ def main(argv=None) -> int:
                         print(f'{arch:9} {device.type:6} {batch:5} {mode:9} {"(CUDA graphs need CUDA)":>30}')
                         continue
                     torch.manual_seed(0)
-                    plain, dhp = plain_cls(), dhp_cls()
-                    x = torch.rand(batch, plain.in_channels, patch, patch, device=device)
-                    y = torch.rand(batch, plain.in_channels, patch * plain.scale, patch * plain.scale, device=device)
+                    plain, dhp = network.build(arch), dhp_net(arch)
+                    facts = network.structure(plain)
+                    x = torch.rand(batch, facts.in_channels, patch, patch, device=device)
+                    y = torch.rand(batch, facts.in_channels, patch * facts.scale, patch * facts.scale, device=device)
                     runners = {'plain': make_runner(plain, x, y, device, mode, args.amp),
                                'dhp': make_runner(dhp, x, y, device, mode, args.amp, DHPPruner(dhp, 0.5))}
                     rates = steps_per_second(runners, device, steps, args.rounds, warmup)
                     ratio = rates['plain'] / rates['dhp']
                     print(f'{arch:9} {device.type:6} {batch:5} {mode:9} {rates["plain"]:10.2f} {rates["dhp"]:9.2f} '
                           f'{ratio:9.2f}{"" if ratio <= TARGET_RATIO else "  (over the 1.3 target)"}', flush=True)
-        check, check_s, ratio_s, compact_s = pruner_costs(arch, dhp_cls)
+        check, check_s, ratio_s, compact_s = pruner_costs(arch)
         print(f'{arch}: refilling mask check {check_s:.4f} s (ratio {check.refilled_from:.3f} -> {check.ratio:.3f}, '
               f'target < 0.1 s); 100 random width sets through remaining_flops_ratio {ratio_s:.4f} s '
               f'(target < 1 s); compaction {compact_s:.3f} s', flush=True)
