@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import restore_dhp  # noqa: F401
+from restore_dhp import network
 from restore_dhp.checkpoint import load_compact, read_metadata
 
 from train_helpers import dncnn_options, env, kill_and_resume, run_train, sr_options, write_options
@@ -32,7 +33,7 @@ def test_sr_search_compacts_and_finetunes(tmp_path):
     assert summary['flops_ratio'] <= 0.5 + 0.02
     assert 'DHP search stopped at iter' in out.stdout + out.stderr
     compact = load_compact(os.path.join(models, 'compact_search.safetensors'))
-    assert compact.kept_widths() == summary['widths']
+    assert network.structure(compact).widths == summary['widths']
     final = read_metadata(os.path.join(models, 'net_g_latest.safetensors'))
     assert final['info']['search']['stop_reason'] == 'target_reached' and final['widths'] == summary['widths']
     assert os.path.exists(os.path.join(models, f"net_g_search_{summary['iteration']}.pth"))
@@ -43,7 +44,7 @@ def test_sr_search_compacts_and_finetunes(tmp_path):
     run_train(root, write_options(root, ft, 'ft.yml'))
     tuned_path = os.path.join(_models(root, 'tiny_ft'), 'net_g_latest.safetensors')
     tuned = load_compact(tuned_path)
-    assert tuned.kept_widths() == summary['widths']
+    assert network.structure(tuned).widths == summary['widths']
     parent = read_metadata(tuned_path)['info']['parent']  # the fine-tuned file still says how it was searched
     assert parent['file'].endswith('compact_search.safetensors') and parent['experiment'] == 'tiny_sr'
     assert parent['iteration'] == summary['iteration'] and 'parent' not in final['info']
@@ -76,7 +77,7 @@ def test_dncnn_search_stops_at_max_iter_when_target_unreachable(tmp_path):
     assert summary['stop_reason'] == 'max_search_iter' and summary['iteration'] == 4
     assert summary['flops_ratio'] == pytest.approx(1.0)
     model = load_compact(os.path.join(_models(root, 'tiny_dn'), 'net_g_latest.safetensors'))
-    assert model.task == 'denoise'
+    assert network.structure(model).task == 'denoise'
 
 
 
@@ -206,7 +207,9 @@ def test_two_process_gloo_training(tmp_path):
     (lambda o: o['train'].update(amp='fp8'), 'train.amp must be one of bf16, fp16 or none'),
     (lambda o: o['train'].update(capture='always'), 'train.capture must be one of cuda_graph or none'),
     (lambda o: o['network_g'].update(checkpoint='w.safetensors'),
-     "network_g.checkpoint is no longer read: write 'path: {pretrain_network_g: w.safetensors}'"),
+     "option network_g.checkpoint is not read: write 'path: {pretrain_network_g: FILE}' with a compact checkpoint"),
+    (lambda o: o['network_g'].update(widths={'trunk': 4}),
+     "option network_g.widths is not read: write 'path: {pretrain_network_g: FILE}' with a compact checkpoint"),
 ])
 def test_bad_options_fail_before_training(tmp_path, edit, message):
     root = str(tmp_path)
@@ -233,16 +236,18 @@ def test_shipped_option_files_are_valid():
         if opt['model_type'] == 'DHPSearchModel':
             target = opt['dhp'].get('target_ratio') or opt['dhp']['target']['latency']
             assert 0 < target <= 1
-            assert opt['network_g']['type'].endswith('DHP')
+            # a search names a plain registered architecture; the DHP form is made by the search model
+            assert network.spec_of(opt['network_g']['type'], {k: v for k, v in opt['network_g'].items()
+                                                              if k != 'type'}).prunable_groups
 
 
 def test_test_entry_evaluates_a_compact_checkpoint(tmp_path):
     """python -m restore_dhp.test runs BasicSR's test pipeline on a compact checkpoint named in the options."""
-    from restore_dhp.archs.srresnet_arch import SRResNet
+    from nets import compact
     from restore_dhp.checkpoint import save_compact
     root = str(tmp_path)
     ckpt = os.path.join(root, 'm.safetensors')
-    save_compact(SRResNet(num_blocks=1, num_feat=8, widths={'trunk': 5}), ckpt)
+    save_compact(compact('srresnet', {'trunk': 5}, num_blocks=1, num_feat=8), ckpt)
     opt = sr_options(root, name='tiny_test', model='RestorationModel', network={'type': 'SRResNet'})
     opt = {'name': opt['name'], 'model_type': opt['model_type'], 'scale': 4, 'num_gpu': 0,
            'datasets': {'test_1': opt['datasets']['val']}, 'network_g': opt['network_g'],
