@@ -16,7 +16,7 @@ from train_helpers import REPO, env, make_images
 def _fake_run(experiments, name, a, b, done, live=None):
     """A run's last compact checkpoint with validations at iterations 200 and 400 in its metadata (``live``: the
     trained network's too, as a run with EMA and val.also_live records them); ``done``: written at the end."""
-    from restore_dhp.archs.srresnet_arch import SRResNet
+    from nets import compact
     from restore_dhp.checkpoint import save_compact
     history = []
     for i, v, lv in [(200, a, live and live[0]), (400, b, live and live[1])]:
@@ -25,7 +25,7 @@ def _fake_run(experiments, name, a, b, done, live=None):
     models.mkdir(parents=True, exist_ok=True)
     for old in models.glob('*.safetensors'):
         old.unlink()
-    save_compact(SRResNet(num_feat=8, num_blocks=1), models / f"net_g_{'latest' if done else 400}.safetensors",
+    save_compact(compact('srresnet', num_feat=8, num_blocks=1), models / f"net_g_{'latest' if done else 400}.safetensors",
                  info={'experiment': name, 'validation': history})
 
 

@@ -33,8 +33,8 @@ def test_profile_then_check_on_a_tiny_grid(tmp_path, capsys, backend):
     assert data['format'] == FORMAT and data['backend'] == backend and data['precision'] == 'fp32'
     assert data['threads'] == 1 and data['size'] == [12, 12] and data['device'] == 'cpu'
     assert data['device_name'] == cpu_model() and data['torch'] == torch.__version__
-    assert set(data['convs']) == {'head', 'conv01', 'conv02', 'tail'}
-    middle = data['layers'][data['convs']['conv01']]
+    assert set(data['convs']) == {'convs.head', 'convs.conv01', 'convs.conv02', 'convs.tail'}   # module paths
+    middle = data['layers'][data['convs']['convs.conv01']]
     assert middle['in_widths'] == middle['out_widths'] == [4, 8]
     assert all(v > 0 for row in middle['us'] for v in row)
     table = read_table(str(tmp_path / 'dn.json'))
