@@ -3,8 +3,8 @@
     restore-dhp prune --weights weights/srresnet_x4_dhp100.safetensors --latency 0.4 -o sr_cpu40.safetensors
     restore-dhp prune -n dncnn_s70_baseline --flops 0.4 -o dncnn_dhp40.safetensors
 
-A thin entry over the option-file path: it takes the task's warm-start recipe (``options/train/
-prune_<task>_cpu.yml``, or ``--recipe``), sets ``network_g`` from the checkpoint, ``path.pretrain_network_g``
+A thin entry over the option-file path: it takes the task's warm-start recipe (``options/prune/<task>_cpu.yml``,
+or ``--recipe``), sets ``network_g`` from the checkpoint, ``path.pretrain_network_g``
 to it and the target, and runs ``restore-dhp train`` on that (BasicSR's log is the progress).  The run is named
 after the weights and the target, so the same command after a kill resumes it (``--auto_resume``).  At the end
 the compact checkpoint is copied to ``-o``.  ``--latency`` prices widths by a latency table of this machine
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .commands import prog, run_entry
 
-RECIPE = 'options/train/prune_{task}_cpu.yml'
+RECIPE = 'options/prune/{task}_cpu.yml'
 TABLE_SIZES = {'sr': (170, 256), 'denoise': (321, 481)}  # the committed tables' input sizes (LR for SR)
 
 
