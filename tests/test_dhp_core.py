@@ -283,3 +283,21 @@ def test_refill_restores_masks_and_latents():
     assert len(revived) > 2
     for c in revived:
         assert net.group_latents()['feat00'][c].item() == saved[c].item()
+
+
+def test_normalized_latents_make_a_groupwide_shrink_change_nothing():
+    torch.manual_seed(0)
+    plain = network.build('dncnn', dict(num_layers=4, num_feat=8))
+    net = DHPNet(plain, network.structure(plain).spec, normalize_latents=True).eval()
+    x = torch.rand(1, 1, 9, 9)
+    with torch.no_grad():
+        before = net(x)
+        net.group_latents()['feat01'].mul_(0.01)          # the proximal step shrinking a whole layer
+        assert torch.allclose(net(x), before, atol=1e-5)
+        net.group_latents()['feat01'][:4].mul_(0.5)       # relative sizes still matter
+        assert not torch.allclose(net(x), before, atol=1e-4)
+    plain_net = DHPNet(network.build('dncnn', dict(num_layers=4, num_feat=8)), network.structure(plain).spec)
+    with torch.no_grad():
+        reference = plain_net(x)
+        plain_net.group_latents()['feat01'].mul_(0.01)
+        assert not torch.allclose(plain_net(x), reference, atol=1e-4)  # without it a shrink changes the output

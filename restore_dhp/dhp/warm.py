@@ -43,7 +43,7 @@ def warm_start(net: DHPNet, state: Mapping[str, torch.Tensor], mode: str = 'scal
     net.net.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=True)
     if mode == 'scaled':
         net.latents.fill_(1.0)
-    extended = torch.cat([net.latents, net.latents.new_ones(1)])
+    extended = torch.cat([net.read_latents(), net.latents.new_ones(1)])
     for key, bank in net.banks.items():
         targets = []
         for path in net.bank_members[key]:

@@ -78,6 +78,7 @@ class SearchOptions:
     flops_input_size: int = 128
     embedding_dim: int = 8             # of the hypernetworks (the paper's 8)
     warm_start: str = 'scaled'         # from a compact path.pretrain_network_g: see restore_dhp.dhp.warm
+    normalize_latents: bool = False    # hypernetworks read latents / their group's RMS (restore_dhp.dhp.net)
 
     @property
     def ratio(self) -> float:
@@ -105,12 +106,13 @@ class SearchOptions:
             if name in values:
                 continue
             kind = float if name in ('target_ratio', 'ratio_tolerance', 'regularization', 'keep_threshold') else (
-                str if name in ('prox', 'warm_start') else int)
+                str if name in ('prox', 'warm_start') else bool if name == 'normalize_latents' else int)
             if value is None and name == 'max_search_iter':
                 values[name] = None
                 continue
-            ok = isinstance(value, kind) and not isinstance(value, bool) or (kind is float and isinstance(value, int)
-                                                                           and not isinstance(value, bool))
+            ok = isinstance(value, bool) if kind is bool else (
+                isinstance(value, kind) and not isinstance(value, bool)
+                or (kind is float and isinstance(value, int) and not isinstance(value, bool)))
             if not ok:
                 raise OptionError(f'option dhp.{name} must be {kind.__name__}, got {value!r}')
             values[name] = float(value) if kind is float else value
@@ -214,7 +216,8 @@ class DHPSearchModel(RestorationModel):
             with torch.no_grad():
                 reference = net.eval()(x)
         try:
-            dhp = DHPNet(net, spec, embedding_dim=self.search.embedding_dim)
+            dhp = DHPNet(net, spec, embedding_dim=self.search.embedding_dim,
+                         normalize_latents=self.search.normalize_latents)
         except ValueError as e:
             raise OptionError(f"network_g {type(net).__name__}: {e}") from None
         if state is not None:
