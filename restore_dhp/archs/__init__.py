@@ -4,7 +4,9 @@ Each is a plain torch module: the baseline at full width.  DHP derives its width
 (:mod:`restore_dhp.dhp.trace`), so any BasicSR-registered architecture works the same way; the short names
 below are only shorthand for this project's own.
 """
+import contextlib
 import importlib
+import io
 from pathlib import Path
 
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -27,9 +29,13 @@ def arch_class(arch: str) -> type:
     own architectures and those of ``$RESTORE_DHP_ARCHS`` are registered first when the name is not yet known)."""
     name = aliases().get(arch, LEGACY_NAMES.get(arch, arch)) if isinstance(arch, str) else arch
     if name not in ARCH_REGISTRY:
-        from .. import register
-        register()
         importlib.import_module('basicsr.archs')
+    if name not in ARCH_REGISTRY:
+        # a lookup of a name the registry does not hold registers restore_dhp's and $RESTORE_DHP_ARCHS's first
+        # (restore_dhp._compat.register_on_lookup; importing the package from here would be an import cycle);
+        # BasicSR prints a line on every miss
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(KeyError):
+            ARCH_REGISTRY.get(name)
     if name not in ARCH_REGISTRY:
         raise KeyError(arch)
     return ARCH_REGISTRY.get(name)
