@@ -53,3 +53,28 @@ def test_import_then_basicsr_build_finds_our_components():
             'print(type(build_network({"type": "DnCNN", "num_feat": 8})).__name__, '
             'MODEL_REGISTRY.get("DHPSearchModel").__name__, DATASET_REGISTRY.get("SRBicubicDataset").__name__)')
     assert _run(code) == 'DnCNN DHPSearchModel SRBicubicDataset'
+
+
+def test_a_users_architecture_named_in_the_environment_is_found_by_name(tmp_path):
+    """``$RESTORE_DHP_ARCHS`` names a user's module: a lookup by name imports it (here through the checkpoint
+    loader, in a fresh process that imported nothing of it), and a name nobody registers is a KeyError."""
+    import os
+    (tmp_path / 'my_archs.py').write_text(
+        'from basicsr.utils.registry import ARCH_REGISTRY\nfrom torch import nn\n\n\n'
+        '@ARCH_REGISTRY.register()\nclass MyTinyNet(nn.Module):\n'
+        '    def __init__(self, num_feat=4):\n        super().__init__()\n'
+        '        self.a, self.b = nn.Conv2d(1, num_feat, 3, padding=1), nn.Conv2d(num_feat, 1, 3, padding=1)\n\n'
+        '    def forward(self, x):\n        return x + self.b(self.a(x).relu())\n')
+    code = ('import sys, restore_dhp; from restore_dhp import network; '
+            'from restore_dhp.checkpoint import load_compact, save_compact; '
+            'assert "my_archs" not in sys.modules; '
+            'save_compact(network.build("MyTinyNet", {"num_feat": 6}, {"a": 3}), sys.argv[1]); '
+            'model = load_compact(sys.argv[1]); '
+            'missing = None\ntry:\n    network.arch_class("NoSuchNet")\nexcept KeyError as e:\n    missing = e\n'
+            'print(type(model).__name__, network.structure(model).widths, repr(missing))')
+    env = dict(os.environ, RESTORE_DHP_ARCHS='my_archs',
+               PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get('PYTHONPATH', '')]))
+    out = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'm.safetensors')], capture_output=True,
+                         text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "MyTinyNet {'a': 3} KeyError('NoSuchNet')"   # and nothing else printed
