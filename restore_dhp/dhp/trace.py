@@ -35,153 +35,19 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .spec import ArchSpec, ConvSpec, LayerSpec, Segment
+from .channel_graph import ChannelGraph, TraceError
+from .spec import ArchSpec
+from .trace_assembly import assemble
+from .trace_ops import (ACTIVATIONS, BATCH_NORMS, ELEMENTWISE, IGNORED, PASS_THROUGH, SPATIAL_REDUCTIONS,
+                        VALUE_PRESERVING, conv_arguments, module_of, op_name)
 
-# ops that pass every channel through unchanged; those in ACTIVATIONS also count as an activation (FLOPs: +1 per
-# output element, the paper's convention)
-ACTIVATIONS = frozenset({'relu', 'leaky_relu', 'prelu', 'sigmoid', 'tanh', 'gelu', 'silu', 'elu', 'selu', 'celu',
-                         'hardtanh', 'hardswish', 'hardsigmoid', 'softplus', 'mish', 'relu6', 'rrelu'})
-PASS_THROUGH = frozenset({'clone', 'contiguous', 'detach', 'alias', 'dropout', 'feature_dropout', 'type_as', 'to',
-                          '_to_copy', 'max_pool2d', 'avg_pool2d', 'adaptive_avg_pool2d', 'adaptive_max_pool2d',
-                          'max_pool2d_with_indices', 'upsample_nearest2d', 'upsample_bilinear2d',
-                          'upsample_bicubic2d', '_upsample_nearest_exact2d', 'pad', 'constant_pad_nd',
-                          'reflection_pad2d', 'replication_pad2d', 'clamp', 'clamp_min', 'clamp_max', 'abs', 'neg',
-                          'exp', 'square', 'sqrt', 'rsqrt', 'lift_fresh_copy', 'copy', 'identity',
-                          'native_dropout'}) | ACTIVATIONS
-ELEMENTWISE = frozenset({'add', 'sub', 'mul', 'div', 'rsub', 'maximum', 'minimum', 'pow', 'true_divide'})
-BATCH_NORMS = frozenset({'batch_norm', '_native_batch_norm_legit_no_training', '_native_batch_norm_legit',
-                         '_native_batch_norm_legit_functional', 'native_batch_norm', 'cudnn_batch_norm'})
-SPATIAL_REDUCTIONS = frozenset({'mean', 'sum', 'amax', 'amin'})
-VALUE_PRESERVING = frozenset({'type_as', 'to', '_to_copy', 'clone', 'detach', 'alias', 'contiguous',
-                              'lift_fresh_copy'})
-IGNORED = frozenset({'sym_size', 'sym_numel', 'sym_stride', '_assert_tensor_metadata', '_assert_async',
-                     'sym_constrain_range_for_size', 'empty', 'zeros', 'ones', 'full', 'arange', 'scalar_tensor'})
-
-
-class TraceError(ValueError):
-    """The network cannot be traced (the message says why, in one line)."""
-
-
-class _Seg:
-    """A mutable segment: refining a group rewrites every segment that names it (see :meth:`_Graph.refine`)."""
-    __slots__ = ('gid', 'per')
-
-    def __init__(self, gid: int, per: int):
-        self.gid, self.per = gid, per
-
-
-class _Graph:
-    """Union-find of channel groups, and the segments that name them."""
-
-    def __init__(self):
-        self.parent: list[int] = []
-        self.width: list[int] = []
-        self.fixed: list[bool] = []
-        self.origin: list[str] = []          # the module path (or role) that made the group, for its name
-        self.segments: list[_Seg] = []
-        self.reasons: list[str] = []
-
-    def new(self, width: int, origin: str, fixed: bool = False) -> tuple:
-        gid = len(self.parent)
-        self.parent.append(gid)
-        self.width.append(width)
-        self.fixed.append(fixed)
-        self.origin.append(origin)
-        return (self.seg(gid, 1),)
-
-    def seg(self, gid: int, per: int) -> _Seg:
-        s = _Seg(gid, per)
-        self.segments.append(s)
-        return s
-
-    def find(self, gid: int) -> int:
-        while self.parent[gid] != gid:
-            self.parent[gid] = self.parent[self.parent[gid]]
-            gid = self.parent[gid]
-        return gid
-
-    def channels(self, space) -> int:
-        return sum(self.width[self.find(s.gid)] * s.per for s in space)
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return
-        if self.width[ra] != self.width[rb]:
-            raise TraceError(f'internal: uniting groups of widths {self.width[ra]} and {self.width[rb]}')
-        keep, drop = min(ra, rb), max(ra, rb)
-        self.parent[drop] = keep
-        self.fixed[keep] = self.fixed[keep] or self.fixed[drop]
-
-    def refine(self, gid: int, factor: int) -> bool:
-        """Make each entry of group ``gid`` cover ``factor`` of its present entries (False if its width does not
-        divide): every segment naming it gets ``per * factor``."""
-        root = self.find(gid)
-        if factor == 1:
-            return True
-        if self.width[root] % factor:
-            return False
-        self.width[root] //= factor
-        for s in self.segments:
-            if self.find(s.gid) == root:
-                s.per *= factor
-        return True
-
-    def unite_spaces(self, a, b) -> bool:
-        """Make two spaces of equal channels one, segment by segment (False where their segments don't align)."""
-        if len(a) != len(b):
-            return False
-        for sa, sb in zip(a, b):
-            ca, cb = self.width[self.find(sa.gid)] * sa.per, self.width[self.find(sb.gid)] * sb.per
-            if ca != cb:
-                return False
-            if sa.per != sb.per:
-                small, big = (sa, sb) if sa.per < sb.per else (sb, sa)
-                if big.per % small.per or not self.refine(small.gid, big.per // small.per):
-                    return False
-            self.union(sa.gid, sb.gid)
-        return True
-
-    def fix(self, spaces, why: str) -> None:
-        groups = sorted({self.find(s.gid) for space in spaces for s in space})
-        prunable = [g for g in groups if not self.fixed[g]]
-        for g in groups:
-            self.fixed[g] = True
-        if prunable:
-            self.reasons.append((why, prunable))
-
-
-def _op_name(target) -> str:
-    packet = getattr(target, '_overloadpacket', None)
-    name = getattr(packet, '__name__', None) or getattr(target, '__name__', str(target))
-    name = name.split('.')[-1]
-    return name[:-1] if name.endswith('_') and not name.startswith('_') else name
-
-
-def _conv_arguments(node, name: str) -> tuple:
-    """``(input, weight, bias, transposed, groups)`` of an aten conv2d / conv_transpose2d / convolution call."""
-    positions = {'conv2d': ('input', 'weight', 'bias', 'stride', 'padding', 'dilation', 'groups'),
-                 'conv_transpose2d': ('input', 'weight', 'bias', 'stride', 'padding', 'output_padding', 'groups',
-                                      'dilation'),
-                 'convolution': ('input', 'weight', 'bias', 'stride', 'padding', 'dilation', 'transposed',
-                                 'output_padding', 'groups')}[name]
-    values = {**dict(zip(positions, node.args)), **node.kwargs}
-    transposed = bool(values.get('transposed', name == 'conv_transpose2d'))
-    return values['input'], values['weight'], values.get('bias'), transposed, int(values.get('groups', 1))
-
-
-def _module_of(node) -> str:
-    stack = node.meta.get('nn_module_stack') or {}
-    if not stack:
-        return '<top>'
-    path = list(stack.values())[-1][0]
-    return path.replace('L__self___', '').replace('L["self"].', '') or '<top>'
+__all__ = ['trace_spec', 'TraceError']
 
 
 class _Tracer:
     def __init__(self, exported, hints: Mapping[str, Any] | None):
         self.ep = exported
-        self.g = _Graph()
+        self.g = ChannelGraph()
         self.hints = dict(hints or {})
         sig = exported.graph_signature
         self.params = dict(sig.inputs_to_parameters)
@@ -217,7 +83,7 @@ class _Tracer:
     def is_global(self, node) -> bool:
         """Whether a feature map's size is fixed whatever the input's (a global pooling, and what follows it)."""
         if node.name not in self.absolute:
-            name = _op_name(node.target) if node.op == 'call_function' else ''
+            name = op_name(node.target) if node.op == 'call_function' else ''
             if name in ('adaptive_avg_pool2d', 'adaptive_max_pool2d') or name in SPATIAL_REDUCTIONS:
                 self.absolute[node.name] = True
             else:
@@ -229,7 +95,7 @@ class _Tracer:
     def param_name(self, node) -> str | None:
         """The parameter, buffer or constant a node holds (through dtype and copy ops), else None."""
         while isinstance(node, torch.fx.Node) and node.name not in self.params and node.op == 'call_function' \
-                and _op_name(node.target) in VALUE_PRESERVING and node.args:
+                and op_name(node.target) in VALUE_PRESERVING and node.args:
             node = node.args[0]
         return self.params.get(node.name) if isinstance(node, torch.fx.Node) else None
 
@@ -245,12 +111,12 @@ class _Tracer:
         """A new fixed group for an op's output, named after the groups it was made from."""
         sources = [self.g.origin[self.g.find(s.gid)] for a in node.all_input_nodes if self.feature(a)
                    for s in self.feature(a)]
-        self.new_feature(node, f'{sources[0]}/{_op_name(node.target)}' if sources else _op_name(node.target), fixed=True)
+        self.new_feature(node, f'{sources[0]}/{op_name(node.target)}' if sources else op_name(node.target), fixed=True)
 
     def fix_inputs(self, node, why: str) -> None:
         spaces = [s for s in (self.feature(a) for a in node.all_input_nodes) if s]
         if spaces:
-            self.g.fix(spaces, f'{why} ({_op_name(node.target)} in {_module_of(node)})')
+            self.g.fix(spaces, f'{why} ({op_name(node.target)} in {module_of(node)})')
 
     # ------------------------------------------------------------------ ops
     def run(self) -> None:
@@ -277,12 +143,12 @@ class _Tracer:
                             self.g.origin[self.g.find(s.gid)] = 'image_out'
 
     def call(self, node) -> None:
-        name = _op_name(node.target)
+        name = op_name(node.target)
         args = node.args
         if name in IGNORED or not any(isinstance(a, torch.fx.Node) for a in node.all_input_nodes):
             return
         if name in ('conv2d', 'conv_transpose2d', 'convolution'):
-            return self.conv(node, *_conv_arguments(node, name))
+            return self.conv(node, *conv_arguments(node, name))
         if name in BATCH_NORMS:
             return self.batch_norm(node)
         if name == 'getitem':
@@ -356,7 +222,7 @@ class _Tracer:
             return
         self.space[node.name] = space
         wname = self.param_name(weight) or self.param_name(node.args[3])
-        module = wname.rsplit('.', 1)[0] if wname else _module_of(node)
+        module = wname.rsplit('.', 1)[0] if wname else module_of(node)
         if module in self.norms:
             if not self.g.unite_spaces(self.norms[module]['space'], space):
                 self.g.fix([self.norms[module]['space'], space], f'a BatchNorm used on different channels ({module})')
@@ -370,7 +236,7 @@ class _Tracer:
             return
         self.space[node.name] = space
         if name in ACTIVATIONS:
-            self.acts[f'{_module_of(node)}:{node.name}'] = {'space': space, 'scale': self.scale_of(node)}
+            self.acts[f'{module_of(node)}:{node.name}'] = {'space': space, 'scale': self.scale_of(node)}
         if name == 'prelu':
             weight = node.args[1]
             wshape = self.shape(weight)
@@ -401,7 +267,7 @@ class _Tracer:
             if self.shape(a)[1] == 1 and self.g.channels(base) != 1:
                 continue  # broadcast over channels
             if not self.g.unite_spaces(base, space):
-                self.g.fix([base, space], f'feature maps of unaligned channel segments combined ({_module_of(node)})')
+                self.g.fix([base, space], f'feature maps of unaligned channel segments combined ({module_of(node)})')
         for a in tensors:
             if self.feature(a):
                 continue
@@ -429,7 +295,7 @@ class _Tracer:
             return
         for space in spaces[1:]:
             if not self.g.unite_spaces(spaces[0], space):
-                self.g.fix(spaces, f'a concatenation along batch or space of unaligned channels ({_module_of(node)})')
+                self.g.fix(spaces, f'a concatenation along batch or space of unaligned channels ({module_of(node)})')
         self.space[node.name] = spaces[0]
 
     def shuffle(self, node, name: str) -> None:
@@ -458,72 +324,6 @@ class _Tracer:
         self.fix_inputs(node, 'a reduction over channels')
         self.fixed_output(node)
 
-    # ------------------------------------------------------------------ hints and the spec
-    def apply_hints(self) -> None:
-        for a, b in self.hints.get('ties', ()):
-            if a not in self.module_convs or b not in self.module_convs:
-                raise TraceError(f'dhp_hints tie ({a}, {b}): no conv module of that name')
-            ga = self.convs[self.module_convs[a]]['out'][0].gid
-            gb = self.convs[self.module_convs[b]]['out'][0].gid
-            if self.g.width[self.g.find(ga)] != self.g.width[self.g.find(gb)]:
-                raise TraceError(f'dhp_hints tie ({a}, {b}): their output groups differ in width')
-            self.g.union(ga, gb)
-
-    def names(self) -> dict[int, str]:
-        named = {}
-        for module, name in (self.hints.get('names') or {}).items():
-            if module not in self.module_convs:
-                raise TraceError(f'dhp_hints name {name!r}: no conv module {module!r}')
-            named.setdefault(self.g.find(self.convs[self.module_convs[module]]['out'][0].gid), name)
-        out, taken = {}, set(named.values())
-        for gid in range(len(self.g.parent)):
-            root = self.g.find(gid)
-            if root in out:
-                continue
-            name = named.get(root) or self.g.origin[root]
-            if name in taken - {named.get(root)} or name in out.values():
-                i = 2
-                while f'{name}#{i}' in taken or f'{name}#{i}' in out.values():
-                    i += 1
-                name = f'{name}#{i}'
-            out[root] = name
-        return out
-
-    def spec(self) -> ArchSpec:
-        self.apply_hints()
-        names = self.names()
-        used = set()
-
-        def space(segs) -> tuple:
-            out = []
-            for s in segs:
-                used.add(self.g.find(s.gid))
-                out.append(Segment(names[self.g.find(s.gid)], s.per))
-            return tuple(out)
-
-        convs = {}
-        for call, c in self.convs.items():
-            out = c['out'][0]
-            convs[call] = ConvSpec(space(c['inputs']), names[self.g.find(out.gid)], c['kernel'], out.per, *c['scale'],
-                                   c['transposed'], c['depthwise'], c['bias'], c['module'], c['taps'])
-            used.add(self.g.find(out.gid))
-        norms = {m: LayerSpec(space(n['space']), *n['scale']) for m, n in self.norms.items()}
-        acts = {m: LayerSpec(space(a['space']), *a['scale']) for m, a in self.acts.items()}
-        params = {p: LayerSpec(space(u['space']), 1, 0, u['dim']) for p, u in self.params_used.items()}
-        roots = sorted(used, key=lambda r: (not self.g.fixed[r], r))
-        widths = {names[r]: self.g.width[r] for r in roots}
-        fixed = frozenset(names[r] for r in roots if self.g.fixed[r])
-        image = {r for r in roots if self.g.origin[r] in ('image_in', 'image_out')}
-        unprunable = []
-        for why, gs in self.g.reasons:  # a fix that only touched image channels was no loss
-            lost = sorted({names[self.g.find(g)] for g in gs if self.g.find(g) not in image and self.g.find(g) in used})
-            if lost:
-                unprunable.append(f"{why}: fixes {', '.join(lost)}")
-        in_channels = self.shape(next(n for n in self.ep.graph.nodes if n.name in self.user_inputs))[1]
-        scale = self.output_hw[0] // self.input_hw[0] if self.output_hw and self.input_hw else 1
-        return ArchSpec(widths, fixed, convs, norms, acts, params, tuple(unprunable), in_channels, scale)
-
-
 def trace_spec(module: nn.Module, example: torch.Tensor, hints: Mapping[str, Any] | None = None) -> ArchSpec:
     """The width groups and layers of ``module`` for an input like ``example`` (see the module docstring).
 
@@ -541,4 +341,4 @@ def trace_spec(module: nn.Module, example: torch.Tensor, hints: Mapping[str, Any
                          f'{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}') from None
     tracer = _Tracer(exported, hints)
     tracer.run()
-    return tracer.spec()
+    return assemble(tracer)
