@@ -1,5 +1,12 @@
 """The DHP search model: the only place where training meets pruning.
 
+``network_g`` is any plain network a BasicSR registry builds (this project's SRResNet, DnCNN, UNetDenoiser;
+BasicSR's EDSR, RCAN, RRDBNet ...; a user's own).  Its width groups are traced (:mod:`restore_dhp.dhp.trace`;
+the log lists them, and every op that fixed one) and its DHP form wraps it (:class:`restore_dhp.dhp.DHPNet`).
+With a compact ``path.pretrain_network_g`` the search is warm-started: the hypernetworks are set so that, at
+iteration 0, the DHP network computes what the trained network does (:mod:`restore_dhp.dhp.warm`; the log states
+the largest output difference on a batch, and the search record keeps it).
+
 One run does search -> compaction -> fine-tuning:
 
 1. **search**: an ordinary training step of the hypernetwork-generated network,
@@ -8,8 +15,8 @@ One run does search -> compaction -> fine-tuning:
    masks are recomputed and the remaining cost ratio and widths are logged:
    FLOPs (``dhp.target_ratio``) or the latency predicted by a measured table
    (``dhp.target: {latency: 0.4, table: FILE}``, :mod:`restore_dhp.latency`).
-   The search itself (prox, mask check, refill, compaction) is a
-   :class:`restore_dhp.dhp.DHPPruner`; this model only calls it;
+   The search itself (prox, schedule, mask check, refill, stop) is a
+   :class:`restore_dhp.dhp.DHPPruner`; this model calls ``pruner.step`` and compacts when it says stop;
 2. when the ratio is at most ``target_ratio + ratio_tolerance`` (if one check
    prunes past ``target_ratio - ratio_tolerance``, the channels pruned since
    the previous check are refilled, most important first, up to the target), or
