@@ -33,9 +33,8 @@ available, its precisions by device, the words :meth:`DeployedModel.describe` ad
 benchmark, ``speedup`` and the timing read it, so adding a backend (OpenVINO, TensorRT) is adding a row.
 The graph rewrites of ``fused`` are in :mod:`restore_dhp.graph_rewrites`.
 
-Precision (``precision=``): ``'fp32'`` everywhere (on CUDA its convs use TF32, PyTorch's default for
-cuDNN); ``'fp16'`` and ``'bf16'`` on CUDA with the torch backends.  Inputs and outputs stay float32
-whatever runs inside.
+Precision (``precision=``): ``'fp32'`` everywhere (on CUDA its convs use TF32, PyTorch's default for cuDNN);
+``'fp16'`` and ``'bf16'`` on CUDA with the torch backends.  Inputs and outputs stay float32 whatever runs inside.
 """
 from __future__ import annotations
 
@@ -358,15 +357,13 @@ def prepare(model: nn.Module, device=None, backend: str = 'fused', precision: st
             threads: int | None = None, heap_reuse: bool = True, snap_widths: str = 'table') -> DeployedModel:
     """The inference-ready form of a compact network (the caller's ``model`` is left as it is).
 
-    ``heap_reuse``: on the CPU, keep freed memory for reuse (:func:`reuse_freed_memory`: faster, but the
-    process keeps its peak heap); ``infer`` turns it off to keep peak memory low on large images.
-
-    ``device``: where it runs (default: where ``model`` is).  ``threads``: CPU threads for torch
-    (process-wide, ``torch.set_num_threads``) and for the ONNX Runtime session.
-    ``snap_widths``: ``'table'`` pads a pruned network's widths with zero channels up to the device's kernel
-    step when this machine's latency table predicts that faster (:mod:`restore_dhp.snapping`; exact, and the
-    deployed model's ``note`` says so); ``'off'`` never.  By hand: ``prepare(restore_dhp.network.padded(model, 32))``.
-    """
+    ``heap_reuse``: on the CPU, keep freed memory for reuse (:func:`reuse_freed_memory`: faster, but the process
+    keeps its peak heap); ``infer`` turns it off to keep peak memory low on large images.  ``device``: where it
+    runs (default: where ``model`` is).  ``threads``: CPU threads for torch (process-wide, ``torch.set_num_threads``)
+    and for the ONNX Runtime session.  ``snap_widths``: ``'table'`` pads a pruned network's widths with zero
+    channels up to the device's kernel step when this machine's latency table predicts that faster
+    (:mod:`restore_dhp.snapping`; exact, and the deployed model's ``note`` says so); ``'off'`` never.  By hand:
+    ``prepare(restore_dhp.network.padded(model, 32))``."""
     if backend not in BACKEND_TABLE:
         raise DeployError(f'unknown backend {backend!r}; choose one of {", ".join(BACKENDS)}')
     if precision not in PRECISIONS:
