@@ -107,7 +107,7 @@ def prune_options(args, weights: str, meta: dict) -> dict:
     else:
         dhp['target_ratio'] = ratio
     opt['dhp'] = dhp
-    if meta['task'] == 'sr':
+    if meta['scale'] > 1:  # an SR network: its data at its scale
         opt['scale'] = meta['scale']
         for dataset in opt['datasets'].values():
             dataset['scale'] = meta['scale']
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     from .catalogue import ModelNameError, resolve_model_name
     from .checkpoint import CheckpointError, read_metadata
     from .errors import OptionError
-    from .fileio import OutputError, check_output, write_bytes
+    from .fileio import OutputError, check_output, write_bytes, write_text
     from .latency import LatencyError
     from .train import run_pipeline
     try:
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         option_file = os.path.join(tmp, f"{opt['name']}.yml")
-        Path(option_file).write_text(text)
+        write_text(option_file, text)
         status = run_pipeline(['-opt', option_file, '--auto_resume'], is_train=True)
     if status:
         return status
