@@ -28,7 +28,7 @@ and as the base of the DHP search model.  Differences from ``SRModel``:
   ``val.also_live: true`` validates the trained (live) network too, logged as set ``<name>_live``: the average
   does not feed back into training, so one run with EMA gives both curves (the issue-23 arms rely on it);
 * ``train.optim_g.type`` may be ``Adam`` or ``AdamW``; ``train.optim_g.weight_decay_params: body`` applies
-  ``weight_decay`` to the body convs' weights only (``ArchSpec.body_convs``: the convs that feed a BatchNorm),
+  ``weight_decay`` to the body convs' weights only (``ArchSpec.body_convs``: from prunable channels to prunable channels),
   ``all`` (the default) to every parameter;
 * ``train.freeze_bn_iter: N`` (optional): after iteration N every BatchNorm layer
   runs in eval mode while training: it normalises with, and no longer updates,
