@@ -41,13 +41,18 @@ TARGET_WITHIN = 0.15
 CONTROL = 'control'
 
 
+REFERENCE_FAMILIES = ('FLOPs', 'baseline')  # the curve every other model is compared with at equal latency
+
+
 def family(meta: dict) -> tuple[str, float | None]:
-    """('latency', target) / ('FLOPs', target) from the search record, ('baseline', None) at full width."""
+    """('latency', target) / ('FLOPs', target) from the search record (a search warm-started from trained weights:
+    'latency, warm start' / 'FLOPs, warm start'), ('baseline', None) at full width, else ('other', None)."""
     search = (meta.get('info') or {}).get('search') or {}
+    warm = ', warm start' if search.get('warm_start') else ''
     if search.get('target'):
-        return 'latency', float(search['target']['latency'])
+        return f'latency{warm}', float(search['target']['latency'])
     if search.get('target_ratio') is not None:
-        return 'FLOPs', float(search['target_ratio'])
+        return f'FLOPs{warm}', float(search['target_ratio'])
     return ('baseline', None) if metadata_complexity(meta)['flops_ratio'] == 1.0 else ('other', None)
 
 
@@ -86,12 +91,12 @@ def measure(args) -> dict:
         r['measured_ms'] = ms[r['name']]
         r['latency_ratio'] = ms[r['name']] / ms[base['name']]
         r['psnr'] = quality.get(r['checkpoint'], {})
-        if r['family'] == 'latency':
+        if r['family'].startswith('latency'):
             r['target_met'] = abs(r['latency_ratio'] / r['target'] - 1) <= TARGET_WITHIN
     compare_at_equal_latency(records)
     for r in records:  # a latency-targeted model the FLOPs search also found: a difference is training alone
         twin = next((f for f in records if f['family'] == 'FLOPs' and f['widths'] == r['widths']), None)
-        if r['family'] == 'latency' and twin:
+        if r['family'].startswith('latency') and twin:
             r['twin'] = {'name': twin['name'], 'identical': same_tensors(models[r['name']], models[twin['name']])}
     return {'task': args.task, 'table': args.table, 'table_settings': table.describe(), 'rounds': len(runs[CONTROL]),
             'control_speedup': ms[base['name']] / ms[CONTROL], 'sets': sets, 'models': records}
@@ -103,11 +108,12 @@ def same_tensors(a, b) -> bool:
 
 
 def compare_at_equal_latency(records: list[dict]) -> None:
-    """For each latency-targeted model: the FLOPs family's PSNR (with the baseline) interpolated at its
-    measured latency, on every set both have; ``vs_flops_db`` per set (``None`` outside their range)."""
-    curve = sorted((r for r in records if r['family'] in ('FLOPs', 'baseline')), key=lambda r: r['measured_ms'])
+    """For each model outside the FLOPs family (latency-targeted, warm-started, other): the FLOPs family's PSNR
+    (with the baseline) interpolated at its measured latency, on every set both have; ``vs_flops_db`` per set
+    (``None`` outside their range)."""
+    curve = sorted((r for r in records if r['family'] in REFERENCE_FAMILIES), key=lambda r: r['measured_ms'])
     for r in records:
-        if r['family'] != 'latency':
+        if r['family'] in REFERENCE_FAMILIES:
             continue
         r['vs_flops_db'] = {}
         for s, psnr in r['psnr'].items():
@@ -141,9 +147,9 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['name']} | {r['family']} | {target} | {r['flops_ratio']:.3f} | {r['predicted_ms']:.1f} | "
                      f"{r['measured_ms']:.1f} | {r['latency_ratio']:.3f} | {met} | "
                      + ' | '.join(f"{r['psnr'][s]:.2f}" if s in r['psnr'] else '' for s in sets) + ' |')
-    lines += ['', f'At equal measured latency ({metric} of the latency-targeted model minus the FLOPs-targeted '
-              'family interpolated at its latency; positive: the latency-targeted model is better):', '']
-    for r in (r for r in models if r['family'] == 'latency'):
+    lines += ['', f'At equal measured latency ({metric} of each model minus the FLOPs-targeted family interpolated '
+              'at its latency; positive: the model is better):', '']
+    for r in (r for r in models if r['family'] not in REFERENCE_FAMILIES):
         deltas = ', '.join(f'{s} {d:+.2f} dB' if d is not None else f'{s} outside the FLOPs family\'s range'
                            for s, d in r.get('vs_flops_db', {}).items()) or 'no quality measured'
         worse = [s for s, d in r.get('vs_flops_db', {}).items() if d is not None and round(d, 2) < 0]
@@ -165,12 +171,13 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for kind, marker in (('FLOPs', 'o'), ('latency', 's'), ('baseline', '*')):
+    for kind, marker in zip(dict.fromkeys(r['family'] for r in models), 'o*sD^vP'):
         rows = sorted((r for r in models if r['family'] == kind and sets[0] in r['psnr']),
                       key=lambda r: r['measured_ms'])
         if rows:
             ax.plot([r['measured_ms'] for r in rows], [r['psnr'][sets[0]] for r in rows], marker=marker,
-                    label=f'{kind}-targeted' if kind != 'baseline' else 'baseline')
+                    label=kind if kind in ('baseline', 'other') else f'{kind.replace(",", "-targeted,", 1)}'
+                    if ',' in kind else f'{kind}-targeted')
     ax.set_xlabel(f"measured latency (ms), {result['table_settings']['backend']}, "
                   f"{result['table_settings']['threads']} thread(s)")
     ax.set_ylabel(f"{metric_label(result['task'], primary_metric(result['task']))} on {sets[0]} (dB)")
