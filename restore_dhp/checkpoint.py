@@ -276,6 +276,7 @@ def convert_training_state(state_path: str | os.PathLike, out_path: str | os.Pat
     (:func:`restore_dhp.fileio.check_output`, checked before anything is read)."""
     check_output(out_path, [state_path], overwrite, 'output')
     check_arch_kwargs(arch_kwargs, '--arch-kwargs')
+    build_checked(arch, arch_kwargs, None, '--arch-kwargs', 'meta')  # sane before anything is read or traced
     try:
         loaded = torch.load(str(state_path), map_location='cpu', weights_only=True)
     except Exception as e:  # torch.load raises many types for a foreign file

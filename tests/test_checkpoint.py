@@ -280,3 +280,29 @@ def test_a_crafted_file_allocates_no_more_than_its_tensors(sr_ckpt, tmp_path):
     crafted, message = peak(bad)
     assert 'has shape' in message
     assert crafted < genuine + 64 * 2**20, (genuine / 2**20, crafted / 2**20)
+
+
+def test_convert_refuses_huge_arguments_and_an_unwritable_folder_in_one_line(tmp_path, capsys):
+    """Issue 32: --arch-kwargs '{"num_layers": 99999999}' ran for minutes; a folder that cannot be written gave a
+    traceback.  Both are one line now, before anything is built or written."""
+    import time
+
+    from restore_dhp.checkpoint import main as checkpoint_main
+    state = tmp_path / 'net_g_1.pth'
+    torch.save({'params': network.build('dncnn', dict(num_layers=4, num_feat=8)).state_dict()}, state)
+    start = time.monotonic()
+    code = checkpoint_main(['convert', str(state), str(tmp_path / 'a.safetensors'), '--arch', 'dncnn',
+                            '--arch-kwargs', '{"num_layers": 99999999}'])
+    err = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - start < 5 and err.count('\n') == 1
+    assert 'num_layers=99999999 is not an integer in [-4096, 4096]' in err
+    assert checkpoint_main(['convert', str(state), str(tmp_path / 'b.safetensors'), '--arch', 'dncnn',
+                            '--arch-kwargs', '{"num_feat": 4096, "num_layers": 4000}']) == 2
+    assert 'above the bounds' in capsys.readouterr().err
+    not_a_folder = tmp_path / 'plain_file'  # (tests run as root here, which writes through permissions)
+    not_a_folder.write_text('x')
+    code = checkpoint_main(['convert', str(state), str(not_a_folder / 'c.safetensors'), '--arch', 'dncnn',
+                            '--arch-kwargs', '{"num_layers": 4, "num_feat": 8}'])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith('error: ') and err.count('\n') == 1, err
+    assert not_a_folder.read_text() == 'x'
