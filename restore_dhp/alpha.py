@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .data.imageio import composite_on_white
+from .data.pixels import composite_on_white
 from .run_model import restore_image
 
 ALPHA_UPSAMPLERS = ('bicubic', 'model')

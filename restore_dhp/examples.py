@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 from skimage import data as skimage_data
 
-from .data.imageio import add_fixed_noise, matlab_resize, to_gray
+from .data.pixels import to_gray, to_uint8
+from .degradations import add_fixed_noise, matlab_resize
 from .fileio import atomic_path
 
 UPLOAD_NOISE_NAME = 'upload'   # the demo's simulated noise depends only on the seed shown on the page
@@ -54,5 +55,5 @@ def write_examples(folder: str | os.PathLike) -> dict[str, Path]:
     save('camera', np.asarray(Image.fromarray(cam).resize((160, 160), Image.LANCZOS)))
     cat = to_gray(skimage_data.chelsea())[40:200, 140:300]
     noisy = add_fixed_noise(cat, 70.0, UPLOAD_NOISE_NAME, 1)
-    save('chelsea_noisy', np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8))
+    save('chelsea_noisy', to_uint8(noisy))
     return out

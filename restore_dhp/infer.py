@@ -69,13 +69,13 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .commands import prog, run_entry
 from .deploy import BACKENDS, PRECISIONS, DeployError, UnusableWeightsError
 from .deploy import prepare as deploy
-from .data.imageio import (ALPHA_FORMATS, NOTICE_16BIT, ImageReadError, decode_image, read_file_header, to_uint8,
-                           write_image)
+from .data.imageio import ALPHA_FORMATS, NOTICE_16BIT, ImageReadError, decode_image, read_file_header, write_image
+from .data.pixels import ImageFormatError, to_uint8
 from .latency import target_mismatch
 from .infer_io import EXT_CHOICES, InputError, list_inputs, plan_outputs, prepare_output_folder
 from .progress import progress_disabled
-from .run_model import (DEFAULT_OVERLAP, DEFAULT_TILE, DEVICE_CHOICES, ImageFormatError, device_arg, outscale_size,
-                        resolve_device, restore_image, tile_count)
+from .run_model import (DEFAULT_OVERLAP, DEFAULT_TILE, DEVICE_CHOICES, device_arg, outscale_size, resolve_device,
+                        restore_image, tile_count)
 
 EXIT_OK, EXIT_FAILED = 0, 2
 MAX_PRE_PAD = 256

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from .data.imageio import to_rgb3
+from .data.pixels import to_rgb3
 
 logger = logging.getLogger(__name__)
 

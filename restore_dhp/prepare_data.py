@@ -22,7 +22,7 @@ extracted under ``DEST/.extracted``.  Sets are recognised by folder name (see
 
 SR HR images are cropped to a multiple of 4; LR x4 images are copied from the
 source when present and of matching size, else generated with MATLAB-compatible
-bicubic (:func:`restore_dhp.data.imageio.bicubic_downscale`).  A Set14-style
+bicubic (:func:`restore_dhp.degradations.bicubic_downscale`).  A Set14-style
 SelfExSR layout (``image_SRF_4/img_001_SRF_4_HR.png`` + ``..._LR.png``) is
 understood too.
 
@@ -49,8 +49,9 @@ import zipfile
 from pathlib import Path
 
 from .commands import prog, run_entry
-from restore_dhp.data.imageio import (bicubic_downscale, is_image_file, list_images, lr_candidates, modcrop,
-                                      read_image, write_png)
+from restore_dhp.data.imageio import is_image_file, list_images, read_image, write_png
+from restore_dhp.data.sr_pairs import lr_candidates
+from restore_dhp.degradations import bicubic_downscale, modcrop
 from restore_dhp.fileio import write_text
 from restore_dhp.data.sets import SETS, SetSpec, holdout_split, link_sr291, where_to_get
 

@@ -1,9 +1,9 @@
-"""Running a loaded restoration model on images: device choice, image <-> tensor conversion, tiling.
+"""Running a loaded restoration model on images: device choice, checks, tiling.
 
 The library behind ``python -m restore_dhp.infer`` (the command), the benchmark and the demo.
 Images are numpy arrays as :func:`restore_dhp.data.imageio.decode_image` gives them
 (``uint8`` or ``uint16``, ``HxW`` gray or ``HxWx3`` RGB); models take ``N x C x H x W``
-float32 tensors in the 0-1 range.
+float32 tensors in the 0-1 range (the one conversion each way: :mod:`restore_dhp.data.pixels`).
 
 Memory: :func:`restore_image` runs large inputs in overlapping tiles, converting each
 tile's input to float32 on its own, and writes each tile's output, already converted
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import network
-from .data.imageio import to_gray
+from .data.pixels import ImageFormatError, image_to_tensor, peak, tensor_to_image, to_gray
 from .deploy import DeployedModel
 
 # input pixels per tile side.  Peak memory of SR x4 with DHP-20 on the CPU above the process's fixed cost
@@ -35,10 +35,6 @@ from .deploy import DeployedModel
 DEFAULT_TILE = 192
 DEFAULT_OVERLAP = 32    # input pixels of context on each side of a tile
 DEVICE_CHOICES = ('auto', 'cpu', 'cuda', 'cuda:N')
-
-
-class ImageFormatError(ValueError):
-    """An image the model cannot take (wrong dtype, channel count, size)."""
 
 
 def device_arg(text: str) -> str:
@@ -69,20 +65,12 @@ def model_device(model: nn.Module | DeployedModel) -> torch.device:
     return model.device if isinstance(model, DeployedModel) else next(model.parameters()).device
 
 
-def _peak(dtype) -> float:
-    if dtype == np.uint8:
-        return 255.0
-    if dtype == np.uint16:
-        return 65535.0
-    raise ImageFormatError(f'unsupported pixel type {np.dtype(dtype)}: expected 8- or 16-bit integers')
-
-
 def check_image_array(img: np.ndarray) -> None:
     """An ``HxW`` or ``HxWx3`` (``HxWx1``) ``uint8``/``uint16`` array with pixels; else one-line
     :class:`ImageFormatError`."""
     if not isinstance(img, np.ndarray):
         raise ImageFormatError(f'expected a numpy array or an image file, got {type(img).__name__}')
-    _peak(img.dtype)
+    peak(img.dtype)
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3))):
         raise ImageFormatError(f'unsupported image shape {img.shape}: expected H x W or H x W x 3 '
                                '(decode files with restore_dhp.data.imageio.decode_image)')
@@ -97,38 +85,6 @@ def check_tiling(tile: int | None, overlap: int) -> None:
         raise ValueError(f'tile must be None (one pass) or a positive number of pixels, got {tile!r}')
     if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or overlap < 0:
         raise ValueError(f'overlap must be a non-negative number of pixels, got {overlap!r}')
-
-
-def to_model_channels(img: np.ndarray, channels: int) -> np.ndarray:
-    """``HxW``/``HxWx3`` -> ``HxWxchannels``: gray replicated to RGB, or RGB to gray with BT.601 luma."""
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
-        raise ImageFormatError(f'unsupported image shape {img.shape}: expected H x W or H x W x 3 '
-                               '(decode files with restore_dhp.data.imageio.decode_image)')
-    if channels == 1:
-        return to_gray(img)[:, :, None]
-    return np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img
-
-
-def image_to_tensor(img: np.ndarray, channels: int, device=None) -> torch.Tensor:
-    """``uint8``/``uint16`` image -> ``1 x channels x H x W`` float32 tensor in [0, 1] on ``device``."""
-    scale = _peak(img.dtype)
-    img = to_model_channels(img, channels)
-    t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).to(device or 'cpu').float().div_(scale)
-    return t.unsqueeze(0)
-
-
-def tensor_to_image(t: torch.Tensor, dtype=np.uint8) -> np.ndarray:
-    """``1 x C x H x W`` tensor in [0, 1] -> ``HxWxC`` (``HxW`` for one channel) ``dtype`` image, rounded, clipped.
-
-    The rounding happens in float32 on the tensor's device; no float64 copy is made.
-    """
-    peak = _peak(dtype)
-    q = t.detach()[0].clamp(0, 1).mul(peak).round_()
-    arr = q.to(torch.uint8 if dtype == np.uint8 else torch.int32).permute(1, 2, 0).cpu().numpy()
-    arr = arr if dtype == np.uint8 else arr.astype(np.uint16)
-    return arr[:, :, 0] if arr.shape[2] == 1 else arr
 
 
 def tile_grid(h: int, w: int, tile: int, overlap: int) -> Iterator[tuple[slice, slice, slice, slice]]:

@@ -21,7 +21,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from .data import testsets
-from .data.imageio import add_fixed_noise, bicubic_downscale, matlab_resize, modcrop, to_gray, to_rgb3, to_uint8
+from .data.pixels import to_gray, to_rgb3, to_uint8
+from .degradations import add_fixed_noise, bicubic_downscale, matlab_resize, modcrop
 from .metrics import denoise_metrics, sr_metrics
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .data.imageio import NOTICE_16BIT, ImageReadError, decode_image, to_uint8
+from .data.imageio import NOTICE_16BIT, ImageReadError, decode_image
+from .data.pixels import to_uint8
 from .tasks import InputError, size_text
 
 MAX_DECODE_BYTES = 256 * 2**20    # refuse, from the header, any upload whose decoded pixels take more

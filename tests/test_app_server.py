@@ -229,7 +229,7 @@ def test_two_concurrent_requests_get_their_own_results(demo_app, tmp_path):
     for t in threads:
         t.join(timeout=180)
     assert not errors and set(results) == {'a', 'b'}
-    from restore_dhp.data.imageio import matlab_resize
+    from restore_dhp.degradations import matlab_resize
     for key, src in (('a', a), ('b', b)):
         out = results[key]
         assert out[0].startswith('**Done'), out[0]
@@ -329,7 +329,8 @@ def test_examples_are_served_from_the_upload_cache(demo_app):
 
 def test_16bit_input_is_restored_alike_by_infer_and_the_demo(client, demo_app, tmp_path, capsys):
     """The same 16-bit RGB file: the demo shows exactly infer's 16-bit result reduced to 8-bit, same notice."""
-    from restore_dhp.data.imageio import NOTICE_16BIT, to_uint8
+    from restore_dhp.data.imageio import NOTICE_16BIT
+    from restore_dhp.data.pixels import to_uint8
     from restore_dhp.infer import main as infer_main
     _, weights, _ = demo_app
     rgb16 = tmp_path / 'in' / 'rgb16.png'

@@ -6,7 +6,8 @@ import torch
 import restore_dhp  # noqa: F401  (registers datasets)
 from basicsr.data import build_dataloader, build_dataset
 
-from restore_dhp.data.imageio import bicubic_downscale, fixed_noise, read_image, write_png
+from restore_dhp.data.imageio import read_image, write_png
+from restore_dhp.degradations import bicubic_downscale, fixed_noise
 from restore_dhp.data.testsets import DENOISE_SETS, SR_SETS, load_denoise_set, load_sr_pairs
 
 

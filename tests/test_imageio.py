@@ -11,8 +11,9 @@ from PIL import Image
 
 import restore_dhp  # noqa: F401
 from restore_dhp import demo
-from restore_dhp.data.imageio import (NOTICE_16BIT_TO_8BIT, NOTICE_ALPHA, NOTICE_FIRST_FRAME, ImageReadError,
-                                      decode_image, read_header, read_image, to_uint8)
+from restore_dhp.data.imageio import (NOTICE_ALPHA, NOTICE_FIRST_FRAME, ImageReadError, decode_image, read_header,
+                                      read_image)
+from restore_dhp.data.pixels import NOTICE_16BIT_TO_8BIT, to_uint8
 
 
 def png_header_only(width: int, height: int, bit_depth: int = 8, colour_type: int = 2) -> bytes:

@@ -14,7 +14,8 @@ from restore_dhp import network
 from restore_dhp.checkpoint import save_compact
 from restore_dhp.infer import main as infer_main
 from restore_dhp.checkpoint import load_compact
-from restore_dhp.run_model import forward_tiled, image_to_tensor, resolve_device, restore_image, tensor_to_image
+from restore_dhp.data.pixels import image_to_tensor, tensor_to_image
+from restore_dhp.run_model import forward_tiled, resolve_device, restore_image
 
 SR_WIDTHS = {'trunk': 8, 'block00': 5, 'block01': 16}
 DN_WIDTHS = {'feat00': 7, 'feat01': 16, 'feat02': 3, 'feat03': 11}

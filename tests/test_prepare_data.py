@@ -8,7 +8,8 @@ import pytest
 
 import restore_dhp  # noqa: F401
 from restore_dhp import prepare_data as pd
-from restore_dhp.data.imageio import bicubic_downscale, read_image, write_png
+from restore_dhp.data.imageio import read_image, write_png
+from restore_dhp.degradations import bicubic_downscale
 from restore_dhp.data.sets import NOT_VERIFIED
 from restore_dhp.data.testsets import load_denoise_set, load_sr_pairs
 

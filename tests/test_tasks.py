@@ -8,7 +8,9 @@ import pytest
 
 import restore_dhp  # noqa: F401
 from restore_dhp import tasks
-from restore_dhp.data.imageio import load_sr_pair, matlab_resize, write_png
+from restore_dhp.data.imageio import write_png
+from restore_dhp.data.sr_pairs import load_sr_pair
+from restore_dhp.degradations import matlab_resize
 from tools import structure_counts
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""What the training datasets share: option parsing, the phase, folders of images, patch augmentation.
+"""What the training datasets share: option parsing, the phase, folders of images, patch augmentation, and the
+skeleton itself (:class:`PatchDataset`: the cache of decoded images, random aligned patches, the items).
 
 Used by :class:`~restore_dhp.data.sr_dataset.SRBicubicDataset` and
 :class:`~restore_dhp.data.denoise_dataset.DenoiseDataset`.  Every bad option is a ``ValueError`` whose
@@ -13,8 +14,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
+from .device_cache import DevicePatchSampler, cache_device, check_cache_options
 from .imageio import list_images
+from .pixels import image_to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +137,110 @@ def augment(imgs: list[np.ndarray], hflip: bool, rot: bool) -> list[np.ndarray]:
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 HxW / HxWxC -> float32 CxHxW tensor in [0, 1]."""
-    if img.ndim == 2:
-        img = img[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.)
+    """uint8 HxW / HxWxC -> float32 CxHxW tensor in [0, 1] (:func:`~restore_dhp.data.pixels.image_to_tensor`)."""
+    return image_to_tensor(img)[0]
+
+
+class PatchDataset(Dataset):
+    """The skeleton of a training dataset: image files, the phase, patch and cache options, the decoded images kept
+    in memory (or on the device, ``cache: gpu``), random aligned patches in training, whole images otherwise.
+
+    One image ``i`` gives arrays named :attr:`KEYS` (smallest first; the last, the target, is :attr:`scale` times
+    the others).  A subclass reads its own options and files into :attr:`gt_paths` (:meth:`_setup`), reads image
+    ``i``'s arrays (:meth:`_read`) and makes an item of them (:meth:`_item`), or items of a batch made on the device
+    (:meth:`_batch_items`).
+    """
+
+    KIND = ''             # the registered type name, for messages
+    IMAGE = 'image'       # how messages name one target image
+    KEYS: tuple = ()      # the arrays of one image
+    scale = 1             # the target's size over the other arrays'
+
+    def __init__(self, opt: dict):
+        super().__init__()
+        name = dataset_name(self.KIND, opt)
+        self.opt = opt
+        self.phase = resolve_phase(opt)
+        self.gt_paths: list[str] = []
+        self._setup(opt, name)
+        self.gt_size, self.use_hflip, self.use_rot, self.repeat = patch_options(opt, self.phase, name)
+        if self.phase == 'train' and self.gt_size % self.scale:
+            raise ValueError(f'{name}: option gt_size={self.gt_size} must be a multiple of scale={self.scale}')
+        cache = check_cache_options(opt, name)
+        self.cache = bool(cache)
+        self._cached, self._device_sampler = None, None
+        if self.cache:
+            self._fill_cache(name)
+        if cache == 'gpu' and self.phase == 'train':
+            scales = self._scales()
+            kinds = {key: ([arrays[k] for arrays in self._cached], scales[k]) for k, key in enumerate(self.KEYS)}
+            self._device_sampler = DevicePatchSampler(kinds, self.gt_size // self.scale, self.use_hflip,
+                                                      self.use_rot, cache_device(name))
+            self._cached = None
+
+    def _setup(self, opt: dict, name: str) -> None:
+        """Read the subclass's own options and fill :attr:`gt_paths`."""
+        raise NotImplementedError
+
+    def _read(self, i: int) -> tuple[np.ndarray, ...]:
+        """Image ``i``'s arrays, in the order of :attr:`KEYS`."""
+        raise NotImplementedError
+
+    def _item(self, i: int, arrays: tuple[np.ndarray, ...]) -> dict:
+        """The item of image ``i`` (``arrays``: patches in training, whole images otherwise)."""
+        raise NotImplementedError
+
+    def _batch_items(self, batch: dict[str, torch.Tensor], images: list[int]) -> list[dict]:
+        """The items of a batch made on the device (``batch``: patches by key; ``images``: their image indices)."""
+        raise NotImplementedError
+
+    def _keep(self, keep: list[int]) -> None:
+        """Keep only the images ``keep`` (those large enough to train on)."""
+        self.gt_paths = [self.gt_paths[i] for i in keep]
+
+    def _scales(self) -> tuple[int, ...]:
+        return (1,) * (len(self.KEYS) - 1) + (self.scale,)
+
+    def _fill_cache(self, name: str) -> None:
+        cached = [self._read(i) for i in range(len(self.gt_paths))]
+        keep = list(range(len(cached)))
+        if self.phase == 'train':
+            keep = large_enough([min(arrays[-1].shape[:2]) for arrays in cached], self.gt_size, self.gt_paths, name,
+                                self.IMAGE)
+        self._cached = [cached[i] for i in keep]
+        self._keep(keep)
+
+    def _arrays(self, i: int) -> tuple[np.ndarray, ...]:
+        """Image ``i``'s arrays, kept or read now (then checked against ``gt_size`` in training)."""
+        if self.cache:
+            return self._cached[i]
+        arrays = self._read(i)
+        h, w = arrays[-1].shape[:2]
+        if self.phase == 'train' and min(h, w) < self.gt_size:
+            raise ValueError(f'{self.IMAGE[0].upper()}{self.IMAGE[1:]} {self.gt_paths[i]} ({w}x{h}) is smaller than '
+                             f'gt_size={self.gt_size}')
+        return arrays
+
+    def _patches(self, arrays: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+        """Random aligned training patches of one image's arrays, all flipped and turned alike."""
+        p = self.gt_size // self.scale
+        top = random.randint(0, arrays[0].shape[0] - p)
+        left = random.randint(0, arrays[0].shape[1] - p)
+        crops = [a[top * s:(top + p) * s, left * s:(left + p) * s] for a, s in zip(arrays, self._scales())]
+        return augment(crops, self.use_hflip, self.use_rot)
+
+    def __len__(self) -> int:
+        return len(self.gt_paths) * self.repeat
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A batch: with ``cache: gpu`` made on the device in one go, else item by item."""
+        if self._device_sampler is None:
+            return [self[i] for i in indices]
+        return self._batch_items(self._device_sampler.sample(indices), [i % len(self.gt_paths) for i in indices])
+
+    def __getitem__(self, index: int) -> dict:
+        if self._device_sampler is not None:
+            return self.__getitems__([index])[0]
+        i = index % len(self.gt_paths)
+        arrays = self._arrays(i)
+        return self._item(i, self._patches(arrays) if self.phase == 'train' else arrays)

@@ -18,7 +18,7 @@ Clean images are converted to gray with BT.601 luma when they are RGB.
 Training: a random patch with *fresh* noise drawn with ``torch.randn`` (PyTorch
 seeds every DataLoader worker differently, so workers are independent).
 Val/test: the full image with noise generated once per image from a seed
-derived from ``noise_seed`` and the file name (:func:`~restore_dhp.data.imageio.fixed_noise`,
+derived from ``noise_seed`` and the file name (:func:`~restore_dhp.degradations.fixed_noise`,
 shared with :func:`restore_dhp.data.testsets.load_denoise_set`), so every model
 and every run sees the same noisy input.
 
@@ -28,34 +28,28 @@ tensors (``gt`` in [0, 1]) and ``{'lq_path', 'gt_path'}`` (both the clean file).
 """
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from .common import augment, dataset_name, folders, images_in, int_option, large_enough, patch_options, \
-    resolve_phase, to_tensor
-from .device_cache import DevicePatchSampler, cache_device, check_cache_options
-from .imageio import add_fixed_noise, read_image
+from ..degradations import add_fixed_noise
+from .common import PatchDataset, folders, images_in, int_option, to_tensor
+from .imageio import read_image
 
 
 @DATASET_REGISTRY.register()
-class DenoiseDataset(Dataset):
+class DenoiseDataset(PatchDataset):
     """Gaussian denoising dataset on gray images; see module docstring for options."""
 
     #: the option keys this type reads (checked by restore_dhp.options, beside BasicSR's own loader keys)
     OPTION_KEYS = frozenset({'dataroot_gt', 'sigma', 'noise_seed', 'gt_size', 'use_hflip', 'use_flip', 'use_rot',
                              'cache', 'repeat'})
+    KIND, IMAGE, KEYS = 'DenoiseDataset', 'image', ('gt',)
 
-    def __init__(self, opt: dict):
-        super().__init__()
-        name = dataset_name('DenoiseDataset', opt)
-        self.opt = opt
-        self.phase = resolve_phase(opt)
+    def _setup(self, opt: dict, name: str) -> None:
         sigma = opt.get('sigma', 70)
         try:
             self.sigma = float(sigma)
@@ -64,60 +58,23 @@ class DenoiseDataset(Dataset):
         if not self.sigma >= 0:
             raise ValueError(f'{name}: option sigma must be >= 0, got {sigma!r}')
         self.noise_seed = int_option(opt, 'noise_seed', name, default=0, minimum=0)
-        self.gt_paths: list[str] = []
         for gf in folders(opt, 'dataroot_gt', True, name):
             self.gt_paths += images_in(gf, name)
-        self.gt_size, self.use_hflip, self.use_rot, self.repeat = patch_options(opt, self.phase, name)
-        cache = check_cache_options(opt, name)
-        self.cache = bool(cache)
-        self._imgs = None
-        self._device_sampler = None
-        if self.cache:
-            imgs = [read_image(p, 'gray') for p in self.gt_paths]
-            keep = list(range(len(imgs)))
-            if self.phase == 'train':
-                keep = large_enough([min(im.shape) for im in imgs], self.gt_size, self.gt_paths, name, 'image')
-            self._imgs = [imgs[i] for i in keep]
-            self.gt_paths = [self.gt_paths[i] for i in keep]
-        if cache == 'gpu' and self.phase == 'train':
-            self._device_sampler = DevicePatchSampler({'gt': (self._imgs, 1)}, self.gt_size, self.use_hflip,
-                                                      self.use_rot, cache_device(name))
-            self._imgs = None
 
-    def _load(self, i: int) -> np.ndarray:
-        img = read_image(self.gt_paths[i], 'gray')
-        if self.phase == 'train' and min(img.shape) < self.gt_size:
-            raise ValueError(f'Image {self.gt_paths[i]} ({img.shape[1]}x{img.shape[0]}) is smaller than '
-                             f'gt_size={self.gt_size}')
-        return img
+    def _read(self, i: int) -> tuple[np.ndarray]:
+        return (read_image(self.gt_paths[i], 'gray'),)
 
-    def __len__(self) -> int:
-        return len(self.gt_paths) * self.repeat
-
-    def __getitems__(self, indices: list[int]) -> list[dict]:
-        """A batch: with ``cache: gpu`` made on the device in one go (fresh noise there), else item by item."""
-        if self._device_sampler is None:
-            return [self[i] for i in indices]
-        gt = self._device_sampler.sample(indices)['gt']
-        lq = gt + torch.randn_like(gt) * (self.sigma / 255.)
-        paths = [self.gt_paths[i % len(self.gt_paths)] for i in indices]
-        return [{'lq': a, 'gt': b, 'lq_path': p, 'gt_path': p} for a, b, p in zip(lq.unbind(0), gt.unbind(0), paths)]
-
-    def __getitem__(self, index: int) -> dict:
-        if self._device_sampler is not None:
-            return self.__getitems__([index])[0]
-        i = index % len(self.gt_paths)
-        clean = self._imgs[i] if self.cache else self._load(i)
-        path = self.gt_paths[i]
-        if self.phase == 'train':
-            p = self.gt_size
-            top = random.randint(0, clean.shape[0] - p)
-            left = random.randint(0, clean.shape[1] - p)
-            (patch,) = augment([clean[top:top + p, left:left + p]], self.use_hflip, self.use_rot)
-            gt = to_tensor(patch)
+    def _item(self, i: int, arrays: tuple[np.ndarray]) -> dict:
+        (clean,), path = arrays, self.gt_paths[i]
+        gt = to_tensor(clean)
+        if self.phase == 'train':   # fresh noise
             lq = gt + torch.randn_like(gt) * (self.sigma / 255.)
-        else:
-            gt = to_tensor(clean)
-            noisy = add_fixed_noise(clean, self.sigma, Path(path).stem, self.noise_seed)
-            lq = torch.from_numpy(noisy)[None]
+        else:                       # the same noise every time
+            lq = torch.from_numpy(add_fixed_noise(clean, self.sigma, Path(path).stem, self.noise_seed))[None]
         return {'lq': lq, 'gt': gt, 'lq_path': path, 'gt_path': path}
+
+    def _batch_items(self, batch: dict[str, torch.Tensor], images: list[int]) -> list[dict]:
+        gt = batch['gt']
+        lq = gt + torch.randn_like(gt) * (self.sigma / 255.)   # fresh noise, made on the device
+        return [{'lq': a, 'gt': b, 'lq_path': self.gt_paths[i], 'gt_path': self.gt_paths[i]}
+                for a, b, i in zip(lq.unbind(0), gt.unbind(0), images)]

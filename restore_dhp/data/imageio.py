@@ -1,10 +1,13 @@
-"""Image decoding, colour conversion, bicubic LR generation and fixed test noise.
+"""Image files: finding, decoding and writing them.
 
 Shared by the datasets (:mod:`restore_dhp.data.sr_dataset`,
 :mod:`restore_dhp.data.denoise_dataset`), the benchmark loaders
 (:mod:`restore_dhp.data.testsets`), :mod:`restore_dhp.prepare_data`,
 ``python -m restore_dhp.infer`` and the demo, so that every path through the
-project sees exactly the same pixels and the same noise.
+project sees exactly the same pixels.  Pixel values and channels (8-bit reduction,
+gray, RGB, transparency) are :mod:`restore_dhp.data.pixels`; the degradations (bicubic
+LR, fixed test noise) are :mod:`restore_dhp.degradations`; SR pair matching is
+:mod:`restore_dhp.data.sr_pairs`.
 
 Decoding policy (:func:`decode_image`, the one decoder; OpenCV decodes, the
 size is read from the header first so a caller can refuse a huge image before
@@ -18,30 +21,23 @@ any pixel is decoded):
 * 16-bit files stay 16-bit: ``infer`` and the demo's *restore* mode run the model on them at
   16-bit precision (notice :data:`NOTICE_16BIT`); ``infer`` writes a 16-bit PNG, the demo shows the
   result reduced to 8 bit.  A consumer that works in 8 bit (training sets, benchmarks, the demo's
-  *simulate* mode) reduces them with :func:`to_uint8` (``round(v / 257)``), with the notice
+  *simulate* mode) reduces them with :func:`~restore_dhp.data.pixels.to_uint8` (``round(v / 257)``), with the notice
   ``16-bit image reduced to 8-bit``;
 * an animated or multi-page file gives its first frame, with a notice;
 * EXIF orientation (JPEG, TIFF, WebP, PNG ``eXIf``) is applied, as a photo viewer shows the
   image, with the notice ``EXIF orientation N applied (rotated/mirrored as the camera recorded)``.
 
 Conventions: images are numpy ``uint8`` (or ``uint16``) arrays, RGB channel
-order, ``HxWx3`` (or ``HxW`` for gray).  Gray conversion uses BT.601 luma
-(``0.299 R + 0.587 G + 0.114 B``, rounded), as MATLAB ``rgb2gray`` and
-OpenCV do.  LR images are made with BasicSR's MATLAB-compatible
-``imresize`` (bicubic, antialiased), rounded to ``uint8`` like MATLAB does for
-``uint8`` input.
+order, ``HxWx3`` (or ``HxW`` for gray; BT.601 luma, :func:`restore_dhp.data.pixels.to_gray`).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -49,9 +45,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..fileio import atomic_path, write_bytes
 from .orientation import apply_orientation, exif_orientation, notice_orientation, orientation_of
-from .._compat import basicsr_module
-
-imresize = basicsr_module('basicsr.utils.matlab_functions').imresize  # without importing all of BasicSR
+from .pixels import composite_on_white, to_gray, to_rgb3, to_uint8
 
 logger = logging.getLogger(__name__)
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.ppm', '.pgm', '.webp', '.gif')
@@ -145,7 +139,6 @@ def read_file_header(path: str | os.PathLike, prefix_bytes: int = 1 << 20) -> Im
 
 GRAY_MODES = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')
 NOTICE_ALPHA = 'transparency composited on white'
-NOTICE_16BIT_TO_8BIT = '16-bit image reduced to 8-bit'
 NOTICE_16BIT = '16-bit image restored at 16-bit precision'
 NOTICE_FIRST_FRAME = 'animated or multi-page image: only the first frame is used'
 
@@ -191,27 +184,6 @@ def decode_image(path: str | os.PathLike, max_bytes: int | None = None, keep_alp
         img, alpha = (None if a is None else apply_orientation(a, header.orientation) for a in (img, alpha))
         notices.append(notice_orientation(header.orientation))
     return DecodedImage(np.ascontiguousarray(img), notices, alpha)
-
-
-def composite_on_white(bgra: np.ndarray) -> np.ndarray:
-    """``HxWx4`` (8- or 16-bit; BGRA or RGBA) over a white background -> ``HxWx3``, rounded, same dtype."""
-    peak = np.iinfo(bgra.dtype).max
-    alpha = bgra[:, :, 3:4].astype(np.float32) / peak
-    out = bgra[:, :, :3].astype(np.float32) * alpha + peak * (1.0 - alpha)
-    return np.clip(np.round(out), 0, peak).astype(bgra.dtype)
-
-
-def to_uint8(img: np.ndarray, notices: list[str] | None = None) -> np.ndarray:
-    """``uint16`` -> ``uint8`` (``round(v / 257)``, appending the notice); ``uint8`` passes through."""
-    if img.dtype == np.uint8:
-        return img
-    if notices is not None:
-        notices.append(NOTICE_16BIT_TO_8BIT)
-    out = np.empty(img.shape, np.uint8)
-    for rows in range(0, img.shape[0], 1024):  # in bands: no full-size float copy
-        band = img[rows:rows + 1024].astype(np.float32)
-        out[rows:rows + 1024] = np.round(band / 257.0)
-    return out
 
 
 def read_image(path: str | os.PathLike, mode: str = 'rgb') -> np.ndarray:
@@ -284,117 +256,3 @@ def write_image(path: str | os.PathLike, img: np.ndarray, quality: int = 95) -> 
     if not ok:
         raise ValueError(f'Cannot encode {path}')
     write_bytes(path, encoded.tobytes())
-
-
-def to_rgb3(img: np.ndarray) -> np.ndarray:
-    """HxW gray -> HxWx3 (replicated); HxWx3 passes through."""
-    if img.ndim == 2:
-        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
-    return img
-
-
-def to_gray(img: np.ndarray) -> np.ndarray:
-    """HxWx3 RGB -> HxW with BT.601 luma (rounded, same dtype: uint8 or uint16); gray passes through."""
-    if img.ndim == 2:
-        return img
-    return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
-
-
-def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop bottom/right so height and width are multiples of ``scale``."""
-    h, w = img.shape[:2]
-    return img[:h - h % scale, :w - w % scale, ...]
-
-
-def matlab_resize(img: np.ndarray, factor: float) -> np.ndarray:
-    """MATLAB ``imresize(img, factor, 'bicubic')`` on a uint8 image (gray HxW or HxWxC).
-
-    Uses :func:`basicsr.utils.matlab_functions.imresize` (antialiased bicubic),
-    rounded and clipped to ``uint8`` like MATLAB does for ``uint8`` inputs.
-    """
-    squeeze = img.ndim == 2
-    x = img[:, :, None] if squeeze else img
-    y = np.clip(np.round(imresize(x.astype(np.float32), factor, antialiasing=True)), 0, 255).astype(np.uint8)
-    return y[:, :, 0] if squeeze else y
-
-
-def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
-    """The LR image of ``hr``: cropped to a multiple of ``scale``, then MATLAB bicubic by ``1/scale``."""
-    return matlab_resize(modcrop(hr, scale), 1.0 / scale)
-
-
-def lr_candidates(hr_stem: str, scale: int) -> list[str]:
-    """LR file stems that may hold the LR version of HR image ``hr_stem``.
-
-    Order: ``img_001x4`` (EDSR/SelfExSR benchmark layout, DIV2K ``0801x4``),
-    ``img_001`` (same name), ``img_001_LR`` / ``img_001_SRF_4_LR``.
-    """
-    base = re.sub(r'(_SRF_\d+)?_HR$', '', hr_stem)
-    return [f'{base}x{scale}', base, f'{base}_LR', f'{base}_SRF_{scale}_LR', hr_stem]
-
-
-def match_lr_files(hr_paths: Sequence[str], lr_folder: str | os.PathLike, scale: int) -> list[str]:
-    """For each HR path, the matching file in ``lr_folder`` (see :func:`lr_candidates`).
-
-    Raises ``FileNotFoundError`` naming the first HR file without an LR partner.
-    """
-    by_stem = {}
-    for p in list_images(lr_folder):
-        by_stem.setdefault(Path(p).stem, p)
-    out = []
-    for hp in hr_paths:
-        stem = Path(hp).stem
-        for cand in lr_candidates(stem, scale):
-            if cand in by_stem:
-                out.append(by_stem[cand])
-                break
-        else:
-            raise FileNotFoundError(
-                f'No LR image for HR file {hp} in {lr_folder} '
-                f'(looked for {", ".join(c + ".*" for c in lr_candidates(stem, scale)[:2])})')
-    return out
-
-
-def load_sr_pair(hr_path: str, lr_path: str | None, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read one (LR, HR) pair as uint8 RGB; HR is cropped to a multiple of ``scale``.
-
-    With ``lr_path=None`` the LR image is made by MATLAB bicubic from the HR.
-    Raises ``ValueError`` naming the files when sizes do not agree.
-    """
-    hr = modcrop(read_image(hr_path, 'rgb'), scale)
-    if lr_path is None:
-        return bicubic_downscale(hr, scale), hr
-    lr = read_image(lr_path, 'rgb')
-    if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
-        raise ValueError(
-            f'HR/LR size mismatch for scale x{scale}: HR {hr_path} is {hr.shape[1]}x{hr.shape[0]} '
-            f'(after cropping to a multiple of {scale}) but LR {lr_path} is {lr.shape[1]}x{lr.shape[0]}')
-    return lr, hr
-
-
-# ----------------------------------------------------------------------------- noise
-def noise_seed_for(name: str, seed: int = 0) -> int:
-    """64-bit RNG seed derived from ``seed`` and an image name (file stem, no extension).
-
-    Deterministic across runs, processes and machines (SHA-256, not Python's
-    randomised ``hash``).
-    """
-    stem = Path(str(name)).stem
-    digest = hashlib.sha256(f'restore_dhp-noise:{int(seed)}:{stem}'.encode('utf-8')).digest()
-    return int.from_bytes(digest[:8], 'little')
-
-
-def fixed_noise(shape: Iterable[int], sigma_255: float, name: str, seed: int = 0) -> np.ndarray:
-    """Gaussian noise for test/validation, float32 on the 0-1 scale (std ``sigma_255/255``).
-
-    The same (``name``, ``seed``, ``shape``, ``sigma_255``) always gives the same
-    noise (NumPy PCG64 ``Generator`` seeded by :func:`noise_seed_for`), so every
-    model and every run sees the same noisy input.
-    """
-    rng = np.random.Generator(np.random.PCG64(noise_seed_for(name, seed)))
-    return (rng.standard_normal(tuple(shape)) * (float(sigma_255) / 255.0)).astype(np.float32)
-
-
-def add_fixed_noise(clean_u8: np.ndarray, sigma_255: float, name: str, seed: int = 0) -> np.ndarray:
-    """``clean/255 + fixed_noise`` as float32, NOT clipped to [0, 1] (DnCNN benchmark convention)."""
-    return clean_u8.astype(np.float32) / 255.0 + fixed_noise(clean_u8.shape, sigma_255, name, seed)

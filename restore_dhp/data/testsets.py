@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from .sets import where_to_get
-from .imageio import add_fixed_noise, list_images, load_sr_pair, match_lr_files, read_image
+from ..degradations import add_fixed_noise
+from .imageio import list_images, read_image
+from .sr_pairs import load_sr_pair, match_lr_files
 
 logger = logging.getLogger(__name__)
 
