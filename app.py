@@ -40,7 +40,6 @@ from gradio.utils import get_upload_folder  # noqa: E402
 
 import restore_dhp  # noqa: E402,F401  (installs the torchvision alias BasicSR needs)
 from restore_dhp import demo as D  # noqa: E402
-from restore_dhp import tasks  # noqa: E402
 
 MODE_CHOICES = [('Simulate: degrade, restore, score', 'simulate'), ('Restore this image as it is', 'restore')]
 MODE_HELP = {
@@ -83,12 +82,12 @@ def pixel_limits(reg: D.Registry, args) -> dict[str, int]:
 
 def seed_shown(task: str, mode: str) -> bool:
     """The noise seed matters only where noise is added: a noise task in simulate mode."""
-    return task in D.TASKS and tasks.get(task).uses_noise and mode == 'simulate'
+    return task in D.TASKS and D.TASKS[task].uses_noise and mode == 'simulate'
 
 
 def intro_markdown(reg: D.Registry, limits: dict[str, int], repeats: int) -> str:
     sr, dn = D.pixel_limit_text(limits['sr']), D.pixel_limit_text(limits['denoise'])
-    sr_hr = D.pixel_limit_text(tasks.get('sr').upload_pixels(limits['sr'], D.TASKS['sr'].scale, simulate=True))
+    sr_hr = D.pixel_limit_text(D.TASKS['sr'].upload_pixels(limits['sr'], simulate=True))
     return ('# DHP: Differentiable Meta Pruning via HyperNetworks, for image restoration\n'
             'Compare the unpruned baseline with DHP-pruned networks (DHP-60, DHP-40, DHP-20) that keep about '
             '60%, 40% and 20% of its FLOPs. **Super-resolution ×4** uses SRResNet on RGB images; **denoising σ=70** uses DnCNN on '
@@ -119,7 +118,7 @@ def request_handler(reg: D.Registry, args, limits: dict[str, int], slots: list):
             return [f'⚠️ {msg}', gr.update(visible=False, value=None), '', *empty]
         by_variant = {r.variant: r.output for r in res.results}
         pairs = [gr.update(visible=True, value=(res.before, by_variant[m.variant]))
-                 if t == res.task and m.variant in by_variant else gr.update(visible=False, value=None)
+                 if t == res.task.key and m.variant in by_variant else gr.update(visible=False, value=None)
                  for t, m in slots]
         df = pd.DataFrame(res.table_rows, columns=res.table_columns)
         return [f'**{res.status_line()}**', gr.update(visible=True, value=df), res.measurement_note, *pairs]
@@ -137,7 +136,7 @@ def build(reg: D.Registry, args) -> gr.Blocks:
         gr.Markdown(reg.markdown(), elem_id='models-info')
         with gr.Row():
             with gr.Column(scale=1):
-                task = gr.Radio([(D.TASKS[t].title, t) for t in shown], value=shown[0], label='Task')
+                task = gr.Radio([(D.TASKS[t].entry.title, t) for t in shown], value=shown[0], label='Task')
                 mode = gr.Radio(MODE_CHOICES, value='simulate', label='Mode')
                 mode_help = gr.Markdown(MODE_HELP[shown[0]], elem_id='mode-help')
                 seed = gr.Number(value=0, precision=0, minimum=0, label='Noise seed (σ=70, fixed for reproducibility)',

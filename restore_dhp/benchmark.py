@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from . import reporting, tasks
+from . import reporting
 from .catalogue import TASKS, default_weights
 from .checkpoint import CheckpointError, load_compact
 from .commands import prog, run_entry
@@ -36,6 +36,7 @@ from .evaluation import (EvaluationError, describe_checkpoint, evaluate, evaluat
                          measure_checkpoint, measure_checkpoint_isolated)
 from .metrics import lpips_metric
 from .run_model import resolve_device
+from .tasks import Task
 from .timing import device_name
 
 EXIT_ERROR = 2
@@ -76,18 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def choose_timing_set(args, sets: dict, scale: int) -> tuple[str, list, str]:
+def choose_timing_set(args, task: Task, sets: dict) -> tuple[str, list, str]:
     """(name, items, reason): the explicit --timing-set, else the paper's set when available, else the first set."""
     limit = args.timing_max_images or args.max_images
     if args.timing_set:
-        items = sets.get(args.timing_set) or load_set(args.task, args.data_root, args.timing_set, scale,
-                                                      args.sigma, args.seed, limit)
+        items = sets.get(args.timing_set) or load_set(task, args.data_root, args.timing_set, args.seed, limit)
         return args.timing_set, items[:limit] if limit else items, 'chosen with --timing-set'
-    paper = TASKS[args.task].paper_timing_set
+    paper = TASKS[args.task].entry.paper_timing_set
     if paper in sets:
         return paper, sets[paper][:limit] if limit else sets[paper], f'the paper averaged runtimes on {paper}'
     try:
-        items = load_set(args.task, args.data_root, paper, scale, args.sigma, args.seed, limit)
+        items = load_set(task, args.data_root, paper, args.seed, limit)
         return paper, items, f'the paper averaged runtimes on {paper} (loaded for timing only)'
     except (FileNotFoundError, EvaluationError):
         first = next(iter(sets))
@@ -95,10 +95,10 @@ def choose_timing_set(args, sets: dict, scale: int) -> tuple[str, list, str]:
         return first, items, f"{paper} (the paper's timing set) not available; first evaluated set"
 
 
-def time_models(args, rows: list[dict], sets: dict, scale: int, device: str) -> dict:
+def time_models(args, task: Task, rows: list[dict], sets: dict, device: str) -> dict:
     """Time every model in every backend; set each row's 'timing' (fastest backend) and 'timing_by_backend'."""
-    name, items, reason = choose_timing_set(args, sets, scale)
-    inputs = [tasks.get(args.task).model_input(it) for it in items]
+    name, items, reason = choose_timing_set(args, task, sets)
+    inputs = [task.model_input(it).numpy() for it in items]
     threads = args.threads or torch.get_num_threads()
     run = measure_checkpoint if args.in_process else measure_checkpoint_isolated
     for row in progress(rows, desc=f'timing on {name} ({device})', quiet=args.quiet, unit='model'):
@@ -127,7 +127,7 @@ def checkpoints(args) -> tuple[list[dict], int]:
     weights = args.weights or default_weights(args.task)
     if not weights:
         raise EvaluationError('no checkpoints: pass --weights, or put the catalogue\'s files in weights/ '
-                              f'({TASKS[args.task].filename("baseline")}, ...)')
+                              f'({TASKS[args.task].entry.filename("baseline")}, ...)')
     rows = [describe_checkpoint(p) for p in weights]
     for row in rows:
         if row['task'] != args.task:
@@ -143,11 +143,14 @@ def run(args) -> dict:
         raise EvaluationError('--threads must be at least 1')
     if args.repeats < 1 or args.warmup < 0:
         raise EvaluationError('--repeats must be >= 1 and --warmup >= 0')
-    device, task = str(resolve_device(args.device)), tasks.get(args.task)
+    if TASKS[args.task].uses_noise and not args.sigma >= 0:
+        raise EvaluationError(f'--sigma must be >= 0, got {args.sigma:g}')
+    device = str(resolve_device(args.device))
     args.backends = args.backends or default_backends(device)
     rows, scale = checkpoints(args)
-    sets = {name: load_set(args.task, args.data_root, name, scale, args.sigma, args.seed, args.max_images)
-            for name in args.sets or TASKS[args.task].default_sets}
+    task = TASKS[args.task].at(scale=scale, sigma=args.sigma)   # the checkpoints' scale, the noise asked for
+    sets = {name: load_set(task, args.data_root, name, args.seed, args.max_images)
+            for name in args.sets or TASKS[args.task].entry.default_sets}
     lpips_fn = None if args.no_lpips else lpips_metric(device)
     notes = [] if lpips_fn is not None else [
         'LPIPS not computed (' + ('--no-lpips' if args.no_lpips else
@@ -160,7 +163,7 @@ def run(args) -> dict:
         row['evaluated_with'] = model.describe()
     floor = {'name': task.floor_label(), 'kind': 'floor', 'checkpoint': None,
              'arch': None, 'gflops': None, 'params': None, 'flops_ratio': None, 'timing': None,
-             'metrics': evaluate_floor(task, sets, scale, lpips_fn, args.quiet)}
+             'metrics': evaluate_floor(task, sets, lpips_fn, args.quiet)}
     for warning in reporting.below_floor_notes(args.task, list(sets), rows, floor):
         print(warning.replace('**', ''), file=sys.stderr)
         notes.append(warning)
@@ -173,7 +176,7 @@ def run(args) -> dict:
         for row in rows:
             row['timing'] = None
     else:
-        timing.update(time_models(args, rows, sets, scale, device))
+        timing.update(time_models(args, task, rows, sets, device))
         if device == 'cpu':
             notes.append(f"Runtimes are CPU wall time with {timing['threads']} thread(s); the paper's runtimes "
                          'were GPU figures and are not comparable.')
@@ -181,7 +184,7 @@ def run(args) -> dict:
     if device == 'cpu' and not label.upper().startswith('CPU'):
         label = f'CPU: {label}'
     device_info = {'type': device, 'name': timing['device_name'], 'threads': timing['threads'], 'label': label}
-    run_info = {'scale': scale, **task.conventions(args.sigma, args.seed)}
+    run_info = {'scale': scale, **task.conventions(args.seed)}
     extra = {'created': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'command': [sys.argv[0]] + list(sys.argv[1:]),
              'data_root': str(args.data_root), **run_info, 'max_images': args.max_images, 'eval_tile': tile,
              'lpips': lpips_fn is not None}

@@ -1,6 +1,8 @@
 """The shipped model catalogue: tasks, variants, labels, file names and the DHP paper's reported figures.
 
-Everything else about a model (task, scale, sigma, widths, provenance) is read from the checkpoint's
+Each shipped task is a configured task object (:mod:`restore_dhp.tasks`) holding its catalogue entry:
+``TASKS['sr']`` is ``SRTask(scale=4)`` with ``entry.prefix == 'srresnet_x4'``; :func:`get_task` finds one by
+name.  Everything else about a model (task, scale, sigma, widths, provenance) is read from the checkpoint's
 own metadata; :func:`model_label` names a checkpoint from it (its search target, or full width for
 the baseline), never from its file name.
 
@@ -20,20 +22,18 @@ from typing import Any, Mapping
 
 from .complexity import metadata_complexity
 from .commands import prog, run_entry
+from .tasks import DenoiseTask, SRTask, Task
 
 
 @dataclass(frozen=True)
-class TaskEntry:
-    key: str                 # 'sr' | 'denoise'
+class CatalogueEntry:
+    """What the catalogue ships for one configured task (:attr:`restore_dhp.tasks.Task.entry`)."""
     prefix: str              # file and run names: <prefix>_<variant>
     arch: str                # the compact architecture's registry name
     network: str             # short name for labels
     title: str               # one line for pages and tables
-    scale: int
-    channels: int
     paper_timing_set: str    # the set the paper averaged runtimes over
     default_sets: tuple      # sets the benchmark evaluates by default
-    sigma_255: float | None = None
     variants: tuple = ('baseline', 'dhp60', 'dhp40', 'dhp20')   # the shipped models, baseline first
 
     def run_name(self, variant: str) -> str:
@@ -43,15 +43,29 @@ class TaskEntry:
         return f'{self.run_name(variant)}.safetensors'
 
 
-TASKS: dict[str, TaskEntry] = {
-    'sr': TaskEntry('sr', 'srresnet_x4', 'SRResNet', 'SRResNet', 'Super-resolution ×4 (SRResNet, RGB)',
-                    4, 3, 'Urban100', ('Set5', 'Set14', 'B100'),
-                    # dhp100: the full-width network trained with the DHP recipe (target 1.0, issue 13)
-                    variants=('baseline', 'dhp100', 'dhp60', 'dhp40', 'dhp20')),
-    'denoise': TaskEntry('denoise', 'dncnn_s70', 'DnCNN', 'DnCNN', 'Denoising σ=70 (DnCNN, gray images only)',
-                         1, 1, 'BSD68', ('BSD68',), 70.0),
-}
-VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')   # every task's; a task may ship more (TaskEntry.variants)
+TASKS: dict[str, Task] = {task.key: task for task in (
+    SRTask(scale=4, entry=CatalogueEntry(
+        'srresnet_x4', 'SRResNet', 'SRResNet', 'Super-resolution ×4 (SRResNet, RGB)', 'Urban100',
+        ('Set5', 'Set14', 'B100'),
+        # dhp100: the full-width network trained with the DHP recipe (target 1.0, issue 13)
+        variants=('baseline', 'dhp100', 'dhp60', 'dhp40', 'dhp20'))),
+    DenoiseTask(sigma=70.0, entry=CatalogueEntry(
+        'dncnn_s70', 'DnCNN', 'DnCNN', 'Denoising σ=70 (DnCNN, gray images only)', 'BSD68', ('BSD68',))),
+)}
+
+
+def get_task(task: str | Task) -> Task:
+    """The shipped task of a name ('sr', 'denoise'), holding its catalogue entry; a task object is returned as
+    it is."""
+    if isinstance(task, Task):
+        return task
+    try:
+        return TASKS[task]
+    except KeyError:
+        raise ValueError(f'unknown task {task!r}; choose one of {", ".join(TASKS)}') from None
+
+
+VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')   # every task's; a task may ship more (CatalogueEntry.variants)
 VARIANT_LABELS = {'baseline': 'Baseline', 'dhp100': 'Full width, DHP-trained', 'dhp60': 'DHP-60',
                   'dhp40': 'DHP-40', 'dhp20': 'DHP-20'}
 
@@ -87,12 +101,12 @@ PAPER_REFERENCE = {
 
 
 def weight_path(task: str, variant: str, root: str | os.PathLike = 'weights') -> Path:
-    return Path(root) / TASKS[task].filename(variant)
+    return Path(root) / TASKS[task].entry.filename(variant)
 
 
 def default_weights(task: str, root: str | os.PathLike = 'weights') -> list[str]:
     """The shipped checkpoints of ``task`` that are present under ``root``, in catalogue order."""
-    return [str(p) for v in TASKS[task].variants if (p := weight_path(task, v, root)).is_file()]
+    return [str(p) for v in TASKS[task].entry.variants if (p := weight_path(task, v, root)).is_file()]
 
 
 class ModelNameError(ValueError):
@@ -102,7 +116,7 @@ class ModelNameError(ValueError):
 def shipped_names() -> list[str]:
     """The names ``-n`` and ``restore(weights=NAME)`` accept: every task's shipped variants, e.g.
     ``srresnet_x4_dhp40``."""
-    return [spec.run_name(v) for spec in TASKS.values() for v in spec.variants]
+    return [t.entry.run_name(v) for t in TASKS.values() for v in t.entry.variants]
 
 
 def weight_folders() -> list[Path]:
@@ -155,8 +169,9 @@ def model_label(meta: Mapping[str, Any], path: str | os.PathLike) -> str:
 
 def run_names(tasks: list[str], suffix: str = '') -> list[str]:
     """Training runs, every task's baseline first (later runs may compare against it)."""
-    order = [(t, 'baseline') for t in tasks] + [(t, v) for t in tasks for v in TASKS[t].variants if v != 'baseline']
-    return [TASKS[t].run_name(v) + suffix for t, v in order]
+    order = [(t, 'baseline') for t in tasks]
+    order += [(t, v) for t in tasks for v in TASKS[t].entry.variants if v != 'baseline']
+    return [TASKS[t].entry.run_name(v) + suffix for t, v in order]
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,8 @@ Kept free of Gradio so it can be tested and reused directly:
 * :func:`restore_dhp.uploads.uploaded_file` accepts only files the web framework stored as
   uploads, and :func:`restore_dhp.uploads.decode_upload` decodes them with the project's one
   decoder, bounding their size (both re-exported here).
-* :func:`process_request` prepares the model input for a task and mode, runs
+* :func:`process_request` prepares the model input for a task and mode (:meth:`restore_dhp.tasks.Task.upload_item`
+  and :meth:`~restore_dhp.tasks.Task.model_input`), runs
   every loaded model of that task on it, times only the forward pass on a prepared
   tensor -- all models side by side, as the speed tables do (each round runs every
   model once, order rotated: :func:`restore_dhp.timing.measure_side_by_side`), with a
@@ -33,16 +34,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import network, tasks
+from . import network
 from .catalogue import TASKS, model_label
 from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import metadata_complexity
-from .data.imageio import to_uint8
+from .data.pixels import tensor_to_image
 from .deploy import DeployedModel, DeployError, UnusableWeightsError
 from .deploy import prepare as deploy
-from .examples import EXAMPLES, UPLOAD_NOISE_NAME, write_examples  # noqa: F401  (the app takes them from here)
-from .run_model import resolve_device, tensor_to_image
-from .tasks import InputError, size_text
+from .examples import EXAMPLES, write_examples  # noqa: F401  (the app takes them from here)
+from .run_model import resolve_device
+from .tasks import InputError, Task, size_text
 from .timing import (Measurement, claim_profiler_thread, device_name, measure_side_by_side, paired_ratios,
                      peak_memory, quartiles)
 from .uploads import MAX_DECODE_BYTES, UPLOAD_REFUSED, decode_upload, uploaded_file  # noqa: F401  (re-exported)
@@ -57,7 +58,6 @@ DEFAULT_REPEATS = 3
 # GPU (SRResNet at 256×256 LR: a 1024×1024 output).
 DEFAULT_MAX_PIXELS = {'cpu': {'sr': 64 * 64, 'denoise': 160 * 160},
                       'cuda': {'sr': 256 * 256, 'denoise': 1024 * 1024}}
-MIN_SIDE = 8                      # smallest network input side accepted
 
 
 class NoWeightsError(RuntimeError):
@@ -66,7 +66,7 @@ class NoWeightsError(RuntimeError):
 
 @dataclass
 class LoadedModel:
-    task: str
+    task: Task                     # the catalogue's (restore_dhp.catalogue.TASKS)
     variant: str
     path: Path
     runner: DeployedModel          # the inference-ready form (restore_dhp.deploy) every request runs
@@ -77,7 +77,7 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
-        return f'{TASKS[self.task].network} {self.label}'
+        return f'{self.task.entry.network} {self.label}'
 
 
 @dataclass
@@ -93,8 +93,8 @@ class Registry:
 
     def _states(self):
         """(task title, loaded models, missing files, unusable files' reasons) per task."""
-        return [(spec.title, self.models.get(key, []), self.missing.get(key, []), self.broken.get(key, []))
-                for key, spec in TASKS.items()]
+        return [(task.entry.title, self.models.get(key, []), self.missing.get(key, []), self.broken.get(key, []))
+                for key, task in TASKS.items()]
 
     def _incomplete(self) -> bool:
         return any(self.missing.values()) or any(self.broken.values())
@@ -127,24 +127,23 @@ MISSING_HINT = ('Missing checkpoints come from the project\'s training options (
 
 
 def expected_files(weights_dir: str | os.PathLike) -> list[Path]:
-    return [Path(weights_dir) / spec.filename(v) for spec in TASKS.values() for v in spec.variants]
+    return [Path(weights_dir) / task.entry.filename(v) for task in TASKS.values() for v in task.entry.variants]
 
 
-def _load_model(key: str, variant: str, path: Path, device: torch.device) -> LoadedModel:
-    """One checkpoint: loaded once (metadata read once), checked against the catalogue, deployed."""
-    spec = TASKS[key]
+def _load_model(task: Task, variant: str, path: Path, device: torch.device) -> LoadedModel:
+    """One checkpoint: loaded once (metadata read once), checked against the catalogue's task, deployed."""
     loaded = load_checkpoint(path, device)
     meta = loaded.meta
     channels = network.structure(loaded.model).in_channels
-    if meta['task'] != key or int(meta['scale']) != spec.scale or channels != spec.channels:
+    if meta['task'] != task.key or int(meta['scale']) != task.scale or channels != task.channels:
         raise CheckpointError(f"{path}: holds a {meta['task']} x{meta['scale']} model with "
-                              f'{channels} channels, expected {key} x{spec.scale} with {spec.channels}')
+                              f'{channels} channels, expected {task.key} x{task.scale} with {task.channels}')
     cx = metadata_complexity(meta, size=128)
     try:
         runner = deploy(loaded.model, device)
     except UnusableWeightsError as e:
         raise UnusableWeightsError(f'{path}: {e}') from None
-    return LoadedModel(key, variant, path, runner, cx['gflops'], cx['params'], cx['flops_ratio'],
+    return LoadedModel(task, variant, path, runner, cx['gflops'], cx['params'], cx['flops_ratio'],
                        model_label(meta, path))
 
 
@@ -154,15 +153,15 @@ def load_registry(weights_dir: str | os.PathLike, device: str | torch.device | N
     device = resolve_device(device)
     claim_profiler_thread()  # here, on the server's main thread: no profiler ERROR line on the first request
     reg = Registry(weights_dir, device)
-    for key, spec in TASKS.items():
+    for key, task in TASKS.items():
         reg.models[key], reg.missing[key], reg.broken[key] = [], [], []
-        for variant in spec.variants:
-            path = weights_dir / spec.filename(variant)
+        for variant in task.entry.variants:
+            path = weights_dir / task.entry.filename(variant)
             if not path.exists():
                 reg.missing[key].append(path)
                 continue
             try:
-                reg.models[key].append(_load_model(key, variant, path, device))
+                reg.models[key].append(_load_model(task, variant, path, device))
             except (CheckpointError, DeployError, OSError, ValueError, RuntimeError) as e:
                 reg.broken[key].append(str(e).splitlines()[0])
     if not reg.tasks():
@@ -203,7 +202,7 @@ class ModelResult:
 
 @dataclass
 class RequestResult:
-    task: str
+    task: Task
     mode: str
     notices: list[str]
     results: list[ModelResult]
@@ -215,20 +214,16 @@ class RequestResult:
 
     def status_line(self) -> str:
         h, w = self.input_size
-        spec = TASKS[self.task]
-        what = f'{len(self.results)} {spec.network} model(s) on a {w}×{h} network input'
+        what = f'{len(self.results)} {self.task.entry.network} model(s) on a {w}×{h} network input'
         return ' '.join([f'Done: {what}.'] + self.notices)
 
 
-def prepare(task: str, mode: str, img: np.ndarray, seed: int, device: torch.device) -> Prepared:
+def prepare(task: Task, mode: str, img: np.ndarray, seed: int, device: torch.device) -> Prepared:
     """Build the network input for ``task``/``mode`` from a decoded image (:meth:`Task.upload_item`).
 
     uint8, or uint16 in restore mode (restored at 16-bit precision)."""
-    kind, spec = tasks.get(task), TASKS[task]
-    item, notices = kind.upload_item(img, mode == 'simulate', UPLOAD_NOISE_NAME, seed, spec.scale, spec.sigma_255,
-                                     MIN_SIDE)
-    x = torch.from_numpy(kind.model_input(item)).to(device)
-    return Prepared(x, kind.floor_output(item, spec.scale), item[2], notices)
+    item, notices = task.upload_item(img, mode == 'simulate', seed)
+    return Prepared(task.model_input(item, device), task.floor_output(item), item[2], notices)
 
 
 def default_max_pixels(device: torch.device) -> dict[str, int]:
@@ -248,11 +243,11 @@ COLUMN_FORMATS = {'GFLOPs (128×128)': '{:,.2f}', 'FLOPs (% of baseline)': '{:.1
                   'SSIM-Y': '{:.4f}', 'PSNR (dB)': '{:.2f}', 'SSIM': '{:.4f}'}
 
 
-def table_columns(task: str, scored: bool) -> list[str]:
+def table_columns(task: Task, scored: bool) -> list[str]:
     cols = ['Model', 'GFLOPs (128×128)', 'FLOPs (% of baseline)', 'Parameters', 'Runtime (ms)',
             'Peak memory (MB)']
     if scored:
-        cols += list(tasks.get(task).score_columns[0])
+        cols += list(task.score_columns[0])
     return cols
 
 
@@ -300,23 +295,24 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
         raise InputError(f'Unknown task {task!r}; choose one of {", ".join(TASKS)}.')
     if mode not in MODES:
         raise InputError(f'Unknown mode {mode!r}; choose one of {", ".join(MODES)}.')
-    models = registry.models.get(task) or []
+    key, task = task, TASKS[task]
+    models = registry.models.get(key) or []
     if not models:
-        raise InputError(f'No {TASKS[task].network} checkpoint is loaded, so {TASKS[task].title} is unavailable '
-                         f'(missing: {", ".join(p.name for p in registry.missing.get(task, []))}).')
+        raise InputError(f'No {task.entry.network} checkpoint is loaded, so {task.entry.title} is unavailable '
+                         f'(missing: {", ".join(p.name for p in registry.missing.get(key, []))}).')
     seed = _parse_seed(seed)
     limits = {**default_max_pixels(registry.device), **(max_pixels or {})}
     # bound the pixels the network sees (a simulated SR upload is the HR image: scale² larger)
-    limit = tasks.get(task).upload_pixels(limits[task], TASKS[task].scale, mode == 'simulate')
+    limit = task.upload_pixels(limits[key], mode == 'simulate')
     if not image:
         raise InputError('No image: upload one or pick an example.')
     img, notices = decode_upload(image, limit, keep_16bit=(mode == 'restore'))
     prep = prepare(task, mode, img, seed, registry.device)
-    results, meas, control = _run_models(task, models, prep, repeats, img.dtype)
+    results, meas, control = _run_models(task, models, prep, repeats)
     cols = table_columns(task, prep.reference is not None)
     rows = [[format_row_cell(c, r.row) for c in cols] for r in results]
     if prep.reference is not None:  # the no-network reference row: bicubic upscaling / the noisy input itself
-        floor = {'Model': f'{tasks.get(task).floor_label(TASKS[task].scale)} (no network)',
+        floor = {'Model': f'{task.floor_label(with_scale=True)} (no network)',
                  **_scores(task, prep.before, prep.reference)}
         rows.append([format_cell(c, floor.get(c)) for c in cols])
     _, _, h, w = prep.x.shape
@@ -324,10 +320,10 @@ def process_request(registry: Registry, task: str, mode: str, image: str | os.Pa
                          measurement_note(meas, repeats, control))
 
 
-def _scores(task: str, out: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+def _scores(task: Task, out: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """The table's score columns of one output: {'PSNR-Y (dB)': .., 'SSIM-Y': ..} or the denoising ones."""
-    columns, keys = tasks.get(task).score_columns
-    met = tasks.get(task).metrics(out, reference, TASKS[task].scale)
+    columns, keys = task.score_columns
+    met = task.metrics(out, reference)
     return {col: met[key] for col, key in zip(columns, keys)}
 
 
@@ -345,10 +341,9 @@ def _timed_side_by_side(models: list[LoadedModel], x: torch.Tensor, repeats: int
     return outputs, runs, memory, control
 
 
-def _run_models(task: str, models: list[LoadedModel], prep: Prepared, repeats: int, dtype=np.uint8):
-    """Every model on the prepared input, timed side by side: its output, time (median and quartiles over the
-    rounds), memory and scores.  ``dtype``: the upload's; a 16-bit upload is restored at 16-bit precision, then
-    shown as 8-bit."""
+def _run_models(task: Task, models: list[LoadedModel], prep: Prepared, repeats: int):
+    """Every model on the prepared input, timed side by side: its output (at 8 bits, as the page shows it; a
+    16-bit upload's input keeps its precision), time (median and quartiles over the rounds), memory and scores."""
     results = []
     with _RUN_LOCK, torch.no_grad():
         outputs, runs, memory, control = _timed_side_by_side(models, prep.x, repeats)
@@ -357,7 +352,7 @@ def _run_models(task: str, models: list[LoadedModel], prep: Prepared, repeats: i
                        None if prep.x.device.type == 'cuda' else torch.get_num_threads(), method)
     for lm in models:
         q1, median, q3 = quartiles(runs[lm.variant])
-        out = to_uint8(tensor_to_image(outputs[lm.variant], dtype))
+        out = tensor_to_image(outputs[lm.variant])
         peak = memory[lm.variant][0]
         row = {'Model': lm.name, 'GFLOPs (128×128)': lm.gflops,
                'FLOPs (% of baseline)': 100 * lm.flops_ratio, 'Parameters': int(lm.params),

@@ -133,7 +133,7 @@ def markdown(result: dict) -> str:
     task, models, sets = result['task'], result['models'], result['sets']
     metric = metric_label(task, primary_metric(task))
     t = result['table_settings']
-    lines = [f'## {TASKS[task].network}: latency-targeted vs FLOPs-targeted', '',
+    lines = [f'## {TASKS[task].entry.network}: latency-targeted vs FLOPs-targeted', '',
              f"Measured side by side ({result['rounds']} interleaved rounds, median) as the table "
              f"`{result['table']}` was: {t['device_name']}, {t['backend']} {t['precision']}, {t['threads']} thread(s), "
              f"input {t['size'][0]}x{t['size'][1]}. {control_line(result['control_speedup'])}.", '',

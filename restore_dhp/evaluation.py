@@ -1,7 +1,7 @@
 """The evaluation library behind ``benchmark`` (and the scripts): test sets, model inputs, scores, floors.
 
-* :func:`load_set` -- a test set as (name, input, reference) items (SR: LR/HR pairs; denoising: fixed
-  seeded noise at ``sigma_255``); what differs by task is in :mod:`restore_dhp.tasks`.
+* :func:`load_set` -- a test set as (name, input, reference) items of a configured task (SR: LR/HR pairs at its
+  ``scale``; denoising: fixed seeded noise at its ``sigma``); what differs by task is in :mod:`restore_dhp.tasks`.
 * :func:`score` / :func:`summarise` -- per-image metrics and their means (SR: Y-PSNR/SSIM with a
   ``scale``-pixel border and RGB PSNR; denoising: PSNR/SSIM), LPIPS when a function is given.
 * :func:`evaluate` -- a model on several sets; :func:`evaluate_floor` -- the trivial floor (MATLAB
@@ -21,18 +21,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import tasks
-from ._compat import basicsr_module
 from .catalogue import model_label
 from .checkpoint import load_compact, read_metadata
 from .complexity import metadata_complexity
+from .data.pixels import tensor_to_image
 from .deploy import prepare
 from .tasks import Task
-from .run_model import forward_tiled, tensor_to_image
+from .run_model import forward_tiled
 from .progress import progress
 from .timing import measure
-
-imresize = basicsr_module('basicsr.utils.matlab_functions').imresize  # without importing all of BasicSR
 
 EVAL_OVERLAP = 32  # input pixels of context around each tile when evaluating in tiles
 
@@ -52,21 +49,21 @@ def describe_checkpoint(path: str | os.PathLike, size: int = 128) -> dict:
             'info': meta['info']}
 
 
-def load_set(task: str | Task, root: str | os.PathLike, name: str, scale: int, sigma_255: float, seed: int,
-             max_images: int | None = None) -> list:
-    """A test set as the task's items (:mod:`restore_dhp.tasks`), at most ``max_images`` of them."""
-    items = tasks.get(task).load_set(root, name, scale, sigma_255, seed)
+def load_set(task: Task, root: str | os.PathLike, name: str, seed: int = 0, max_images: int | None = None) -> list:
+    """A test set as the task's items (:mod:`restore_dhp.tasks`), at most ``max_images`` of them; ``seed``: of the
+    noise."""
+    items = task.load_set(root, name, seed)
     if not items:
         raise EvaluationError(f'{name}: no images found under {root}')
     return items[:max_images] if max_images else items
 
 
-def score(task: str | Task, out_u8: np.ndarray, item, scale: int, lpips_fn: Callable | None) -> dict:
+def score(task: Task, out_u8: np.ndarray, item, lpips_fn: Callable | None) -> dict:
     ref = item[2]
     if out_u8.shape[:2] != ref.shape[:2]:  # defensive: a loader that did not crop HR to a multiple of scale
         h, w = min(out_u8.shape[0], ref.shape[0]), min(out_u8.shape[1], ref.shape[1])
         out_u8, ref = out_u8[:h, :w], ref[:h, :w]
-    m = tasks.get(task).metrics(out_u8, ref, scale)
+    m = task.metrics(out_u8, ref)
     if lpips_fn is not None:
         m['lpips'] = float(lpips_fn(out_u8, ref))
     return {k: float(v) for k, v in m.items()}
@@ -80,26 +77,28 @@ def summarise(per_image: list[dict]) -> dict:
     return out
 
 
-def evaluate(model, task: str | Task, sets: dict, tile: int | None, lpips_fn, desc: str, quiet: bool) -> dict:
+def evaluate(model, task: Task, sets: dict, tile: int | None, lpips_fn, desc: str, quiet: bool) -> dict:
     """Per-set metrics of ``model`` (a :class:`~restore_dhp.deploy.DeployedModel` or a module with ``.scale``)."""
+    if model.scale != task.scale:
+        raise EvaluationError(f'a x{model.scale} model cannot be evaluated as {task}')
     device = getattr(model, 'device', None) or next(model.parameters()).device
-    task, results = tasks.get(task), {}
+    results = {}
     for set_name, items in sets.items():
         per_image = []
         for item in progress(items, desc=f'{desc} / {set_name}', unit='img', leave=False, quiet=quiet):
-            x = torch.from_numpy(task.model_input(item)).to(device)
+            x = task.model_input(item, device)
             with torch.no_grad():
                 y = forward_tiled(model, x, model.scale, tile, overlap=EVAL_OVERLAP)
-            per_image.append({'name': item[0], **score(task, tensor_to_image(y), item, model.scale, lpips_fn)})
+            per_image.append({'name': item[0], **score(task, tensor_to_image(y), item, lpips_fn)})
         results[set_name] = summarise(per_image)
     return results
 
 
-def evaluate_floor(task: str | Task, sets: dict, scale: int, lpips_fn, quiet: bool) -> dict:
+def evaluate_floor(task: Task, sets: dict, lpips_fn, quiet: bool) -> dict:
     """Per-set metrics of the task's trivial floor (:meth:`~restore_dhp.tasks.Task.floor_output`)."""
-    task, results = tasks.get(task), {}
+    results = {}
     for set_name, items in sets.items():
-        per_image = [{'name': item[0], **score(task, task.floor_output(item, scale), item, scale, lpips_fn)}
+        per_image = [{'name': item[0], **score(task, task.floor_output(item), item, lpips_fn)}
                      for item in progress(items, desc=f'floor / {set_name}', unit='img', leave=False, quiet=quiet)]
         results[set_name] = summarise(per_image)
     return results

@@ -15,8 +15,7 @@ from skimage import data as skimage_data
 from .data.pixels import to_gray, to_uint8
 from .degradations import add_fixed_noise, matlab_resize
 from .fileio import atomic_path
-
-UPLOAD_NOISE_NAME = 'upload'   # the demo's simulated noise depends only on the seed shown on the page
+from .tasks import UPLOAD_NOISE_NAME
 #: per task: (example name, mode) rows of the page's example list
 EXAMPLES = {'sr': (('astronaut_hr', 'simulate'), ('coffee_lr', 'restore')),
             'denoise': (('camera', 'simulate'), ('chelsea_noisy', 'restore'))}

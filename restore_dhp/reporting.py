@@ -26,18 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import tasks
-from .catalogue import PAPER_REFERENCE
+from .catalogue import PAPER_REFERENCE, get_task
 from .fileio import atomic_path, write_text
 
 
 
 def primary_metric(task: str) -> str:
-    return tasks.get(task).primary_metric
+    return get_task(task).primary_metric
 
 
 def metric_label(task: str, key: str) -> str:
-    return dict(tasks.get(task).metric_columns)[key]
+    return dict(get_task(task).metric_columns)[key]
 
 
 def below_floor_notes(task: str, sets: list[str], rows: list[dict], floor: dict) -> list[str]:
@@ -82,7 +81,7 @@ def _fmt(value, digits=2, scale=1.0) -> str:
 def _metric_names(task: str, rows: list[dict]) -> list[tuple[str, str]]:
     """Metric columns present in at least one row (LPIPS only when it was computed)."""
     present = {k for r in rows for m in r['metrics'].values() for k in m}
-    return [(k, label) for k, label in tasks.get(task).metric_columns if k in present]
+    return [(k, label) for k, label in get_task(task).metric_columns if k in present]
 
 
 def csv_columns(task: str, sets: list[str], rows: list[dict]) -> list[str]:
@@ -137,7 +136,7 @@ def _timing_label(timing: dict) -> str:
 
 
 def _intro(task: str, device: dict, timing: dict, run: dict) -> str:
-    metric_desc = tasks.get(task).metric_description(run)
+    metric_desc = get_task(task).metric_description(run)
     head = (f'**Measured on {device["label"]}.** {metric_desc}. GFLOPs and parameters at a 128×128 input '
             '(paper convention: conv multiply-accumulates + activations/BN, for SR the low-resolution '
             'input). FLOPs ratio = model FLOPs / the same architecture at full width. Runtime: ')
@@ -159,7 +158,7 @@ def markdown(task: str, sets: list[str], rows: list[dict], device: dict, timing:
              notes: list[str]) -> str:
     """report.md: the measured table, further metrics, notes, and the paper's figures apart."""
     head = primary_metric(task)
-    title = tasks.get(task).report_title(run)
+    title = get_task(task).report_title(run)
     lines = [f'# DHP benchmark — {title}', '', _intro(task, device, timing, run), '']
     dev, form = device['type'].upper(), _timing_label(timing)
     mem_form = f"{timing['memory_backend']} fp32" if timing.get('memory_backend') else form

@@ -307,7 +307,7 @@ def main(argv=None) -> int:
                             emit(profile_kernels(e, input_for(e, size, 'cuda'), backend, precision, args))
         else:
             run_all(groups, args, emit)
-            paper = ', '.join(f"{TASKS[t].network} {PAPER_REFERENCE[t]['dhp20_gpu_speedup']}x" for t in TASKS)
+            paper = ', '.join(f"{TASKS[t].entry.network} {PAPER_REFERENCE[t]['dhp20_gpu_speedup']}x" for t in TASKS)
             target = ('CPU target: speedup/ideal >= 0.9.' if args.device == 'cpu' else
                       f"DHP-20's GPU speedup reported in the paper: {paper}.")
             emit(['', 'speedup = baseline ms / model ms in the same backend and precision (medians over rounds); '

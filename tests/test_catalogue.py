@@ -26,7 +26,7 @@ def test_runs_and_files_for_the_training_script(capsys):
 def test_file_names_and_the_shipped_weights():
     assert weight_path('sr', 'dhp40') == Path('weights/srresnet_x4_dhp40.safetensors')
     shipped = default_weights('denoise', REPO / 'weights')
-    assert shipped == [str(REPO / 'weights' / TASKS['denoise'].filename(v)) for v in VARIANTS][:len(shipped)]
+    assert shipped == [str(REPO / 'weights' / TASKS['denoise'].entry.filename(v)) for v in VARIANTS][:len(shipped)]
 
 
 def test_search_target_follows_the_parent_chain():

@@ -25,7 +25,7 @@ def test_every_subpackage_and_the_weights_are_packaged():
     assert setuptools['package-dir'] == {'restore_dhp.weights': 'weights'}
     assert setuptools['package-data'] == {'restore_dhp.weights': ['*.safetensors']}
     names = shipped_names()
-    assert len(names) == 9 and names == [s.run_name(v) for s in TASKS.values() for v in s.variants]
+    assert len(names) == 9 and names == [s.entry.run_name(v) for s in TASKS.values() for v in s.entry.variants]
     assert all((REPO / 'weights' / f'{n}.safetensors').is_file() for n in names)
 
 

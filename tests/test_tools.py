@@ -53,9 +53,9 @@ def test_every_shipped_weight_names_the_recipe_that_trained_it(path):
 def test_catalogue_models_have_their_recipes_and_each_passes_the_checks():
     runs = recipes.catalogue_runs()
     for spec in TASKS.values():
-        for variant in spec.variants:
+        for variant in spec.entry.variants:
             for stage in ('', '_cpu', '_gpu', '_continue_gpu', '_bnfreeze_gpu'):   # paper, budgets, later stages
-                assert spec.run_name(variant) + stage in runs
+                assert spec.entry.run_name(variant) + stage in runs
     for run in runs:
         r = recipes.recipe(run)
         assert _checked(r.file, list(r.force))['name'] == run

@@ -52,7 +52,7 @@ BUDGETS = ('cpu', 'gpu')
 #: the stages of each task's shipped weights, in order, each from the previous one's result (their metadata records
 #: the same chain under ``parent``); a CPU budget is one stage, and a continuation is followed by what follows it here
 SHIPPED_STAGES = {'sr': ('gpu', 'continue_gpu', 'bnfreeze_gpu'), 'denoise': ('gpu', 'bnfreeze_gpu')}
-RUN = re.compile(rf"(?P<prefix>{'|'.join(re.escape(t.prefix) for t in TASKS.values())})"
+RUN = re.compile(rf"(?P<prefix>{'|'.join(re.escape(t.entry.prefix) for t in TASKS.values())})"
                  r'_(?P<variant>baseline|(?:dhp|cpu|gpu)\d+)'
                  rf"(?:_(?P<stage>{'|'.join(LATER_STAGES + BUDGETS)})(?:_(?P<tag>\w+))?)?$")
 
@@ -168,9 +168,9 @@ def catalogue_runs() -> list[str]:
     """Every recipe of the catalogue's models: the paper's setting and each budget and stage that has a file."""
     runs = []
     for spec in TASKS.values():
-        for variant in spec.variants:
+        for variant in spec.entry.variants:
             for stage in ('', *BUDGETS, *LATER_STAGES):
-                run = spec.run_name(variant) + (f'_{stage}' if stage else '')
+                run = spec.entry.run_name(variant) + (f'_{stage}' if stage else '')
                 try:
                     recipe(run)
                 except RecipeError:
@@ -183,7 +183,7 @@ def following(stage: str, model: str) -> list[str]:
     """The recipes that follow ``model``'s ``stage`` in its task's shipped chain, up to the next continuation (a budget
     of its own in tools/train_weights.sh): ``dncnn_s70_dhp40_bnfreeze_gpu`` after ``gpu``; none for a stage the
     chain does not hold."""
-    task = next(t for t, spec in TASKS.items() if parse(model)['prefix'] == spec.prefix)
+    task = next(t for t, spec in TASKS.items() if parse(model)['prefix'] == spec.entry.prefix)
     chain = SHIPPED_STAGES[task]
     later = chain[chain.index(stage) + 1:] if stage in chain else ()
     if 'continue_gpu' in later:

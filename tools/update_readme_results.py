@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         path = ROOT / 'reports' / task / 'report.md'
         if not path.exists():
             continue
-        parts.append(f'### {spec.title}\n\n{measured_section(path.read_text())}\n\n'
+        parts.append(f'### {spec.entry.title}\n\n{measured_section(path.read_text())}\n\n'
                      f'Full report with SSIM, the paper\'s reported figures and the plot: '
                      f'[`reports/{task}/report.md`](reports/{task}/report.md), '
                      f'![PSNR vs FLOPs](reports/{task}/psnr_vs_flops.png)')

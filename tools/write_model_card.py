@@ -18,7 +18,6 @@ import os
 import statistics
 import sys
 
-from restore_dhp import tasks
 from restore_dhp.catalogue import TASKS, VARIANT_LABELS
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.complexity import checkpoint_complexity
@@ -159,7 +158,7 @@ def observations(task: str) -> str:
         return ''
     rep = json.load(open(path))
     first = rep['sets'][0]
-    key = tasks.get(task).primary_metric
+    key = TASKS[task].primary_metric
     ours = {r['name']: r for r in rep['results'] if r.get('kind') == 'model'}
     paper = {r['name']: r['psnr'] for r in rep['paper_reference']['rows']}
     paper_col = rep['paper_reference']['sets'].index(first) if first in rep['paper_reference']['sets'] else None
@@ -217,7 +216,7 @@ def report_blocks(task: str) -> str:
 
 def shipped_option(task: str) -> dict:
     """The option file of the first stage that trained the task's shipped baseline (named in its metadata)."""
-    info = read_metadata(os.path.join(ROOT, 'weights', TASKS[task].filename('baseline')))['info']
+    info = read_metadata(os.path.join(ROOT, 'weights', TASKS[task].entry.filename('baseline')))['info']
     return of_checkpoint(_stages(info)[0]).options()
 
 
@@ -241,8 +240,9 @@ def intro() -> str:
 
 def task_parts(task: str) -> list[str]:
     """One task's part of the card: a section per shipped checkpoint, the cost of pruning, the measured tables."""
-    parts = [f'## {TASKS[task].title}\n']
-    for name in (TASKS[task].run_name(v) for v in TASKS[task].variants):
+    entry = TASKS[task].entry
+    parts = [f'## {entry.title}\n']
+    for name in (entry.run_name(v) for v in entry.variants):
         block = section(name)
         parts.append(block if block else f'### `{name}`\n\nnot trained yet.')
     parts.append(f'### Cost of pruning in this budget (computed from `reports/{task}/report.json`)\n\n'

@@ -38,7 +38,7 @@ def nets() -> dict[str, tuple[str, str]]:
     """{catalogue prefix: (short arch name, task)} from the catalogue and the architecture registry."""
     from restore_dhp.archs import aliases
     short = {cls: alias for alias, cls in aliases().items()}
-    return {spec.prefix: (short[spec.arch], task) for task, spec in TASKS.items()}
+    return {spec.entry.prefix: (short[spec.entry.arch], task) for task, spec in TASKS.items()}
 
 
 def make_data(work: str) -> None:
@@ -59,7 +59,7 @@ def make_data(work: str) -> None:
     torch.manual_seed(0)
     for prefix, (arch, task) in nets().items():
         save_compact(network.build(arch, TINY[arch]),
-                     os.path.join(work, 'weights', TASKS[task].filename('baseline')))
+                     os.path.join(work, 'weights', TASKS[task].entry.filename('baseline')))
 
 
 def shrink(opt: dict) -> dict:

@@ -55,8 +55,8 @@ def shipped_runs() -> list[tuple[str, str]]:
     """(run, task) of every shipped model with a continuation recipe, SR first."""
     runs = []
     for task, spec in TASKS.items():
-        for variant in spec.variants:
-            run = spec.run_name(variant)
+        for variant in spec.entry.variants:
+            run = spec.entry.run_name(variant)
             if (ROOT / 'weights' / f'{run}.safetensors').is_file() and has_continuation(run):
                 runs.append((run, task))
     return runs

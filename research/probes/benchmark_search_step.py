@@ -41,8 +41,8 @@ def arch_table() -> dict[str, tuple[int, str]]:
     short = {cls: alias for alias, cls in aliases().items()}
     table = {}
     for task, spec in TASKS.items():
-        patch = recipe(f'{spec.prefix}_baseline_cpu').options()['datasets']['train']['gt_size'] // spec.scale
-        table[short[spec.arch]] = (patch, task)
+        patch = recipe(f'{spec.entry.prefix}_baseline_cpu').options()['datasets']['train']['gt_size'] // spec.scale
+        table[short[spec.entry.arch]] = (patch, task)
     return table
 
 

@@ -18,7 +18,7 @@ import sys
 
 import torch
 
-from restore_dhp import tasks
+from restore_dhp.catalogue import get_task
 from restore_dhp.checkpoint import load_compact, read_metadata
 from restore_dhp.evaluation import load_set
 
@@ -50,11 +50,12 @@ def main(argv=None) -> int:
     p.add_argument('--sigma', type=float, default=70)
     args = p.parse_args(argv)
     meta = read_metadata(args.weights[0])
-    items = load_set(meta['task'], args.data_root, args.set, meta.get('scale', 1), args.sigma, 0, None)
+    task = get_task(meta['task']).at(scale=meta.get('scale', 1), sigma=args.sigma)
+    items = load_set(task, args.data_root, args.set, 0, None)
     item = next((it for it in items if it[0] == args.image), None)
     if item is None:
         p.error(f'no image {args.image!r} in {args.set}')
-    x = torch.from_numpy(tasks.get(meta['task']).model_input(item))
+    x = task.model_input(item)
     for path in args.weights:
         model = load_compact(path, 'cpu').eval()
         ratios = variance_ratios(model, x)
