@@ -103,7 +103,7 @@ def prune_options(args, weights: str, meta: dict) -> dict:
     dhp = {k: v for k, v in (opt.get('dhp') or {}).items() if k not in ('target_ratio', 'target')}
     if kind == 'latency':
         dhp['target'] = {'latency': ratio, 'table': os.path.abspath(latency_table(meta, args.table))}
-        dhp.setdefault('round_to', 'auto')
+        dhp['round_to'] = 'auto'  # widths in the table's step, the device's (8 or 16 channels on the CPUs seen)
     else:
         dhp['target_ratio'] = ratio
     opt['dhp'] = dhp
