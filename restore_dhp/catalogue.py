@@ -54,6 +54,20 @@ TASKS: dict[str, Task] = {task.key: task for task in (
 )}
 
 
+#: further networks shipped for a task, pruned by tracing them (issue 29), at the CPU recipes' budget
+MORE_NETWORKS: dict[str, tuple[CatalogueEntry, ...]] = {
+    'sr': (CatalogueEntry('edsr_x4', 'EDSR', 'EDSR', "Super-resolution ×4 (BasicSR's EDSR, RGB)", 'Urban100',
+                          ('Set5', 'Set14', 'B100'), variants=('baseline', 'dhp40')),),
+    'denoise': (CatalogueEntry('unet_s70', 'UNetDenoiser', 'UNet', 'Denoising σ=70 (UNet, gray images only)', 'BSD68',
+                               ('BSD68',), variants=('baseline', 'dhp40')),),
+}
+
+
+def entries(task: Task) -> tuple[CatalogueEntry, ...]:
+    """Every network the catalogue ships for ``task``: its main one first."""
+    return (task.entry, *MORE_NETWORKS.get(task.key, ()))
+
+
 def get_task(task: str | Task) -> Task:
     """The shipped task of a name ('sr', 'denoise'), holding its catalogue entry; a task object is returned as
     it is."""
@@ -116,7 +130,7 @@ class ModelNameError(ValueError):
 def shipped_names() -> list[str]:
     """The names ``-n`` and ``restore(weights=NAME)`` accept: every task's shipped variants, e.g.
     ``srresnet_x4_dhp40``."""
-    return [t.entry.run_name(v) for t in TASKS.values() for v in t.entry.variants]
+    return [e.run_name(v) for t in TASKS.values() for e in entries(t) for v in e.variants]
 
 
 def weight_folders() -> list[Path]:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import network
-from .catalogue import TASKS, model_label
+from .catalogue import TASKS, CatalogueEntry, entries, model_label
 from .checkpoint import CheckpointError, load_checkpoint
 from .complexity import metadata_complexity
 from .data.pixels import tensor_to_image
@@ -67,6 +67,7 @@ class NoWeightsError(RuntimeError):
 @dataclass
 class LoadedModel:
     task: Task                     # the catalogue's (restore_dhp.catalogue.TASKS)
+    entry: CatalogueEntry          # the network it is (the task's main one, or another: catalogue.entries)
     variant: str
     path: Path
     runner: DeployedModel          # the inference-ready form (restore_dhp.deploy) every request runs
@@ -77,7 +78,7 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
-        return f'{self.task.entry.network} {self.label}'
+        return f'{self.entry.network} {self.label}'
 
 
 @dataclass
@@ -127,10 +128,10 @@ MISSING_HINT = ('Missing checkpoints come from the project\'s training options (
 
 
 def expected_files(weights_dir: str | os.PathLike) -> list[Path]:
-    return [Path(weights_dir) / task.entry.filename(v) for task in TASKS.values() for v in task.entry.variants]
+    return [Path(weights_dir) / e.filename(v) for task in TASKS.values() for e in entries(task) for v in e.variants]
 
 
-def _load_model(task: Task, variant: str, path: Path, device: torch.device) -> LoadedModel:
+def _load_model(task: Task, entry: CatalogueEntry, variant: str, path: Path, device: torch.device) -> LoadedModel:
     """One checkpoint: loaded once (metadata read once), checked against the catalogue's task, deployed."""
     loaded = load_checkpoint(path, device)
     meta = loaded.meta
@@ -143,7 +144,7 @@ def _load_model(task: Task, variant: str, path: Path, device: torch.device) -> L
         runner = deploy(loaded.model, device)
     except UnusableWeightsError as e:
         raise UnusableWeightsError(f'{path}: {e}') from None
-    return LoadedModel(task, variant, path, runner, cx['gflops'], cx['params'], cx['flops_ratio'],
+    return LoadedModel(task, entry, variant, path, runner, cx['gflops'], cx['params'], cx['flops_ratio'],
                        model_label(meta, path))
 
 
@@ -155,13 +156,13 @@ def load_registry(weights_dir: str | os.PathLike, device: str | torch.device | N
     reg = Registry(weights_dir, device)
     for key, task in TASKS.items():
         reg.models[key], reg.missing[key], reg.broken[key] = [], [], []
-        for variant in task.entry.variants:
-            path = weights_dir / task.entry.filename(variant)
+        for entry, variant in ((e, v) for e in entries(task) for v in e.variants):
+            path = weights_dir / entry.filename(variant)
             if not path.exists():
                 reg.missing[key].append(path)
                 continue
             try:
-                reg.models[key].append(_load_model(task, variant, path, device))
+                reg.models[key].append(_load_model(task, entry, variant, path, device))
             except (CheckpointError, DeployError, OSError, ValueError, RuntimeError) as e:
                 reg.broken[key].append(str(e).splitlines()[0])
     if not reg.tasks():
@@ -214,7 +215,7 @@ class RequestResult:
 
     def status_line(self) -> str:
         h, w = self.input_size
-        what = f'{len(self.results)} {self.task.entry.network} model(s) on a {w}×{h} network input'
+        what = f'{len(self.results)} model(s) on a {w}×{h} network input'
         return ' '.join([f'Done: {what}.'] + self.notices)
 
 

@@ -35,6 +35,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         gm = fx.symbolic_trace(copy.deepcopy(model).eval())
     except Exception:  # fx raises many types for forwards it cannot follow
         return copy.deepcopy(model).eval()
+    if not _traces_faithfully(gm, model):  # a forward that writes attributes (EDSR's mean) leaves proxies behind
+        return copy.deepcopy(model).eval()
     modules = dict(gm.named_modules())
     for node, src in _fed_by_conv_alone(gm, modules, nn.BatchNorm2d):
         _fold_into(modules[src.target], modules[node.target])
@@ -44,6 +46,21 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+def _traces_faithfully(gm: fx.GraphModule, model: nn.Module) -> bool:
+    """Whether the traced graph computes what ``model`` does, on a small random input of its channels."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        return False
+    ref = next(model.parameters())
+    x = torch.rand(1, conv.in_channels, 16, 16, generator=torch.Generator().manual_seed(0)).to(ref)
+    try:
+        with torch.no_grad():
+            out, expected = gm(x), copy.deepcopy(model).eval()(x)
+    except Exception:  # a graph that cannot run is not faithful
+        return False
+    return isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.allclose(out, expected, atol=1e-5)
 
 
 def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:

@@ -266,8 +266,9 @@ def test_partial_weights_are_reported(tmp_path):
     reg = demo.load_registry(tmp_path)
     assert reg.tasks() == ['sr'] and [m.variant for m in reg.models['sr']] == ['baseline', 'dhp40']
     assert [p.name for p in reg.missing['sr']] == ['srresnet_x4_dhp100.safetensors', 'srresnet_x4_dhp60.safetensors',
-                                                'srresnet_x4_dhp20.safetensors']
-    assert len(reg.missing['denoise']) == 3 and len(reg.broken['denoise']) == 1
+                                                'srresnet_x4_dhp20.safetensors', 'edsr_x4_baseline.safetensors',
+                                                'edsr_x4_dhp40.safetensors']  # the task's other network too
+    assert len(reg.missing['denoise']) == 5 and len(reg.broken['denoise']) == 1
     text = '\n'.join(reg.summary_lines())
     assert 'srresnet_x4_dhp60.safetensors' in text and 'weights/README.md' in text
     with pytest.raises(demo.InputError, match='unavailable'):
@@ -347,3 +348,17 @@ def test_16bit_input_is_restored_alike_by_infer_and_the_demo(client, demo_app, t
     from_demo = _load(_sliders(out, 'sr')[0][1])
     diff = np.abs(from_demo.astype(int) - from_infer.astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.999, (diff.max(), (diff == 0).mean())
+
+
+def test_the_demo_lists_the_other_shipped_networks(tmp_path):
+    """Issue 29: BasicSR's EDSR (and the UNet) ship beside SRResNet and DnCNN; the demo loads and names them."""
+    from restore_dhp import demo, network
+    from restore_dhp.checkpoint import save_compact
+    write_tiny_demo_weights(tmp_path, variants=('baseline',), tasks=('sr',))
+    edsr = network.build('EDSR', dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=4))
+    save_compact(edsr, tmp_path / 'edsr_x4_baseline.safetensors', info={'experiment': 'toy'})
+    reg = demo.load_registry(tmp_path)
+    names = [m.name for m in reg.models['sr']]
+    assert names[0].startswith('SRResNet') and any(n.startswith('EDSR') for n in names), names
+    result = demo.process_request(reg, 'sr', 'simulate', _img(tmp_path / 'e.png', np.full((48, 48, 3), 99, np.uint8)))
+    assert any(r.name.startswith('EDSR') for r in result.results)
