@@ -9,7 +9,7 @@
 BasicSR's ``--force_yml`` (``restore_dhp.options`` checks the overrides as it checks the file). A run is named
 ``<prefix>_<variant>[_<stage>[_<tag>]]``:
 
-* prefix: a task's in ``restore_dhp.catalogue`` (``srresnet_x4``, ``dncnn_s70``);
+* prefix: a network's in ``restore_dhp.catalogue`` (``srresnet_x4``, ``dncnn_s70``, ``edsr_x4``, ``unet_s70``);
 * variant: ``baseline``; ``dhpNN``, searched to NN% of the full width's FLOPs; ``cpuNN`` / ``gpuNN``, to NN% of
   its latency on a table measured on that device;
 * stage: none (the paper's setting), ``cpu`` or ``gpu`` (a one-stage budget), ``continue_gpu`` or
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from restore_dhp.catalogue import TASKS
+from restore_dhp.catalogue import TASKS, entries
 from restore_dhp.force_yml import apply_force_yml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ BUDGETS = ('cpu', 'gpu')
 #: the stages of each task's shipped weights, in order, each from the previous one's result (their metadata records
 #: the same chain under ``parent``); a CPU budget is one stage, and a continuation is followed by what follows it here
 SHIPPED_STAGES = {'sr': ('gpu', 'continue_gpu', 'bnfreeze_gpu'), 'denoise': ('gpu', 'bnfreeze_gpu')}
-RUN = re.compile(rf"(?P<prefix>{'|'.join(re.escape(t.entry.prefix) for t in TASKS.values())})"
+RUN = re.compile(rf"(?P<prefix>{'|'.join(re.escape(e.prefix) for t in TASKS.values() for e in entries(t))})"
                  r'_(?P<variant>baseline|(?:dhp|cpu|gpu)\d+)'
                  rf"(?:_(?P<stage>{'|'.join(LATER_STAGES + BUDGETS)})(?:_(?P<tag>\w+))?)?$")
 
@@ -129,6 +129,8 @@ def _family(folder: Path, run: str) -> tuple[Path, list[str]]:
         mine = parse(own['name'])
         pretrain = own['path']['pretrain_network_g'].replace(f"{prefix}_{mine['variant']}", f'{prefix}_{variant}')
         return file, [f'path:pretrain_network_g={pretrain}']
+    if variant == 'baseline':   # a baseline has a file of its own, or no recipe at that stage
+        raise RecipeError(f'{run}: no option file {folder / (run + ".yml")}')
     target = int(variant[3:]) / 100
     suffix = f'_{stage}' if stage else ''
     if variant.startswith('dhp'):
@@ -167,10 +169,10 @@ def of_checkpoint(info: dict, folder: Path = OPTIONS) -> Recipe:
 def catalogue_runs() -> list[str]:
     """Every recipe of the catalogue's models: the paper's setting and each budget and stage that has a file."""
     runs = []
-    for spec in TASKS.values():
-        for variant in spec.entry.variants:
+    for entry in (e for t in TASKS.values() for e in entries(t)):
+        for variant in entry.variants:
             for stage in ('', *BUDGETS, *LATER_STAGES):
-                run = spec.entry.run_name(variant) + (f'_{stage}' if stage else '')
+                run = entry.run_name(variant) + (f'_{stage}' if stage else '')
                 try:
                     recipe(run)
                 except RecipeError:
@@ -183,7 +185,7 @@ def following(stage: str, model: str) -> list[str]:
     """The recipes that follow ``model``'s ``stage`` in its task's shipped chain, up to the next continuation (a budget
     of its own in tools/train_weights.sh): ``dncnn_s70_dhp40_bnfreeze_gpu`` after ``gpu``; none for a stage the
     chain does not hold."""
-    task = next(t for t, spec in TASKS.items() if parse(model)['prefix'] == spec.entry.prefix)
+    task = next(t for t, spec in TASKS.items() if parse(model)['prefix'] in (e.prefix for e in entries(spec)))
     chain = SHIPPED_STAGES[task]
     later = chain[chain.index(stage) + 1:] if stage in chain else ()
     if 'continue_gpu' in later:
