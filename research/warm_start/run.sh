@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The warm-start study on this machine's CPU (reports/device/warm_start.md): trained weights pruned by DHP to 60 / 40 /
+# 20% of their measured latency with `restore-dhp prune`, the magnitude-pruning control at the same widths and budget,
+# and the report.  Stages (default: all, in order): models | controls | report.  One run at a time, one thread
+# (THREADS=N to change); a killed run continues when the stage is started again.
+#   bash research/warm_start/run.sh            # everything
+#   bash research/warm_start/run.sh report     # the report only, from what is there
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-python}
+export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
+TARGETS=${TARGETS:-"60 40 20"}
+SR_STARTS=${SR_STARTS:-"srresnet_x4_dhp100 srresnet_x4_baseline"}
+DN_STARTS=${DN_STARTS:-"dncnn_s70_baseline"}
+# this CPU's folder of latency tables, e.g. latency_tables/cpu-amd-epyc-1t: the weights go to weights/device/<folder>
+FOLDER=$($PY -c "import os; from restore_dhp.latency import table_path
+print(os.path.basename(os.path.dirname(table_path('srresnet', 'cpu', 'fused', 'fp32', 1, (170, 256)))))")
+OUT=weights/device/$FOLDER
+mkdir -p "$OUT" research/warm_start/ckpt
+stage=${1:-all}
+
+models() {
+  for start in $SR_STARTS $DN_STARTS; do for t in $TARGETS; do
+    [ -f "$OUT/${start}_cpu$t.safetensors" ] || $PY -m restore_dhp.prune -n "$start" --latency "0.$t" \
+      -o "$OUT/${start}_cpu$t.safetensors"
+  done; done
+}
+
+controls() {
+  for start in $SR_STARTS $DN_STARTS; do for t in $TARGETS; do
+    model=${start}_cpu$t task=$([[ $start == dncnn* ]] && echo denoise || echo sr)
+    [ -f "$OUT/$model.safetensors" ] || continue
+    [ -f "$OUT/${model}_control.safetensors" ] && continue
+    naive=research/warm_start/ckpt/${model}_naive.safetensors
+    [ -f "$naive" ] || $PY -m research.warm_start.naive_prune --weights "weights/$start.safetensors" \
+      --like "$OUT/$model.safetensors" -o "$naive"
+    $PY -m restore_dhp.train -opt "research/warm_start/options/control_${task}_cpu.yml" --auto_resume \
+      --force_yml "name=${model}_control" "path:pretrain_network_g=$naive"
+    cp "experiments/${model}_control/models/net_g_latest.safetensors" "$OUT/${model}_control.safetensors"
+  done; done
+}
+
+report() {
+  for task in sr denoise; do
+    if [ $task = sr ]; then net=srresnet_x4 sets="Set5 Set14 B100 Urban100" table=srresnet_fused_fp32_170x256
+    else net=dncnn_s70 sets="BSD68 Set12" table=dncnn_fused_fp32_321x481; fi
+    weights=$(ls weights/${net}_baseline.safetensors weights/${net}_dhp{60,40,20}.safetensors \
+      weights/device/${net}_cpu{60,40,20}.safetensors $OUT/${net}_*.safetensors 2>/dev/null)
+    $PY -m restore_dhp.benchmark --task $task --weights $weights --sets $sets --no-timing --no-lpips \
+      --out reports/device/warm_start_quality_$task --quiet
+    $PY -m restore_dhp.device_report --task $task --table latency_tables/$FOLDER/$table.json --weights $weights \
+      --quality reports/device/warm_start_quality_$task/report.json --out reports/device/warm_start_$task
+  done
+}
+
+case $stage in
+  models) models ;; controls) controls ;; report) report ;;
+  all) models; controls; report ;;
+  *) echo "usage: $0 [models|controls|report|all]" >&2; exit 2 ;;
+esac
