@@ -61,7 +61,8 @@ def test_traced_paper_networks_match_their_hand_written_specs(arch, kwargs, gold
 
 
 # A seeded search on the hand-written DHP forms (before the traced path replaced them; commit ac9cfca) ended at
-# these checks; the traced form reproduces them bit for bit (the same latents, banks, forward and prox).
+# these checks; the traced form reproduces them bit for bit (the same latents, banks, forward and prox) when its
+# hypernetworks start at He's scale, as the hand-written forms' did.
 GOLDEN_SEARCH = {
     'srresnet': (dict(num_blocks=2, num_feat=8), 3, 4, (35, {'trunk': 4, 'block00': 2, 'block01': 6})),
     'dncnn': (dict(num_layers=6, num_feat=8), 1, 1,
@@ -74,7 +75,7 @@ def test_seeded_search_ends_at_the_hand_written_forms_widths(arch):
     kwargs, cin, scale, (stop_iter, widths) = GOLDEN_SEARCH[arch]
     plain = network.build(arch, kwargs)
     torch.manual_seed(0)
-    net = DHPNet(plain, network.structure(plain).spec)
+    net = DHPNet(plain, network.structure(plain).spec, hyper_init='he')
     pruner = DHPPruner(net, 0.5, regularization=20.0, rule=KeepRule(round_to=2, min_width=2), schedule=Schedule(5))
     gen = torch.Generator().manual_seed(1)
     others = [p for p in net.parameters() if p is not net.latents]
@@ -90,6 +91,23 @@ def test_seeded_search_ends_at_the_hand_written_forms_widths(arch):
         if step and step.check.target_reached:
             break
     assert (step.iteration, step.check.widths) == (stop_iter, widths)
+
+
+def test_generated_convs_start_at_the_networks_own_scale():
+    """EDSR has no normalisation: He's gain in each of its 35 generated convs multiplies the signal block after
+    block (BasicSR inits it at PyTorch's default, a sixth of He's variance); the DHP form starts where the user's
+    init put the plain network."""
+    kwargs = dict(num_in_ch=3, num_out_ch=3, num_feat=16, num_block=16, upscale=2)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    growth = {}
+    for init in ('module', 'he'):
+        torch.manual_seed(0)
+        plain = network.build('EDSR', kwargs)
+        with torch.no_grad():
+            reference = plain(x).abs().mean()
+            growth[init] = float(DHPNet(plain, network.structure(plain).spec, hyper_init=init)(x).abs().mean()
+                                 / reference)
+    assert growth['module'] < 30 and growth['he'] > 1e4, growth
 
 
 # ----------------------------------------------------------------------------- any network

@@ -51,22 +51,40 @@ class HyperConvBank(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n, co))
         self.reset_parameters(gain)
 
-    def reset_parameters(self, gain: float = math.sqrt(2.0)) -> None:
+    def reset_parameters(self, gain: float | torch.Tensor = math.sqrt(2.0)) -> None:
         """Hyper-fan-in initialisation.
 
         With unit-variance latents, ``m_ij`` has unit variance, so does each
         embedding entry (``w1 ~ N(0, 1)``), and the generated kernel entry has
         variance ``embedding_dim * std(W2)^2``.  Choosing
         ``std(W2) = gain / sqrt(embedding_dim * fan_in)`` gives generated weights
-        with the usual He variance ``gain^2 / fan_in``.
+        with variance ``gain^2 / fan_in``: He's for the default gain.  ``gain`` may
+        be a ``(count,)`` tensor, one gain per conv of the bank.
         """
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         nn.init.normal_(self.weight1, 0.0, 1.0)
-        nn.init.normal_(self.weight2, 0.0, gain / math.sqrt(self.embedding_dim * fan_in))
+        if isinstance(gain, torch.Tensor):
+            nn.init.normal_(self.weight2, 0.0, 1.0)
+            with torch.no_grad():
+                self.weight2.mul_(gain.to(self.weight2).view(-1, 1, 1, 1, 1) / math.sqrt(self.embedding_dim * fan_in))
+        else:
+            nn.init.normal_(self.weight2, 0.0, gain / math.sqrt(self.embedding_dim * fan_in))
         for p in (self.bias0, self.bias1, self.bias2):
             nn.init.zeros_(p)
         bound = 1.0 / math.sqrt(fan_in)
         nn.init.uniform_(self.bias, -bound, bound)
+
+    def match_init(self, weights: list[torch.Tensor], biases: list[torch.Tensor | None]) -> None:
+        """Start each conv's generated kernel at the scale of ``weights`` (its module's own initial weights: the
+        root mean square, times the square root of the fan-in, is the gain) and its bias at ``biases`` (zero where
+        the conv has none).  A network without normalisation (EDSR) keeps the signal scale its author's init gave
+        it, where He's gain in every conv multiplies it block after block."""
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        gains = torch.stack([w.detach().float().square().mean().sqrt() for w in weights]) * math.sqrt(fan_in)
+        self.reset_parameters(gains)
+        with torch.no_grad():
+            for n, b in enumerate(biases):
+                self.bias[n].copy_(b.detach().reshape(-1) if b is not None else torch.zeros(self.out_channels))
 
     def generate(self, z_in: torch.Tensor, z_out: torch.Tensor) -> torch.Tensor:
         """The ``(count, C_out, C_in, k, k)`` kernels for latents ``z_in`` ``(count, C_in)``, ``z_out`` ``(count, C_out)``.

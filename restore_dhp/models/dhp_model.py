@@ -58,7 +58,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..checkpoint import load_state_checked, read_metadata, read_tensors, save_compact
 from .. import network
-from ..dhp import DEFAULT_KEEP_THRESHOLD, PROX_TYPES, DHPNet, DHPPruner, FlopsTable, KeepRule, Schedule, WidthCost
+from ..dhp import DEFAULT_KEEP_THRESHOLD, HYPER_INITS, PROX_TYPES, DHPNet, DHPPruner, FlopsTable, KeepRule, Schedule, WidthCost
 from ..dhp.warm import WARM_STARTS, warm_start
 from ..fileio import write_text
 from ..latency import LatencyError, file_sha256, read_table
@@ -86,6 +86,7 @@ class SearchOptions:
     embedding_dim: int = 8             # of the hypernetworks (the paper's 8)
     warm_start: str = 'scaled'         # from a compact path.pretrain_network_g: see restore_dhp.dhp.warm
     normalize_latents: bool = False    # hypernetworks read latents / their group's RMS (restore_dhp.dhp.net)
+    hyper_init: str = 'module'         # generated convs start at the scale of network_g's own init ('he': He's)
 
     @property
     def ratio(self) -> float:
@@ -113,7 +114,7 @@ class SearchOptions:
             if name in values:
                 continue
             kind = float if name in ('target_ratio', 'ratio_tolerance', 'regularization', 'keep_threshold') else (
-                str if name in ('prox', 'warm_start') else bool if name == 'normalize_latents' else int)
+                str if name in ('prox', 'warm_start', 'hyper_init') else bool if name == 'normalize_latents' else int)
             if value is None and name == 'max_search_iter':
                 values[name] = None
                 continue
@@ -128,6 +129,8 @@ class SearchOptions:
             raise OptionError(f'option dhp.target_ratio must be in (0, 1], got {opts.target_ratio}')
         if opts.warm_start not in WARM_STARTS:
             raise OptionError(f'option dhp.warm_start must be one of {WARM_STARTS}, got {opts.warm_start!r}')
+        if opts.hyper_init not in HYPER_INITS:
+            raise OptionError(f'option dhp.hyper_init must be one of {HYPER_INITS}, got {opts.hyper_init!r}')
         if opts.prox not in PROX_TYPES:
             raise OptionError(f'option dhp.prox must be one of {PROX_TYPES}, got {opts.prox!r}')
         for name in ('ratio_tolerance', 'regularization', 'keep_threshold'):
@@ -224,7 +227,7 @@ class DHPSearchModel(RestorationModel):
                 reference = net.eval()(x)
         try:
             dhp = DHPNet(net, spec, embedding_dim=self.search.embedding_dim,
-                         normalize_latents=self.search.normalize_latents)
+                         normalize_latents=self.search.normalize_latents, hyper_init=self.search.hyper_init)
         except ValueError as e:
             raise OptionError(f"network_g {type(net).__name__}: {e}") from None
         if state is not None:
