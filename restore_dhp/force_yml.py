@@ -13,6 +13,7 @@ import re
 from .errors import OptionError
 
 FORCE_KEY = re.compile(r'[A-Za-z0-9_]+(:[A-Za-z0-9_]+)*')
+NUMBER_WITH_EXPONENT = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+')
 
 
 def _force_value(entry: str, text: str):
@@ -31,6 +32,9 @@ def _force_value(entry: str, text: str):
         return int(text)
     if text.replace('.', '', 1).isdigit():
         return float(text)
+    if NUMBER_WITH_EXPONENT.fullmatch(text):
+        raise OptionError(f'--force_yml {entry}: BasicSR reads {text} as text, not a number; write '
+                          f'{entry.split("=")[0]}=!!float{text}')
     if text.startswith('['):
         try:
             return ast.literal_eval(text)

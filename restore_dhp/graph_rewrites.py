@@ -49,7 +49,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def _traces_faithfully(gm: fx.GraphModule, model: nn.Module) -> bool:
-    """Whether the traced graph computes what ``model`` does, on a small random input of its channels."""
+    """Whether the traced graph computes what ``model`` does, on a small random input of its channels (where the
+    model gives NaN or inf, so must the graph: the weights are checked after folding, see deploy.check_finite)."""
     conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None:
         return False
@@ -60,7 +61,7 @@ def _traces_faithfully(gm: fx.GraphModule, model: nn.Module) -> bool:
             out, expected = gm(x), copy.deepcopy(model).eval()(x)
     except Exception:  # a graph that cannot run is not faithful
         return False
-    return isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.allclose(out, expected, atol=1e-5)
+    return isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.allclose(out, expected, atol=1e-5, equal_nan=True)
 
 
 def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:

@@ -187,6 +187,7 @@ def _train_with(root, opt_path, capsys, *extra):
     (['datasets:train:batch_size_per_gpu=0'], 'option datasets.train.batch_size_per_gpu must be a positive integer'),
     (['name=../escaped'], 'option name must be a plain folder name'),
     (['train:optim_g:lr=fast'], "option train.optim_g.lr must be a number > 0, got 'fast'"),
+    (['train:optim_g:lr=5.0e-4'], 'BasicSR reads 5.0e-4 as text, not a number; write train:optim_g:lr=!!float5.0e-4'),
     (['train:scheduler:milestones=[__import__("os").getpid()]'], 'a list must be a literal'),
     (['name"]=1;import os;x=opt["name'], 'write key:subkey=value (one =)'),
     (['name"][0:0]+__import__("os").getcwd()+opt["name=x'], 'the key must be plain names'),
@@ -207,9 +208,10 @@ def test_force_yml_applies_values_as_basicsr_does(tmp_path):
     from restore_dhp.options import apply_force_yml
     opt = sr_options(tmp_path)
     forced = apply_force_yml(opt, ['train:ema_decay=0.999', 'train:scheduler:milestones=[10, 20]', 'val:save_img=true',
-                                   'path:resume_state=~', 'train:total_iter=7'])
+                                   'path:resume_state=~', 'train:total_iter=7', 'train:optim_g:lr=!!float2e-4'])
     assert forced['train']['ema_decay'] == 0.999 and forced['train']['scheduler']['milestones'] == [10, 20]
     assert forced['val']['save_img'] is True and forced['path']['resume_state'] is None
+    assert forced['train']['optim_g']['lr'] == 2e-4
     assert forced['train']['total_iter'] == 7 and opt['train']['total_iter'] == 12   # the original is unchanged
     path = write_options(tmp_path, opt)
     assert validate_file(path, force_yml=['train:total_iter=3'])['train']['total_iter'] == 3
