@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from restore_dhp.catalogue import TASKS, shipped_names
+from restore_dhp.catalogue import TASKS, entries, shipped_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def test_every_subpackage_and_the_weights_are_packaged():
     assert setuptools['package-dir'] == {'restore_dhp.weights': 'weights'}
     assert setuptools['package-data'] == {'restore_dhp.weights': ['*.safetensors']}
     names = shipped_names()
-    assert len(names) == 9 and names == [s.entry.run_name(v) for s in TASKS.values() for v in s.entry.variants]
+    assert len(names) == 13 and names == [e.run_name(v) for t in TASKS.values() for e in entries(t) for v in e.variants]
     assert all((REPO / 'weights' / f'{n}.safetensors').is_file() for n in names)
 
 

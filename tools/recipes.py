@@ -181,12 +181,19 @@ def catalogue_runs() -> list[str]:
     return runs
 
 
+def shipped_stages(model: str) -> tuple[str, ...]:
+    """The stages that trained ``model``'s shipped weights, in order: its task's :data:`SHIPPED_STAGES` for the
+    task's main network; the catalogue's further networks (EDSR, the UNet) ship from their CPU recipe alone."""
+    prefix = parse(model)['prefix']
+    main = {spec.entry.prefix: task for task, spec in TASKS.items()}
+    return SHIPPED_STAGES[main[prefix]] if prefix in main else ('cpu',)
+
+
 def following(stage: str, model: str) -> list[str]:
     """The recipes that follow ``model``'s ``stage`` in its task's shipped chain, up to the next continuation (a budget
     of its own in tools/train_weights.sh): ``dncnn_s70_dhp40_bnfreeze_gpu`` after ``gpu``; none for a stage the
     chain does not hold."""
-    task = next(t for t, spec in TASKS.items() if parse(model)['prefix'] in (e.prefix for e in entries(spec)))
-    chain = SHIPPED_STAGES[task]
+    chain = shipped_stages(model)
     later = chain[chain.index(stage) + 1:] if stage in chain else ()
     if 'continue_gpu' in later:
         later = later[:later.index('continue_gpu')]

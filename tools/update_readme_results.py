@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """Regenerate the README's results section from the committed benchmark reports.
 
-Copies, for each of reports/sr and reports/denoise that exists, the measured
-table and its caption from report.md (the paper's figures stay in the reports'
-separately labelled block) between the README's ``results`` markers.
+Copies, for each network of the catalogue whose report exists (reports/sr and
+reports/denoise for each task's main network, reports/<name> for the others, e.g.
+reports/edsr_x4), the measured table and its caption from report.md (the paper's
+figures stay in the reports' separately labelled block) between the README's
+``results`` markers.
 
     python -m tools.update_readme_results
 """
@@ -14,11 +16,17 @@ import pathlib
 import re
 import sys
 
-from restore_dhp.catalogue import TASKS
+from restore_dhp.catalogue import TASKS, CatalogueEntry, entries
 from restore_dhp.fileio import write_text
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
+
+
+def report_folder(task: str, entry: CatalogueEntry) -> str:
+    """Where the benchmark report of a catalogue network lives, relative to the repository: ``reports/<task>`` for
+    the task's main network, ``reports/<name>`` (e.g. ``reports/edsr_x4``) for the others."""
+    return f'reports/{task}' if entry is TASKS[task].entry else f'reports/{entry.prefix}'
 
 
 def measured_section(report: str) -> str:
@@ -33,13 +41,15 @@ def main(argv=None) -> int:
     parts = ['(Generated from `reports/*/report.md` by `tools/update_readme_results.py`; '
              'how each model was trained: `weights/README.md`.)']
     for task, spec in TASKS.items():   # each titled as the catalogue titles it
-        path = ROOT / 'reports' / task / 'report.md'
-        if not path.exists():
-            continue
-        parts.append(f'### {spec.entry.title}\n\n{measured_section(path.read_text())}\n\n'
-                     f'Full report with SSIM, the paper\'s reported figures and the plot: '
-                     f'[`reports/{task}/report.md`](reports/{task}/report.md), '
-                     f'![PSNR vs FLOPs](reports/{task}/psnr_vs_flops.png)')
+        for entry in entries(spec):
+            folder = report_folder(task, entry)
+            path = ROOT / folder / 'report.md'
+            if not path.exists():
+                continue
+            parts.append(f'### {entry.title}\n\n{measured_section(path.read_text())}\n\n'
+                         f'Full report with SSIM' + (", the paper's reported figures" if entry is spec.entry else '')
+                         + f' and the plot: [`{folder}/report.md`]({folder}/report.md), '
+                         f'![PSNR vs FLOPs]({folder}/psnr_vs_flops.png)')
     readme = ROOT / 'README.md'
     text = readme.read_text()
     if BEGIN not in text or END not in text:

@@ -15,15 +15,17 @@ import argparse
 import glob
 import json
 import os
+import re
 import statistics
 import sys
 
-from restore_dhp.catalogue import TASKS, VARIANT_LABELS
+from restore_dhp.catalogue import TASKS, VARIANT_LABELS, entries
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.complexity import checkpoint_complexity
 from restore_dhp.fileio import write_text
 from tools.curves import curve_of
 from tools.recipes import following, of_checkpoint, parse
+from tools.update_readme_results import report_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTRO_TEMPLATE = os.path.join(ROOT, 'tools', 'model_card_intro.md')   # the prose; {budgets} is filled in
@@ -60,7 +62,10 @@ def runner(experiment: str) -> str:
 
 
 def widths_line(widths: dict) -> str:
-    return ', '.join(f'{g} {w}' for g, w in widths.items())
+    """``group width, ...`` in the network's order (body.2 before body.10)."""
+    def natural(name: str) -> list:
+        return [int(part) if part.isdigit() else part for part in re.split(r'(\d+)', name)]
+    return ', '.join(f'{g} {widths[g]}' for g in sorted(widths, key=natural))
 
 
 def _stages(info: dict) -> list[dict]:
@@ -206,10 +211,10 @@ def _pruning_cost(ours: dict, ref_name: str, first: str, key: str, paper: dict, 
     return '\n'.join(lines)
 
 
-def report_blocks(task: str) -> str:
-    path = os.path.join(ROOT, 'reports', task, 'report.md')
+def report_blocks(folder: str) -> str:
+    path = os.path.join(ROOT, folder, 'report.md')
     if not os.path.exists(path):
-        return f'(no `reports/{task}/report.md` yet)'
+        return f'(no `{folder}/report.md` yet)'
     text = open(path).read().split('\n', 1)[1]
     return text.replace('\n## ', '\n#### ').strip()
 
@@ -239,15 +244,19 @@ def intro() -> str:
 
 
 def task_parts(task: str) -> list[str]:
-    """One task's part of the card: a section per shipped checkpoint, the cost of pruning, the measured tables."""
-    entry = TASKS[task].entry
-    parts = [f'## {entry.title}\n']
-    for name in (entry.run_name(v) for v in entry.variants):
-        block = section(name)
-        parts.append(block if block else f'### `{name}`\n\nnot trained yet.')
-    parts.append(f'### Cost of pruning in this budget (computed from `reports/{task}/report.json`)\n\n'
-                 f'{observations(task)}')
-    parts.append(f'### Measured (from `reports/{task}/report.md`)\n\n{report_blocks(task)}')
+    """One task's part of the card, per network of the catalogue: a section per shipped checkpoint, the measured
+    tables; for the task's main network also the cost of pruning against the paper's."""
+    parts = []
+    for entry in entries(TASKS[task]):
+        folder = report_folder(task, entry)
+        parts.append(f'## {entry.title}\n')
+        for name in (entry.run_name(v) for v in entry.variants):
+            block = section(name)
+            parts.append(block if block else f'### `{name}`\n\nnot trained yet.')
+        if entry is TASKS[task].entry:
+            parts.append(f'### Cost of pruning in this budget (computed from `{folder}/report.json`)\n\n'
+                         f'{observations(task)}')
+        parts.append(f'### Measured (from `{folder}/report.md`)\n\n{report_blocks(folder)}')
     return parts
 
 
