@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The recipe-stability check of reports/paper_claims.md (issue 30): each SR CPU recipe (options/train, with its
+# train.precise_bn) trained with seeds 10 and 11, one run at a time on one thread, then the table.
+#   bash research/paper_claims/run_stability.sh            # the runs missing, then the table
+#   RUNS="dhp40 dhp20" SEEDS=11 bash research/paper_claims/run_stability.sh
+# A killed run continues when the script is started again (--auto_resume).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-python}
+export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
+names=()
+for r in ${RUNS:-baseline dhp60 dhp40 dhp20}; do for seed in ${SEEDS:-10 11}; do
+  n=pbn_${r}_s$seed
+  names+=("$n")
+  [ -n "$(ls experiments/$n/models/net_g_latest.safetensors 2>/dev/null)" ] && continue
+  # the recipe of srresnet_x4_<r>_cpu (python -m tools.recipes show), renamed and reseeded
+  mapfile -t args < <($PY -m tools.recipes args "srresnet_x4_${r}_cpu")
+  [[ " ${args[*]} " == *" --force_yml "* ]] || args+=(--force_yml)
+  $PY -m restore_dhp.train "${args[@]}" "name=$n" "manual_seed=$seed" --auto_resume
+done; done
+$PY -m research.paper_claims.stability --runs "${names[@]}" --root experiments
