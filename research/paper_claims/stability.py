@@ -54,8 +54,9 @@ def table(runs: list[str], root: Path) -> str:
     for recipe, names in pairs.items():
         values = [finals[n] for n in names]
         spread = max(values) - min(values)
-        out.append(f"| {recipe} | {len(names)} | {' / '.join(f'{v:.2f}' for v in values)} | {spread:.2f} | "
-                   f"{'yes' if spread <= PAIR_WITHIN else 'NO'} |")
+        verdict = 'one seed so far' if len(values) < 2 else 'yes' if spread <= PAIR_WITHIN else 'NO'
+        out.append(f"| {recipe} | {len(names)} | {' / '.join(f'{v:.2f}' for v in values)} | "
+                   f"{f'{spread:.2f}' if len(values) > 1 else '–'} | {verdict} |")
     return '\n'.join(out) + '\n'
 
 
