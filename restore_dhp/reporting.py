@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .archs import LEGACY_NAMES
 from .catalogue import PAPER_REFERENCE, get_task
 from .fileio import atomic_path, write_text
 
@@ -70,6 +71,14 @@ def software_versions() -> dict:
             out[key] = None
     out['cuda'] = torch.version.cuda
     return out
+
+
+def paper_reference(task: str, rows: list[dict]) -> dict | None:
+    """The DHP paper's figures for ``task`` where the measured models are the paper's architecture (SRResNet,
+    DnCNN); none for another network (EDSR, the UNet), whose table the paper does not print."""
+    ref = PAPER_REFERENCE[task]
+    archs = {LEGACY_NAMES.get(r['arch'], r['arch']) for r in rows if r.get('arch')}
+    return ref if archs and archs <= {ref['arch']} else None
 
 
 def _fmt(value, digits=2, scale=1.0) -> str:
@@ -184,7 +193,9 @@ def markdown(task: str, sets: list[str], rows: list[dict], device: dict, timing:
             lines.append('| ' + ' | '.join(cells) + ' |')
     if notes:
         lines += ['', '## Notes', ''] + [f'- {n}' for n in notes]
-    ref = PAPER_REFERENCE[task]
+    ref = paper_reference(task, rows)
+    if ref is None:
+        return '\n'.join(lines) + '\n'
     lines += ['', '## Paper (reported) — not measured here', '',
               f'{ref["title"]}, as printed in the DHP paper (Li et al., ECCV 2020); runtimes there were '
               'measured on a GPU and are not reproduced. For reference only: these numbers are not part '
@@ -217,8 +228,8 @@ def plot_psnr_vs_flops(path: Path, task: str, first_set: str, rows: list[dict], 
                 label=f'{arch.replace("Compact", "")} (measured, {device["type"].upper()} run)')
         for x, y, name in pts:
             ax.annotate(name, (x, y), textcoords='offset points', xytext=(4, 4), fontsize=7, color=c)
-    ref = PAPER_REFERENCE[task]
-    if first_set in ref['sets']:
+    ref = paper_reference(task, rows)
+    if ref and first_set in ref['sets']:
         j = ref['sets'].index(first_set)
         pts = sorted((pr['gflops'], pr['psnr'][j], pr['name']) for pr in ref['rows'])
         ax.plot([p[0] for p in pts], [p[1] for p in pts], '--o', color='gray', markerfacecolor='none',
@@ -251,12 +262,13 @@ def write_all(out_dir: str | os.PathLike, task: str, sets: list[str], rows: list
     paths = {'md': out / 'report.md', 'csv': out / 'report.csv', 'json': out / 'report.json',
              'png': out / 'psnr_vs_flops.png'}
     notes = list(notes or [])
+    ref = paper_reference(task, rows)
     write_text(paths['md'], markdown(task, sets, rows, device, timing, run, notes))
     write_csv(paths['csv'], task, sets, rows, device, timing)
     payload = {'task': task, 'sets': sets, 'software': software_versions(), 'device': device,
                'timing': timing, 'results': rows, 'notes': notes, **payload_extra,
-               'paper_reference': {'note': 'numbers reported in the DHP paper; not measured by this run',
-                                   **PAPER_REFERENCE[task]}}
+               'paper_reference': ref and {'note': 'numbers reported in the DHP paper; not measured by this run',
+                                           **ref}}
     write_json(paths['json'], payload)
     if sets:
         plot_psnr_vs_flops(paths['png'], task, sets[0], rows, device)

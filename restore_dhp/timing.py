@@ -58,11 +58,24 @@ class Measurement:
         return None if self.peak_memory_bytes is None else self.peak_memory_bytes / 2**20
 
 
+def cpu_model() -> str:
+    """The CPU's model string (``/proc/cpuinfo``'s model name where there is one)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model and the threads torch uses, e.g. ``CPU (AMD EPYC, 1 thread)``."""
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
     threads = torch.get_num_threads()
-    return f'CPU ({platform.processor() or platform.machine()}, {threads} thread{"" if threads == 1 else "s"})'
+    return f'CPU ({cpu_model()}, {threads} thread{"" if threads == 1 else "s"})'
 
 
 def weight_bytes(model) -> int:

@@ -258,3 +258,15 @@ def test_bn_gain_script(dn_data, dn_weights):
     assert len(lines) == 2 and lines[0].startswith('dncnn_s70_baseline.safetensors: bn01 ')
     bad = subprocess.run(cmd[:-1] + ['nope'], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert bad.returncode == 2 and "no image 'nope'" in bad.stderr
+
+
+def test_the_papers_figures_go_only_beside_the_papers_architecture():
+    from restore_dhp.reporting import markdown, paper_reference
+    rows = [{'name': 'Baseline', 'kind': 'model', 'arch': 'EDSR', 'metrics': {'Set5': {'psnr': 30.0}},
+             'gflops': 32.5, 'params': 1.5e6, 'flops_ratio': 1.0, 'timing': None}]
+    device, timing = {'type': 'cpu', 'label': 'CPU (x, 1 thread)'}, {'set_reason': 'timing skipped (--no-timing)'}
+    assert paper_reference('sr', rows) is None
+    assert 'Paper (reported)' not in markdown('sr', ['Set5'], rows, device, timing, {'scale': 4}, [])
+    for arch in ('SRResNet', 'SRResNetCompact'):   # today's name and the shipped checkpoints' legacy one
+        assert paper_reference('sr', [{**rows[0], 'arch': arch}])['arch'] == 'SRResNet'
+    assert paper_reference('denoise', [{**rows[0], 'arch': 'UNetDenoiser'}]) is None

@@ -10,7 +10,8 @@ import torch
 import restore_dhp  # noqa: F401
 from restore_dhp.checkpoint import read_metadata
 from restore_dhp.deploy import ort
-from restore_dhp.latency import FORMAT, LatencyError, cpu_model, read_table
+from restore_dhp.latency import FORMAT, LatencyError, read_table
+from restore_dhp.timing import cpu_model
 from restore_dhp.latency.__main__ import main as latency_main
 from restore_dhp.options import OptionError, validate_file
 from train_helpers import run_train, sr_options, write_options

@@ -7,7 +7,8 @@ import torch
 from restore_dhp import network
 from restore_dhp.deploy import prepare
 from restore_dhp.dhp.latency_table import layer_class
-from restore_dhp.latency import cpu_model, target_mismatch
+from restore_dhp.latency import target_mismatch
+from restore_dhp.timing import cpu_model
 
 ARCH, KWARGS = 'dncnn', dict(num_feat=16, num_layers=5)
 

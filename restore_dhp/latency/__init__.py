@@ -35,13 +35,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
 
 import torch
 
 from ..complexity import arch_spec
 from ..fileio import write_text
+from ..timing import cpu_model
 from ..dhp import LatencyTable
 
 FORMAT = 'restore_dhp.latency.v1'
@@ -50,18 +50,6 @@ TABLES_DIR = 'latency_tables'
 
 class LatencyError(ValueError):
     """A table that cannot be read or used, or settings that cannot be measured; the message is one line."""
-
-
-def cpu_model() -> str:
-    """The CPU's model string (``/proc/cpuinfo``'s model name where there is one)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_label(device: str) -> str:
