@@ -12,7 +12,7 @@ from .spec import ArchSpec, ConvSpec, LayerSpec, Segment
 from .targeting import fill_to_target
 from .trace import TraceError, trace_spec
 
-__all__ = ['ArchSpec', 'ConvSpec', 'LayerSpec', 'Segment', 'DHPNet', 'HYPER_INITS', 'GroupLayout', 'HyperConvBank', 'FlopsTable',
-           'WidthCost', 'LatencyTable', 'KeepRule', 'DHPPruner', 'MaskCheck', 'Schedule', 'SearchStep',
+__all__ = ['ArchSpec', 'ConvSpec', 'LayerSpec', 'Segment', 'DHPNet', 'HYPER_INITS', 'GroupLayout', 'HyperConvBank',
+           'FlopsTable', 'WidthCost', 'LatencyTable', 'KeepRule', 'DHPPruner', 'MaskCheck', 'Schedule', 'SearchStep',
            'STOP_REASONS', 'proximal_step', 'grouped_proximal_step', 'PROX_TYPES', 'DEFAULT_KEEP_THRESHOLD',
            'fill_to_target', 'select_channels', 'first_channels', 'padded_widths', 'trace_spec', 'TraceError']

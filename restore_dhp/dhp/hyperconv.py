@@ -66,7 +66,8 @@ class HyperConvBank(nn.Module):
         if isinstance(gain, torch.Tensor):
             nn.init.normal_(self.weight2, 0.0, 1.0)
             with torch.no_grad():
-                self.weight2.mul_(gain.to(self.weight2).view(-1, 1, 1, 1, 1) / math.sqrt(self.embedding_dim * fan_in))
+                scale = gain.to(self.weight2).view(-1, 1, 1, 1, 1) / math.sqrt(self.embedding_dim * fan_in)
+                self.weight2.mul_(scale)
         else:
             nn.init.normal_(self.weight2, 0.0, gain / math.sqrt(self.embedding_dim * fan_in))
         for p in (self.bias0, self.bias1, self.bias2):
