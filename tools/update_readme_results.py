@@ -35,6 +35,15 @@ def measured_section(report: str) -> str:
     return re.split(r'^## ', body, maxsplit=1, flags=re.M)[0].strip()
 
 
+def measured_table(report: str) -> str:
+    """The measured table of a report.md alone, without the columns it left unmeasured (a --no-timing run's)."""
+    lines = [line for line in measured_section(report).splitlines() if line.startswith('|')]
+    cells = [line.strip('|').split('|') for line in lines]
+    keep = [i for i in range(len(cells[0]))
+            if 'not timed' not in cells[0][i] and not all(row[i].strip() == '—' for row in cells[2:])]
+    return '\n'.join('|' + '|'.join(row[i] for i in keep) + '|' for row in cells)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='python -m tools.update_readme_results', description=__doc__.split('\n\n')[0])
     parser.parse_args(argv)
@@ -46,10 +55,14 @@ def main(argv=None) -> int:
             path = ROOT / folder / 'report.md'
             if not path.exists():
                 continue
-            parts.append(f'### {entry.title}\n\n{measured_section(path.read_text())}\n\n'
-                         f'Full report with SSIM' + (", the paper's reported figures" if entry is spec.entry else '')
-                         + f' and the plot: [`{folder}/report.md`]({folder}/report.md), '
-                         f'![PSNR vs FLOPs]({folder}/psnr_vs_flops.png)')
+            if entry is spec.entry:
+                parts.append(f'### {entry.title}\n\n{measured_section(path.read_text())}\n\n'
+                             f"Full report with SSIM, the paper's reported figures and the plot: "
+                             f'[`{folder}/report.md`]({folder}/report.md), '
+                             f'![PSNR vs FLOPs]({folder}/psnr_vs_flops.png)')
+            else:   # a further network: its table, its caption in its report
+                parts.append(f'### {entry.title}\n\n{measured_table(path.read_text())}\n\n'
+                             f'Conventions, SSIM and the plot: [`{folder}/report.md`]({folder}/report.md)')
     readme = ROOT / 'README.md'
     text = readme.read_text()
     if BEGIN not in text or END not in text:
