@@ -56,26 +56,29 @@ def family(meta: dict) -> tuple[str, float | None]:
     return ('baseline', None) if metadata_complexity(meta)['flops_ratio'] == 1.0 else ('other', None)
 
 
-def quality_by_checkpoint(path: str | None, task: str) -> tuple[list[str], dict[str, dict[str, float]]]:
-    """The sets and ``{checkpoint file name: {set: headline metric}}`` of a benchmark report.json (none without)."""
-    if not path:
-        return [], {}
-    key = primary_metric(task)
-    report = json.loads(Path(path).read_text())
-    return report['sets'], {Path(r['checkpoint']).name: {s: m[key] for s, m in r['metrics'].items()}
-                            for r in report['results'] if r.get('checkpoint')}
+def quality_by_checkpoint(paths: list[str] | None, task: str) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """The sets and ``{checkpoint path, resolved: {set: headline metric}}`` of benchmark report.json files (none
+    without; a checkpoint in several: the last file's).  A report's paths are read from the working folder, as the
+    benchmark wrote them (both run from the checkout's root)."""
+    key, sets, quality = primary_metric(task), [], {}
+    for path in paths or []:
+        report = json.loads(Path(path).read_text())
+        sets += [s for s in report['sets'] if s not in sets]
+        quality.update({str(Path(r['checkpoint']).resolve()): {s: m[key] for s, m in r['metrics'].items()}
+                        for r in report['results'] if r.get('checkpoint')})
+    return sets, quality
 
 
 def measure(args) -> dict:
     """Every checkpoint's record and its measured latency, side by side as the table was measured."""
     table = read_table(args.table)
     settings = settings_of(table, args.rounds, args.warmup)
-    models, records = {}, []
+    models, records, paths = {}, [], {}
     for path in args.weights:
         model, meta = load_checkpoint(path, 'cpu')
         kind, target = family(meta)
         name = Path(path).name.split('.')[0]
-        models[name] = model
+        models[name], paths[name] = model, path
         records.append({'name': name, 'checkpoint': Path(path).name, 'family': kind, 'target': target,
                         'widths': meta['widths'], 'flops_ratio': metadata_complexity(meta)['flops_ratio'],
                         'predicted_ms': table.cost(meta['widths']) / 1e3})
@@ -90,7 +93,7 @@ def measure(args) -> dict:
     for r in records:
         r['measured_ms'] = ms[r['name']]
         r['latency_ratio'] = ms[r['name']] / ms[base['name']]
-        r['psnr'] = quality.get(r['checkpoint'], {})
+        r['psnr'] = quality.get(str(Path(paths[r['name']]).resolve()), {})
         if r['family'].startswith('latency'):
             r['target_met'] = abs(r['latency_ratio'] / r['target'] - 1) <= TARGET_WITHIN
     compare_at_equal_latency(records)
@@ -207,7 +210,7 @@ def main(argv=None) -> int:
     p.add_argument('--task', choices=sorted(TASKS))
     p.add_argument('--table', help='the latency table the models were searched with')
     p.add_argument('--weights', nargs='+', help='the baseline and both families\' checkpoints')
-    p.add_argument('--quality', help='restore_dhp.benchmark report.json of the same checkpoints (PSNR)')
+    p.add_argument('--quality', nargs='+', help='restore_dhp.benchmark report.json files of the same checkpoints (PSNR)')
     p.add_argument('--rounds', type=int, help='timed rounds (default: the table\'s)')
     p.add_argument('--warmup', type=int, help='untimed rounds (default: the table\'s)')
     p.add_argument('--out', default='reports/device')

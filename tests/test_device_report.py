@@ -37,18 +37,21 @@ def test_device_report_end_to_end(tmp_path, capsys):
     save_compact(compact('dncnn', half, **KW), paths['lat'],
                  info={'search': {'target': {'latency': 0.5, 'table': str(table)}, 'target_ratio': None}})
     save_compact(compact('dncnn', half, **KW), paths['flops'], info={'search': {'target_ratio': 0.25}})
-    quality = tmp_path / 'quality.json'
+    quality, more = tmp_path / 'quality.json', tmp_path / 'more.json'   # two benchmark runs, read together
     quality.write_text(json.dumps({'sets': ['Set12'], 'results': [
         {'checkpoint': str(p), 'metrics': {'Set12': {'psnr': v}}} for p, v in
-        ((paths['base'], 27.0), (paths['lat'], 26.0), (paths['flops'], 25.5))]}))
+        ((paths['base'], 27.0), (paths['lat'], 26.0))]}))
+    more.write_text(json.dumps({'sets': ['Set12'], 'results': [
+        {'checkpoint': str(paths['flops']), 'metrics': {'Set12': {'psnr': 25.5}}}]}))
     out = tmp_path / 'report'
     assert report_main(['--task', 'denoise', '--table', str(table), '--weights', *map(str, paths.values()),
-                        '--quality', str(quality), '--out', str(out), '--rounds', '3', '--warmup', '0']) == 0
+                        '--quality', str(quality), str(more), '--out', str(out), '--rounds', '3', '--warmup', '0']) == 0
     result = json.loads((out / 'device_denoise.json').read_text())
     families = {m['name']: m['family'] for m in result['models']}
     assert families == {'base': 'baseline', 'lat': 'latency', 'flops': 'FLOPs'}
     lat = next(m for m in result['models'] if m['family'] == 'latency')
     assert 'target_met' in lat and lat['psnr'] == {'Set12': 26.0} and result['rounds'] == 3
+    assert next(m for m in result['models'] if m['family'] == 'FLOPs')['psnr'] == {'Set12': 25.5}
     assert lat['twin'] == {'name': 'flops', 'identical': False}  # same widths, other weights
     assert (out / 'psnr_vs_latency_denoise.png').stat().st_size > 0
     text = (out / 'device_denoise.md').read_text()
