@@ -285,6 +285,25 @@ def test_refill_restores_masks_and_latents():
         assert net.group_latents()['feat00'][c].item() == saved[c].item()
 
 
+def test_the_last_check_lands_on_the_target_by_the_latents():
+    """At max_iter above the target, each group keeps its largest latents (at least min_width) while the cost
+    stays at or below the target; the rest are pruned, masks and latents."""
+    from restore_dhp.dhp import Schedule
+    net = dhp('dncnn', num_layers=4, num_feat=8)
+    pruner = DHPPruner(net, 0.5, regularization=0.0, ratio_tolerance=0.0, rule=KeepRule(min_width=2),
+                       schedule=Schedule(100, max_iter=3))
+    latents = net.latents.detach().clone()
+    assert pruner.step(2, 1e-3) is None
+    step = pruner.step(3, 1e-3)
+    assert step.stop == 'max_search_iter' and step.check.landed_from == 1.0
+    assert step.check.target_reached and 0.4 < step.check.ratio <= 0.5
+    for group, mask in net.group_masks().items():
+        kept = (mask > 0).nonzero().flatten()
+        z = net.layout.split(latents.abs())[group]
+        assert len(kept) >= 2 and set(kept.tolist()) == set(z.argsort(descending=True)[:len(kept)].tolist())
+        assert (net.group_latents()[group][mask == 0] == 0).all()
+
+
 def test_normalized_latents_make_a_groupwide_shrink_change_nothing():
     torch.manual_seed(0)
     plain = network.build('dncnn', dict(num_layers=4, num_feat=8))

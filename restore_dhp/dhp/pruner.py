@@ -65,6 +65,7 @@ class MaskCheck:
     widths: dict                   # kept width per prunable group
     refilled_from: float | None    # the ratio before refilling, when the check pruned past the target
     target_reached: bool           # ratio <= target_ratio + ratio_tolerance
+    landed_from: float | None = None   # the ratio before the last check landed on the target (land_on_target)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,31 @@ class DHPPruner:
             stop = 'target_reached'
         elif self.schedule.max_iter is not None and iteration >= self.schedule.max_iter:
             stop = 'max_search_iter'
+            if not check.target_reached:
+                check = self.land_on_target()
         return SearchStep(iteration, check, stop)
+
+    @torch.no_grad()
+    def land_on_target(self) -> MaskCheck:
+        """The search's last check, above the target: the latents rank what the shrink had no time to remove.
+        Each group keeps its ``min_width`` best channels, then the other kept channels come back best first
+        (largest latent magnitude) while the cost stays at or below the target (:func:`fill_to_target`); the rest
+        are pruned."""
+        net, layout = self.net, self.net.layout
+        alive = net.masks > 0
+        score = self.rule.scores(net.latents)
+        ranked = layout.padded(torch.where(alive, score, torch.full_like(score, -1.0)), -2.0)
+        rank = ranked.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
+        floor = layout.unpad(rank < self.rule.min_width) & alive
+        before = self.cost_ratio()
+        keep = layout.join(fill_to_target(layout.split(floor), layout.split(alive & ~floor), layout.split(score),
+                                          self.cost_ratio, self.target_ratio, self.rule.round_to))
+        net.masks.copy_(keep.to(net.masks.dtype))
+        net.latents.masked_fill_(~keep.to(net.latents.device), 0.0)
+        widths = net.kept_widths()
+        ratio = self.cost_ratio(widths)
+        self.latents_at_last_check = net.latents.detach().clone()
+        return MaskCheck(ratio, widths, None, ratio <= self.target_ratio + self.ratio_tolerance, landed_from=before)
 
     @torch.no_grad()
     def proximal_step(self, lr: float | torch.Tensor) -> None:

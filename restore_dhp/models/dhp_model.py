@@ -314,6 +314,11 @@ class DHPSearchModel(RestorationModel):
         if check.refilled_from is not None:
             logger.info(f'DHP search iter {it}: {kind} ratio fell to {check.refilled_from:.4f}, below target '
                         f'{self.search.ratio}; channels pruned since the last check refilled to {check.ratio:.4f}')
+        if check.landed_from is not None:
+            logger.warning(f'DHP search iter {it}: dhp.max_search_iter reached at {kind} ratio '
+                           f'{check.landed_from:.4f}, above target {self.search.ratio}; pruned to {check.ratio:.4f} '
+                           'by the latents as they are (largest kept). A stronger dhp.regularization or a later '
+                           'max_search_iter lets the search itself get there')
         self._check_ranks_agree()
         self.log_dict[f'{kind.lower()}_ratio'] = check.ratio
         logger.info(f'DHP search iter {it}: {kind} ratio {check.ratio:.4f} '
