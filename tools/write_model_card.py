@@ -291,10 +291,40 @@ def device_part() -> str | None:
             '|---|---|---|---|---|---|\n' + '\n'.join(rows))
 
 
+def warm_start_part() -> str | None:
+    """The weights `restore-dhp prune` made from shipped weights for one CPU (weights/device/<cpu folder>/, issue 33):
+    what each started from, the CPU and table it was searched for, and its search."""
+    paths = sorted(glob.glob(os.path.join(ROOT, 'weights', 'device', '*', '*.safetensors')))
+    if not paths:
+        return None
+    rows = []
+    for path in paths:
+        info = read_metadata(path)['info']
+        search, table = info['search'], info['search']['latency_table']
+        start = os.path.basename(search['warm_start']['file']).split('.')[0]
+        kind = 'denoise' if start.startswith('dncnn') else 'sr'
+        landed = ' (landed by the latents)' if search['stop_reason'] == 'max_search_iter' else ''
+        rows.append(f"| `{os.path.relpath(path, ROOT)}` | `{start}` | {table['device_name']}, {table['backend']} "
+                    f"{table['precision']}, {table['threads']} thread(s), {table['size'][0]}×{table['size'][1]} | "
+                    f"{search['target']['latency']:g} (predicted {search['predicted_latency_ratio']:.3f}) | "
+                    f"`restore-dhp prune -n {start} --latency {search['target']['latency']:g}` "
+                    f"(`options/prune/{kind}_cpu.yml`): {info['total_iter']:,} iterations | "
+                    f"{search['iteration']} ({search['stop_reason']}){landed} | "
+                    f"{search['warm_start']['max_abs_difference']:.1e} | {_trained_on(info)} |")
+    return ('## Pruned from the shipped weights for one CPU (`weights/device/<cpu>/`)\n\n'
+            'Made by `restore-dhp prune` from a shipped full-width checkpoint, searched to a fraction of its latency '
+            'on the CPU its folder names (`latency_tables/<cpu>/`), at the CPU recipes\' budget. At iteration 0 '
+            'the DHP network computed what the starting checkpoint does (the largest output difference is listed). '
+            'They are fast only on that CPU kind; `restore()` and `infer` warn elsewhere. What they measure, with the '
+            'magnitude-pruning control: `reports/device/warm_start.md`.\n\n'
+            '| checkpoint | started from | searched for | latency target | command and budget | search stopped at | '
+            'iteration-0 difference | trained on |\n|---|---|---|---|---|---|---|---|\n' + '\n'.join(rows))
+
+
 def card_text() -> str:
     parts = [intro()] + [part for task in CARD_TASKS for part in task_parts(task)]
-    device = device_part()
-    return '\n\n'.join(parts + ([device] if device else [])) + '\n'
+    extra = [part for part in (device_part(), warm_start_part()) if part]
+    return '\n\n'.join(parts + extra) + '\n'
 
 
 def main(argv=None) -> int:

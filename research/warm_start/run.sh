@@ -30,26 +30,30 @@ controls() {
   for start in $SR_STARTS $DN_STARTS; do for t in $TARGETS; do
     model=${start}_cpu$t task=$([[ $start == dncnn* ]] && echo denoise || echo sr)
     [ -f "$OUT/$model.safetensors" ] || continue
-    [ -f "$OUT/${model}_control.safetensors" ] && continue
+    control=research/warm_start/ckpt/${model}_control.safetensors   # a study's result, not shipped weights
+    [ -f "$control" ] && continue
     naive=research/warm_start/ckpt/${model}_naive.safetensors
     [ -f "$naive" ] || $PY -m research.warm_start.naive_prune --weights "weights/$start.safetensors" \
       --like "$OUT/$model.safetensors" -o "$naive"
     $PY -m restore_dhp.train -opt "research/warm_start/options/control_${task}_cpu.yml" --auto_resume \
       --force_yml "name=${model}_control" "path:pretrain_network_g=$naive"
-    cp "experiments/${model}_control/models/net_g_latest.safetensors" "$OUT/${model}_control.safetensors"
+    cp "experiments/${model}_control/models/net_g_latest.safetensors" "$control"
   done; done
 }
 
-report() {
+report() {   # quality measured once per checkpoint: the shipped weights' reports are reused, the new ones benchmarked
   for task in sr denoise; do
     if [ $task = sr ]; then net=srresnet_x4 sets="Set5 Set14 B100 Urban100" table=srresnet_fused_fp32_170x256
     else net=dncnn_s70 sets="BSD68 Set12" table=dncnn_fused_fp32_321x481; fi
-    weights=$(ls weights/${net}_baseline.safetensors weights/${net}_dhp{60,40,20}.safetensors \
-      weights/device/${net}_cpu{60,40,20}.safetensors $OUT/${net}_*.safetensors 2>/dev/null)
-    $PY -m restore_dhp.benchmark --task $task --weights $weights --sets $sets --no-timing --no-lpips \
+    new=$(ls $OUT/${net}_*.safetensors research/warm_start/ckpt/${net}_*_control.safetensors 2>/dev/null || true)
+    [ -n "$new" ] || continue
+    $PY -m restore_dhp.benchmark --task $task --weights $new --sets $sets --no-timing --no-lpips \
       --out reports/device/warm_start_quality_$task --quiet
-    $PY -m restore_dhp.device_report --task $task --table latency_tables/$FOLDER/$table.json --weights $weights \
-      --quality reports/device/warm_start_quality_$task/report.json --out reports/device/warm_start_$task
+    $PY -m restore_dhp.device_report --task $task --table latency_tables/$FOLDER/$table.json \
+      --weights weights/${net}_baseline.safetensors weights/${net}_dhp{60,40,20}.safetensors \
+        weights/device/${net}_cpu{60,40,20}.safetensors $new \
+      --quality reports/$task/report.json reports/device/quality_$task/report.json \
+        reports/device/warm_start_quality_$task/report.json --out reports/device/warm_start_$task
   done
 }
 
