@@ -102,3 +102,18 @@ def test_train_weights_dry_run_trains_every_model_with_a_valid_recipe(budget, ar
         seen[stage] = seen.get(stage, 0) + 1
         assert ('train:total_iter=7' in force) == (stage == 'continue_gpu')
     assert seen == stages
+
+
+@pytest.mark.parametrize('path', sorted(REPO.glob('weights/device/*/*.safetensors')),
+                         ids=lambda p: str(p.relative_to(REPO / 'weights')))
+def test_weights_pruned_for_a_cpu_name_their_start_and_that_cpus_table(path):
+    """weights/device/<cpu folder>/: made by `restore-dhp prune` from a shipped checkpoint, searched with a table of
+    the CPU the folder names (the table committed, its checksum the one the search read)."""
+    from restore_dhp.catalogue import shipped_names
+    from restore_dhp.latency import file_sha256
+    search = read_metadata(path)['info']['search']
+    assert Path(search['warm_start']['file']).name.split('.')[0] in shipped_names()
+    assert search['warm_start']['max_abs_difference'] <= 1e-4
+    table = REPO / 'latency_tables' / path.parent.name / Path(search['latency_table']['table']).name
+    assert table.is_file() and file_sha256(str(table)) == search['latency_table']['sha256']
+    assert search['stop_reason'] in ('target_reached', 'max_search_iter')
