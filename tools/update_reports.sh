@@ -26,8 +26,8 @@ $PY -m restore_dhp.speedup --weights weights/srresnet_x4_*.safetensors --threads
 $PY -m restore_dhp.speedup --weights weights/dncnn_s70_*.safetensors --threads 1 2 --repeats 5 --warmup 2 \
   --settle 60 --out reports/denoise/speedup_cpu.txt
 for net in edsr_x4 unet_s70; do
-  $PY -m restore_dhp.speedup --weights weights/${net}_*.safetensors --threads 1 --repeats 5 --warmup 2 \
-    --settle 60 --out reports/$net/speedup_cpu.txt
+  $PY -m restore_dhp.speedup --weights weights/${net}_*.safetensors --backends fused --threads 1 --repeats 5 \
+    --warmup 2 --settle 20 --out reports/$net/speedup_cpu.txt
 done
 $PY -m tools.write_model_card
 $PY -m tools.update_readme_results
