@@ -44,10 +44,20 @@ CONTROL = 'control'
 REFERENCE_FAMILIES = ('FLOPs', 'baseline')  # the curve every other model is compared with at equal latency
 
 
+def search_record(info: dict | None) -> dict:
+    """The search record of a checkpoint's provenance: its own stage's, else the nearest earlier stage's (the
+    shipped GPU weights were searched, then continued and BatchNorm-frozen: ``info.parent.search``)."""
+    while info:
+        if info.get('search'):
+            return info['search']
+        info = info.get('parent')
+    return {}
+
+
 def family(meta: dict) -> tuple[str, float | None]:
     """('latency', target) / ('FLOPs', target) from the search record (a search warm-started from trained weights:
     'latency, warm start' / 'FLOPs, warm start'), ('baseline', None) at full width, else ('other', None)."""
-    search = (meta.get('info') or {}).get('search') or {}
+    search = search_record(meta.get('info'))
     warm = ', warm start' if search.get('warm_start') else ''
     if search.get('target'):
         return f'latency{warm}', float(search['target']['latency'])

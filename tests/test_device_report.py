@@ -62,3 +62,13 @@ def test_device_report_end_to_end(tmp_path, capsys):
     assert report_main(['--task', 'denoise', '--table', str(table), '--weights', str(paths['lat']),
                         '--out', str(out)]) == 2  # no baseline among the weights
     assert 'needs the full-width baseline' in capsys.readouterr().err
+
+
+def test_a_continued_checkpoint_keeps_the_family_of_its_search():
+    """The shipped GPU weights were searched, then continued: the search record is the parent stage's."""
+    from restore_dhp.device_report import family
+    meta = {'widths': {}, 'info': {'experiment': 'x_bnfreeze_gpu', 'parent': {
+        'experiment': 'x_gpu', 'search': {'target_ratio': 0.4, 'target': None}}}}
+    assert family(meta) == ('FLOPs', 0.4)
+    meta['info']['parent']['search'] = {'target': {'latency': 0.2, 'table': 't.json'}, 'warm_start': {'file': 'w'}}
+    assert family(meta) == ('latency, warm start', 0.2)
