@@ -155,14 +155,22 @@ def resolve_model_name(name: str) -> Path:
                          f'{" and ".join(str(f) for f in weight_folders())}); give its file with --weights')
 
 
-def search_target(info: Mapping[str, Any]) -> float | None:
-    """The FLOPs target of the DHP search that produced a checkpoint, following its ``parent`` chain."""
+def search_record(info: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The record of the DHP search that produced a checkpoint: its own stage's, else the nearest earlier stage's
+    along its ``parent`` chain (the shipped GPU weights were searched, then continued and BatchNorm-frozen); ``{}``
+    for a network never searched."""
     while info:
         search = info.get('search')
-        if isinstance(search, Mapping) and search.get('target_ratio') is not None:
-            return float(search['target_ratio'])
+        if isinstance(search, Mapping) and search:
+            return search
         info = info.get('parent') or {}
-    return None
+    return {}
+
+
+def search_target(info: Mapping[str, Any]) -> float | None:
+    """The FLOPs target of the DHP search that produced a checkpoint (:func:`search_record`)."""
+    target = search_record(info).get('target_ratio')
+    return None if target is None else float(target)
 
 
 def variant_of(meta: Mapping[str, Any]) -> str | None:

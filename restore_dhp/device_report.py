@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .catalogue import TASKS
+from .catalogue import TASKS, search_record
 from .checkpoint import CheckpointError, load_checkpoint
 from .commands import prog, run_entry
 from .complexity import metadata_complexity
@@ -42,16 +42,6 @@ CONTROL = 'control'
 
 
 REFERENCE_FAMILIES = ('FLOPs', 'baseline')  # the curve every other model is compared with at equal latency
-
-
-def search_record(info: dict | None) -> dict:
-    """The search record of a checkpoint's provenance: its own stage's, else the nearest earlier stage's (the
-    shipped GPU weights were searched, then continued and BatchNorm-frozen: ``info.parent.search``)."""
-    while info:
-        if info.get('search'):
-            return info['search']
-        info = info.get('parent')
-    return {}
 
 
 def family(meta: dict) -> tuple[str, float | None]:

@@ -299,10 +299,10 @@ def warm_start_part() -> str | None:
         return None
     rows = []
     for path in paths:
-        info = read_metadata(path)['info']
+        meta = read_metadata(path)
+        info, kind = meta['info'], meta['task']
         search, table = info['search'], info['search']['latency_table']
         start = os.path.basename(search['warm_start']['file']).split('.')[0]
-        kind = 'denoise' if start.startswith('dncnn') else 'sr'
         landed = ' (landed by the latents)' if search['stop_reason'] == 'max_search_iter' else ''
         rows.append(f"| `{os.path.relpath(path, ROOT)}` | `{start}` | {table['device_name']}, {table['backend']} "
                     f"{table['precision']}, {table['threads']} thread(s), {table['size'][0]}×{table['size'][1]} | "
