@@ -58,8 +58,6 @@ TASKS: dict[str, Task] = {task.key: task for task in (
 MORE_NETWORKS: dict[str, tuple[CatalogueEntry, ...]] = {
     'sr': (CatalogueEntry('edsr_x4', 'EDSR', 'EDSR', "Super-resolution ×4 (BasicSR's EDSR, RGB)", 'Urban100',
                           ('Set5', 'Set14', 'B100'), variants=('baseline', 'dhp40')),),
-    'denoise': (CatalogueEntry('unet_s70', 'UNetDenoiser', 'UNet', 'Denoising σ=70 (UNet, gray images only)', 'BSD68',
-                               ('BSD68',), variants=('baseline', 'dhp40')),),
 }
 
 

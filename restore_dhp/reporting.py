@@ -75,7 +75,7 @@ def software_versions() -> dict:
 
 def paper_reference(task: str, rows: list[dict]) -> dict | None:
     """The DHP paper's figures for ``task`` where the measured models are the paper's architecture (SRResNet,
-    DnCNN); none for another network (EDSR, the UNet), whose table the paper does not print."""
+    DnCNN); none for another network (EDSR, a UNet), whose table the paper does not print."""
     ref = PAPER_REFERENCE[task]
     archs = {LEGACY_NAMES.get(r['arch'], r['arch']) for r in rows if r.get('arch')}
     return ref if archs and archs <= {ref['arch']} else None

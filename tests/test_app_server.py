@@ -268,7 +268,7 @@ def test_partial_weights_are_reported(tmp_path):
     assert [p.name for p in reg.missing['sr']] == ['srresnet_x4_dhp100.safetensors', 'srresnet_x4_dhp60.safetensors',
                                                 'srresnet_x4_dhp20.safetensors', 'edsr_x4_baseline.safetensors',
                                                 'edsr_x4_dhp40.safetensors']  # the task's other network too
-    assert len(reg.missing['denoise']) == 5 and len(reg.broken['denoise']) == 1
+    assert len(reg.missing['denoise']) == 3 and len(reg.broken['denoise']) == 1
     text = '\n'.join(reg.summary_lines())
     assert 'srresnet_x4_dhp60.safetensors' in text and 'weights/README.md' in text
     with pytest.raises(demo.InputError, match='unavailable'):
@@ -351,7 +351,7 @@ def test_16bit_input_is_restored_alike_by_infer_and_the_demo(client, demo_app, t
 
 
 def test_the_demo_lists_the_other_shipped_networks(tmp_path):
-    """Issue 29: BasicSR's EDSR (and the UNet) ship beside SRResNet and DnCNN; the demo loads and names them."""
+    """Issue 29: BasicSR's EDSR ships beside SRResNet and DnCNN; the demo loads and names them."""
     from restore_dhp import demo, network
     from restore_dhp.checkpoint import save_compact
     write_tiny_demo_weights(tmp_path, variants=('baseline',), tasks=('sr',))

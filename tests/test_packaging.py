@@ -25,7 +25,7 @@ def test_every_subpackage_and_the_weights_are_packaged():
     assert setuptools['package-dir'] == {'restore_dhp.weights': 'weights'}
     assert setuptools['package-data'] == {'restore_dhp.weights': ['*.safetensors']}
     names = shipped_names()
-    assert len(names) == 13 and names == [e.run_name(v) for t in TASKS.values() for e in entries(t) for v in e.variants]
+    assert len(names) == 11 and names == [e.run_name(v) for t in TASKS.values() for e in entries(t) for v in e.variants]
     assert all((REPO / 'weights' / f'{n}.safetensors').is_file() for n in names)
 
 

@@ -9,7 +9,7 @@
 BasicSR's ``--force_yml`` (``restore_dhp.options`` checks the overrides as it checks the file). A run is named
 ``<prefix>_<variant>[_<stage>[_<tag>]]``:
 
-* prefix: a network's in ``restore_dhp.catalogue`` (``srresnet_x4``, ``dncnn_s70``, ``edsr_x4``, ``unet_s70``);
+* prefix: a network's in ``restore_dhp.catalogue`` (``srresnet_x4``, ``dncnn_s70``, ``edsr_x4``);
 * variant: ``baseline``; ``dhpNN``, searched to NN% of the full width's FLOPs; ``cpuNN`` / ``gpuNN``, to NN% of
   its latency on a table measured on that device;
 * stage: none (the paper's setting), ``cpu`` or ``gpu`` (a one-stage budget), ``continue_gpu`` or
@@ -183,7 +183,7 @@ def catalogue_runs() -> list[str]:
 
 def shipped_stages(model: str) -> tuple[str, ...]:
     """The stages that trained ``model``'s shipped weights, in order: its task's :data:`SHIPPED_STAGES` for the
-    task's main network; the catalogue's further networks (EDSR, the UNet) ship from their CPU recipe alone."""
+    task's main network; the catalogue's further networks (EDSR) ship from their CPU recipe alone."""
     prefix = parse(model)['prefix']
     main = {spec.entry.prefix: task for task, spec in TASKS.items()}
     return SHIPPED_STAGES[main[prefix]] if prefix in main else ('cpu',)
