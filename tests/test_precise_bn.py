@@ -64,7 +64,7 @@ def test_precise_bn_changes_what_validation_sees_and_not_the_training(tmp_path):
     assert not torch.allclose(precise['norms.body_bn.running_var'], running['norms.body_bn.running_var'])
 
 
-@pytest.mark.parametrize('mode', ['scaled', 'additive'])
+@pytest.mark.parametrize('mode', ['scaled', 'saliency', 'additive'])
 def test_search_warm_starts_from_a_compact_checkpoint_with_its_embedding_dim(tmp_path, mode):
     """dhp.warm_start: the DHP form of a trained network reproduces it at iteration 0 (and says how closely);
     dhp.embedding_dim sizes the hypernetworks."""

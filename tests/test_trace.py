@@ -267,7 +267,7 @@ def test_warm_start_reproduces_the_trained_network():
     full = network.build('srresnet', TOY['SRResNet'])
     full.load_state_dict(trained.state_dict())
     full.eval()
-    for mode in ('scaled', 'additive'):
+    for mode in ('scaled', 'saliency', 'additive'):
         net = DHPNet(copy.deepcopy(full), network.structure(full).spec).eval()
         assert warm_start(net, full.state_dict(), mode) < 1e-5
         with torch.no_grad():

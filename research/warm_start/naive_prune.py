@@ -3,9 +3,9 @@
     python -m research.warm_start.naive_prune --weights weights/srresnet_x4_dhp100.safetensors \
         --like experiments/ws_sr_scaled_f40/models/net_g_latest.safetensors -o naive_f40.safetensors
 
-Each prunable group keeps its channels of largest importance, as a magnitude-pruning library would: the sum of
-``|gamma|`` of the BatchNorms on the group where it has any (network slimming), else the L1 norm of the filters
-that write it.  The widths are those of ``--like`` (a pruned model), so the two run at the same measured
+Each prunable group keeps its channels of largest importance, as a magnitude-pruning library would
+(:func:`restore_dhp.dhp.saliency.magnitude_scores`: the sum of ``|gamma|`` of the BatchNorms on the group where it
+has any, network slimming, else the L1 norm of the filters that write it).  The widths are those of ``--like`` (a pruned model), so the two run at the same measured
 latency; the result is then fine-tuned with the same recipe and budget (``options/*_naive_*.yml``).
 """
 from __future__ import annotations
@@ -18,27 +18,13 @@ import torch
 from restore_dhp import network
 from restore_dhp.checkpoint import load_checkpoint, read_metadata, save_compact
 from restore_dhp.dhp import select_channels
-
-
-def channel_scores(model, spec) -> dict[str, torch.Tensor]:
-    """Importance of every channel of every prunable group (see the module)."""
-    scores = {g: torch.zeros(spec.group_widths[g]) for g in spec.prunable_groups}
-    has_norm = set()
-    for path, layer in spec.norms.items():
-        if len(layer.space) == 1 and layer.space[0].per == 1 and layer.group in scores:
-            scores[layer.group] += model.get_submodule(path).weight.detach().abs()
-            has_norm.add(layer.group)
-    for path, c in spec.modules.items():
-        if c.out_group in scores and c.out_group not in has_norm and not c.transposed:
-            weight = model.get_submodule(path).weight.detach().abs()
-            scores[c.out_group] += weight.flatten(1).sum(1).view(-1, c.out_per_channel).sum(1)
-    return scores
+from restore_dhp.dhp.saliency import magnitude_scores
 
 
 def naive_prune(weights: str, widths: dict) -> torch.nn.Module:
     model = load_checkpoint(weights).model
     structure = network.structure(model)
-    scores = channel_scores(model, structure.spec)
+    scores = magnitude_scores(structure.spec, model.state_dict())
     keep = {g: torch.sort(scores[g].argsort(descending=True)[:widths[g]]).values for g in scores}
     pruned = select_channels(model, structure.spec, structure.widths, keep)
     network.with_widths(model, pruned)

@@ -2,7 +2,7 @@
 
 DHP as published starts from random weights.  A user with a trained network (the project's full-width
 models, or their own) wants a pruned one in minutes, so :func:`warm_start` sets a :class:`DHPNet`'s
-hypernetworks and latents from the trained weights, in one of two parameterisations (measured against each
+hypernetworks and latents from the trained weights, in one of three parameterisations (measured against each
 other in ``reports/device/warm_start.md``):
 
 * ``scaled`` (the default): every latent is 1 and each conv's hypernetwork is set so that, with the latent
@@ -11,6 +11,13 @@ other in ``reports/device/warm_start.md``):
   and ``b1 = b2 = 0``.  A latent then scales its channel everywhere it is read or written, so its gradient
   is the channel's first-order importance, and the l1 proximal step shrinks the least important channels
   first;
+* ``saliency``: as ``scaled``, but a group's latents start spread evenly over ``(0, 1]`` in the order of their
+  channels' magnitude scores (:func:`~restore_dhp.dhp.saliency.magnitude_scores`; the least important at
+  ``1 / width``, the most at 1) and ``W2`` divides each kernel's ``m_ij`` back out, so at iteration 0 the kernel is
+  still ``W*_ij``.  The proximal step, which shrinks every latent by the same amount, then prunes one channel
+  after another from the least important, each fading out as its latent nears zero, instead of every channel
+  reaching the threshold together from 1 (the trained scores themselves are too alike to separate them: BatchNorm
+  ``|gamma|`` of the shipped DnCNN spans 0.86-0.99 of its largest in most layers);
 * ``additive``: the latents and the hypernetworks keep their random init and the kernel bias ``b2`` takes
   the difference, ``b2_ij = W*_ij - W2_ij (m_ij w1_ij + b1_ij)``: the trained weights plus a generated term
   that starts at zero.
@@ -24,8 +31,19 @@ from typing import Mapping
 import torch
 
 from .net import DHPNet
+from .saliency import magnitude_scores
 
-WARM_STARTS = ('scaled', 'additive')
+WARM_STARTS = ('scaled', 'saliency', 'additive')
+
+
+def saliency_latents(net: DHPNet, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The flat latents of ``saliency``: each group's channels at ``(rank + 1) / width`` by magnitude score."""
+    scores = magnitude_scores(net.spec, state)
+    parts = []
+    for group in net.layout.names:
+        rank = scores[group].argsort(stable=True).argsort()
+        parts.append((rank + 1).float() / len(rank))
+    return torch.cat(parts).to(net.latents)
 
 
 @torch.no_grad()
@@ -43,6 +61,8 @@ def warm_start(net: DHPNet, state: Mapping[str, torch.Tensor], mode: str = 'scal
     net.net.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=True)
     if mode == 'scaled':
         net.latents.fill_(1.0)
+    elif mode == 'saliency':
+        net.latents.copy_(saliency_latents(net, state))
     extended = torch.cat([net.read_latents(), net.latents.new_ones(1)])
     for key, bank in net.banks.items():
         targets = []
@@ -52,14 +72,16 @@ def warm_start(net: DHPNet, state: Mapping[str, torch.Tensor], mode: str = 'scal
         target = torch.stack(targets).to(bank.weight2).flatten(3)                       # (n, co, ci, kk)
         if f'{net.bank_members[key][0]}.bias' in state:
             bank.bias.copy_(torch.stack([state[f'{p}.bias'] for p in net.bank_members[key]]).to(bank.bias))
-        if mode == 'scaled':
+        z_in = extended[getattr(net, f'_in_index_{key}')]
+        z_out = extended[getattr(net, f'_out_index_{key}')]
+        if mode in ('scaled', 'saliency'):
+            if mode == 'saliency':
+                target = target / (z_out.unsqueeze(2) * z_in.unsqueeze(1)).unsqueeze(-1)
             u = bank.weight1                                                            # (n, co, ci, m)
             bank.weight2.copy_(target.unsqueeze(-1) * (u / u.square().sum(-1, keepdim=True)).unsqueeze(-2))
             for p in (bank.bias0, bank.bias1, bank.bias2):
                 p.zero_()
         else:
-            z_in = extended[getattr(net, f'_in_index_{key}')]
-            z_out = extended[getattr(net, f'_out_index_{key}')]
             latent = z_out.unsqueeze(2) * z_in.unsqueeze(1) + bank.bias0
             embedding = latent.unsqueeze(-1) * bank.weight1 + bank.bias1
             bank.bias2.copy_(target - (bank.weight2 * embedding.unsqueeze(-2)).sum(-1))
