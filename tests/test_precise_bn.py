@@ -64,6 +64,30 @@ def test_precise_bn_changes_what_validation_sees_and_not_the_training(tmp_path):
     assert not torch.allclose(precise['norms.body_bn.running_var'], running['norms.body_bn.running_var'])
 
 
+def test_precise_bn_leaves_frozen_batchnorm_alone_also_at_the_final_validation(tmp_path):
+    """With train.freeze_bn_iter the running statistics are what the net trains with: no validation (the final
+    one runs in eval mode) nor save recomputes them."""
+    root = str(tmp_path)
+    opt = sr_options(root, name='tiny_frozen', model='RestorationModel', total_iter=4, save_freq=4,
+                     network={'type': 'SRResNet', 'num_feat': 8, 'num_blocks': 2})
+    opt['val']['val_freq'] = 2
+    opt['train'].update(precise_bn=3, freeze_bn_iter=0)
+    start = os.path.join(root, 'trained.safetensors')
+    torch.manual_seed(0)
+    trained = compact('srresnet', num_feat=8, num_blocks=2)
+    with torch.no_grad():
+        trained.norms.body_bn.running_var.uniform_(0.5, 2.0)
+    save_compact(trained.eval(), start)
+    opt['path']['pretrain_network_g'] = start
+    out = run_train(root, write_options(root, opt))
+    log = out.stdout + out.stderr
+    assert 'Validation tinyval_running' not in log and log.count('Validation tinyval\n') == 3
+    psnrs = [float(line.split('psnr:')[1].split()[0]) for line in log.splitlines() if '# psnr:' in line]
+    assert len(psnrs) == 3 and psnrs[1] == psnrs[2]   # the final validation sees the net saved at 4
+    saved = read_tensors(os.path.join(_models(root, 'tiny_frozen'), 'net_g_4.safetensors'))
+    assert torch.equal(saved['norms.body_bn.running_var'], trained.norms.body_bn.running_var)
+
+
 @pytest.mark.parametrize('mode', ['scaled', 'saliency', 'additive'])
 def test_search_warm_starts_from_a_compact_checkpoint_with_its_embedding_dim(tmp_path, mode):
     """dhp.warm_start: the DHP form of a trained network reproduces it at iteration 0 (and says how closely);

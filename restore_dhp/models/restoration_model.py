@@ -217,9 +217,14 @@ class RestorationModel(SRModel):
     def get_current_log(self):
         return {k: float(v) if torch.is_tensor(v) else v for k, v in self.log_dict.items()}
 
-    def _freeze_bn_after(self, current_iter):
+    def _bn_frozen_at(self, current_iter) -> bool:
+        """Whether ``train.freeze_bn_iter`` has BatchNorm frozen at ``current_iter`` (from the options, so it
+        holds after a resume and while the net is in eval mode for a validation)."""
         start = (self.opt.get('train') or {}).get('freeze_bn_iter')
-        if start is None or current_iter <= start:
+        return start is not None and current_iter > start
+
+    def _freeze_bn_after(self, current_iter):
+        if not self._bn_frozen_at(current_iter):
             return
         for m in self.get_bare_model(self.net_g).modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -294,7 +299,7 @@ class RestorationModel(SRModel):
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         if not isinstance(current_iter, int):  # BasicSR's test pipeline passes the set's name: not training
             return super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
-        if self._recent is not None:
+        if self._recent is not None and not self._bn_frozen_at(current_iter):
             # what the running statistics give, logged as <set>_running, then the precise statistics
             self.recompute_bn(current_iter)
             self._swap_running_statistics()
@@ -321,7 +326,8 @@ class RestorationModel(SRModel):
     def recompute_bn(self, current_iter) -> None:
         """``train.precise_bn``: the BatchNorm statistics of the trained (and averaged) network recomputed on the
         recent training batches, once per iteration (:mod:`restore_dhp.models.precise_bn`)."""
-        if self._recent is None or not len(self._recent) or self._bn_recomputed_at == current_iter:
+        if (self._recent is None or not len(self._recent) or self._bn_recomputed_at == current_iter
+                or self._bn_frozen_at(current_iter)):   # frozen: the running statistics are what it trains with
             return
         nets = [self.get_bare_model(self.net_g)] + ([self.net_g_ema] if hasattr(self, 'net_g_ema') else [])
         norms = [m for net in nets for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
