@@ -17,11 +17,7 @@ other in ``reports/device/warm_start.md``):
   still ``W*_ij``.  The proximal step, which shrinks every latent by the same amount, then prunes one channel
   after another from the least important, each fading out as its latent nears zero, instead of every channel
   reaching the threshold together from 1 (the trained scores themselves are too alike to separate them: BatchNorm
-  ``|gamma|`` of the shipped DnCNN spans 0.86-0.99 of its largest in most layers).  Each embedding weight
-  ``w1_ij`` is also rescaled to unit L1 norm: an Adam step moves every entry of ``W2`` by about the learning rate,
-  so a generated kernel entry moves by about ``lr * |m_ij| * |w1_ij|_1`` per step, 6 to 7 times the step of a
-  plain weight with ``w1 ~ N(0, 1)`` and 8 embedding dimensions, and a warm start would be fine-tuned at several
-  times the learning rate its recipe names; at unit L1 norm it is about ``lr`` (plus ``lr`` from ``b2``);
+  ``|gamma|`` of the shipped DnCNN spans 0.86-0.99 of its largest in most layers);
 * ``additive``: the latents and the hypernetworks keep their random init and the kernel bias ``b2`` takes
   the difference, ``b2_ij = W*_ij - W2_ij (m_ij w1_ij + b1_ij)``: the trained weights plus a generated term
   that starts at zero.
@@ -81,7 +77,6 @@ def warm_start(net: DHPNet, state: Mapping[str, torch.Tensor], mode: str = 'scal
         if mode in ('scaled', 'saliency'):
             if mode == 'saliency':
                 target = target / (z_out.unsqueeze(2) * z_in.unsqueeze(1)).unsqueeze(-1)
-                bank.weight1.div_(bank.weight1.abs().sum(-1, keepdim=True).clamp(min=1e-12))
             u = bank.weight1                                                            # (n, co, ci, m)
             bank.weight2.copy_(target.unsqueeze(-1) * (u / u.square().sum(-1, keepdim=True)).unsqueeze(-2))
             for p in (bank.bias0, bank.bias1, bank.bias2):
