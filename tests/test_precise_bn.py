@@ -96,14 +96,18 @@ def test_search_warm_starts_from_a_compact_checkpoint_with_its_embedding_dim(tmp
     torch.manual_seed(0)
     start = os.path.join(root, 'trained.safetensors')
     save_compact(compact('srresnet', num_feat=8, num_blocks=2).eval(), start)
-    opt = sr_options(root, total_iter=4, dhp={'embedding_dim': 4, 'warm_start': mode})
+    opt = sr_options(root, total_iter=4, save_freq=1,
+                     dhp={'embedding_dim': 4, 'warm_start': mode, 'hyper_lr_scale': 0.25})
     opt['path']['pretrain_network_g'] = start
     out = run_train(root, write_options(root, opt))
     assert f'DHP warm start from {start} ({mode})' in out.stdout + out.stderr
     summary = json.load(open(os.path.join(_models(root, 'tiny_sr'), 'search_summary.json')))
     warm = summary['warm_start']
     assert warm['file'] == start and warm['mode'] == mode and warm['max_abs_difference'] < 1e-4
-    assert summary['search_options']['embedding_dim'] == 4
+    assert summary['search_options']['embedding_dim'] == 4 and summary['search_options']['hyper_lr_scale'] == 0.25
+    state = torch.load(os.path.join(root, 'experiments', 'tiny_sr', 'training_states', '1.state'), weights_only=False)
+    hyper, latents = state['optimizers'][0]['param_groups']   # iteration 1 is in the search
+    assert hyper['lr'] == pytest.approx(0.25 * latents['lr'])
     search = torch.load(os.path.join(_models(root, 'tiny_sr'), f"net_g_search_{summary['iteration']}.pth"),
                         weights_only=True)['params']
     banks = [v for k, v in search.items() if k.startswith('banks.') and k.endswith('.weight1')]

@@ -87,6 +87,7 @@ class SearchOptions:
     warm_start: str = 'scaled'         # from a compact path.pretrain_network_g: see restore_dhp.dhp.warm
     normalize_latents: bool = False    # hypernetworks read latents / their group's RMS (restore_dhp.dhp.net)
     hyper_init: str = 'module'         # generated convs start at the scale of network_g's own init ('he': He's)
+    hyper_lr_scale: float = 1.0        # the hypernetworks' learning rate in the search, over optim_g's lr
 
     @property
     def ratio(self) -> float:
@@ -113,7 +114,8 @@ class SearchOptions:
         for name, value in section.items():
             if name in values:
                 continue
-            kind = float if name in ('target_ratio', 'ratio_tolerance', 'regularization', 'keep_threshold') else (
+            kind = float if name in ('target_ratio', 'ratio_tolerance', 'regularization', 'keep_threshold',
+                                     'hyper_lr_scale') else (
                 str if name in ('prox', 'warm_start', 'hyper_init') else bool if name == 'normalize_latents' else int)
             if value is None and name == 'max_search_iter':
                 values[name] = None
@@ -133,7 +135,7 @@ class SearchOptions:
             raise OptionError(f'option dhp.hyper_init must be one of {HYPER_INITS}, got {opts.hyper_init!r}')
         if opts.prox not in PROX_TYPES:
             raise OptionError(f'option dhp.prox must be one of {PROX_TYPES}, got {opts.prox!r}')
-        for name in ('ratio_tolerance', 'regularization', 'keep_threshold'):
+        for name in ('ratio_tolerance', 'regularization', 'keep_threshold', 'hyper_lr_scale'):
             if getattr(opts, name) < 0:
                 raise OptionError(f'option dhp.{name} must be >= 0')
         for name in ('min_width', 'mask_interval', 'round_to', 'flops_input_size', 'embedding_dim'):
@@ -283,7 +285,10 @@ class DHPSearchModel(RestorationModel):
         net = self.get_bare_model(self.net_g)
         if self.phase == 'search':
             self.latent_params = {'params': net.latent_parameters(), 'weight_decay': 0.0}
-            params = [{'params': [p for p in net.hypernetwork_parameters() if p.requires_grad]}, self.latent_params]
+            hyper = {'params': [p for p in net.hypernetwork_parameters() if p.requires_grad]}
+            if self.search.hyper_lr_scale != 1:
+                hyper['lr'] = optim['lr'] * self.search.hyper_lr_scale
+            params = [hyper, self.latent_params]
             if optim.pop('weight_decay_params', 'all') != 'all':
                 raise OptionError('option train.optim_g.weight_decay_params must be all for DHPSearchModel '
                                   '(the search network generates its conv weights)')
