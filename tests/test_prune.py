@@ -32,7 +32,7 @@ def _prune(cwd, *args):
 def test_prune_warm_starts_from_the_weights_and_writes_a_compact_checkpoint(tmp_path):
     weights = _trained_toy(str(tmp_path / 'toy.safetensors'))
     recipe = sr_options(str(tmp_path), name='unused', total_iter=10, save_freq=5,
-                        dhp={'regularization': 300.0, 'mask_interval': 2, 'min_width': 2, 'warm_start': 'scaled'})
+                        dhp={'regularization': 300.0, 'mask_interval': 2, 'min_width': 2})
     recipe_file = write_options(str(tmp_path), recipe, 'recipe.yml')
     out = _prune(tmp_path, '--weights', weights, '--flops', '0.5', '--recipe', recipe_file, '-o', 'pruned.safetensors')
     log = out.stdout + out.stderr

@@ -308,7 +308,8 @@ def warm_start_part() -> str | None:
                     f"{table['precision']}, {table['threads']} thread(s), {table['size'][0]}×{table['size'][1]} | "
                     f"{search['target']['latency']:g} (predicted {search['predicted_latency_ratio']:.3f}) | "
                     f"`restore-dhp prune -n {start} --latency {search['target']['latency']:g}` "
-                    f"(`options/prune/{kind}_cpu.yml`): {info['total_iter']:,} iterations | "
+                    f"(`options/prune/{kind}_cpu.yml`, warm start `{search['warm_start']['mode']}`): "
+                    f"{info['total_iter']:,} iterations | "
                     f"{search['iteration']} ({search['stop_reason']}){landed} | "
                     f"{search['warm_start']['max_abs_difference']:.1e} | {_trained_on(info)} |")
     return ('## Pruned from the shipped weights for one CPU (`weights/device/<cpu>/`)\n\n'

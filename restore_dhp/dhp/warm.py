@@ -5,13 +5,13 @@ models, or their own) wants a pruned one in minutes, so :func:`warm_start` sets 
 hypernetworks and latents from the trained weights, in one of three parameterisations (measured against each
 other in ``reports/device/warm_start.md``):
 
-* ``scaled`` (the default): every latent is 1 and each conv's hypernetwork is set so that, with the latent
+* ``scaled``: every latent is 1 and each conv's hypernetwork is set so that, with the latent
   matrix ``m_ij = z_out[i] * z_in[j]`` (bias ``b0 = 0``), its kernel is ``m_ij * W*_ij`` for the trained
   kernel ``W*``: the embedding weight ``w1_ij`` keeps its random init ``u``, ``W2_ij = W*_ij u^T / |u|^2``,
   and ``b1 = b2 = 0``.  A latent then scales its channel everywhere it is read or written, so its gradient
   is the channel's first-order importance, and the l1 proximal step shrinks the least important channels
   first;
-* ``saliency``: as ``scaled``, but a group's latents start spread evenly over ``(0, 1]`` in the order of their
+* ``saliency`` (the default): as ``scaled``, but a group's latents start spread evenly over ``(0, 1]`` in the order of their
   channels' magnitude scores (:func:`~restore_dhp.dhp.saliency.magnitude_scores`; the least important at
   ``1 / width``, the most at 1) and ``W2`` divides each kernel's ``m_ij`` back out, so at iteration 0 the kernel is
   still ``W*_ij``.  The proximal step, which shrinks every latent by the same amount, then prunes one channel
@@ -47,7 +47,7 @@ def saliency_latents(net: DHPNet, state: Mapping[str, torch.Tensor]) -> torch.Te
 
 
 @torch.no_grad()
-def warm_start(net: DHPNet, state: Mapping[str, torch.Tensor], mode: str = 'scaled') -> float:
+def warm_start(net: DHPNet, state: Mapping[str, torch.Tensor], mode: str = 'saliency') -> float:
     """Set ``net`` (the DHP form of a network of the same widths) from the plain network's ``state``; returns
     the largest absolute difference between the generated and the trained kernels (float rounding only)."""
     if mode not in WARM_STARTS:

@@ -84,7 +84,7 @@ class SearchOptions:
     round_to: int | str = 1            # round kept widths up to a multiple of this; 'auto': the table's width step
     flops_input_size: int = 128
     embedding_dim: int = 8             # of the hypernetworks (the paper's 8)
-    warm_start: str = 'scaled'         # from a compact path.pretrain_network_g: see restore_dhp.dhp.warm
+    warm_start: str = 'saliency'       # from a compact path.pretrain_network_g: see restore_dhp.dhp.warm
     normalize_latents: bool = False    # hypernetworks read latents / their group's RMS (restore_dhp.dhp.net)
     hyper_init: str = 'module'         # generated convs start at the scale of network_g's own init ('he': He's)
     hyper_lr_scale: float = 1.0        # the hypernetworks' learning rate in the search, over optim_g's lr
