@@ -217,11 +217,8 @@ class RestorationModel(SRModel):
     def get_current_log(self):
         return {k: float(v) if torch.is_tensor(v) else v for k, v in self.log_dict.items()}
 
-    def _bn_frozen_at(self, current_iter) -> bool:
-        """Whether ``train.freeze_bn_iter`` has BatchNorm frozen at ``current_iter`` (from the options, so it
-        holds after a resume and while the net is in eval mode for a validation)."""
-        start = (self.opt.get('train') or {}).get('freeze_bn_iter')
-        return start is not None and current_iter > start
+    def _bn_frozen_at(self, current_iter) -> bool:  # from the options: true after a resume and in eval mode too
+        return (start := (self.opt.get('train') or {}).get('freeze_bn_iter')) is not None and current_iter > start
 
     def _freeze_bn_after(self, current_iter):
         if not self._bn_frozen_at(current_iter):
@@ -326,9 +323,8 @@ class RestorationModel(SRModel):
     def recompute_bn(self, current_iter) -> None:
         """``train.precise_bn``: the BatchNorm statistics of the trained (and averaged) network recomputed on the
         recent training batches, once per iteration (:mod:`restore_dhp.models.precise_bn`)."""
-        if (self._recent is None or not len(self._recent) or self._bn_recomputed_at == current_iter
-                or self._bn_frozen_at(current_iter)):   # frozen: the running statistics are what it trains with
-            return
+        if not self._recent or self._bn_recomputed_at == current_iter or self._bn_frozen_at(current_iter):
+            return   # (frozen: the running statistics are what it trains with)
         nets = [self.get_bare_model(self.net_g)] + ([self.net_g_ema] if hasattr(self, 'net_g_ema') else [])
         norms = [m for net in nets for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         self._running = [(m, {k: b.clone() for k, b in m.named_buffers()}) for m in norms]
