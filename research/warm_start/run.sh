@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The warm-start study on this machine's CPU (reports/device/warm_start.md): trained weights pruned by DHP to 60 / 40 /
 # 20% of their measured latency with `restore-dhp prune`, the magnitude-pruning control at the same widths and budget,
-# and the report.  Stages (default: all, in order): models | controls | report.  One run at a time, one thread
+# and the report.  Stages (default: all, in order): models | controls | report; and `variants`, the search variants
+# the report compares (not part of all).  One run at a time, one thread
 # (THREADS=N to change); a killed run continues when the stage is started again.
 #   bash research/warm_start/run.sh            # everything
 #   bash research/warm_start/run.sh report     # the report only, from what is there
@@ -57,8 +58,27 @@ report() {   # quality measured once per checkpoint: the shipped weights' report
   done
 }
 
+variants() {   # the 40% search variants of the report's "what was tried" tables: the recipe with one change each
+  local tmp; tmp=$(mktemp -d)
+  while read -r start name changes; do
+    [ -f "experiments/$name/models/net_g_latest.safetensors" ] && continue
+    $PY -m restore_dhp.prune -n "$start" --latency 0.4 --name "$name" --dry-run > "$tmp/$name.yml"
+    # shellcheck disable=SC2086
+    $PY -m restore_dhp.train -opt "$tmp/$name.yml" --auto_resume --force_yml $changes
+  done <<'VARIANTS'
+srresnet_x4_dhp100 ws_sr_scaled dhp:warm_start=scaled train:freeze_bn_iter=~
+srresnet_x4_dhp100 ws_sr_saliency_trainbn train:freeze_bn_iter=~
+srresnet_x4_dhp100 ws_sr_saliency_frozen train:freeze_bn_iter=0
+srresnet_x4_dhp100 ws_sr_saliency_frozen_normed train:freeze_bn_iter=0 dhp:normalize_latents=true
+srresnet_x4_dhp100 ws_sr_saliency_frozen_hyperlr train:freeze_bn_iter=0 dhp:hyper_lr_scale=0.1
+dncnn_s70_baseline ws_dn_scaled dhp:warm_start=scaled
+dncnn_s70_baseline ws_dn_saliency_frozen train:freeze_bn_iter=0
+VARIANTS
+  rm -r "$tmp"
+}
+
 case $stage in
-  models) models ;; controls) controls ;; report) report ;;
+  models) models ;; controls) controls ;; report) report ;; variants) variants ;;
   all) models; controls; report ;;
-  *) echo "usage: $0 [models|controls|report|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [models|controls|report|variants|all]" >&2; exit 2 ;;
 esac
