@@ -13,7 +13,8 @@ from restore_dhp.archs.dncnn_arch import DnCNN
 from restore_dhp.checkpoint import save_compact
 from restore_dhp.deploy import prepare, reuse_freed_memory
 from restore_dhp.evaluation import measure_checkpoint, measure_checkpoint_isolated
-from restore_dhp.timing import METHOD_CPU, METHOD_CPU_NO_MEMORY, measure, measure_side_by_side, weight_bytes
+from restore_dhp.timing import (METHOD_CPU, METHOD_CPU_NO_MEMORY, cpu_model, measure, measure_side_by_side,
+                                 weight_bytes)
 
 
 def _model(width: int = 16) -> DnCNN:
@@ -86,3 +87,17 @@ def test_profiler_is_quiet_on_stderr():
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert r.returncode == 0, r.stderr
     assert 'USDT' not in r.stderr and 'gpuGetDeviceCount' not in r.stderr and 'STAGE' not in r.stderr, r.stderr
+
+
+def test_cpu_model_tells_apart_cpus_a_virtual_machine_names_alike(tmp_path):
+    def model(text):
+        path = tmp_path / 'cpuinfo'
+        path.write_text(text)
+        return cpu_model(str(path))
+
+    block = 'processor\t: {n}\ncpu family\t: 25\nmodel\t\t: {m}\nmodel name\t: {name}\nflags\t\t: avx512f\n\n'
+    assert model(block.format(n=0, m=17, name='AMD EPYC') + block.format(n=1, m=1, name='other')) == \
+        'AMD EPYC (family 25, model 17)'
+    assert model(block.format(n=0, m=1, name='AMD EPYC')) == 'AMD EPYC (family 25, model 1)'
+    xeon = 'Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz'
+    assert model(block.format(n=0, m=106, name=xeon)) == xeon   # a name with a number says which CPU it is
