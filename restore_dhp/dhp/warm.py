@@ -11,8 +11,8 @@ other in ``reports/device/warm_start.md``):
   and ``b1 = b2 = 0``.  A latent then scales its channel everywhere it is read or written, so its gradient
   is the channel's first-order importance, and the l1 proximal step shrinks the least important channels
   first;
-* ``saliency`` (the default): as ``scaled``, but a group's latents start spread evenly over ``(0, 1]`` in the order of their
-  channels' magnitude scores (:func:`~restore_dhp.dhp.saliency.magnitude_scores`; the least important at
+* ``saliency`` (the default): as ``scaled``, but a group's latents start spread evenly over ``(0, 1]`` in the
+  order of their channels' magnitude scores (:func:`~restore_dhp.dhp.saliency.magnitude_scores`; the least important at
   ``1 / width``, the most at 1) and ``W2`` divides each kernel's ``m_ij`` back out, so at iteration 0 the kernel is
   still ``W*_ij``.  The proximal step, which shrinks every latent by the same amount, then prunes one channel
   after another from the least important, each fading out as its latent nears zero, instead of every channel
