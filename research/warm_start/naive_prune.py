@@ -5,8 +5,9 @@
 
 Each prunable group keeps its channels of largest importance, as a magnitude-pruning library would
 (:func:`restore_dhp.dhp.saliency.magnitude_scores`: the sum of ``|gamma|`` of the BatchNorms on the group where it
-has any, network slimming, else the L1 norm of the filters that write it).  The widths are those of ``--like`` (a pruned model), so the two run at the same measured
-latency; the result is then fine-tuned with the same recipe and budget (``options/*_naive_*.yml``).
+has any, network slimming, else the L1 norm of the filters that write it).  The widths are those of ``--like`` (a
+pruned model), so the two run at the same measured latency; the result is then fine-tuned with the same budget
+(``research/warm_start/options/control_*_cpu.yml``).
 """
 from __future__ import annotations
 
