@@ -13,6 +13,7 @@ export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
 TARGETS=${TARGETS:-"60 40 20"}
 SR_STARTS=${SR_STARTS:-"srresnet_x4_dhp100 srresnet_x4_baseline"}
 DN_STARTS=${DN_STARTS:-"dncnn_s70_baseline"}
+EDSR_STARTS=${EDSR_STARTS:-"edsr_x4_baseline"} EDSR_TARGETS=${EDSR_TARGETS:-40}   # a traced network, one target
 # this CPU's folder of latency tables, e.g. latency_tables/cpu-amd-epyc-1t: the weights go to weights/device/<folder>
 FOLDER=$($PY -c "import os; from restore_dhp.latency import table_path
 print(os.path.basename(os.path.dirname(table_path('srresnet', 'cpu', 'fused', 'fp32', 1, (170, 256)))))")
@@ -20,15 +21,20 @@ OUT=weights/device/$FOLDER
 mkdir -p "$OUT" research/warm_start/ckpt
 stage=${1:-all}
 
+runs() {   # "start target" per line
+  for start in $SR_STARTS $DN_STARTS; do for t in $TARGETS; do echo "$start $t"; done; done
+  for start in $EDSR_STARTS; do for t in $EDSR_TARGETS; do echo "$start $t"; done; done
+}
+
 models() {
-  for start in $SR_STARTS $DN_STARTS; do for t in $TARGETS; do
+  while read -r start t <&3; do
     [ -f "$OUT/${start}_cpu$t.safetensors" ] || $PY -m restore_dhp.prune -n "$start" --latency "0.$t" \
       -o "$OUT/${start}_cpu$t.safetensors"
-  done; done
+  done 3< <(runs)
 }
 
 controls() {
-  for start in $SR_STARTS $DN_STARTS; do for t in $TARGETS; do
+  while read -r start t <&3; do
     model=${start}_cpu$t task=$([[ $start == dncnn* ]] && echo denoise || echo sr)
     [ -f "$OUT/$model.safetensors" ] || continue
     control=research/warm_start/ckpt/${model}_control.safetensors   # a study's result, not shipped weights
@@ -36,25 +42,33 @@ controls() {
     naive=research/warm_start/ckpt/${model}_naive.safetensors
     [ -f "$naive" ] || $PY -m research.warm_start.naive_prune --weights "weights/$start.safetensors" \
       --like "$OUT/$model.safetensors" -o "$naive"
+    arch=$($PY -c "from restore_dhp.checkpoint import read_metadata; print(read_metadata('$naive')['arch'])")
     $PY -m restore_dhp.train -opt "research/warm_start/options/control_${task}_cpu.yml" --auto_resume \
-      --force_yml "name=${model}_control" "path:pretrain_network_g=$naive"
+      --force_yml "name=${model}_control" "path:pretrain_network_g=$naive" "network_g:type=$arch"
     cp "experiments/${model}_control/models/net_g_latest.safetensors" "$control"
-  done; done
+  done 3< <(runs)
 }
 
 report() {   # quality measured once per checkpoint: the shipped weights' reports are reused, the new ones benchmarked
-  for task in sr denoise; do
-    if [ $task = sr ]; then net=srresnet_x4 sets="Set5 Set14 B100 Urban100" table=srresnet_fused_fp32_170x256
-    else net=dncnn_s70 sets="BSD68 Set12" table=dncnn_fused_fp32_321x481; fi
+  for net in srresnet_x4 edsr_x4 dncnn_s70; do
+    case $net in
+      srresnet_x4) task=sr tag=sr sets="Set5 Set14 B100 Urban100" table=srresnet_fused_fp32_170x256
+        shipped="weights/${net}_baseline.safetensors weights/${net}_dhp{60,40,20}.safetensors
+          weights/device/${net}_cpu{60,40,20}.safetensors" quality="reports/sr/report.json reports/device/quality_sr/report.json" ;;
+      edsr_x4) task=sr tag=edsr sets="Set5 Set14 B100 Urban100" table=EDSR_fused_fp32_170x256
+        shipped="weights/${net}_baseline.safetensors weights/${net}_dhp40.safetensors" quality=reports/edsr_x4/report.json ;;
+      dncnn_s70) task=denoise tag=denoise sets="BSD68 Set12" table=dncnn_fused_fp32_321x481
+        shipped="weights/${net}_baseline.safetensors weights/${net}_dhp{60,40,20}.safetensors
+          weights/device/${net}_cpu{60,40,20}.safetensors" quality="reports/denoise/report.json reports/device/quality_denoise/report.json" ;;
+    esac
     new=$(ls $OUT/${net}_*.safetensors research/warm_start/ckpt/${net}_*_control.safetensors 2>/dev/null || true)
     [ -n "$new" ] || continue
     $PY -m restore_dhp.benchmark --task $task --weights $new --sets $sets --no-timing --no-lpips \
-      --out reports/device/warm_start_quality_$task --quiet
-    $PY -m restore_dhp.device_report --task $task --table latency_tables/$FOLDER/$table.json \
-      --weights weights/${net}_baseline.safetensors weights/${net}_dhp{60,40,20}.safetensors \
-        weights/device/${net}_cpu{60,40,20}.safetensors $new \
-      --quality reports/$task/report.json reports/device/quality_$task/report.json \
-        reports/device/warm_start_quality_$task/report.json --out reports/device/warm_start_$task
+      --out reports/device/warm_start_quality_$tag --quiet
+    # shellcheck disable=SC2086
+    eval "$PY -m restore_dhp.device_report --task $task --table latency_tables/$FOLDER/$table.json \
+      --weights $shipped $new --quality $quality reports/device/warm_start_quality_$tag/report.json \
+      --out reports/device/warm_start_$tag"
   done
 }
 
