@@ -304,6 +304,31 @@ def test_the_last_check_lands_on_the_target_by_the_latents():
         assert (net.group_latents()[group][mask == 0] == 0).all()
 
 
+def test_a_refill_that_cannot_reach_the_target_lands_from_the_last_check():
+    """A warm-started SRResNet search on a table stepping by 16 pruned its trunk from 48 to 32 in one check: latency
+    0.50 -> 0.29 for a target of 0.4, and the trunk's 16 channels could only come back together (0.50), so the
+    search stopped at 0.29.  Now the check goes back to the last check's masks and lands from there over every
+    group: the costly trunk stays, the blocks give way."""
+    net = dhp('srresnet', num_feat=16, num_blocks=4, scale=4)
+    pruner = DHPPruner(net, 0.85, ratio_tolerance=0.02, rule=KeepRule(round_to=8, min_width=4))
+    blocks = net.layout.names[1:]
+    with torch.no_grad():
+        net.latents.uniform_(0.5, 1.0)
+        net.group_latents()['trunk'].fill_(2.0)
+        for group in blocks:
+            net.group_latents()[group][:8] = 0.0
+    first = pruner.check()
+    assert first.widths == {'trunk': 16, **{g: 8 for g in blocks}} and not first.target_reached  # 0.88
+    with torch.no_grad():
+        net.group_latents()['trunk'][:8] = 0.0   # trunk 16 -> 8: 0.29, and its chunk of 8 back would be 0.88
+    check = pruner.check()
+    assert check.refilled_from == pytest.approx(pruner.cost_ratio({'trunk': 8, **{g: 8 for g in blocks}}))
+    assert check.landed_from == pytest.approx(first.ratio)
+    assert check.target_reached and 0.83 <= check.ratio <= 0.85 and check.widths['trunk'] == 16
+    assert check.ratio == pytest.approx(pruner.cost_ratio()) and all(check.widths[g] in (4, 8) for g in blocks)
+    assert (net.group_latents()['trunk'] == 2.0).all()   # the trunk's latents as they were at the last check
+
+
 def test_normalized_latents_make_a_groupwide_shrink_change_nothing():
     torch.manual_seed(0)
     plain = network.build('dncnn', dict(num_layers=4, num_feat=8))

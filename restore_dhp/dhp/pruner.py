@@ -11,7 +11,9 @@ whole search policy:
   priced by its cost (a :class:`~restore_dhp.dhp.cost.WidthCost`: the closed-form
   :class:`FlopsTable` by default, or a measured :class:`~restore_dhp.dhp.latency_table.LatencyTable`),
   and, when one check pruned past the target, a refill of the channels pruned since
-  the previous check, best first, each priced by the same cost (:func:`fill_to_target`);
+  the previous check, best first, each priced by the same cost (:func:`fill_to_target`); where that refill
+  still ends below the target's tolerance, the check lands from the previous check's masks instead
+  (:meth:`DHPPruner.land_on_target`, over every group);
 * the stop, with its reason (:class:`SearchStep`).
 
 The network holds the latents, masks and their layout; nothing of the policy.
@@ -167,6 +169,13 @@ class DHPPruner:
             self._revive(layout.join(keep), previous)
             refilled_from, widths = ratio, net.kept_widths()
             ratio = self.cost_ratio(widths)
+            if ratio < self.target_ratio - self.ratio_tolerance:
+                # the channels pruned since the last check come back only in chunks too costly for the target (a
+                # coupled group stepping by a table's width step): back to the last check, and land from there
+                self._revive(before, previous)
+                landed = self.land_on_target()
+                return MaskCheck(landed.ratio, landed.widths, refilled_from, landed.target_reached,
+                                 landed_from=landed.landed_from)
         self.latents_at_last_check = net.latents.detach().clone()
         return MaskCheck(ratio, widths, refilled_from, ratio <= self.target_ratio + self.ratio_tolerance)
 

@@ -317,9 +317,11 @@ class DHPSearchModel(RestorationModel):
         logger = get_root_logger()
         kind = 'FLOPs' if self.search.target is None else 'latency'
         if check.refilled_from is not None:
+            how = 'refilled to' if check.landed_from is None else f'come back only in chunks over the target: ' \
+                f'landed from the last check ({check.landed_from:.4f}) by the latents, to'
             logger.info(f'DHP search iter {it}: {kind} ratio fell to {check.refilled_from:.4f}, below target '
-                        f'{self.search.ratio}; channels pruned since the last check refilled to {check.ratio:.4f}')
-        if check.landed_from is not None:
+                        f'{self.search.ratio}; channels pruned since the last check {how} {check.ratio:.4f}')
+        elif check.landed_from is not None:
             logger.warning(f'DHP search iter {it}: dhp.max_search_iter reached at {kind} ratio '
                            f'{check.landed_from:.4f}, above target {self.search.ratio}; pruned to {check.ratio:.4f} '
                            'by the latents as they are (largest kept). A stronger dhp.regularization or a later '
