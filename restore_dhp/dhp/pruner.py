@@ -116,17 +116,20 @@ class DHPPruner:
         return SearchStep(iteration, check, stop)
 
     @torch.no_grad()
-    def land_on_target(self) -> MaskCheck:
+    def land_on_target(self, hold: torch.Tensor | None = None) -> MaskCheck:
         """The search's last check, above the target: the latents rank what the shrink had no time to remove.
-        Each group keeps its ``min_width`` best channels, then the other kept channels come back best first
-        (largest latent magnitude) while the cost stays at or below the target (:func:`fill_to_target`); the rest
-        are pruned."""
+        Each group keeps its ``min_width`` best channels (and the channels ``hold`` marks, where that alone fits
+        the target), then the other kept channels come back best first (largest latent magnitude) while the cost
+        stays at or below the target (:func:`fill_to_target`); the rest are pruned."""
         net, layout = self.net, self.net.layout
         alive = net.masks > 0
         score = self.rule.scores(net.latents)
         ranked = layout.padded(torch.where(alive, score, torch.full_like(score, -1.0)), -2.0)
         rank = ranked.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
         floor = layout.unpad(rank < self.rule.min_width) & alive
+        held = floor | (hold & alive) if hold is not None else floor
+        if self.cost_ratio(layout.to_dict(layout.counts(held))) <= self.target_ratio:
+            floor = held
         before = self.cost_ratio()
         keep = layout.join(fill_to_target(layout.split(floor), layout.split(alive & ~floor), layout.split(score),
                                           self.cost_ratio, self.target_ratio, self.rule.round_to))
@@ -171,9 +174,14 @@ class DHPPruner:
             ratio = self.cost_ratio(widths)
             if ratio < self.target_ratio - self.ratio_tolerance:
                 # the channels pruned since the last check come back only in chunks too costly for the target (a
-                # coupled group stepping by a table's width step): back to the last check, and land from there
+                # coupled group stepping by a table's width step): back to the last check, and land from there,
+                # the groups that could not come back held at their width there, the others giving way
+                stuck = torch.zeros_like(before)
+                for group, lost in layout.split(before & ~(net.masks > 0)).items():
+                    if lost.any():
+                        stuck[layout.slice(group)] = True
                 self._revive(before, previous)
-                landed = self.land_on_target()
+                landed = self.land_on_target(hold=stuck & before)
                 return MaskCheck(landed.ratio, landed.widths, refilled_from, landed.target_reached,
                                  landed_from=landed.landed_from)
         self.latents_at_last_check = net.latents.detach().clone()
