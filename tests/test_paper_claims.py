@@ -26,3 +26,31 @@ def test_the_table_flags_a_fall_and_a_seed_pair_apart(tmp_path):
     assert '| pbn_dhp40 | 2 | 28.00 / 28.10 | 0.10 | yes |' in text
     assert '| pbn_dhp20 | 2 | 27.00 / 27.50 | 0.50 | NO |' in text
     assert '| pbn_baseline | 1 | 29.00 | – | one seed so far |' in text
+
+
+def test_dhp_is_compared_with_both_uniform_families_interpolated_at_its_cost(tmp_path):
+    """research/paper_claims/uniform.py: runs grouped by name, seeds averaged, DHP minus each uniform curve."""
+    import json
+
+    from research.paper_claims.uniform import main
+
+    def rec(name, flops, latency, psnr, widths=(8, 8)):
+        return {'name': name, 'flops_ratio': flops, 'latency_ratio': latency, 'psnr': {'Set5': psnr},
+                'widths': {'trunk': widths[0], 'block00': widths[1]}}
+    models = [rec('srresnet_x4_baseline', 1.0, 1.0, 30.0),
+              rec('pbn_dhp40_s10', 0.40, 0.45, 29.0, (40, 32)), rec('pbn_dhp40_s11', 0.40, 0.45, 29.2, (40, 48)),
+              rec('pc_srresnet_x4_dhp40_l2_s10', 0.42, 0.5, 28.5, (64, 16)),
+              rec('pc_srresnet_x4_uni48_s10', 0.6, 0.6, 29.4), rec('pc_srresnet_x4_uni32_s10', 0.2, 0.3, 28.0),
+              rec('pc_srresnet_x4_uni48_dhp_s10', 0.6, 0.6, 29.6), rec('pc_srresnet_x4_uni32_dhp_s10', 0.2, 0.3, 28.2)]
+    report = {'task': 'sr', 'sets': ['Set5'], 'control_speedup': 1.0, 'models': models,
+              'table_settings': {'device_name': 'CPU', 'backend': 'fused', 'threads': 1}}
+    (tmp_path / 'd.json').write_text(json.dumps(report))
+    assert main(['--device', str(tmp_path / 'd.json'), '--out', str(tmp_path / 'out')]) == 0
+    text = (tmp_path / 'out' / 'uniform.md').read_text()
+    assert '| DHP | DHP-40 | 2 | 0.400 | 0.450 | 29.10 (0.20) |' in text
+    # at FLOPs 0.40 the plain curve reads 28.7 and the procedure's 28.9; at latency 0.45, 28.7 and 28.9 as well
+    assert text.count('| DHP-40 | +0.40 | +0.20 |') == 2
+    assert '| pc_srresnet_x4_dhp40_l2_s10 | 0.420 | 28.50 | 64 16 |' in text
+    assert (tmp_path / 'out' / 'uniform_sr.png').stat().st_size > 0
+    (tmp_path / 'e.json').write_text(json.dumps(dict(report, models=models[:1])))
+    assert main(['--device', str(tmp_path / 'e.json'), '--out', str(tmp_path / 'out')]) == 2

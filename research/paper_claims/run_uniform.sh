@@ -16,7 +16,11 @@
 #   bash research/paper_claims/run_uniform.sh                      # every run missing
 #   TASKS=denoise SEEDS=10 WIDTHS="40" bash research/paper_claims/run_uniform.sh
 #   DRY=1 bash research/paper_claims/run_uniform.sh                # the train commands only
-# A finished run (experiments/<name>/models/net_g_latest.safetensors) is skipped; a killed one resumes.
+#   bash research/paper_claims/run_uniform.sh report               # the tables only, from the runs there
+# A finished run (experiments/<name>/models/net_g_latest.safetensors) is skipped; a killed one resumes.  The report
+# stage copies each finished run's checkpoint to research/paper_claims/ckpt/<run>.safetensors, benchmarks them, times
+# them side by side with the baseline on this CPU's latency table (restore_dhp.device_report: run it on a quiet
+# machine) and writes reports/paper_claims/<task>/uniform.md and its plot (research/paper_claims/uniform.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python}
@@ -33,21 +37,44 @@ train() {   # name recipe [force_yml entries...]
   $PY -m restore_dhp.train "${args[@]}" "name=$name" "$@" --auto_resume
 }
 
-for task in ${TASKS:-sr denoise}; do
-  case $task in
-    sr) prefix=srresnet_x4 dhp_name=pbn_dhp l2_lambda=24.0 ;;           # the recipe's 3.0 x 8
-    denoise) prefix=dncnn_s70 dhp_name=pc_dncnn_s70_dhp l2_lambda=240.0 ;;  # 30.0 x 8
-    *) echo "unknown task $task (sr, denoise)" >&2; exit 2 ;;
-  esac
+runs() {   # task prefix dhp_name l2_lambda
   for seed in ${SEEDS:-10 11}; do
     for nn in 60 40 20; do
-      train "${dhp_name}${nn}_s$seed" "${prefix}_dhp${nn}_cpu" "manual_seed=$seed"
+      train "${3}${nn}_s$seed" "${2}_dhp${nn}_cpu" "manual_seed=$seed"
     done
-    train "pc_${prefix}_dhp40_l2_s$seed" "${prefix}_dhp40_cpu" "manual_seed=$seed" "dhp:prox=l2" \
-      "dhp:regularization=$l2_lambda"
+    train "pc_${2}_dhp40_l2_s$seed" "${2}_dhp40_cpu" "manual_seed=$seed" "dhp:prox=l2" "dhp:regularization=$4"
     for w in $WIDTHS; do
-      train "pc_${prefix}_uni${w}_s$seed" "${prefix}_baseline_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
-      train "pc_${prefix}_uni${w}_dhp_s$seed" "${prefix}_dhp100_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
+      train "pc_${2}_uni${w}_s$seed" "${2}_baseline_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
+      train "pc_${2}_uni${w}_dhp_s$seed" "${2}_dhp100_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
     done
   done
+}
+
+report() {   # task prefix dhp_name
+  local ckpt=research/paper_claims/ckpt out=reports/paper_claims/$1 sets table copied=()
+  mkdir -p "$ckpt" "$out"
+  for f in $(printf '%s\n' experiments/{"$3","pc_$2_"}*_s1?/models/net_g_latest.safetensors | sort -u); do
+    [ -f "$f" ] || continue
+    run=$(basename "$(dirname "$(dirname "$f")")")
+    cp "$f" "$ckpt/$run.safetensors"
+    copied+=("$ckpt/$run.safetensors")
+  done
+  [ ${#copied[@]} -gt 0 ] || { echo "no finished runs for $1" >&2; return 0; }
+  if [ "$1" = sr ]; then sets="Set5 Set14 B100 Urban100" arch=srresnet size="170, 256"
+  else sets="BSD68 Set12" arch=dncnn size="321, 481"; fi
+  table=$($PY -c "from restore_dhp.latency import table_path; print(table_path('$arch', 'cpu', 'fused', 'fp32', 1, ($size)))")
+  # shellcheck disable=SC2086
+  $PY -m restore_dhp.benchmark --task "$1" --weights "${copied[@]}" --sets $sets --no-timing --no-lpips --out "$out/quality" --quiet
+  $PY -m restore_dhp.device_report --task "$1" --table "$table" --weights "weights/$2_baseline.safetensors" "${copied[@]}" \
+    --quality "reports/$1/report.json" "$out/quality/report.json" --out "$out"
+  $PY -m research.paper_claims.uniform --device "$out/device_$1.json" --out "$out"
+}
+
+for task in ${TASKS:-sr denoise}; do
+  case $task in
+    sr) args=(sr srresnet_x4 pbn_dhp 24.0) ;;                    # l2: the recipe's lambda 3.0 x 8
+    denoise) args=(denoise dncnn_s70 pc_dncnn_s70_dhp 240.0) ;;  # 30.0 x 8
+    *) echo "unknown task $task (sr, denoise)" >&2; exit 2 ;;
+  esac
+  if [ "${1:-runs}" = report ]; then report "${args[@]:0:3}"; else runs "${args[@]}"; fi
 done
