@@ -268,7 +268,9 @@ def test_search_that_prunes_past_the_target_is_refilled(tmp_path):
     out = run_train(root, write_options(root, opt))
     import re
     log = out.stdout + out.stderr
-    fell = re.search(r'FLOPs ratio fell to ([0-9.]+), below target 0.6; .* refilled to ([0-9.]+)', log)
+    # refilled, or (when the refill cannot get within the tolerance) landed from the last check
+    fell = re.search(r'FLOPs ratio fell to ([0-9.]+), below target 0.6; channels pruned since the last check .*?'
+                     r'to ([0-9.]+)', log)
     assert fell, log[-3000:]
     summary = json.load(open(os.path.join(_models(root, 'tiny_sr'), 'search_summary.json')))
     assert float(fell.group(1)) <= summary['flops_ratio'] <= 0.6
