@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The warm-start study on this machine's CPU (reports/device/warm_start.md): trained weights pruned by DHP to 60 / 40 /
 # 20% of their measured latency with `restore-dhp prune`, the magnitude-pruning control at the same widths and budget,
-# and the report.  Stages (default: all, in order): models | controls | report; and `variants`, the search variants
-# the report compares (not part of all).  One run at a time, one thread
+# and the report.  Stages (default: all, in order): models | controls | report (`quality`: its benchmarks only, no
+# timing; `report` times side by side: run it on a quiet machine); and `variants`, the search variants the report
+# compares (not part of all).  One run at a time, one thread
 # (THREADS=N to change); a killed run continues when the stage is started again.
 #   bash research/warm_start/run.sh            # everything
 #   bash research/warm_start/run.sh report     # the report only, from what is there
@@ -49,7 +50,7 @@ controls() {
   done 3< <(runs)
 }
 
-report() {   # quality measured once per checkpoint: the shipped weights' reports are reused, the new ones benchmarked
+report() {   # $1 = quality: the benchmarks only (each checkpoint once, cached); else also the timing and the report
   for net in srresnet_x4 edsr_x4 dncnn_s70; do
     case $net in
       srresnet_x4) task=sr tag=sr sets="Set5 Set14 B100 Urban100" table=srresnet_fused_fp32_170x256
@@ -63,13 +64,19 @@ report() {   # quality measured once per checkpoint: the shipped weights' report
     esac
     new=$(ls $OUT/${net}_*.safetensors research/warm_start/ckpt/${net}_*_control.safetensors 2>/dev/null || true)
     [ -n "$new" ] || continue
-    $PY -m restore_dhp.benchmark --task $task --weights $new --sets $sets --no-timing --no-lpips \
-      --out reports/device/warm_start_quality_$tag --quiet
+    for w in $new; do   # quality of the new checkpoints, each benchmarked once (again when the file changes)
+      q=research/warm_start/ckpt/quality/$(basename "$w" .safetensors)
+      # shellcheck disable=SC2086
+      [ "$q/report.json" -nt "$w" ] || $PY -m restore_dhp.benchmark --task $task --weights "$w" --sets $sets \
+        --no-timing --no-lpips --out "$q" --quiet
+      quality="$quality $q/report.json"
+    done
+    [ "${1:-}" = quality ] && continue
     # shellcheck disable=SC2086
     eval "$PY -m restore_dhp.device_report --task $task --table latency_tables/$FOLDER/$table.json \
-      --weights $shipped $new --quality $quality reports/device/warm_start_quality_$tag/report.json \
-      --out reports/device/warm_start_$tag"
+      --weights $shipped $new --quality $quality --out reports/device/warm_start_$tag"
   done
+  [ "${1:-}" = quality ] || $PY -m research.warm_start.summary reports/device/warm_start_*/device_*.json
 }
 
 variants() {   # the 40% search variants of the report's "what was tried" tables: the recipe with one change each
@@ -92,7 +99,7 @@ VARIANTS
 }
 
 case $stage in
-  models) models ;; controls) controls ;; report) report ;; variants) variants ;;
+  models) models ;; controls) controls ;; quality) report quality ;; report) report ;; variants) variants ;;
   all) models; controls; report ;;
-  *) echo "usage: $0 [models|controls|report|variants|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [models|controls|quality|report|variants|all]" >&2; exit 2 ;;
 esac
