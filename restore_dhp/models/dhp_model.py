@@ -318,7 +318,7 @@ class DHPSearchModel(RestorationModel):
         kind = 'FLOPs' if self.search.target is None else 'latency'
         if check.refilled_from is not None:
             how = 'refilled to' if check.landed_from is None else f'come back only in chunks over the target: ' \
-                f'landed from the last check ({check.landed_from:.4f}) by the latents, to'
+                f'landed from the last check ({check.landed_from:.4f}), those groups held at their width there, to'
             logger.info(f'DHP search iter {it}: {kind} ratio fell to {check.refilled_from:.4f}, below target '
                         f'{self.search.ratio}; channels pruned since the last check {how} {check.ratio:.4f}')
         elif check.landed_from is not None:
