@@ -253,6 +253,12 @@ def _check_network(opt: dict) -> None:
     allowed = _arch_keys(ARCH_REGISTRY.get(net['type']))
     if 'checkpoint' in net or 'widths' in net:
         with_compact_pretrain(opt)  # raises: says what to write instead
+    pretrain = str((opt.get('path') or {}).get('pretrain_network_g') or '')
+    if pretrain.endswith('.safetensors') and os.path.isfile(pretrain):  # its structure arguments complete network_g
+        try:
+            net = with_compact_pretrain(opt)[0]['network_g']
+        except CheckpointError as e:
+            raise OptionError(f'option path.pretrain_network_g: {e}') from None
     for key in net:
         if key != 'type' and key not in allowed:
             raise _unknown_key('network_g.', key, allowed)

@@ -232,3 +232,21 @@ def test_a_yaml_alias_bomb_is_refused_fast_in_one_line(tmp_path, capsys):
     _fails_before_training(tmp_path, tmp_path / 'big.yml', capsys, 'big.yml is 1,048,585 bytes, over the 1,048,576')
     (tmp_path / 'deep.yml').write_text('a: ' + '[' * 5000 + ']' * 5000 + '\n')
     _fails_before_training(tmp_path, tmp_path / 'deep.yml', capsys, 'nested too deeply')
+
+
+def test_a_compact_pretrain_completes_network_g_before_it_is_checked(tmp_path):
+    """EDSR has required arguments: ``network_g: {type: EDSR}`` with a compact checkpoint as pretrain (the warm-start
+    control) was refused as 'EDSR cannot be built with {}' although the run takes them from the file."""
+    from restore_dhp import network
+    from restore_dhp.checkpoint import save_compact
+    from restore_dhp.errors import OptionError
+    kwargs = dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=2)
+    save_compact(network.build('EDSR', kwargs), tmp_path / 'edsr.safetensors')
+    opt = sr_options(tmp_path)
+    opt['scale'] = opt['datasets']['train']['scale'] = opt['datasets']['val']['scale'] = 2
+    opt['network_g'] = {'type': 'EDSR'}
+    opt['path']['pretrain_network_g'] = str(tmp_path / 'edsr.safetensors')
+    validate_file(write_options(tmp_path, opt))
+    opt['network_g'] = {'type': 'EDSR', 'num_feat': 16}
+    with pytest.raises(OptionError, match='num_feat=16 differs'):
+        validate_file(write_options(tmp_path, opt, 'differs.yml'))
