@@ -176,12 +176,9 @@ class DHPPruner:
                 # the channels pruned since the last check come back only in chunks too costly for the target (a
                 # coupled group stepping by a table's width step): back to the last check, and land from there,
                 # the groups that could not come back held at their width there, the others giving way
-                stuck = torch.zeros_like(before)
-                for group, lost in layout.split(before & ~(net.masks > 0)).items():
-                    if lost.any():
-                        stuck[layout.slice(group)] = True
+                lost = layout.padded((before & ~(net.masks > 0)).float(), 0.0).sum(1) > 0     # (groups,)
                 self._revive(before, previous)
-                landed = self.land_on_target(hold=stuck & before)
+                landed = self.land_on_target(hold=layout.unpad(lost.unsqueeze(1).expand(-1, layout.max_width)))
                 return MaskCheck(landed.ratio, landed.widths, refilled_from, landed.target_reached,
                                  landed_from=landed.landed_from)
         self.latents_at_last_check = net.latents.detach().clone()
