@@ -54,3 +54,24 @@ def test_dhp_is_compared_with_both_uniform_families_interpolated_at_its_cost(tmp
     assert (tmp_path / 'out' / 'uniform_sr.png').stat().st_size > 0
     (tmp_path / 'e.json').write_text(json.dumps(dict(report, models=models[:1])))
     assert main(['--device', str(tmp_path / 'e.json'), '--out', str(tmp_path / 'out')]) == 2
+
+
+
+def test_the_last_checkpoints_are_averaged_tensor_by_tensor(tmp_path):
+    """research/paper_claims/average_last.py: the plain mean of each floating tensor, the others from the first."""
+    import torch
+
+    from research.paper_claims.average_last import averaged
+    from restore_dhp.checkpoint import load_checkpoint
+
+    paths = [tmp_path / f'net_g_{i}.safetensors' for i in range(3)]
+    for i, path in enumerate(paths):
+        torch.manual_seed(i)
+        save_compact(network.build('dncnn', dict(num_layers=3, num_feat=4)), path)
+    states = [load_checkpoint(p).model.state_dict() for p in paths]
+    got = averaged(paths).state_dict()
+    assert got.keys() == states[0].keys()
+    for k, v in got.items():
+        want = sum(s[k] for s in states) / 3 if v.is_floating_point() else states[0][k]
+        torch.testing.assert_close(v, want)
+    assert any(not torch.equal(v, states[0][k]) for k, v in got.items())

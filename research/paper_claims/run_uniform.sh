@@ -15,6 +15,7 @@
 # targets, so every DHP model lies inside the uniform curves and is compared with them interpolated).
 #   bash research/paper_claims/run_uniform.sh                      # every run missing
 #   TASKS=denoise SEEDS=10 WIDTHS="40" bash research/paper_claims/run_uniform.sh
+#   KINDS="uni l2" SEEDS="10 11" bash research/paper_claims/run_uniform.sh  # some families only (dhp l2 uni uni_dhp)
 #   DRY=1 bash research/paper_claims/run_uniform.sh                # the train commands only
 #   bash research/paper_claims/run_uniform.sh report               # the tables only, from the runs there
 # A finished run (experiments/<name>/models/net_g_latest.safetensors) is skipped; a killed one resumes.  The report
@@ -26,6 +27,7 @@ cd "$(dirname "$0")/../.."
 PY=${PY:-python}
 export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
 WIDTHS=${WIDTHS:-"56 48 40 32 24"}
+KINDS=" ${KINDS:-dhp l2 uni uni_dhp} "
 
 train() {   # name recipe [force_yml entries...]
   local name=$1 recipe=$2; shift 2
@@ -39,13 +41,16 @@ train() {   # name recipe [force_yml entries...]
 
 runs() {   # task prefix dhp_name l2_lambda
   for seed in ${SEEDS:-10 11}; do
-    for nn in 60 40 20; do
-      train "${3}${nn}_s$seed" "${2}_dhp${nn}_cpu" "manual_seed=$seed"
-    done
-    train "pc_${2}_dhp40_l2_s$seed" "${2}_dhp40_cpu" "manual_seed=$seed" "dhp:prox=l2" "dhp:regularization=$4"
+    if [[ $KINDS == *" dhp "* ]]; then
+      for nn in 60 40 20; do train "${3}${nn}_s$seed" "${2}_dhp${nn}_cpu" "manual_seed=$seed"; done
+    fi
+    [[ $KINDS != *" l2 "* ]] ||
+      train "pc_${2}_dhp40_l2_s$seed" "${2}_dhp40_cpu" "manual_seed=$seed" "dhp:prox=l2" "dhp:regularization=$4"
     for w in $WIDTHS; do
-      train "pc_${2}_uni${w}_s$seed" "${2}_baseline_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
-      train "pc_${2}_uni${w}_dhp_s$seed" "${2}_dhp100_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
+      [[ $KINDS != *" uni "* ]] ||
+        train "pc_${2}_uni${w}_s$seed" "${2}_baseline_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
+      [[ $KINDS != *" uni_dhp "* ]] ||
+        train "pc_${2}_uni${w}_dhp_s$seed" "${2}_dhp100_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
     done
   done
 }
