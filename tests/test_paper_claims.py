@@ -75,3 +75,20 @@ def test_the_last_checkpoints_are_averaged_tensor_by_tensor(tmp_path):
         want = sum(s[k] for s in states) / 3 if v.is_floating_point() else states[0][k]
         torch.testing.assert_close(v, want)
     assert any(not torch.equal(v, states[0][k]) for k, v in got.items())
+
+
+def test_the_largest_batchnorm_output_is_found_and_the_hooks_go():
+    """research/paper_claims/bn_artifact.py: the peak |BatchNorm output| of one eval-mode forward, and its layer."""
+    import torch
+    from torch import nn
+
+    from research.paper_claims.bn_artifact import forward_with_bn_peak
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, padding=1),
+                        nn.BatchNorm2d(4)).eval()
+    with torch.no_grad():
+        net[3].weight.fill_(50.0)
+    x = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y, peak, layer = forward_with_bn_peak(net, x)
+    assert layer == '3' and peak == float(y.abs().amax()) and peak > 10
+    assert all(not m._forward_hooks for m in net)
