@@ -17,7 +17,8 @@
 #   TASKS=denoise SEEDS=10 WIDTHS="40" bash research/paper_claims/run_uniform.sh
 #   KINDS="uni l2" SEEDS="10 11" bash research/paper_claims/run_uniform.sh  # some families only (dhp l2 uni uni_dhp)
 #   DRY=1 bash research/paper_claims/run_uniform.sh                # the train commands only
-#   bash research/paper_claims/run_uniform.sh report               # the tables only, from the runs there
+#   bash research/paper_claims/run_uniform.sh quality              # benchmark the finished runs (each once, cached)
+#   bash research/paper_claims/run_uniform.sh report               # that, the timing and the tables
 # A finished run (experiments/<name>/models/net_g_latest.safetensors) is skipped; a killed one resumes.  The report
 # stage copies each finished run's checkpoint to research/paper_claims/ckpt/<run>.safetensors, benchmarks them, times
 # them side by side with the baseline on this CPU's latency table (restore_dhp.device_report: run it on a quiet
@@ -55,23 +56,25 @@ runs() {   # task prefix dhp_name l2_lambda
   done
 }
 
-report() {   # task prefix dhp_name
-  local ckpt=research/paper_claims/ckpt out=reports/paper_claims/$1 sets table copied=()
-  mkdir -p "$ckpt" "$out"
-  for f in $(printf '%s\n' experiments/{"$3","pc_$2_"}*_s1?/models/net_g_latest.safetensors | sort -u); do
-    [ -f "$f" ] || continue
-    run=$(basename "$(dirname "$(dirname "$f")")")
-    cp "$f" "$ckpt/$run.safetensors"
-    copied+=("$ckpt/$run.safetensors")
-  done
-  [ ${#copied[@]} -gt 0 ] || { echo "no finished runs for $1" >&2; return 0; }
+report() {   # task prefix dhp_name [quality: the benchmarks only]
+  local ckpt=research/paper_claims/ckpt out=reports/paper_claims/$1 sets table copied=() quality=() run c q
+  mkdir -p "$ckpt/quality" "$out"
   if [ "$1" = sr ]; then sets="Set5 Set14 B100 Urban100" arch=srresnet size="170, 256"
   else sets="BSD68 Set12" arch=dncnn size="321, 481"; fi
+  for f in $(printf '%s\n' experiments/{"$3","pc_$2_"}*_s1?/models/net_g_latest.safetensors | sort -u); do
+    [ -f "$f" ] || continue
+    run=$(basename "$(dirname "$(dirname "$f")")") c=$ckpt/$run.safetensors q=$ckpt/quality/$run
+    cmp -s "$f" "$c" || cp "$f" "$c"
+    # shellcheck disable=SC2086
+    [ "$q/report.json" -nt "$c" ] || $PY -m restore_dhp.benchmark --task "$1" --weights "$c" --sets $sets \
+      --no-timing --no-lpips --out "$q" --quiet   # each checkpoint once (again when it changes)
+    copied+=("$c") quality+=("$q/report.json")
+  done
+  [ ${#copied[@]} -gt 0 ] || { echo "no finished runs for $1" >&2; return 0; }
+  [ "${4:-}" = quality ] && return 0
   table=$($PY -c "from restore_dhp.latency import table_path; print(table_path('$arch', 'cpu', 'fused', 'fp32', 1, ($size)))")
-  # shellcheck disable=SC2086
-  $PY -m restore_dhp.benchmark --task "$1" --weights "${copied[@]}" --sets $sets --no-timing --no-lpips --out "$out/quality" --quiet
   $PY -m restore_dhp.device_report --task "$1" --table "$table" --weights "weights/$2_baseline.safetensors" "${copied[@]}" \
-    --quality "reports/$1/report.json" "$out/quality/report.json" --out "$out"
+    --quality "reports/$1/report.json" "${quality[@]}" --out "$out"
   $PY -m research.paper_claims.uniform --device "$out/device_$1.json" --out "$out"
 }
 
@@ -81,5 +84,10 @@ for task in ${TASKS:-sr denoise}; do
     denoise) args=(denoise dncnn_s70 pc_dncnn_s70_dhp 240.0) ;;  # 30.0 x 8
     *) echo "unknown task $task (sr, denoise)" >&2; exit 2 ;;
   esac
-  if [ "${1:-runs}" = report ]; then report "${args[@]:0:3}"; else runs "${args[@]}"; fi
+  case ${1:-runs} in
+    runs) runs "${args[@]}" ;;
+    quality) report "${args[@]:0:3}" quality ;;
+    report) report "${args[@]:0:3}" ;;
+    *) echo "usage: $0 [runs|quality|report]" >&2; exit 2 ;;
+  esac
 done
