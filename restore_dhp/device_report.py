@@ -79,16 +79,18 @@ def measure(args) -> dict:
         kind, target = family(meta)
         name = Path(path).name.split('.')[0]
         models[name], paths[name] = model, path
+        counts = metadata_complexity(meta)
         records.append({'name': name, 'checkpoint': Path(path).name, 'family': kind, 'target': target,
-                        'widths': meta['widths'], 'flops_ratio': metadata_complexity(meta)['flops_ratio'],
+                        'widths': meta['widths'], 'flops_ratio': counts['flops_ratio'], 'gflops': counts['gflops'],
                         'predicted_ms': table.cost(meta['widths']) / 1e3})
-        if kind == 'baseline' and CONTROL not in models:
-            models[CONTROL] = load_checkpoint(path, 'cpu').model
-    if CONTROL not in models:
+    full = [r for r in records if r['family'] == 'baseline']
+    if not full:
         raise CheckpointError('the device report needs the full-width baseline among --weights')
+    # the widest: a network trained at a uniform smaller width is full width of its own architecture too
+    base = max(full, key=lambda r: r['gflops'])
+    models[CONTROL] = load_checkpoint(paths[base['name']], 'cpu').model
     runs = side_by_side_us(models, settings, *table.data['size'])
     ms = {name: statistics.median(values) / 1e3 for name, values in runs.items()}
-    base = next(r for r in records if r['family'] == 'baseline')
     sets, quality = quality_by_checkpoint(args.quality, args.task)
     for r in records:
         r['measured_ms'] = ms[r['name']]
@@ -102,7 +104,8 @@ def measure(args) -> dict:
         if r['family'].startswith('latency') and twin:
             r['twin'] = {'name': twin['name'], 'identical': same_tensors(models[r['name']], models[twin['name']])}
     return {'task': args.task, 'table': args.table, 'table_settings': table.describe(), 'rounds': len(runs[CONTROL]),
-            'control_speedup': ms[base['name']] / ms[CONTROL], 'sets': sets, 'models': records}
+            'control_speedup': ms[base['name']] / ms[CONTROL], 'baseline': base['name'], 'sets': sets,
+            'models': records}
 
 
 def same_tensors(a, b) -> bool:

@@ -31,8 +31,9 @@ def test_device_report_end_to_end(tmp_path, capsys):
                          '--out', str(table), '--rounds', '1', '--warmup', '0', '--grid-step', '4',
                          '--fit-points', '2']) == 0
     half = {'feat00': 4, 'feat01': 4, 'feat02': 4}
-    paths = {'base': tmp_path / 'base.safetensors', 'lat': tmp_path / 'lat.safetensors',
-             'flops': tmp_path / 'flops.safetensors'}
+    paths = {'uni': tmp_path / 'uni.safetensors', 'base': tmp_path / 'base.safetensors',
+             'lat': tmp_path / 'lat.safetensors', 'flops': tmp_path / 'flops.safetensors'}
+    save_compact(compact('dncnn', **dict(KW, num_feat=4)), paths['uni'])  # full width of its own, narrower: first
     save_compact(compact('dncnn', **KW), paths['base'])
     save_compact(compact('dncnn', half, **KW), paths['lat'],
                  info={'search': {'target': {'latency': 0.5, 'table': str(table)}, 'target_ratio': None}})
@@ -48,7 +49,10 @@ def test_device_report_end_to_end(tmp_path, capsys):
                         '--quality', str(quality), str(more), '--out', str(out), '--rounds', '3', '--warmup', '0']) == 0
     result = json.loads((out / 'device_denoise.json').read_text())
     families = {m['name']: m['family'] for m in result['models']}
-    assert families == {'base': 'baseline', 'lat': 'latency', 'flops': 'FLOPs'}
+    assert families == {'uni': 'baseline', 'base': 'baseline', 'lat': 'latency', 'flops': 'FLOPs'}
+    by_name = {m['name']: m for m in result['models']}
+    assert result['baseline'] == 'base' and by_name['base']['latency_ratio'] == 1.0  # the widest is the reference
+    assert by_name['uni']['gflops'] < by_name['base']['gflops']
     lat = next(m for m in result['models'] if m['family'] == 'latency')
     assert 'target_met' in lat and lat['psnr'] == {'Set12': 26.0} and result['rounds'] == 3
     assert next(m for m in result['models'] if m['family'] == 'FLOPs')['psnr'] == {'Set12': 25.5}

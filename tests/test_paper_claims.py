@@ -34,15 +34,15 @@ def test_dhp_is_compared_with_both_uniform_families_interpolated_at_its_cost(tmp
 
     from research.paper_claims.uniform import main
 
-    def rec(name, flops, latency, psnr, widths=(8, 8)):
-        return {'name': name, 'flops_ratio': flops, 'latency_ratio': latency, 'psnr': {'Set5': psnr},
-                'widths': {'trunk': widths[0], 'block00': widths[1]}}
+    def rec(name, flops, latency, psnr, widths=(8, 8)):  # a uniform network's own ratio is 1: gflops count
+        return {'name': name, 'flops_ratio': 1.0 if '_uni' in name else flops, 'gflops': 30.0 * flops,
+                'latency_ratio': latency, 'psnr': {'Set5': psnr}, 'widths': {'trunk': widths[0], 'block00': widths[1]}}
     models = [rec('srresnet_x4_baseline', 1.0, 1.0, 30.0),
               rec('pbn_dhp40_s10', 0.40, 0.45, 29.0, (40, 32)), rec('pbn_dhp40_s11', 0.40, 0.45, 29.2, (40, 48)),
               rec('pc_srresnet_x4_dhp40_l2_s10', 0.42, 0.5, 28.5, (64, 16)),
               rec('pc_srresnet_x4_uni48_s10', 0.6, 0.6, 29.4), rec('pc_srresnet_x4_uni32_s10', 0.2, 0.3, 28.0),
               rec('pc_srresnet_x4_uni48_dhp_s10', 0.6, 0.6, 29.6), rec('pc_srresnet_x4_uni32_dhp_s10', 0.2, 0.3, 28.2)]
-    report = {'task': 'sr', 'sets': ['Set5'], 'control_speedup': 1.0, 'models': models,
+    report = {'task': 'sr', 'sets': ['Set5'], 'control_speedup': 1.0, 'models': models, 'baseline': models[0]['name'],
               'table_settings': {'device_name': 'CPU', 'backend': 'fused', 'threads': 1}}
     (tmp_path / 'd.json').write_text(json.dumps(report))
     assert main(['--device', str(tmp_path / 'd.json'), '--out', str(tmp_path / 'out')]) == 0

@@ -36,6 +36,14 @@ def classify(name: str) -> tuple[str, int, int] | None:
     return None
 
 
+def against_baseline(report: dict) -> list[dict]:
+    """The report's models with ``flops_ratio`` taken against the report's full-width baseline: the device report
+    gives each model's FLOPs against its own architecture at full width, which for a network trained at a uniform
+    width W is itself (1.0)."""
+    base = next(m for m in report['models'] if m['name'] == report['baseline'])
+    return [dict(m, flops_ratio=m['gflops'] / base['gflops']) for m in report['models']]
+
+
 def groups(models: list[dict], sets: list[str]) -> dict[tuple[str, int], dict]:
     """Each (family, point): its seeds' records and their mean FLOPs ratio, latency ratio and PSNR per set."""
     out: dict[tuple[str, int], dict] = {}
@@ -127,7 +135,7 @@ def main(argv=None) -> int:
     parser.add_argument('--out', required=True, help='folder for uniform.md and the plot')
     args = parser.parse_args(argv)
     report = json.loads(Path(args.device).read_text())
-    table = groups(report['models'], report['sets'])
+    table = groups(against_baseline(report), report['sets'])
     if not any(f == 'DHP' for f, _ in table):
         print(f'error: {args.device} holds no DHP run (..._dhpNN_sS)', file=sys.stderr)
         return 2
