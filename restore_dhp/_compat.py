@@ -159,6 +159,11 @@ def install_basicsr_cpu_fixes() -> None:
       ``(total_iter - iter - 1)`` iterations, so the last log line of a run read ``eta: -1 day, 23:59:..``;
       ours never counts below zero iterations.
 
+    * ``basicsr.utils.options.parse_options`` (as imported by ``basicsr.train``) seeds the random generators
+      from ``manual_seed`` *before* it applies ``--force_yml``: ``--force_yml manual_seed=11`` was logged as 11
+      and trained with the file's seed (two "seeds" gave identical networks).  Ours seeds again once the
+      options are final (the same state when the seed was not forced: nothing draws in between).
+
     DDP wrapping without CUDA device ids is handled in ``RestorationModel`` too.
     BasicSR and torch are imported here, not at the top: this module must run before BasicSR's first import.
     """
@@ -166,6 +171,7 @@ def install_basicsr_cpu_fixes() -> None:
     import torch.distributed as dist
     from basicsr import train as bsr_train
     from basicsr.utils import options as bsr_options
+    from basicsr.utils import set_random_seed
 
     if getattr(bsr_options, '_restore_dhp_patched', False):
         return
@@ -187,7 +193,15 @@ def install_basicsr_cpu_fixes() -> None:
             finally:
                 self.max_iters = total
 
+    original_parse_options = bsr_train.parse_options
+
+    def parse_options(root_path, is_train=True):
+        opt, args = original_parse_options(root_path, is_train)
+        set_random_seed(opt['manual_seed'] + opt['rank'])
+        return opt, args
+
     bsr_options.init_dist = init_dist
+    bsr_train.parse_options = parse_options
     bsr_train.load_resume_state = _load_resume_state
     bsr_train.MessageLogger = MessageLogger
     bsr_options._restore_dhp_patched = True

@@ -45,8 +45,12 @@ def test_dhp_is_compared_with_both_uniform_families_interpolated_at_its_cost(tmp
     report = {'task': 'sr', 'sets': ['Set5'], 'control_speedup': 1.0, 'models': models, 'baseline': models[0]['name'],
               'table_settings': {'device_name': 'CPU', 'backend': 'fused', 'threads': 1}}
     (tmp_path / 'd.json').write_text(json.dumps(report))
-    assert main(['--device', str(tmp_path / 'd.json'), '--out', str(tmp_path / 'out')]) == 0
+    doc = tmp_path / 'claims.md'
+    doc.write_text('# claims\n<!-- uniform:sr:begin -->\nold\n<!-- uniform:sr:end -->\nafter\n')
+    assert main(['--device', str(tmp_path / 'd.json'), '--out', str(tmp_path / 'out'), '--report', str(doc)]) == 0
     text = (tmp_path / 'out' / 'uniform.md').read_text()
+    assert doc.read_text() == f'# claims\n<!-- uniform:sr:begin -->\n{text}<!-- uniform:sr:end -->\nafter\n'
+
     assert '| DHP | DHP-40 | 2 | 0.400 | 0.450 | 29.10 (0.20) |' in text
     # at FLOPs 0.40 the plain curve reads 28.7 and the procedure's 28.9; at latency 0.45, 28.7 and 28.9 as well
     assert text.count('| DHP-40 | +0.40 | +0.20 |') == 2

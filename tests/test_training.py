@@ -68,6 +68,22 @@ def test_freeze_bn_iter_stops_running_statistics_but_not_training(tmp_path):
     assert not torch.equal(at2['convs.conv01.weight'], at4['convs.conv01.weight'])
 
 
+def test_a_seed_given_by_force_yml_is_the_seed_trained_with(tmp_path):
+    """BasicSR 1.4.2 seeds before it applies --force_yml: 'manual_seed=11' was logged and the file's seed used."""
+    root = str(tmp_path)
+    opt = dict(dncnn_options(root, total_iter=2), model_type='RestorationModel', manual_seed=10)
+    opt.pop('dhp', None)
+    ten = write_options(root, opt)
+    eleven = write_options(root, dict(opt, manual_seed=11), 'opt11.yml')
+    run_train(root, ten, '--force_yml', 'name=file10')
+    run_train(root, ten, '--force_yml', 'name=forced11', 'manual_seed=11')
+    run_train(root, eleven, '--force_yml', 'name=file11')
+    nets = {n: load_compact(os.path.join(_models(root, n), 'net_g_latest.safetensors')).state_dict()
+            for n in ('file10', 'forced11', 'file11')}
+    assert all(torch.equal(v, nets['file11'][k]) for k, v in nets['forced11'].items())
+    assert not all(torch.equal(v, nets['file10'][k]) for k, v in nets['forced11'].items())
+
+
 def test_dncnn_search_lands_on_its_target_at_max_iter_and_says_so(tmp_path):
     """No sparsity at all (lambda 0): at max_search_iter the latents as they are decide what is pruned, not a
     full-width network handed back as 'DHP-40'."""

@@ -129,10 +129,21 @@ def plot(report: dict, table: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def embed(report_path: Path, task: str, text: str) -> None:
+    """Put ``text`` between the ``<!-- uniform:<task>:begin -->`` and ``...:end -->`` lines of ``report_path``."""
+    begin, end = f'<!-- uniform:{task}:begin -->', f'<!-- uniform:{task}:end -->'
+    doc = report_path.read_text()
+    if begin not in doc or end not in doc:
+        raise SystemExit(f'error: {report_path} has no {begin} ... {end} block')
+    head, rest = doc.split(begin, 1)
+    write_text(report_path, head + begin + '\n' + text + rest[rest.index(end):])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='python -m research.paper_claims.uniform', description=__doc__.split('\n')[0])
     parser.add_argument('--device', required=True, help="a restore_dhp.device_report JSON of the runs' checkpoints")
     parser.add_argument('--out', required=True, help='folder for uniform.md and the plot')
+    parser.add_argument('--report', help='a Markdown file whose <!-- uniform:<task>:begin/end --> block gets the tables')
     args = parser.parse_args(argv)
     report = json.loads(Path(args.device).read_text())
     table = groups(against_baseline(report), report['sets'])
@@ -141,7 +152,10 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / 'uniform.md', markdown(report, table))
+    text = markdown(report, table)
+    write_text(out / 'uniform.md', text)
+    if args.report:
+        embed(Path(args.report), report['task'], text)
     plot(report, table, out / f"uniform_{report['task']}.png")
     print(f"wrote {out / 'uniform.md'} and {out / ('uniform_' + report['task'] + '.png')}")
     return 0
