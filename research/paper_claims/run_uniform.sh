@@ -6,6 +6,7 @@
 #                run_stability.sh, pbn_dhpNN_sS)
 #   uniW         the baseline recipe (<prefix>_baseline_cpu) at num_feat W: every prunable group at width W, trained
 #                plainly
+#                (W = 64 is the baseline recipe itself: the report stage takes SR's part-1 runs pbn_baseline_sS)
 #   uniW_dhp     the full width trained with the DHP procedure (<prefix>_dhp100_cpu: the search's lambda and search
 #                phase, whatever the proximal step prunes refilled) at num_feat W: the procedure without the width choice
 #   dhp40_l2     the DHP-40 recipe with dhp.prox=l2 (group lasso per layer) and lambda x 8: a latent at its layer's
@@ -56,14 +57,17 @@ runs() {   # task prefix dhp_name l2_lambda
   done
 }
 
-report() {   # task prefix dhp_name [quality: the benchmarks only]
+report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
   local ckpt=research/paper_claims/ckpt out=reports/paper_claims/$1 sets table copied=() quality=() run c q
   mkdir -p "$ckpt/quality" "$out"
   if [ "$1" = sr ]; then sets="Set5 Set14 B100 Urban100" arch=srresnet size="170, 256"
   else sets="BSD68 Set12" arch=dncnn size="321, 481"; fi
-  for f in $(printf '%s\n' experiments/{"$3","pc_$2_"}*_s1?/models/net_g_latest.safetensors | sort -u); do
+  for f in $(printf '%s\n' experiments/{"$3","pc_$2_"}*_s1?/models/net_g_latest.safetensors | sort -u) \
+           experiments/"$4"_s1?/models/net_g_latest.safetensors; do
     [ -f "$f" ] || continue
-    run=$(basename "$(dirname "$(dirname "$f")")") c=$ckpt/$run.safetensors q=$ckpt/quality/$run
+    run=$(basename "$(dirname "$(dirname "$f")")")
+    [[ $run == "$4"_s* ]] && run=pc_$2_uni64_${run##*_}   # the baseline recipe's runs: the uniform width 64
+    c=$ckpt/$run.safetensors q=$ckpt/quality/$run
     cmp -s "$f" "$c" || cp "$f" "$c"
     # shellcheck disable=SC2086
     [ "$q/report.json" -nt "$c" ] || $PY -m restore_dhp.benchmark --task "$1" --weights "$c" --sets $sets \
@@ -71,7 +75,7 @@ report() {   # task prefix dhp_name [quality: the benchmarks only]
     copied+=("$c") quality+=("$q/report.json")
   done
   [ ${#copied[@]} -gt 0 ] || { echo "no finished runs for $1" >&2; return 0; }
-  [ "${4:-}" = quality ] && return 0
+  [ "${5:-}" = quality ] && return 0
   table=$($PY -c "from restore_dhp.latency import table_path; print(table_path('$arch', 'cpu', 'fused', 'fp32', 1, ($size)))")
   $PY -m restore_dhp.device_report --task "$1" --table "$table" --weights "weights/$2_baseline.safetensors" "${copied[@]}" \
     --quality "reports/$1/report.json" "${quality[@]}" --out "$out"
@@ -80,14 +84,14 @@ report() {   # task prefix dhp_name [quality: the benchmarks only]
 
 for task in ${TASKS:-sr denoise}; do
   case $task in
-    sr) args=(sr srresnet_x4 pbn_dhp 24.0) ;;                    # l2: the recipe's lambda 3.0 x 8
-    denoise) args=(denoise dncnn_s70 pc_dncnn_s70_dhp 240.0) ;;  # 30.0 x 8
+    sr) args=(sr srresnet_x4 pbn_dhp 24.0 pbn_baseline) ;;                   # l2: the recipe's lambda 3.0 x 8
+    denoise) args=(denoise dncnn_s70 pc_dncnn_s70_dhp 240.0 pc_dncnn_s70_baseline) ;;  # 30.0 x 8
     *) echo "unknown task $task (sr, denoise)" >&2; exit 2 ;;
   esac
   case ${1:-runs} in
     runs) runs "${args[@]}" ;;
-    quality) report "${args[@]:0:3}" quality ;;
-    report) report "${args[@]:0:3}" ;;
+    quality) report "${args[@]:0:3}" "${args[4]}" quality ;;
+    report) report "${args[@]:0:3}" "${args[4]}" ;;
     *) echo "usage: $0 [runs|quality|report]" >&2; exit 2 ;;
   esac
 done
