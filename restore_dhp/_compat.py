@@ -141,6 +141,17 @@ def _load_resume_state(opt: dict) -> dict | None:
     return state
 
 
+def _seeded_once_final(parse_options):
+    """BasicSR's ``parse_options`` that seeds again from the final options (after ``--force_yml``)."""
+    from basicsr.utils import set_random_seed
+
+    def seeded(root_path, is_train=True):
+        opt, args = parse_options(root_path, is_train)
+        set_random_seed(opt['manual_seed'] + opt['rank'])
+        return opt, args
+    return seeded
+
+
 def install_basicsr_cpu_fixes() -> None:
     """Let BasicSR's train/test pipelines run without CUDA and resume safely after a kill.
 
@@ -171,7 +182,6 @@ def install_basicsr_cpu_fixes() -> None:
     import torch.distributed as dist
     from basicsr import train as bsr_train
     from basicsr.utils import options as bsr_options
-    from basicsr.utils import set_random_seed
 
     if getattr(bsr_options, '_restore_dhp_patched', False):
         return
@@ -193,15 +203,8 @@ def install_basicsr_cpu_fixes() -> None:
             finally:
                 self.max_iters = total
 
-    original_parse_options = bsr_train.parse_options
-
-    def parse_options(root_path, is_train=True):
-        opt, args = original_parse_options(root_path, is_train)
-        set_random_seed(opt['manual_seed'] + opt['rank'])
-        return opt, args
-
     bsr_options.init_dist = init_dist
-    bsr_train.parse_options = parse_options
+    bsr_train.parse_options = _seeded_once_final(bsr_train.parse_options)
     bsr_train.load_resume_state = _load_resume_state
     bsr_train.MessageLogger = MessageLogger
     bsr_options._restore_dhp_patched = True

@@ -24,6 +24,7 @@ import torch
 from restore_dhp.checkpoint import load_checkpoint
 from restore_dhp.data.sr_dataset import SRBicubicDataset
 from restore_dhp.evaluation import evaluate, load_set
+from restore_dhp.fileio import write_text
 from restore_dhp.models.precise_bn import recompute_bn_statistics
 from restore_dhp.tasks import SRTask
 
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
         print(f"{row['run']}: last {row['last_saved']:.2f} (recomputed here {row['last_recomputed']:.2f}), "
               f"average of {args.iters} {row['average']:.2f}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({'iters': args.iters, 'batches': args.batches, 'rows': rows}, indent=1))
+        write_text(args.json, json.dumps({'iters': args.iters, 'batches': args.batches, 'rows': rows}, indent=1))
     return 0
 
 
