@@ -43,12 +43,12 @@ def training_batches(root: str, count: int, seed: int) -> list[torch.Tensor]:
 
 def averaged(paths: list[Path]):
     """The network of the first checkpoint with the plain average of every checkpoint's floating tensors."""
-    model = load_checkpoint(paths[0]).model
-    states = [load_checkpoint(p).model.state_dict() for p in paths]
+    models = [load_checkpoint(p).model for p in paths]
+    states = [m.state_dict() for m in models]
     avg = {k: (sum(s[k] for s in states) / len(states)) if v.is_floating_point() else v
            for k, v in states[0].items()}
-    model.load_state_dict(avg)
-    return model.eval()
+    models[0].load_state_dict(avg)
+    return models[0].eval()
 
 
 def set5(model, items) -> float:
