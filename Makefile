@@ -33,7 +33,7 @@ demo: install
 	$(PY) app.py --host $(HOST) --port $(PORT)
 
 test: install browser
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto tests
 
 # On a machine with a CUDA GPU: CUDA tests, GPU speed tables, training-step benchmark (outputs in gpu-check/).
 gpu-check: install

@@ -20,6 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_VARIANTS = ('baseline', 'dhp60', 'dhp40', 'dhp20')
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto``) each worker gets its share of the cores for torch's
+    intra-op threads, so the workers do not oversubscribe the machine."""
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '0'))
+    if workers > 1:
+        import torch
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def write_tiny_demo_weights(folder: Path, seed: int = 0, variants=DEMO_VARIANTS, tasks=('sr', 'denoise')) -> None:
     """Tiny SRResNet/DnCNN compact checkpoints under the demo's file names: the baseline at full width, the
     others at random widths, each with the search target its name states (the demo names models from it)."""
