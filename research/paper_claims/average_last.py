@@ -8,7 +8,8 @@ For each SR run: Set5 PSNR-Y (crop 4) of its last checkpoint as saved (statistic
 average of the weights of the checkpoints at ``--iters`` with statistics recomputed for the average (stochastic
 weight averaging over the last learning-rate phases).  Statistics: BatchNorm's cumulative mode over ``--batches``
 random training batches of the recipe's shape (SR291 HR, 96x96 patches, batch 8, flips and rotations), the same
-draw for every model of a run.
+draw for every model of a run; ``--gt-size`` draws larger patches instead (does a whole test image need statistics
+of larger inputs?).
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ from restore_dhp.models.precise_bn import recompute_bn_statistics
 from restore_dhp.tasks import SRTask
 
 
-def training_batches(root: str, count: int, seed: int) -> list[torch.Tensor]:
-    """``count`` LR batches of 8 random 24x24 patches, as the SR CPU recipes train on."""
-    data = SRBicubicDataset({'name': 'SR291', 'phase': 'train', 'dataroot_gt': root, 'scale': 4, 'gt_size': 96,
+def training_batches(root: str, count: int, seed: int, gt_size: int = 96) -> list[torch.Tensor]:
+    """``count`` LR batches of 8 random patches, by default 24x24 as the SR CPU recipes train on (``gt_size``
+    HR pixels: larger ones draw from fewer images, the training images smaller than that are skipped)."""
+    data = SRBicubicDataset({'name': 'SR291', 'phase': 'train', 'dataroot_gt': root, 'scale': 4, 'gt_size': gt_size,
                              'use_hflip': True, 'use_rot': True, 'cache': True})
     gen = torch.Generator().manual_seed(seed)
     out = []
@@ -61,6 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument('runs', nargs='+', type=Path)
     ap.add_argument('--iters', type=int, nargs='+', default=[1200, 1400, 1600])
     ap.add_argument('--batches', type=int, default=100)
+    ap.add_argument('--gt-size', type=int, default=96,
+                    help='HR patch side of the batches the statistics are recomputed on (the recipes train on 96)')
     ap.add_argument('--train-root', default='datasets/SR291/HR')
     ap.add_argument('--datasets', default='datasets')
     ap.add_argument('--seed', type=int, default=0)
@@ -69,7 +73,7 @@ def main(argv=None) -> int:
     random.seed(args.seed)
     np.random.seed(args.seed)  # the dataset's patch draws
     torch.manual_seed(args.seed)
-    batches = training_batches(args.train_root, args.batches, args.seed)
+    batches = training_batches(args.train_root, args.batches, args.seed, args.gt_size)
     items = load_set(SRTask(scale=4), args.datasets, 'Set5')
     rows = []
     for run in args.runs:
@@ -88,7 +92,8 @@ def main(argv=None) -> int:
         print(f"{row['run']}: last {row['last_saved']:.2f} (recomputed here {row['last_recomputed']:.2f}), "
               f"average of {args.iters} {row['average']:.2f}", flush=True)
     if args.json:
-        write_text(args.json, json.dumps({'iters': args.iters, 'batches': args.batches, 'rows': rows}, indent=1))
+        write_text(args.json, json.dumps({'iters': args.iters, 'batches': args.batches, 'gt_size': args.gt_size,
+                                          'rows': rows}, indent=1))
     return 0
 
 
