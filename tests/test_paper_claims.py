@@ -1,4 +1,6 @@
 """The recipe-stability table of reports/paper_claims.md (research/paper_claims/stability.py), from checkpoints."""
+import pytest
+
 from research.paper_claims.stability import table
 from restore_dhp import network
 from restore_dhp.checkpoint import save_compact
@@ -96,3 +98,11 @@ def test_the_largest_batchnorm_output_is_found_and_the_hooks_go():
     y, peak, layer = forward_with_bn_peak(net, x)
     assert layer == '3' and peak == float(y.abs().amax()) and peak > 10
     assert all(not m._forward_hooks for m in net)
+
+
+def test_a_report_without_the_block_markers_is_refused_and_left_as_it_was():
+    from tools.markdown_block import splice
+    assert splice('a\n<!-- x:begin -->\nold\n<!-- x:end -->\nb\n', 'x', 'new\n') == \
+        'a\n<!-- x:begin -->\nnew\n<!-- x:end -->\nb\n'
+    with pytest.raises(ValueError, match='x:end'):
+        splice('a\n<!-- x:begin -->\nold\n', 'x', 'new\n')

@@ -18,9 +18,9 @@ import sys
 
 from restore_dhp.catalogue import TASKS, CatalogueEntry, entries
 from restore_dhp.fileio import write_text
+from tools.markdown_block import splice
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 
 
 def report_folder(task: str, entry: CatalogueEntry) -> str:
@@ -65,12 +65,11 @@ def main(argv=None) -> int:
                              f'Conventions, SSIM and the plot: [`{folder}/report.md`]({folder}/report.md)')
     readme = ROOT / 'README.md'
     text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        print(f'error: {readme} has no {BEGIN} ... {END} markers', file=sys.stderr)
+    try:
+        write_text(readme, splice(text, 'results', '\n\n'.join(parts) + '\n'))
+    except ValueError as e:
+        print(f'error: {readme} has {e}', file=sys.stderr)
         return 2
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    write_text(readme, head + BEGIN + '\n' + '\n\n'.join(parts) + '\n' + END + tail)
     print(f'updated {readme}')
     return 0
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from restore_dhp.device_report import interpolate
 from restore_dhp.fileio import write_text
+from tools.markdown_block import splice
 
 PATTERNS = (('DHP', re.compile(r'_dhp(\d+)_s(\d+)$')), ('uniform, plain', re.compile(r'_uni(\d+)_s(\d+)$')),
             ('uniform, DHP procedure', re.compile(r'_uni(\d+)_dhp_s(\d+)$')), ('DHP, l2', re.compile(r'_dhp(\d+)_l2_s(\d+)$')))
@@ -131,12 +132,10 @@ def plot(report: dict, table: dict, path: Path) -> None:
 
 def embed(report_path: Path, task: str, text: str) -> None:
     """Put ``text`` between the ``<!-- uniform:<task>:begin -->`` and ``...:end -->`` lines of ``report_path``."""
-    begin, end = f'<!-- uniform:{task}:begin -->', f'<!-- uniform:{task}:end -->'
-    doc = report_path.read_text()
-    if begin not in doc or end not in doc:
-        raise SystemExit(f'error: {report_path} has no {begin} ... {end} block')
-    head, rest = doc.split(begin, 1)
-    write_text(report_path, head + begin + '\n' + text + rest[rest.index(end):])
+    try:
+        write_text(report_path, splice(report_path.read_text(), f'uniform:{task}', text))
+    except ValueError as e:
+        raise SystemExit(f'error: {report_path} has {e}') from None
 
 
 def main(argv=None) -> int:
