@@ -3,17 +3,21 @@
 # train.precise_bn) trained with seeds 10 and 11, one run at a time on one thread, then the table.
 #   bash research/paper_claims/run_stability.sh            # the runs missing, then the table
 #   RUNS="dhp40 dhp20" SEEDS=11 bash research/paper_claims/run_stability.sh
-#   PATCH=34 BATCH=4 bash research/paper_claims/run_stability.sh   # a variant: 4 LR patches of 34x34 per batch
-#                            (about the recipe's pixels per batch, 8 of 24x24), runs named pbn_p34_<r>_s<seed>
+#   PATCH=34 BATCH=4 bash research/paper_claims/run_stability.sh   # a variant: BATCH LR patches of PATCHxPATCH
+#                            per batch (the recipe: 8 of 24x24), runs named pbn_p<PATCH>b<BATCH>_<r>_s<seed>
 # A killed run continues when the script is started again (--auto_resume).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python}
 export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
 names=() variant=()
-[ -z "${PATCH:-}" ] || variant=("datasets:train:gt_size=$((PATCH * 4))" "datasets:train:batch_size_per_gpu=${BATCH:?BATCH with PATCH}")
+tag=
+if [ -n "${PATCH:-}${BATCH:-}" ]; then
+  PATCH=${PATCH:-24} BATCH=${BATCH:-8} tag=p${PATCH}b${BATCH}_
+  variant=("datasets:train:gt_size=$((PATCH * 4))" "datasets:train:batch_size_per_gpu=$BATCH")
+fi
 for r in ${RUNS:-baseline dhp60 dhp40 dhp20}; do for seed in ${SEEDS:-10 11}; do
-  n=pbn_${PATCH:+p${PATCH}_}${r}_s$seed
+  n=pbn_$tag${r}_s$seed
   names+=("$n")
   [ -n "$(ls experiments/$n/models/net_g_latest.safetensors 2>/dev/null)" ] && continue
   # the recipe of srresnet_x4_<r>_cpu (python -m tools.recipes show), renamed and reseeded
