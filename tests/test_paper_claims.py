@@ -4,6 +4,7 @@ import pytest
 from research.paper_claims.stability import table
 from restore_dhp import network
 from restore_dhp.checkpoint import save_compact
+from tools.markdown_block import splice
 
 
 def _run(root, name, precise, running):
@@ -101,7 +102,6 @@ def test_the_largest_batchnorm_output_is_found_and_the_hooks_go():
 
 
 def test_a_report_without_the_block_markers_is_refused_and_left_as_it_was():
-    from tools.markdown_block import splice
     assert splice('a\n<!-- x:begin -->\nold\n<!-- x:end -->\nb\n', 'x', 'new\n') == \
         'a\n<!-- x:begin -->\nnew\n<!-- x:end -->\nb\n'
     with pytest.raises(ValueError, match='x:end'):

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from restore_dhp.fileio import write_text
 from tools.curves import validation_curve
+from tools.markdown_block import markers, splice
 
-BEGIN, END = '<!-- arms:begin -->', '<!-- arms:end -->'
 RUN_NAME = re.compile(r'sr_arm_(\w+)_s(\d+)$')
 EMA = '_ema'  # an arm with EMA of the weights; without the suffix, its control
 
@@ -61,12 +61,14 @@ def table(runs: list[str], root: Path) -> str:
             + '\n'.join(lines) + '\n\n' + '\n'.join(means) + '\n')
 
 
-def splice(report: str, body: str) -> str:
-    block = f'{BEGIN}\n{body}{END}'
-    if BEGIN in report and END in report:
-        head, rest = report.split(BEGIN, 1)
-        return head + block + rest.split(END, 1)[1]
-    return report.rstrip('\n') + '\n\n## The arms of issue 23 (CPU recipe, SR291_val)\n\n' + block + '\n'
+def with_table(report: str, body: str) -> str:
+    """``report`` with its arms block replaced by ``body``; without one, a new section holding it at the end."""
+    try:
+        return splice(report, 'arms', body)
+    except ValueError:
+        begin, end = markers('arms')
+        return (report.rstrip('\n') + '\n\n## The arms of issue 23 (CPU recipe, SR291_val)\n\n'
+                + f'{begin}\n{body}{end}\n')
 
 
 def main(argv=None) -> int:
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
     if unfinished:
         body += f"\nNot finished (partial curves): {', '.join(unfinished)}.\n"
     report = Path(args.report)
-    write_text(report, splice(report.read_text() if report.exists() else '', body))
+    write_text(report, with_table(report.read_text() if report.exists() else '', body))
     print(body)
     return 0
 
