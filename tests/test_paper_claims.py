@@ -31,6 +31,24 @@ def test_the_table_flags_a_fall_and_a_seed_pair_apart(tmp_path):
     assert '| pbn_baseline | 1 | 29.00 | – | one seed so far |' in text
 
 
+def test_curves_outlive_their_checkpoints_in_the_store(tmp_path):
+    """A run read from its checkpoint goes into the store; a run whose checkpoint is gone is read from there."""
+    import json
+
+    from research.paper_claims.stability import main
+
+    _run(tmp_path, 'pbn_dhp40_s10', (25.0, 27.0, 28.0), (24.0, 26.5, 28.1))
+    store = tmp_path / 'store.json'
+    store.write_text(json.dumps({'pbn_dhp40_s11': {'precise': [[400, 25.5], [800, 26.0], [1200, 28.3]],
+                                                   'running': [[400, 25.0], [800, 26.0], [1200, 28.0]]}}))
+    args = ['--runs', 'pbn_dhp40_s10', 'pbn_dhp40_s11', '--root', str(tmp_path), '--store', str(store)]
+    assert main(args) == 0
+    assert json.loads(store.read_text())['pbn_dhp40_s10'] == {'precise': [[400, 25.0], [800, 27.0], [1200, 28.0]],
+                                                              'running': [[400, 24.0], [800, 26.5], [1200, 28.1]]}
+    with pytest.raises(SystemExit, match='pbn_dhp60_s10: no compact checkpoint'):
+        main(['--runs', 'pbn_dhp60_s10', '--root', str(tmp_path), '--store', str(store)])
+
+
 def test_dhp_is_compared_with_both_uniform_families_interpolated_at_its_cost(tmp_path):
     """research/paper_claims/uniform.py: runs grouped by name, seeds averaged, DHP minus each uniform curve."""
     import json
