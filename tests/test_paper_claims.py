@@ -124,3 +124,31 @@ def test_a_report_without_the_block_markers_is_refused_and_left_as_it_was():
         'a\n<!-- x:begin -->\nnew\n<!-- x:end -->\nb\n'
     with pytest.raises(ValueError, match='x:end'):
         splice('a\n<!-- x:begin -->\nold\n', 'x', 'new\n')
+
+
+def test_a_stand_in_has_the_runs_architecture_and_never_replaces_a_checkpoint(tmp_path, monkeypatch):
+    """research/paper_claims/standin.py: built from a quality report's record, at its checkpoint path."""
+    import json
+
+    from research.paper_claims.standin import STAND_IN, main
+    from restore_dhp.checkpoint import load_checkpoint
+    from restore_dhp.evaluation import describe_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    net = network.build('dncnn', dict(num_layers=4, num_feat=8), widths={'feat00': 8, 'feat01': 4, 'feat02': 8})
+    save_compact(net, 'ckpt/run_s10.safetensors', info={'search': {'target_ratio': 0.4}})
+    record = describe_checkpoint('ckpt/run_s10.safetensors')
+    report = tmp_path / 'run_s10.json'
+    report.write_text(json.dumps({'results': [{'name': 'floor', 'kind': 'bicubic'}, record]}))
+    before = (tmp_path / 'ckpt/run_s10.safetensors').read_bytes()
+    assert main([str(report)]) == 0
+    assert (tmp_path / 'ckpt/run_s10.safetensors').read_bytes() == before   # a real checkpoint stays
+    (tmp_path / 'ckpt/run_s10.safetensors').unlink()
+    assert main([str(report)]) == 0
+    model, meta = load_checkpoint('ckpt/run_s10.safetensors')
+    assert meta['widths'] == record['widths'] and meta['arch'] == record['arch']
+    assert meta['info'] == {'search': {'target_ratio': 0.4}, 'stand_in': STAND_IN}
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
+    report.write_text(json.dumps({'results': [record, record]}))
+    with pytest.raises(SystemExit, match='2 checkpoints'):
+        main([str(report)])

@@ -18,27 +18,34 @@
 #   TASKS=denoise SEEDS=10 WIDTHS="40" bash research/paper_claims/run_uniform.sh
 #   KINDS="uni l2" SEEDS="10 11" bash research/paper_claims/run_uniform.sh  # some families only (dhp l2 uni uni_dhp)
 #   DRY=1 bash research/paper_claims/run_uniform.sh                # the train commands only
+#   BATCH=16 TASKS=sr bash research/paper_claims/run_uniform.sh    # a variant: batch BATCH (runs ..._b16_uniW_sS, the
+#                            DHP and width-64 rows from run_stability.sh's pbn_p24b16_*, tables in reports/paper_claims/sr_b16)
 #   bash research/paper_claims/run_uniform.sh quality              # benchmark the finished runs (each once, cached)
 #   bash research/paper_claims/run_uniform.sh report               # that, the timing and the tables
 # A finished run (experiments/<name>/models/net_g_latest.safetensors) is skipped; a killed one resumes.  The report
 # stage copies each finished run's checkpoint to research/paper_claims/ckpt/<run>.safetensors, benchmarks them, times
 # them side by side with the baseline on this CPU's latency table (restore_dhp.device_report: run it on a quiet
 # machine) and writes reports/paper_claims/<task>/uniform.md and its plot (research/paper_claims/uniform.py).
+# Each run's quality report is kept in research/paper_claims/quality/<task>[_bBATCH]/<run>.json (commit it): a run
+# trained in an earlier session, its checkpoint gone, joins the tables through it, timed as an untrained stand-in
+# of its architecture (research/paper_claims/standin.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python}
 export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
 WIDTHS=${WIDTHS:-"56 48 40 32 24"}
 KINDS=" ${KINDS:-dhp l2 uni uni_dhp} "
+tag= variant=()
+if [ -n "${BATCH:-}" ]; then tag=b${BATCH}_ variant=("datasets:train:batch_size_per_gpu=$BATCH"); fi
 
 train() {   # name recipe [force_yml entries...]
   local name=$1 recipe=$2; shift 2
   [ -f "experiments/$name/models/net_g_latest.safetensors" ] && return 0
   mapfile -t args < <($PY -m tools.recipes args "$recipe")
   [[ " ${args[*]} " == *" --force_yml "* ]] || args+=(--force_yml)
-  if [ -n "${DRY:-}" ]; then echo "$PY -m restore_dhp.train ${args[*]} name=$name $* --auto_resume"; return 0; fi
+  if [ -n "${DRY:-}" ]; then echo "$PY -m restore_dhp.train ${args[*]} name=$name $* ${variant[*]} --auto_resume"; return 0; fi
   echo "== $(date -u +%T) $name"
-  $PY -m restore_dhp.train "${args[@]}" "name=$name" "$@" --auto_resume
+  $PY -m restore_dhp.train "${args[@]}" "name=$name" "$@" "${variant[@]}" --auto_resume
 }
 
 runs() {   # task prefix dhp_name l2_lambda
@@ -47,32 +54,42 @@ runs() {   # task prefix dhp_name l2_lambda
       for nn in 60 40 20; do train "${3}${nn}_s$seed" "${2}_dhp${nn}_cpu" "manual_seed=$seed"; done
     fi
     [[ $KINDS != *" l2 "* ]] ||
-      train "pc_${2}_dhp40_l2_s$seed" "${2}_dhp40_cpu" "manual_seed=$seed" "dhp:prox=l2" "dhp:regularization=$4"
+      train "pc_${2}_${tag}dhp40_l2_s$seed" "${2}_dhp40_cpu" "manual_seed=$seed" "dhp:prox=l2" "dhp:regularization=$4"
     for w in $WIDTHS; do
       [[ $KINDS != *" uni "* ]] ||
-        train "pc_${2}_uni${w}_s$seed" "${2}_baseline_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
+        train "pc_${2}_${tag}uni${w}_s$seed" "${2}_baseline_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
       [[ $KINDS != *" uni_dhp "* ]] ||
-        train "pc_${2}_uni${w}_dhp_s$seed" "${2}_dhp100_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
+        train "pc_${2}_${tag}uni${w}_dhp_s$seed" "${2}_dhp100_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
     done
   done
 }
 
 report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
-  local ckpt=research/paper_claims/ckpt out=reports/paper_claims/$1 sets table copied=() quality=() run c q
-  mkdir -p "$ckpt/quality" "$out"
+  local ckpt=research/paper_claims/ckpt out=reports/paper_claims/$1${BATCH:+_b$BATCH} sets table copied=() quality=() run c q k
+  local kept=research/paper_claims/quality/$1${BATCH:+_b$BATCH}
+  mkdir -p "$ckpt/quality" "$out" "$kept"
   if [ "$1" = sr ]; then sets="Set5 Set14 B100 Urban100" arch=srresnet size="170, 256"
   else sets="BSD68 Set12" arch=dncnn size="321, 481"; fi
-  for f in $(printf '%s\n' experiments/{"$3","pc_$2_"}*_s1?/models/net_g_latest.safetensors | sort -u) \
+  for f in $(printf '%s\n' experiments/{"$3","pc_$2_$tag"}*_s1?/models/net_g_latest.safetensors | sort -u) \
            experiments/"$4"_s1?/models/net_g_latest.safetensors; do
     [ -f "$f" ] || continue
     run=$(basename "$(dirname "$(dirname "$f")")")
-    [[ $run == "$4"_s* ]] && run=pc_$2_uni64_${run##*_}   # the baseline recipe's runs: the uniform width 64
+    [[ -z $tag && $run =~ _b[0-9]+_ ]] && continue   # a variant's run, not in the recipes' tables
+    [[ $run == "$4"_s* ]] && run=pc_$2_${tag}uni64_${run##*_}   # the baseline recipe's runs: the uniform width 64
     c=$ckpt/$run.safetensors q=$ckpt/quality/$run
     cmp -s "$f" "$c" || cp "$f" "$c"
     # shellcheck disable=SC2086
     [ "$q/report.json" -nt "$c" ] || $PY -m restore_dhp.benchmark --task "$1" --weights "$c" --sets $sets \
       --no-timing --no-lpips --out "$q" --quiet   # each checkpoint once (again when it changes)
+    cmp -s "$q/report.json" "$kept/$run.json" || cp "$q/report.json" "$kept/$run.json"
     copied+=("$c") quality+=("$q/report.json")
+  done
+  for k in "$kept"/*.json; do   # the runs of earlier sessions
+    [ -f "$k" ] || continue
+    c=$ckpt/$(basename "$k" .json).safetensors
+    [[ " ${copied[*]} " == *" $c "* ]] && continue
+    $PY -m research.paper_claims.standin "$k"
+    copied+=("$c") quality+=("$k")
   done
   [ ${#copied[@]} -gt 0 ] || { echo "no finished runs for $1" >&2; return 0; }
   [ "${5:-}" = quality ] && return 0
@@ -84,7 +101,8 @@ report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
 
 for task in ${TASKS:-sr denoise}; do
   case $task in
-    sr) args=(sr srresnet_x4 pbn_dhp 24.0 pbn_baseline) ;;                   # l2: the recipe's lambda 3.0 x 8
+    sr) st=${BATCH:+p24b${BATCH}_}   # run_stability.sh's names
+        args=(sr srresnet_x4 "pbn_${st}dhp" 24.0 "pbn_${st}baseline") ;;      # l2: the recipe's lambda 3.0 x 8
     denoise) args=(denoise dncnn_s70 pc_dncnn_s70_dhp 240.0 pc_dncnn_s70_baseline) ;;  # 30.0 x 8
     *) echo "unknown task $task (sr, denoise)" >&2; exit 2 ;;
   esac

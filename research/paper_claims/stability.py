@@ -43,6 +43,8 @@ def curves(name: str, root: Path, store: dict | None = None) -> tuple[Curve, Cur
     precise, running = {}, {}
     for iteration, set_name, metrics in read_metadata(path)['info'].get('validation', []):
         (running if set_name.endswith(RUNNING_SUFFIX) else precise)[int(iteration)] = float(next(iter(metrics.values())))
+    if not precise:
+        raise SystemExit(f'error: {name}: {path} records no validation yet')
     if store is not None:
         store[name] = {'precise': sorted(precise.items()), 'running': sorted(running.items())}
     return sorted(precise.items()), sorted(running.items())
