@@ -18,15 +18,16 @@
 #   TASKS=denoise SEEDS=10 WIDTHS="40" bash research/paper_claims/run_uniform.sh
 #   KINDS="uni l2" SEEDS="10 11" bash research/paper_claims/run_uniform.sh  # some families only (dhp l2 uni uni_dhp)
 #   DRY=1 bash research/paper_claims/run_uniform.sh                # the train commands only
-#   BATCH=16 TASKS=sr bash research/paper_claims/run_uniform.sh    # a variant: batch BATCH (runs ..._b16_uniW_sS, the
-#                            DHP and width-64 rows from run_stability.sh's pbn_p24b16_*, tables in reports/paper_claims/sr_b16)
+#   FREEZE=1200 TASKS=sr bash research/paper_claims/run_uniform.sh # a variant: BatchNorm frozen after iteration 1200
+#                            (runs ..._f1200_uniW_sS, SR's DHP and width-64 rows from run_stability.sh's pbn_f1200_*,
+#                            tables in reports/paper_claims/sr_f1200)
 #   bash research/paper_claims/run_uniform.sh quality              # benchmark the finished runs (each once, cached)
 #   bash research/paper_claims/run_uniform.sh report               # that, the timing and the tables
 # A finished run (experiments/<name>/models/net_g_latest.safetensors) is skipped; a killed one resumes.  The report
 # stage copies each finished run's checkpoint to research/paper_claims/ckpt/<run>.safetensors, benchmarks them, times
 # them side by side with the baseline on this CPU's latency table (restore_dhp.device_report: run it on a quiet
 # machine) and writes reports/paper_claims/<task>/uniform.md and its plot (research/paper_claims/uniform.py).
-# Each run's quality report is kept in research/paper_claims/quality/<task>[_bBATCH]/<run>.json (commit it): a run
+# Each run's quality report is kept in research/paper_claims/quality/<task>[_fFREEZE]/<run>.json (commit it): a run
 # trained in an earlier session, its checkpoint gone, joins the tables through it, timed as an untrained stand-in
 # of its architecture (research/paper_claims/standin.py).
 set -euo pipefail
@@ -36,7 +37,7 @@ export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
 WIDTHS=${WIDTHS:-"56 48 40 32 24"}
 KINDS=" ${KINDS:-dhp l2 uni uni_dhp} "
 tag= variant=()
-if [ -n "${BATCH:-}" ]; then tag=b${BATCH}_ variant=("datasets:train:batch_size_per_gpu=$BATCH"); fi
+if [ -n "${FREEZE:-}" ]; then tag=f${FREEZE}_ variant=("train:freeze_bn_iter=$FREEZE"); fi
 
 train() {   # name recipe [force_yml entries...]
   local name=$1 recipe=$2; shift 2
@@ -65,8 +66,8 @@ runs() {   # task prefix dhp_name l2_lambda
 }
 
 report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
-  local ckpt=research/paper_claims/ckpt out=reports/paper_claims/$1${BATCH:+_b$BATCH} sets table copied=() quality=() run c q k
-  local kept=research/paper_claims/quality/$1${BATCH:+_b$BATCH}
+  local ckpt=research/paper_claims/ckpt out=reports/paper_claims/$1${FREEZE:+_f$FREEZE} sets table copied=() quality=() run c q k
+  local kept=research/paper_claims/quality/$1${FREEZE:+_f$FREEZE}
   mkdir -p "$ckpt/quality" "$out" "$kept"
   if [ "$1" = sr ]; then sets="Set5 Set14 B100 Urban100" arch=srresnet size="170, 256"
   else sets="BSD68 Set12" arch=dncnn size="321, 481"; fi
@@ -74,7 +75,7 @@ report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
            experiments/"$4"_s1?/models/net_g_latest.safetensors; do
     [ -f "$f" ] || continue
     run=$(basename "$(dirname "$(dirname "$f")")")
-    [[ -z $tag && $run =~ _b[0-9]+_ ]] && continue   # a variant's run, not in the recipes' tables
+    [[ -z $tag && $run =~ _f[0-9]+_ ]] && continue   # a variant's run, not in the recipes' tables
     [[ $run == "$4"_s* ]] && run=pc_$2_${tag}uni64_${run##*_}   # the baseline recipe's runs: the uniform width 64
     c=$ckpt/$run.safetensors q=$ckpt/quality/$run
     cmp -s "$f" "$c" || cp "$f" "$c"
@@ -101,7 +102,7 @@ report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
 
 for task in ${TASKS:-sr denoise}; do
   case $task in
-    sr) st=${BATCH:+p24b${BATCH}_}   # run_stability.sh's names
+    sr) st=${FREEZE:+f${FREEZE}_}   # run_stability.sh's names
         args=(sr srresnet_x4 "pbn_${st}dhp" 24.0 "pbn_${st}baseline") ;;      # l2: the recipe's lambda 3.0 x 8
     denoise) args=(denoise dncnn_s70 pc_dncnn_s70_dhp 240.0 pc_dncnn_s70_baseline) ;;  # 30.0 x 8
     *) echo "unknown task $task (sr, denoise)" >&2; exit 2 ;;
