@@ -60,8 +60,8 @@ def table(runs: list[str], root: Path, store: dict | None = None) -> str:
         precise, running = curves(name, root, store)
         first = first or precise
         finals[name] = precise[-1][1]
-        cells = ' '.join(f'{p:.2f} ({r:.2f})' for (_, p), (_, r) in zip(precise, running)) if running else \
-            ' '.join(f'{p:.2f}' for _, p in precise)
+        live = dict(running)   # none once BatchNorm is frozen (train.freeze_bn_iter): nothing is recomputed then
+        cells = ' '.join(f'{p:.2f}' + (f' ({live[i]:.2f})' if i in live else '') for i, p in precise)
         fall = largest_fall(precise)
         rows.append(f'| {name} | {cells} | {precise[-1][1]:.2f} | {fall:.2f}{" !!" if fall > FALL_LIMIT else ""} |')
     iters = ', '.join(str(i) for i, _ in first)
