@@ -82,6 +82,15 @@ def test_dhp_is_compared_with_both_uniform_families_interpolated_at_its_cost(tmp
     (tmp_path / 'e.json').write_text(json.dumps(dict(report, models=models[:1])))
     assert main(['--device', str(tmp_path / 'e.json'), '--out', str(tmp_path / 'out')]) == 2
 
+    # a variant's runs go to their own block; a family not run yet gets no columns
+    (tmp_path / 'f.json').write_text(json.dumps(dict(report, models=[m for m in models if '_dhp_s' not in m['name']])))
+    doc.write_text('<!-- uniform:sr:begin -->\nkept\n<!-- uniform:sr:end -->\n'
+                   '<!-- uniform:sr_f1200:begin -->\n<!-- uniform:sr_f1200:end -->\n')
+    assert main(['--device', str(tmp_path / 'f.json'), '--out', str(tmp_path / 'f'), '--report', str(doc),
+                 '--block', 'sr_f1200']) == 0
+    assert '\nkept\n' in doc.read_text() and '| DHP-40 | +0.40 |' in doc.read_text()
+    assert 'vs uniform, DHP procedure' not in (tmp_path / 'f' / 'uniform.md').read_text()
+
 
 
 def test_the_last_checkpoints_are_averaged_tensor_by_tensor(tmp_path):

@@ -97,7 +97,8 @@ report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
   table=$($PY -c "from restore_dhp.latency import table_path; print(table_path('$arch', 'cpu', 'fused', 'fp32', 1, ($size)))")
   $PY -m restore_dhp.device_report --task "$1" --table "$table" --weights "weights/$2_baseline.safetensors" "${copied[@]}" \
     --quality "reports/$1/report.json" "${quality[@]}" --out "$out"
-  $PY -m research.paper_claims.uniform --device "$out/device_$1.json" --out "$out" --report reports/paper_claims.md
+  $PY -m research.paper_claims.uniform --device "$out/device_$1.json" --out "$out" --report reports/paper_claims.md \
+    --block "$(basename "$out")"
 }
 
 for task in ${TASKS:-sr denoise}; do

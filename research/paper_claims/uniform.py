@@ -89,13 +89,14 @@ def markdown(report: dict, table: dict) -> str:
         label = f'DHP-{point}' if family.startswith('DHP') else f'width {point}'
         cells = ' | '.join(f"{g['psnr'][s]:.2f} ({g['spread'][s]:.2f})" if s in g['psnr'] else '–' for s in sets)
         lines.append(f"| {family} | {label} | {len(g['runs'])} | {g['flops']:.3f} | {g['latency']:.3f} | {cells} |")
+    present = [u for u in UNIFORM if any(f == u for f, _ in table)]   # a family not run yet has no columns
     for axis, what in (('flops', 'FLOPs'), ('latency', 'measured latency')):
         diff = against_uniform(table, sets, axis)
         lines += ['', f'DHP minus the uniform families interpolated at its {what} (dB; outside: beyond their range):',
-                  '', '| DHP | ' + ' | '.join(f'vs {u}, {s}' for u in UNIFORM for s in sets) + ' |',
-                  '|---|' + '---|' * (len(UNIFORM) * len(sets))]
+                  '', '| DHP | ' + ' | '.join(f'vs {u}, {s}' for u in present for s in sets) + ' |',
+                  '|---|' + '---|' * (len(present) * len(sets))]
         for point in sorted({p for p, _ in diff}, reverse=True):
-            lines.append(f'| DHP-{point} | ' + ' | '.join(fmt(diff[point, u].get(s)) for u in UNIFORM for s in sets) + ' |')
+            lines.append(f'| DHP-{point} | ' + ' | '.join(fmt(diff[point, u].get(s)) for u in present for s in sets) + ' |')
     for point in sorted(p for f, p in table if f == 'DHP, l2'):
         lines += ['', f'l1 against l2 at DHP-{point}, widths kept per group (each seed):', '',
                   '| run | FLOPs ratio | ' + ' | '.join(sets) + ' | widths |', '|---|---|' + '---|' * len(sets) + '---|']
@@ -130,10 +131,10 @@ def plot(report: dict, table: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def embed(report_path: Path, task: str, text: str) -> None:
-    """Put ``text`` between the ``<!-- uniform:<task>:begin -->`` and ``...:end -->`` lines of ``report_path``."""
+def embed(report_path: Path, block: str, text: str) -> None:
+    """Put ``text`` between the ``<!-- uniform:<block>:begin -->`` and ``...:end -->`` lines of ``report_path``."""
     try:
-        write_text(report_path, splice(report_path.read_text(), f'uniform:{task}', text))
+        write_text(report_path, splice(report_path.read_text(), f'uniform:{block}', text))
     except ValueError as e:
         raise SystemExit(f'error: {report_path} has {e}') from None
 
@@ -142,7 +143,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='python -m research.paper_claims.uniform', description=__doc__.split('\n')[0])
     parser.add_argument('--device', required=True, help="a restore_dhp.device_report JSON of the runs' checkpoints")
     parser.add_argument('--out', required=True, help='folder for uniform.md and the plot')
-    parser.add_argument('--report', help='a Markdown file whose <!-- uniform:<task>:begin/end --> block gets the tables')
+    parser.add_argument('--report', help='a Markdown file whose <!-- uniform:<block>:begin/end --> block gets the tables')
+    parser.add_argument('--block', help="the block's name (default: the task; a variant's runs: their own block)")
     args = parser.parse_args(argv)
     report = json.loads(Path(args.device).read_text())
     table = groups(against_baseline(report), report['sets'])
@@ -154,7 +156,7 @@ def main(argv=None) -> int:
     text = markdown(report, table)
     write_text(out / 'uniform.md', text)
     if args.report:
-        embed(Path(args.report), report['task'], text)
+        embed(Path(args.report), args.block or report['task'], text)
     plot(report, table, out / f"uniform_{report['task']}.png")
     print(f"wrote {out / 'uniform.md'} and {out / ('uniform_' + report['task'] + '.png')}")
     return 0
