@@ -57,14 +57,9 @@ def test_freeze_bn_iter_stops_running_statistics_but_not_training(tmp_path):
     opt.pop('dhp')
     opt.update(model_type='RestorationModel', network_g={'type': 'DnCNN', 'num_feat': 8, 'num_layers': 5})
     opt['train']['freeze_bn_iter'] = 2
-    opt['train']['optim_g'] = {'type': 'AdamW', 'lr': 1e-3, 'weight_decay': 0.5}
     opt['logger']['save_checkpoint_freq'] = 2
     run_train(root, write_options(root, opt))
     at2, at4 = (load_file(os.path.join(_models(root, 'tiny_freeze'), f'net_g_{i}.safetensors')) for i in (2, 4))
-    decay = [[g['weight_decay'] for g in torch.load(os.path.join(_models(root, 'tiny_freeze'), '..', 'training_states',
-                                                                 f'{i}.state'), weights_only=False)['optimizers'][0]
-              ['param_groups']] for i in (2, 4)]
-    assert decay == [[0.5], [0.0]]   # weight decay stops with the statistics
     stats = [k for k in at2 if k.endswith(('running_mean', 'running_var'))]
     assert stats
     assert all(torch.equal(at2[k], at4[k]) for k in stats)  # frozen after iteration 2

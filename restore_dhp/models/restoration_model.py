@@ -32,8 +32,7 @@ and as the base of the DHP search model.  Differences from ``SRModel``:
   ``all`` (the default) to every parameter;
 * ``train.freeze_bn_iter: N`` (optional): after iteration N every BatchNorm layer
   runs in eval mode while training: it normalises with, and no longer updates,
-  its running statistics; its scale and shift still train, and weight decay
-  stops (with fixed statistics it would shrink what each conv passes on).  A final stretch
+  its running statistics; its scale and shift still train.  A final stretch
   like this lets a network adapt to the fixed statistics it is evaluated with
   (the DnCNN DHP models needed it: see weights/README.md).
 """
@@ -230,11 +229,6 @@ class RestorationModel(SRModel):
         if not self._bn_frozen:  # the step's graph, if captured, ran BatchNorm in training mode
             self._bn_frozen = True
             self.reset_step()
-            # weight decay on a conv that feeds BatchNorm is scale-free only while BatchNorm divides by the batch's
-            # statistics; with fixed ones it shrinks the conv's output, a loss of 0.6 dB in the SR baseline's last
-            # 400 steps (reports/paper_claims.md): from here on nothing decays
-            for group in self.optimizer_g.param_groups:
-                group['weight_decay'] = 0.0
 
     def prepare_network(self, net):
         """``network_g`` as built by BasicSR, with its structure recorded (:mod:`restore_dhp.network`) and, when the
