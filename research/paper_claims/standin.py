@@ -1,6 +1,6 @@
 """Stand-ins for runs whose checkpoints went with their machine: the run's architecture with untrained weights.
 
-    python -m research.paper_claims.standin research/paper_claims/quality/sr_b16/*.json
+    python -m research.paper_claims.standin research/paper_claims/quality/sr_f1400/*.json
 
 A run's quality report (``restore_dhp.benchmark``'s report.json of its one checkpoint, kept in the repository) holds
 the PSNR per set and everything the device report needs of the model but its latency: architecture, constructor
@@ -16,14 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from restore_dhp.checkpoint import build_checked, save_compact
 
 STAND_IN = 'untrained stand-in of the run for timing only (research/paper_claims/standin.py)'
 
 
-def stand_in(report_path: Path, seed: int = 0) -> Path | None:
+def stand_in(report_path: Path) -> Path | None:
     """The stand-in of a one-checkpoint quality report, written at its checkpoint path when nothing is there;
     that path, or None when a file was there already."""
     report = json.loads(report_path.read_text())
@@ -34,7 +32,6 @@ def stand_in(report_path: Path, seed: int = 0) -> Path | None:
     path = Path(r['checkpoint'])
     if path.exists():
         return None
-    torch.manual_seed(seed)
     net = build_checked(r['arch'], r['arch_kwargs'], r['widths'], report_path).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     save_compact(net, path, info={**r.get('info', {}), 'stand_in': STAND_IN})
