@@ -4,9 +4,11 @@
 #   bash research/paper_claims/run_stability.sh            # the runs missing, then the table
 #   RUNS="dhp40 dhp20" SEEDS=11 bash research/paper_claims/run_stability.sh
 #   PATCH=34 BATCH=4 bash research/paper_claims/run_stability.sh   # a variant: BATCH LR patches of PATCHxPATCH
-#                            per batch (the recipe: 8 of 24x24), runs named pbn_p<PATCH>b<BATCH>_<r>_s<seed>
-#   FREEZE=1200 bash research/paper_claims/run_stability.sh        # a variant: BatchNorm frozen after iteration 1200
-#                            (train.freeze_bn_iter), runs named pbn_[p<PATCH>b<BATCH>_]f<FREEZE>_<r>_s<seed>
+#                            per batch (the recipe: 8 of 24x24), runs named pbn_p<PATCH>b<BATCH>_<r>_s<seed> (measured with FREEZE=)
+#   FREEZE=1200 bash research/paper_claims/run_stability.sh        # BatchNorm frozen after iteration 1200 instead of
+#                            the recipes' 1400 (train.freeze_bn_iter); runs are named pbn_[p<PATCH>b<BATCH>_]f<FREEZE>_
+#                            <r>_s<seed>, the recipes' own pbn_f1400_<r>_s<seed>
+#   FREEZE= bash research/paper_claims/run_stability.sh            # the recipes before the freeze (pbn_<r>_s<seed>)
 # A killed run continues when the script is started again (--auto_resume).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,7 +20,9 @@ if [ -n "${PATCH:-}${BATCH:-}" ]; then
   PATCH=${PATCH:-24} BATCH=${BATCH:-8} tag=p${PATCH}b${BATCH}_
   variant=("datasets:train:gt_size=$((PATCH * 4))" "datasets:train:batch_size_per_gpu=$BATCH")
 fi
-if [ -n "${FREEZE:-}" ]; then tag=${tag}f${FREEZE}_ variant+=("train:freeze_bn_iter=$FREEZE"); fi
+FREEZE=${FREEZE-1400}   # the recipes' train.freeze_bn_iter; empty: none
+if [ -n "$FREEZE" ]; then tag=${tag}f${FREEZE}_ variant+=("train:freeze_bn_iter=$FREEZE")
+else variant+=("train:freeze_bn_iter=~"); fi
 for r in ${RUNS:-baseline dhp60 dhp40 dhp20}; do for seed in ${SEEDS:-10 11}; do
   n=pbn_$tag${r}_s$seed
   names+=("$n")

@@ -18,9 +18,11 @@
 #   TASKS=denoise SEEDS=10 WIDTHS="40" bash research/paper_claims/run_uniform.sh
 #   KINDS="uni l2" SEEDS="10 11" bash research/paper_claims/run_uniform.sh  # some families only (dhp l2 uni uni_dhp)
 #   DRY=1 bash research/paper_claims/run_uniform.sh                # the train commands only
-#   FREEZE=1200 TASKS=sr bash research/paper_claims/run_uniform.sh # a variant: BatchNorm frozen after iteration 1200
-#                            (runs ..._f1200_uniW_sS, SR's DHP and width-64 rows from run_stability.sh's pbn_f1200_*,
-#                            tables in reports/paper_claims/sr_f1200)
+#   FREEZE=1200 TASKS=sr bash research/paper_claims/run_uniform.sh # BatchNorm frozen after iteration 1200 instead of
+#                            the SR recipes' 1400 (runs ..._f1200_uniW_sS, SR's DHP and width-64 rows from
+#                            run_stability.sh's pbn_f1200_*, tables in reports/paper_claims/sr_f1200; the recipes'
+#                            own: ..._f1400_..., sr_f1400); FREEZE= the SR recipes before the freeze (untagged names,
+#                            reports/paper_claims/sr).  DnCNN's recipes have no freeze; FREEZE=N gives them one.
 #   bash research/paper_claims/run_uniform.sh quality              # benchmark the finished runs (each once, cached)
 #   bash research/paper_claims/run_uniform.sh report               # that, the timing and the tables
 # A finished run (experiments/<name>/models/net_g_latest.safetensors) is skipped; a killed one resumes.  The report
@@ -36,8 +38,13 @@ PY=${PY:-python}
 export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
 WIDTHS=${WIDTHS:-"56 48 40 32 24"}
 KINDS=" ${KINDS:-dhp l2 uni uni_dhp} "
-tag= variant=()
-if [ -n "${FREEZE:-}" ]; then tag=f${FREEZE}_ variant=("train:freeze_bn_iter=$FREEZE"); fi
+SR_FREEZE=${FREEZE-1400} DENOISE_FREEZE=${FREEZE:-}   # train.freeze_bn_iter: the SR recipes' 1400, DnCNN's none
+freeze() {   # task: set FREEZE, the runs' name tag and the override for this task
+  tag= variant=()
+  if [ "$1" = sr ]; then FREEZE=$SR_FREEZE; else FREEZE=$DENOISE_FREEZE; fi
+  if [ -n "$FREEZE" ]; then tag=f${FREEZE}_ variant=("train:freeze_bn_iter=$FREEZE")
+  elif [ "$1" = sr ]; then variant=("train:freeze_bn_iter=~"); fi
+}
 
 train() {   # name recipe [force_yml entries...]
   local name=$1 recipe=$2; shift 2
@@ -102,6 +109,7 @@ report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
 }
 
 for task in ${TASKS:-sr denoise}; do
+  freeze "$task"
   case $task in
     sr) st=${FREEZE:+f${FREEZE}_}   # run_stability.sh's names
         args=(sr srresnet_x4 "pbn_${st}dhp" 24.0 "pbn_${st}baseline") ;;      # l2: the recipe's lambda 3.0 x 8
