@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The recipe-stability check of reports/paper_claims.md (issue 30): each SR CPU recipe (options/train, with its
-# train.precise_bn) trained with seeds 10 and 11, one run at a time on one thread, then the table.
+# train.precise_bn and train.freeze_bn_iter) trained with seeds 10 and 11, one run at a time on one thread, then the table.
 #   bash research/paper_claims/run_stability.sh            # the runs missing, then the table
 #   RUNS="dhp40 dhp20" SEEDS=11 bash research/paper_claims/run_stability.sh
 #   PATCH=34 BATCH=4 bash research/paper_claims/run_stability.sh   # a variant: BATCH LR patches of PATCHxPATCH
-#                            per batch (the recipe: 8 of 24x24), runs named pbn_p<PATCH>b<BATCH>_<r>_s<seed> (measured with FREEZE=)
+#                            per batch (the recipe: 8 of 24x24), runs named pbn_p<PATCH>b<BATCH>_<r>_s<seed> (as measured:
+#                            with FREEZE=)
 #   FREEZE=1200 bash research/paper_claims/run_stability.sh        # BatchNorm frozen after iteration 1200 instead of
 #                            the recipes' 1400 (train.freeze_bn_iter); runs are named pbn_[p<PATCH>b<BATCH>_]f<FREEZE>_
 #                            <r>_s<seed>, the recipes' own pbn_f1400_<r>_s<seed>
