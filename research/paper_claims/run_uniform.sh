@@ -21,8 +21,9 @@
 #   FREEZE=1200 TASKS=sr bash research/paper_claims/run_uniform.sh # BatchNorm frozen after iteration 1200 instead of
 #                            the SR recipes' 1400 (runs ..._f1200_uniW_sS, SR's DHP and width-64 rows from
 #                            run_stability.sh's pbn_f1200_*, tables in reports/paper_claims/sr_f1200; the recipes'
-#                            own: ..._f1400_..., sr_f1400); FREEZE= the SR recipes before the freeze (untagged names,
-#                            reports/paper_claims/sr).  DnCNN's recipes have no freeze; FREEZE=N gives them one.
+#                            own, train.freeze_bn_iter 1400: ..._f1400_..., sr_f1400); FREEZE= the recipes without a
+#                            freeze (SR's before it: untagged names, reports/paper_claims/sr); DnCNN's recipes have
+#                            none, so FREEZE=N gives them one.
 #   bash research/paper_claims/run_uniform.sh quality              # benchmark the finished runs (each once, cached)
 #   bash research/paper_claims/run_uniform.sh report               # that, the timing and the tables
 # A finished run (experiments/<name>/models/net_g_latest.safetensors) is skipped; a killed one resumes.  The report
@@ -38,12 +39,14 @@ PY=${PY:-python}
 export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
 WIDTHS=${WIDTHS:-"56 48 40 32 24"}
 KINDS=" ${KINDS:-dhp l2 uni uni_dhp} "
-SR_FREEZE=${FREEZE-1400} DENOISE_FREEZE=${FREEZE:-}   # train.freeze_bn_iter: the SR recipes' 1400, DnCNN's none
-freeze() {   # task: set FREEZE, the runs' name tag and the override for this task
+ASKED=${FREEZE-recipe}   # FREEZE unset: each task's recipe's own train.freeze_bn_iter
+freeze() {   # a task's baseline recipe: set FREEZE, the runs' name tag and the override for this task
+  local own
+  own=$($PY -c "from tools.recipes import recipe; v = recipe('$1').options()['train'].get('freeze_bn_iter'); print('' if v is None else v)")
   tag= variant=()
-  if [ "$1" = sr ]; then FREEZE=$SR_FREEZE; else FREEZE=$DENOISE_FREEZE; fi
+  if [ "$ASKED" = recipe ]; then FREEZE=$own; else FREEZE=$ASKED; fi
   if [ -n "$FREEZE" ]; then tag=f${FREEZE}_ variant=("train:freeze_bn_iter=$FREEZE")
-  elif [ "$1" = sr ]; then variant=("train:freeze_bn_iter=~"); fi
+  elif [ -n "$own" ]; then variant=("train:freeze_bn_iter=~"); fi
 }
 
 train() {   # name recipe [force_yml entries...]
@@ -109,11 +112,10 @@ report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
 }
 
 for task in ${TASKS:-sr denoise}; do
-  freeze "$task"
   case $task in
-    sr) st=${FREEZE:+f${FREEZE}_}   # run_stability.sh's names
+    sr) freeze srresnet_x4_baseline_cpu; st=${FREEZE:+f${FREEZE}_}   # run_stability.sh's names
         args=(sr srresnet_x4 "pbn_${st}dhp" 24.0 "pbn_${st}baseline") ;;      # l2: the recipe's lambda 3.0 x 8
-    denoise) args=(denoise dncnn_s70 pc_dncnn_s70_dhp 240.0 pc_dncnn_s70_baseline) ;;  # 30.0 x 8
+    denoise) freeze dncnn_s70_baseline_cpu; args=(denoise dncnn_s70 pc_dncnn_s70_dhp 240.0 pc_dncnn_s70_baseline) ;;  # 30.0 x 8
     *) echo "unknown task $task (sr, denoise)" >&2; exit 2 ;;
   esac
   case ${1:-runs} in
