@@ -163,3 +163,37 @@ def test_a_stand_in_has_the_runs_architecture_and_never_replaces_a_checkpoint(tm
     report.write_text(json.dumps({'results': [record, record]}))
     with pytest.raises(SystemExit, match='2 checkpoints'):
         main([str(report)])
+
+
+def test_a_run_whose_lr_milestones_are_not_the_dhp_recipes_carries_them_in_its_name():
+    from research.paper_claims.schedule import milestone_tag, reference
+    assert reference('srresnet_x4_baseline_cpu') == reference('srresnet_x4_dhp20_cpu') == 'srresnet_x4_dhp60_cpu'
+    assert milestone_tag('srresnet_x4_dhp40_cpu') == ''
+    assert milestone_tag('srresnet_x4_baseline_cpu') == 'm600-1000-1200-1400_'   # its own since part 1
+    assert milestone_tag('srresnet_x4_baseline_cpu', [1000, 1400]) == ''
+    assert milestone_tag('srresnet_x4_dhp60_cpu', [600, 1000]) == 'm600-1000_'
+    assert milestone_tag('dncnn_s70_baseline_cpu') == ''
+    with pytest.raises(SystemExit, match='not a CPU recipe'):
+        reference('srresnet_x4_baseline_gpu')
+
+
+def test_the_stability_script_names_and_overrides_each_recipes_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).parents[1] / 'research/paper_claims/run_stability.sh'
+    env = dict(os.environ, PY=sys.executable, DRY='1', RUNS='baseline dhp60', SEEDS='10')
+
+    def dry(**extra):
+        out = subprocess.run(['bash', str(script)], env=dict(env, **extra), capture_output=True, text=True, check=True)
+        return dict(line.replace(' (trained)', '').split(': ', 1) for line in out.stdout.splitlines())
+
+    assert dry() == {'pbn_m600-1000-1200-1400_f1400_baseline_s10': ' train:freeze_bn_iter=1400',
+                     'pbn_f1400_dhp60_s10': ' train:freeze_bn_iter=1400'}
+    stretched = dry(ITERS='3200')
+    assert stretched['pbn_i3200_f1400_dhp60_s10'] == ('train:total_iter=3200 train:scheduler:milestones=[2000,2800] '
+                                                      'train:freeze_bn_iter=2800')
+    assert 'train:scheduler:milestones=[1200,2000,2400,2800]' in \
+        stretched['pbn_m600-1000-1200-1400_i3200_f1400_baseline_s10']
+    assert set(dry(MILESTONES='1000,1400', FREEZE='')) == {'pbn_baseline_s10', 'pbn_dhp60_s10'}

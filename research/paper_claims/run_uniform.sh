@@ -40,9 +40,10 @@ export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
 WIDTHS=${WIDTHS:-"56 48 40 32 24"}
 KINDS=" ${KINDS:-dhp l2 uni uni_dhp} "
 ASKED=${FREEZE-recipe}   # FREEZE unset: each task's recipe's own train.freeze_bn_iter
-freeze() {   # a task's baseline recipe: set FREEZE, the runs' name tag and the override for this task
+freeze() {   # a task's baseline recipe: set FREEZE, the runs' name tags and the override for this task
   local own
-  own=$($PY -c "from tools.recipes import recipe; v = recipe('$1').options()['train'].get('freeze_bn_iter'); print('' if v is None else v)")
+  # its freeze, and mtag: its lr milestones where they are not the DHP recipes' (research/paper_claims/schedule.py)
+  IFS='|' read -r own _ _ mtag < <($PY -m research.paper_claims.schedule "$1")
   tag= variant=()
   if [ "$ASKED" = recipe ]; then FREEZE=$own; else FREEZE=$ASKED; fi
   if [ -n "$FREEZE" ]; then tag=f${FREEZE}_ variant=("train:freeze_bn_iter=$FREEZE")
@@ -68,7 +69,7 @@ runs() {   # task prefix dhp_name l2_lambda
       train "pc_${2}_${tag}dhp40_l2_s$seed" "${2}_dhp40_cpu" "manual_seed=$seed" "dhp:prox=l2" "dhp:regularization=$4"
     for w in $WIDTHS; do
       [[ $KINDS != *" uni "* ]] ||
-        train "pc_${2}_${tag}uni${w}_s$seed" "${2}_baseline_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
+        train "pc_${2}_${mtag}${tag}uni${w}_s$seed" "${2}_baseline_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
       [[ $KINDS != *" uni_dhp "* ]] ||
         train "pc_${2}_${tag}uni${w}_dhp_s$seed" "${2}_dhp100_cpu" "manual_seed=$seed" "network_g:num_feat=$w"
     done
@@ -76,17 +77,20 @@ runs() {   # task prefix dhp_name l2_lambda
 }
 
 report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
-  local ckpt=research/paper_claims/ckpt out=reports/paper_claims/$1${FREEZE:+_f$FREEZE} sets table copied=() quality=() run c q k
-  local kept=research/paper_claims/quality/$1${FREEZE:+_f$FREEZE}
+  local suffix=${FREEZE:+_f$FREEZE}${mtag:+_${mtag%_}}   # sr_f1400_m600-1000-1200-1400: the baseline's own milestones
+  local ckpt=research/paper_claims/ckpt out=reports/paper_claims/$1$suffix sets table copied=() quality=() run c q k
+  local kept=research/paper_claims/quality/$1$suffix
   mkdir -p "$ckpt/quality" "$out" "$kept"
   if [ "$1" = sr ]; then sets="Set5 Set14 B100 Urban100" arch=srresnet size="170, 256"
   else sets="BSD68 Set12" arch=dncnn size="321, 481"; fi
-  for f in $(printf '%s\n' experiments/{"$3","pc_$2_$tag"}*_s1?/models/net_g_latest.safetensors | sort -u) \
+  # the DHP recipes' runs (DHP, the procedure's widths, l2), the baseline recipe's (plain widths, width 64)
+  for f in $(printf '%s\n' experiments/{"$3"*,"pc_$2_$tag"{*_dhp,dhp40_l2},"pc_$2_$mtag${tag}"uni[0-9][0-9]}_s1?/models/net_g_latest.safetensors | sort -u) \
            experiments/"$4"_s1?/models/net_g_latest.safetensors; do
     [ -f "$f" ] || continue
     run=$(basename "$(dirname "$(dirname "$f")")")
+    [[ " ${SEEDS:-10 11} " == *" ${run##*_s} "* ]] || continue   # the seeds asked for (part 1 also ran 12)
     [[ -z $tag && $run =~ _f[0-9]+_ ]] && continue   # a variant's run, not in the recipes' tables
-    [[ $run == "$4"_s* ]] && run=pc_$2_${tag}uni64_${run##*_}   # the baseline recipe's runs: the uniform width 64
+    [[ $run == "$4"_s* ]] && run=pc_$2_$mtag${tag}uni64_${run##*_}   # the baseline recipe's runs: the uniform width 64
     c=$ckpt/$run.safetensors q=$ckpt/quality/$run
     cmp -s "$f" "$c" || cp "$f" "$c"
     # shellcheck disable=SC2086
@@ -114,7 +118,7 @@ report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
 for task in ${TASKS:-sr denoise}; do
   case $task in
     sr) freeze srresnet_x4_baseline_cpu; st=${FREEZE:+f${FREEZE}_}   # run_stability.sh's names
-        args=(sr srresnet_x4 "pbn_${st}dhp" 24.0 "pbn_${st}baseline") ;;      # l2: the recipe's lambda 3.0 x 8
+        args=(sr srresnet_x4 "pbn_${st}dhp" 24.0 "pbn_$mtag${st}baseline") ;;      # l2: the recipe's lambda 3.0 x 8
     denoise) freeze dncnn_s70_baseline_cpu; args=(denoise dncnn_s70 pc_dncnn_s70_dhp 240.0 pc_dncnn_s70_baseline) ;;  # 30.0 x 8
     *) echo "unknown task $task (sr, denoise)" >&2; exit 2 ;;
   esac
