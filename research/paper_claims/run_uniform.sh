@@ -30,9 +30,11 @@
 # stage copies each finished run's checkpoint to research/paper_claims/ckpt/<run>.safetensors, benchmarks them, times
 # them side by side with the baseline on this CPU's latency table (restore_dhp.device_report: run it on a quiet
 # machine) and writes reports/paper_claims/<task>/uniform.md and its plot (research/paper_claims/uniform.py).
-# Each run's quality report is kept in research/paper_claims/quality/<task>[_fFREEZE]/<run>.json (commit it): a run
-# trained in an earlier session, its checkpoint gone, joins the tables through it, timed as an untrained stand-in
-# of its architecture (research/paper_claims/standin.py).
+# Each run's quality report is kept in research/paper_claims/quality/<task>[_fFREEZE]/<run>.json (commit it), the
+# baseline recipe's runs under quality/<task>[_fFREEZE]_m<milestones> where its lr milestones are its own (SR since
+# part 1; tables in reports/paper_claims/ under the same name): a run trained in an earlier session, its checkpoint
+# gone, joins the tables through it, timed as an untrained stand-in of its architecture
+# (research/paper_claims/standin.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python}
@@ -79,8 +81,11 @@ runs() {   # task prefix dhp_name l2_lambda
 report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
   local suffix=${FREEZE:+_f$FREEZE}${mtag:+_${mtag%_}}   # sr_f1400_m600-1000-1200-1400: the baseline's own milestones
   local ckpt=research/paper_claims/ckpt out=reports/paper_claims/$1$suffix sets table copied=() quality=() run c q k
-  local kept=research/paper_claims/quality/$1$suffix
-  mkdir -p "$ckpt/quality" "$out" "$kept"
+  # each run's quality report is kept once: the DHP recipes' runs under quality/<task>[_fFREEZE], the baseline
+  # recipe's (plain widths, width 64) beside them or, where its milestones are its own, under quality/<task><suffix>
+  local base=research/paper_claims/quality/$1${FREEZE:+_f$FREEZE} kept=research/paper_claims/quality/$1$suffix home
+  local plain="pc_$2_$mtag${tag}uni[0-9][0-9]_s*"
+  mkdir -p "$ckpt/quality" "$out" "$base" "$kept"
   if [ "$1" = sr ]; then sets="Set5 Set14 B100 Urban100" arch=srresnet size="170, 256"
   else sets="BSD68 Set12" arch=dncnn size="321, 481"; fi
   # the DHP recipes' runs (DHP, the procedure's widths, l2), the baseline recipe's (plain widths, width 64)
@@ -96,11 +101,16 @@ report() {   # task prefix dhp_name baseline_runs [quality: the benchmarks only]
     # shellcheck disable=SC2086
     [ "$q/report.json" -nt "$c" ] || $PY -m restore_dhp.benchmark --task "$1" --weights "$c" --sets $sets \
       --no-timing --no-lpips --out "$q" --quiet   # each checkpoint once (again when it changes)
-    cmp -s "$q/report.json" "$kept/$run.json" || cp "$q/report.json" "$kept/$run.json"
+    # shellcheck disable=SC2053
+    if [[ $run == $plain ]]; then home=$kept; else home=$base; fi
+    cmp -s "$q/report.json" "$home/$run.json" || cp "$q/report.json" "$home/$run.json"
     copied+=("$c") quality+=("$q/report.json")
   done
-  for k in "$kept"/*.json; do   # the runs of earlier sessions
+  for k in "$kept"/*.json "$base"/*.json; do   # the runs of earlier sessions
     [ -f "$k" ] || continue
+    # shellcheck disable=SC2053
+    [[ $k == "$base"/* && $kept != "$base" && $(basename "$k") == pc_$2_${tag}uni[0-9][0-9]_s*.json ]] &&
+      continue   # the plain family at the DHP recipes' milestones: not this table's
     c=$ckpt/$(basename "$k" .json).safetensors
     [[ " ${copied[*]} " == *" $c "* ]] && continue
     $PY -m research.paper_claims.standin "$k"

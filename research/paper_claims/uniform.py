@@ -1,6 +1,6 @@
 """Parts 2-3 of reports/paper_claims.md: DHP against the uniformly thinned network, l1 against l2, from a device report.
 
-    python -m research.paper_claims.uniform --device reports/paper_claims/sr/device_sr.json --out reports/paper_claims/sr
+    python -m research.paper_claims.uniform --device reports/paper_claims/denoise/device_denoise.json --out reports/paper_claims/denoise
 
 The device report (``restore_dhp.device_report`` over the runs' final checkpoints, named after their runs, and the
 full-width baseline) holds each model's FLOPs ratio, widths, latency measured side by side and PSNR per set.  The
