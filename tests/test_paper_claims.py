@@ -1,4 +1,9 @@
 """The recipe-stability table of reports/paper_claims.md (research/paper_claims/stability.py), from checkpoints."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from research.paper_claims.stability import table
@@ -177,11 +182,7 @@ def test_a_run_whose_lr_milestones_are_not_the_dhp_recipes_carries_them_in_its_n
         reference('srresnet_x4_baseline_gpu')
 
 
-def test_the_stability_script_names_and_overrides_each_recipes_runs(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+def test_the_stability_script_names_and_overrides_each_recipes_runs():
     script = Path(__file__).parents[1] / 'research/paper_claims/run_stability.sh'
     env = dict(os.environ, PY=sys.executable, DRY='1', RUNS='baseline dhp60', SEEDS='10')
 
